@@ -1,0 +1,12 @@
+//! Drydock's container engine: an OCI image store, containers run through youki's libcontainer, and the
+//! operations behind the docker-like `engine` CLI. Daemonless: every call works on a state directory guarded by
+//! file locks (see [`root`]). The CLI (`src/main.rs`, `src/cli/`) only parses arguments and prints.
+
+pub mod digest;
+pub mod error;
+pub mod humanize;
+pub mod image;
+pub mod reference;
+pub mod root;
+
+pub use error::{Error, Result};

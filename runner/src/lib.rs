@@ -1,0 +1,1 @@
+//! Job execution through the engine library: steps, service containers, caches, workspaces, artifacts.

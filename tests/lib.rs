@@ -1,0 +1,1 @@
+//! Shared test harness (the DSL lives in `util.rs` of the test binary).
