@@ -88,7 +88,11 @@ impl Root {
         let mut file = file;
         loop {
             match Flock::lock(file, FlockArg::LockExclusive) {
-                Ok(lock) => return Ok(RootLock { _lock: lock }),
+                Ok(lock) => {
+                    let lock = RootLock { _lock: lock };
+                    self.clean_tmp(&lock);
+                    return Ok(lock);
+                }
                 Err((f, nix::errno::Errno::EINTR)) => file = f,
                 Err((_, e)) => return Err(Error::Lock { path, source: e.into() }),
             }
