@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("DRYDOCK_TEST_BINARIES") {
+        if let Some(dir) = std::env::var_os("DRYDOCK_TEST_BINARIES").filter(|d| !d.is_empty()) {
             return PathBuf::from(dir);
         }
         // target/debug/deps/integration-… → target/debug; build the binaries so they match this source tree.

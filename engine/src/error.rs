@@ -9,6 +9,8 @@ pub enum Error {
     Image(#[from] crate::image::Error),
     #[error(transparent)]
     Reference(#[from] crate::reference::Error),
+    #[error(transparent)]
+    Container(#[from] crate::container::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,118 @@
+//! `cp`: copy files between a container and the host with `docker cp`'s tar semantics. A path in the container
+//! is resolved inside its root filesystem (symlinks cannot lead out); the rootfs is mounted for the duration if
+//! the container is not running.
+//!
+//! - container → tar: the entry names start with the source's base name (`/etc` → `etc/…`); a source ending in
+//!   `/.` gives its contents.
+//! - tar → container: unpacked into a directory that must exist, with the same protections as image layers.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::rootfs::{Mounted, RootfsDirs};
+use super::store::ContainerStore;
+use super::{io_err, Error, Result};
+use crate::image::layer::{clean_relative, resolve_in_root};
+
+/// What a path in a container is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    Dir,
+    Other,
+}
+
+fn mounted(store: &ContainerStore, id: &str) -> Result<Mounted> {
+    let c = store.load(id)?;
+    Mounted::ensure(RootfsDirs::of(&store.dir(id), &c))
+}
+
+/// Resolves `path` inside `rootfs`: every directory component follows symlinks within the rootfs; the last
+/// component is kept as is (copying a symlink copies the link, as docker does).
+fn resolve(rootfs: &Path, path: &str) -> Result<PathBuf> {
+    let rel = clean_relative(std::ffi::OsStr::new(path)).unwrap_or_default();
+    let parent = rel.parent().unwrap_or(Path::new(""));
+    let dir = resolve_in_root(rootfs, parent, path).map_err(|e| Error::Runtime(e.to_string()))?;
+    Ok(match rel.file_name() {
+        Some(name) => dir.join(name),
+        None => dir,
+    })
+}
+
+/// The kind of `path` in container `id`, `None` if it does not exist.
+pub fn stat(store: &ContainerStore, id: &str, path: &str) -> Result<Option<PathKind>> {
+    let m = mounted(store, id)?;
+    let full = resolve(m.path(), path)?;
+    let meta = fs::metadata(&full).or_else(|_| fs::symlink_metadata(&full));
+    Ok(meta.ok().map(|meta| if meta.is_dir() { PathKind::Dir } else { PathKind::Other }))
+}
+
+/// Writes `path` of container `id` as a tar stream to `out`.
+pub fn archive(store: &ContainerStore, id: &str, path: &str, out: impl Write) -> Result<()> {
+    let m = mounted(store, id)?;
+    let full = resolve(m.path(), path)?;
+    let meta = fs::symlink_metadata(&full)
+        .map_err(|_| Error::NoSuchPath { container: id.to_owned(), path: path.to_owned() })?;
+    let mut b = tar::Builder::new(out);
+    b.follow_symlinks(false);
+    let ctx = |e: std::io::Error| Error::Io { context: format!("cannot archive {path}"), source: e };
+    let contents_only = path.ends_with("/.");
+    let name = full.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    if meta.is_dir() {
+        if contents_only {
+            b.append_dir_all(".", &full).map_err(ctx)?;
+        } else {
+            b.append_dir_all(&name, &full).map_err(ctx)?;
+        }
+    } else {
+        b.append_path_with_name(&full, &name).map_err(ctx)?;
+    }
+    b.into_inner().map_err(ctx)?.flush().map_err(ctx)
+}
+
+/// Unpacks the tar stream `input` into directory `dir` of container `id`.
+pub fn extract(store: &ContainerStore, id: &str, dir: &str, input: impl Read) -> Result<()> {
+    let m = mounted(store, id)?;
+    let rel = clean_relative(std::ffi::OsStr::new(dir)).unwrap_or_default();
+    let target = resolve_in_root(m.path(), &rel, dir).map_err(|e| Error::Runtime(e.to_string()))?;
+    if !target.is_dir() {
+        return Err(Error::NoSuchPath { container: id.to_owned(), path: dir.to_owned() });
+    }
+    crate::image::layer::unpack(input, &target).map_err(|e| Error::Runtime(format!("cannot copy into {dir}: {e}")))?;
+    Ok(())
+}
+
+/// Builds a tar of host path `src` whose single top entry is named `name`.
+pub fn host_archive(src: &Path, name: &str, out: impl Write) -> Result<()> {
+    let meta = fs::symlink_metadata(src).map_err(io_err(format!("cannot copy {}", src.display())))?;
+    let mut b = tar::Builder::new(out);
+    b.follow_symlinks(false);
+    let ctx = |e: std::io::Error| Error::Io { context: format!("cannot archive {}", src.display()), source: e };
+    if meta.is_dir() {
+        b.append_dir_all(name, src).map_err(ctx)?;
+    } else {
+        b.append_path_with_name(src, name).map_err(ctx)?;
+    }
+    b.into_inner().map_err(ctx)?.flush().map_err(ctx)
+}
+
+/// Unpacks a tar from a container onto the host: into `dest` if it is a directory, else as `dest` itself (the
+/// tar's single top entry renamed). Entries cannot escape the target (tar's own checks).
+pub fn host_extract(input: impl Read, dest: &Path) -> Result<()> {
+    let ctx = |e: std::io::Error| Error::Io { context: format!("cannot copy to {}", dest.display()), source: e };
+    if dest.is_dir() {
+        return tar::Archive::new(input).unpack(dest).map_err(ctx);
+    }
+    let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let staging = tempfile::Builder::new().prefix(".drydock-cp-").tempdir_in(parent).map_err(ctx)?;
+    tar::Archive::new(input).unpack(staging.path()).map_err(ctx)?;
+    let mut top = fs::read_dir(staging.path()).map_err(ctx)?.flatten();
+    match (top.next(), top.next()) {
+        (Some(entry), None) => fs::rename(entry.path(), dest).map_err(ctx),
+        _ => Err(Error::InvalidInput {
+            what: "copy source",
+            value: dest.display().to_string(),
+            hint: "copying several entries needs an existing destination directory".into(),
+        }),
+    }
+}

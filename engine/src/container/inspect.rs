@@ -1,0 +1,105 @@
+//! `inspect`: docker's container JSON (the fields docker users and tools read most), built from the record and
+//! the live state.
+
+use serde_json::{json, Value};
+
+use super::rootfs::RootfsDirs;
+use super::spec::parse_bind;
+use super::store::{Container, ContainerStore, State, ZERO_TIME};
+
+fn time_or_zero(s: &str) -> &str {
+    if s.is_empty() {
+        ZERO_TIME
+    } else {
+        s
+    }
+}
+
+/// The inspect document of container `c` in state `state`.
+pub fn inspect_json(store: &ContainerStore, c: &Container, state: &State) -> Value {
+    let dir = store.dir(&c.id);
+    let dirs = RootfsDirs::of(&dir, c);
+    let lower: Vec<String> = dirs.lower.iter().map(|p| p.display().to_string()).collect();
+    let mounts: Vec<Value> = c
+        .host_config
+        .binds
+        .iter()
+        .filter_map(|b| parse_bind(b).ok())
+        .map(|(source, dest, ro)| {
+            json!({"Type": "bind", "Source": source, "Destination": dest, "Mode": if ro { "ro" } else { "" },
+                   "RW": !ro, "Propagation": "rprivate"})
+        })
+        .collect();
+    let hc = &c.host_config;
+    let cfg = &c.config;
+    json!({
+        "Id": c.id,
+        "Created": c.created,
+        "Path": c.path,
+        "Args": c.args,
+        "State": {
+            "Status": state.status.as_str(),
+            "Running": state.is_running() && state.status != super::Status::Restarting,
+            "Paused": state.status == super::Status::Paused,
+            "Restarting": state.status == super::Status::Restarting,
+            "OOMKilled": state.oom_killed,
+            "Dead": state.status == super::Status::Dead,
+            "Pid": state.pid,
+            "ExitCode": state.exit_code,
+            "Error": state.error,
+            "StartedAt": time_or_zero(&state.started_at),
+            "FinishedAt": time_or_zero(&state.finished_at),
+        },
+        "Image": c.image_id,
+        "ResolvConfPath": dir.join("resolv.conf"),
+        "HostnamePath": dir.join("hostname"),
+        "HostsPath": dir.join("hosts"),
+        "LogPath": store.log_path(&c.id),
+        "Name": format!("/{}", c.name),
+        "RestartCount": state.restart_count,
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "HostConfig": {
+            "Binds": if hc.binds.is_empty() { Value::Null } else { json!(hc.binds) },
+            "NetworkMode": hc.network_mode,
+            "RestartPolicy": hc.restart_policy,
+            "AutoRemove": hc.auto_remove,
+            "Memory": hc.memory,
+            "NanoCpus": hc.nano_cpus,
+            "PidsLimit": if hc.pids_limit > 0 { json!(hc.pids_limit) } else { Value::Null },
+            "Init": hc.init,
+            "SecurityOpt": if hc.security_opt.is_empty() { Value::Null } else { json!(hc.security_opt) },
+        },
+        "GraphDriver": {
+            "Name": "overlay2",
+            "Data": {
+                "LowerDir": lower.join(":"),
+                "UpperDir": dirs.upper,
+                "WorkDir": dirs.work,
+                "MergedDir": dirs.merged,
+            },
+        },
+        "Mounts": mounts,
+        "Config": {
+            "Hostname": cfg.hostname,
+            "Domainname": "",
+            "User": cfg.user,
+            "AttachStdin": false,
+            "AttachStdout": false,
+            "AttachStderr": false,
+            "Tty": cfg.tty,
+            "OpenStdin": cfg.open_stdin,
+            "StdinOnce": false,
+            "Env": cfg.env,
+            "Cmd": cfg.cmd,
+            "Image": cfg.image,
+            "Volumes": Value::Null,
+            "WorkingDir": cfg.working_dir,
+            "Entrypoint": cfg.entrypoint,
+            "OnBuild": Value::Null,
+            "Labels": cfg.labels,
+            "StopSignal": cfg.stop_signal,
+            "StopTimeout": cfg.stop_timeout,
+        },
+    })
+}

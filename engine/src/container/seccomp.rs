@@ -1,0 +1,384 @@
+//! Docker's default seccomp profile, as data: moby's `profiles/seccomp/default.json` for a container with
+//! docker's default capabilities (no `CAP_SYS_ADMIN` & co.) on x86_64.
+//!
+//! Faithful to moby in what it allows: default action `ERRNO(EPERM)`; the plain allow list; `socket` except
+//! `AF_VSOCK`; `personality` only with the five harmless personas; `clone` only without namespace flags;
+//! `clone3` answered with `ENOSYS` so libcs fall back to `clone`; `arch_prctl`, `modify_ldt`, and
+//! `process_vm_*`/`ptrace` (kernel ≥ 4.8, true everywhere we run); `chroot` (for `CAP_SYS_CHROOT`, a default
+//! capability). Architectures: x86_64 with its x86 and x32 sub-architectures.
+//!
+//! Differences, on purpose:
+//! - names that do not exist on x86_64 (`chown32`, `_llseek`, `*_time64`, `socketcall`, …) are left out:
+//!   libcontainer resolves names for the native architecture and logs a warning for each unknown one — into
+//!   the container's stderr. The test `every_name_resolves_on_x86_64` keeps the list honest.
+//! - moby writes the `clone` rule as `(flags & value) == valueTwo` with `value = 0x7E020000, valueTwo = 0`;
+//!   libcontainer passes `valueTwo` to libseccomp as the *mask* and `value` as the datum, so the same rule is
+//!   written here with the two swapped.
+//! - rules for capabilities we never grant (`CAP_SYS_ADMIN`, `CAP_SYS_MODULE`, …) are not generated, since
+//!   `--cap-add` is not supported yet.
+
+use serde_json::{json, Value};
+
+/// Syscalls allowed unconditionally (moby's first block, x86_64 names only).
+const ALLOWED: &[&str] = &[
+    "accept",
+    "accept4",
+    "access",
+    "adjtimex",
+    "alarm",
+    "bind",
+    "brk",
+    "capget",
+    "capset",
+    "chdir",
+    "chmod",
+    "chown",
+    "clock_adjtime",
+    "clock_getres",
+    "clock_gettime",
+    "clock_nanosleep",
+    "close",
+    "close_range",
+    "connect",
+    "copy_file_range",
+    "creat",
+    "dup",
+    "dup2",
+    "dup3",
+    "epoll_create",
+    "epoll_create1",
+    "epoll_ctl",
+    "epoll_ctl_old",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "epoll_wait",
+    "epoll_wait_old",
+    "eventfd",
+    "eventfd2",
+    "execve",
+    "execveat",
+    "exit",
+    "exit_group",
+    "faccessat",
+    "faccessat2",
+    "fadvise64",
+    "fallocate",
+    "fanotify_mark",
+    "fchdir",
+    "fchmod",
+    "fchmodat",
+    "fchown",
+    "fchownat",
+    "fcntl",
+    "fdatasync",
+    "fgetxattr",
+    "flistxattr",
+    "flock",
+    "fork",
+    "fremovexattr",
+    "fsetxattr",
+    "fstat",
+    "fstatfs",
+    "fsync",
+    "ftruncate",
+    "futex",
+    "futex_waitv",
+    "futimesat",
+    "getcpu",
+    "getcwd",
+    "getdents",
+    "getdents64",
+    "getegid",
+    "geteuid",
+    "getgid",
+    "getgroups",
+    "getitimer",
+    "getpeername",
+    "getpgid",
+    "getpgrp",
+    "getpid",
+    "getppid",
+    "getpriority",
+    "getrandom",
+    "getresgid",
+    "getresuid",
+    "getrlimit",
+    "get_robust_list",
+    "getrusage",
+    "getsid",
+    "getsockname",
+    "getsockopt",
+    "get_thread_area",
+    "gettid",
+    "gettimeofday",
+    "getuid",
+    "getxattr",
+    "inotify_add_watch",
+    "inotify_init",
+    "inotify_init1",
+    "inotify_rm_watch",
+    "io_cancel",
+    "ioctl",
+    "io_destroy",
+    "io_getevents",
+    "io_pgetevents",
+    "ioprio_get",
+    "ioprio_set",
+    "io_setup",
+    "io_submit",
+    "io_uring_enter",
+    "io_uring_register",
+    "io_uring_setup",
+    "kill",
+    "landlock_add_rule",
+    "landlock_create_ruleset",
+    "landlock_restrict_self",
+    "lchown",
+    "lgetxattr",
+    "link",
+    "linkat",
+    "listen",
+    "listxattr",
+    "llistxattr",
+    "lremovexattr",
+    "lseek",
+    "lsetxattr",
+    "lstat",
+    "madvise",
+    "membarrier",
+    "memfd_create",
+    "memfd_secret",
+    "mincore",
+    "mkdir",
+    "mkdirat",
+    "mknod",
+    "mknodat",
+    "mlock",
+    "mlock2",
+    "mlockall",
+    "mmap",
+    "mprotect",
+    "mq_getsetattr",
+    "mq_notify",
+    "mq_open",
+    "mq_timedreceive",
+    "mq_timedsend",
+    "mq_unlink",
+    "mremap",
+    "msgctl",
+    "msgget",
+    "msgrcv",
+    "msgsnd",
+    "msync",
+    "munlock",
+    "munlockall",
+    "munmap",
+    "name_to_handle_at",
+    "nanosleep",
+    "newfstatat",
+    "open",
+    "openat",
+    "openat2",
+    "pause",
+    "pidfd_open",
+    "pidfd_send_signal",
+    "pipe",
+    "pipe2",
+    "pkey_alloc",
+    "pkey_free",
+    "pkey_mprotect",
+    "poll",
+    "ppoll",
+    "prctl",
+    "pread64",
+    "preadv",
+    "preadv2",
+    "prlimit64",
+    "process_mrelease",
+    "pselect6",
+    "pwrite64",
+    "pwritev",
+    "pwritev2",
+    "read",
+    "readahead",
+    "readlink",
+    "readlinkat",
+    "readv",
+    "recvfrom",
+    "recvmmsg",
+    "recvmsg",
+    "remap_file_pages",
+    "removexattr",
+    "rename",
+    "renameat",
+    "renameat2",
+    "restart_syscall",
+    "rmdir",
+    "rseq",
+    "rt_sigaction",
+    "rt_sigpending",
+    "rt_sigprocmask",
+    "rt_sigqueueinfo",
+    "rt_sigreturn",
+    "rt_sigsuspend",
+    "rt_sigtimedwait",
+    "rt_tgsigqueueinfo",
+    "sched_getaffinity",
+    "sched_getattr",
+    "sched_getparam",
+    "sched_get_priority_max",
+    "sched_get_priority_min",
+    "sched_getscheduler",
+    "sched_rr_get_interval",
+    "sched_setaffinity",
+    "sched_setattr",
+    "sched_setparam",
+    "sched_setscheduler",
+    "sched_yield",
+    "seccomp",
+    "select",
+    "semctl",
+    "semget",
+    "semop",
+    "semtimedop",
+    "sendfile",
+    "sendmmsg",
+    "sendmsg",
+    "sendto",
+    "setfsgid",
+    "setfsuid",
+    "setgid",
+    "setgroups",
+    "setitimer",
+    "setpgid",
+    "setpriority",
+    "setregid",
+    "setresgid",
+    "setresuid",
+    "setreuid",
+    "setrlimit",
+    "set_robust_list",
+    "setsid",
+    "setsockopt",
+    "set_thread_area",
+    "set_tid_address",
+    "setuid",
+    "setxattr",
+    "shmat",
+    "shmctl",
+    "shmdt",
+    "shmget",
+    "shutdown",
+    "sigaltstack",
+    "signalfd",
+    "signalfd4",
+    "socketpair",
+    "splice",
+    "stat",
+    "statfs",
+    "statx",
+    "symlink",
+    "symlinkat",
+    "sync",
+    "sync_file_range",
+    "syncfs",
+    "sysinfo",
+    "tee",
+    "tgkill",
+    "time",
+    "timer_create",
+    "timer_delete",
+    "timer_getoverrun",
+    "timer_gettime",
+    "timer_settime",
+    "timerfd_create",
+    "timerfd_gettime",
+    "timerfd_settime",
+    "times",
+    "tkill",
+    "truncate",
+    "umask",
+    "uname",
+    "unlink",
+    "unlinkat",
+    "utime",
+    "utimensat",
+    "utimes",
+    "vfork",
+    "vmsplice",
+    "wait4",
+    "waitid",
+    "write",
+    "writev",
+    // moby: allowed on kernels >= 4.8.
+    "process_vm_readv",
+    "process_vm_writev",
+    "ptrace",
+    // moby: amd64/x32/x86 only.
+    "arch_prctl",
+    "modify_ldt",
+    // moby: with CAP_SYS_CHROOT, which docker grants by default.
+    "chroot",
+];
+
+/// `personality(2)` personas moby allows: PER_LINUX, PER_LINUX32, UNAME26, UNAME26|PER_LINUX32, query.
+const PERSONAS: &[u64] = &[0, 8, 0x20000, 0x20008, 0xffff_ffff];
+
+/// `CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP`.
+const CLONE_NAMESPACE_FLAGS: u64 = 0x7E02_0000;
+const AF_VSOCK: u64 = 40;
+const EPERM: u32 = 1;
+const ENOSYS: u32 = 38;
+
+/// The profile in OCI runtime-spec form (`linux.seccomp`).
+pub fn default_profile() -> Value {
+    let mut syscalls = vec![json!({ "names": ALLOWED, "action": "SCMP_ACT_ALLOW" })];
+    syscalls.push(json!({
+        "names": ["socket"], "action": "SCMP_ACT_ALLOW",
+        "args": [{ "index": 0, "value": AF_VSOCK, "op": "SCMP_CMP_NE" }],
+    }));
+    for persona in PERSONAS {
+        syscalls.push(json!({
+            "names": ["personality"], "action": "SCMP_ACT_ALLOW",
+            "args": [{ "index": 0, "value": persona, "op": "SCMP_CMP_EQ" }],
+        }));
+    }
+    // (flags & CLONE_NAMESPACE_FLAGS) == 0 — libcontainer takes valueTwo as the mask (see the module doc).
+    syscalls.push(json!({
+        "names": ["clone"], "action": "SCMP_ACT_ALLOW",
+        "args": [{ "index": 0, "value": 0, "valueTwo": CLONE_NAMESPACE_FLAGS, "op": "SCMP_CMP_MASKED_EQ" }],
+    }));
+    syscalls.push(json!({ "names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS }));
+    json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": EPERM,
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": syscalls,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_is_a_valid_oci_seccomp_section() {
+        let parsed: Result<oci_spec::runtime::LinuxSeccomp, _> = serde_json::from_value(default_profile());
+        let parsed = parsed.unwrap_or_else(|e| panic!("invalid profile: {e}"));
+        assert_eq!(parsed.default_errno_ret(), Some(EPERM));
+        let syscalls = parsed.syscalls().clone().unwrap_or_default();
+        assert!(syscalls[0].names().iter().any(|n| n == "execve"));
+        assert!(!syscalls.iter().any(|s| s.names().iter().any(|n| n == "mount" || n == "unshare" || n == "keyctl")));
+    }
+
+    #[test]
+    fn every_name_resolves_on_x86_64() {
+        let mut unknown = Vec::new();
+        for name in ALLOWED.iter().chain(["socket", "personality", "clone", "clone3"].iter()) {
+            if libseccomp::ScmpSyscall::from_name_by_arch(name, libseccomp::ScmpArch::X8664).is_err() {
+                unknown.push(*name);
+            }
+        }
+        assert!(unknown.is_empty(), "not x86_64 syscalls (libcontainer would warn into the container): {unknown:?}");
+    }
+}

@@ -1,0 +1,296 @@
+//! The OCI runtime spec (`bundle/config.json`) for a container, as docker would write it: namespaces,
+//! docker's default capabilities, masked and read-only paths, the default seccomp profile (see [`super::seccomp`]),
+//! `noNewPrivileges`, cgroup limits under an explicit `cgroupsPath` (`/drydock/<id>`), rlimits capped at this
+//! host's hard limits, standard mounts, and `/etc/{hosts,hostname,resolv.conf}` bind-mounted from the container
+//! directory.
+//!
+//! The spec is written as JSON data (the shape is easiest to check against docker's `config.json` that way) and
+//! then parsed into `oci_spec::runtime::Spec`, so a field libcontainer would not understand fails here.
+//!
+//! Cgroups: this host is v1 with a cgroup2 mount at `/sys/fs/cgroup/unified` ("hybrid"); libcgroups detects
+//! hybrid and drives the v1 controllers, which is what we want — no forcing needed. `--network host` keeps the
+//! host's network namespace; otherwise the container gets a new one with only `lo` (brought up by the monitor),
+//! until bridge networks exist.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use super::store::{Container, ContainerStore};
+use super::user::ExecUser;
+use super::{Error, Result};
+
+/// Docker's default capability set.
+pub const DEFAULT_CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Docker's masked paths (a `/dev/null` or empty read-only tmpfs over each).
+pub const MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Docker's read-only paths.
+pub const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+/// `PATH` when the image sets none (docker's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Docker's default `RLIMIT_NOFILE` (soft, hard), before capping at this host's hard limit.
+const NOFILE: (u64, u64) = (1024, 524_288);
+
+/// The cgroup of a container (absolute: placed as is under each v1 hierarchy).
+pub fn cgroups_path(id: &str) -> String {
+    format!("/drydock/{id}")
+}
+
+/// The process section of the spec: what runs, as whom, where.
+pub struct ProcessSpec<'a> {
+    pub args: &'a [String],
+    pub env: Vec<String>,
+    pub cwd: &'a str,
+    pub user: &'a ExecUser,
+    pub terminal: bool,
+}
+
+/// The environment docker gives a process: the configured one plus `PATH` (if missing), `HOSTNAME`, `HOME`
+/// (from passwd) and `TERM=xterm` with a terminal — without overriding what the user set.
+pub fn process_env(configured: &[String], hostname: &str, home: &str, tty: bool) -> Vec<String> {
+    let mut env = configured.to_vec();
+    let has = |env: &[String], k: &str| env.iter().any(|e| e.split_once('=').map_or(e.as_str(), |(a, _)| a) == k);
+    if !has(&env, "PATH") {
+        env.insert(0, format!("PATH={DEFAULT_PATH}"));
+    }
+    if !has(&env, "HOSTNAME") {
+        env.insert(1, format!("HOSTNAME={hostname}"));
+    }
+    if tty && !has(&env, "TERM") {
+        env.push("TERM=xterm".to_owned());
+    }
+    if !has(&env, "HOME") {
+        env.push(format!("HOME={home}"));
+    }
+    env
+}
+
+/// The host's current hard limit for `resource` (we cannot raise it: no `CAP_SYS_RESOURCE`).
+fn host_hard_limit(resource: nix::sys::resource::Resource) -> u64 {
+    nix::sys::resource::getrlimit(resource).map(|(_, hard)| hard).unwrap_or(u64::MAX)
+}
+
+/// The process section as JSON (also used by `exec` for the tenant process).
+pub fn process_json(p: &ProcessSpec<'_>) -> Value {
+    let hard = host_hard_limit(nix::sys::resource::Resource::RLIMIT_NOFILE);
+    let nofile_hard = NOFILE.1.min(hard);
+    let nofile_soft = NOFILE.0.min(nofile_hard);
+    let caps: Vec<&str> = DEFAULT_CAPABILITIES.to_vec();
+    // Docker gives non-root processes no effective or permitted capabilities, only the bounding set.
+    let (effective, permitted): (Vec<&str>, Vec<&str>) =
+        if p.user.uid == 0 { (caps.clone(), caps.clone()) } else { (Vec::new(), Vec::new()) };
+    json!({
+        "terminal": p.terminal,
+        "user": { "uid": p.user.uid, "gid": p.user.gid, "additionalGids": p.user.additional_gids },
+        "args": p.args,
+        "env": p.env,
+        "cwd": if p.cwd.is_empty() { "/" } else { p.cwd },
+        "capabilities": { "bounding": caps, "effective": effective, "permitted": permitted },
+        "rlimits": [{ "type": "RLIMIT_NOFILE", "hard": nofile_hard, "soft": nofile_soft }],
+        "noNewPrivileges": true,
+        "oomScoreAdj": 0,
+    })
+}
+
+/// Writes `bundle/config.json` for container `c`, whose rootfs is mounted at `rootfs`.
+pub fn write(store: &ContainerStore, c: &Container, rootfs: &Path, process: &ProcessSpec<'_>) -> Result<()> {
+    let dir = store.dir(&c.id);
+    let bundle = dir.join("bundle");
+    std::fs::create_dir_all(&bundle).map_err(super::io_err(format!("cannot create {}", bundle.display())))?;
+    let value = document(&dir, c, rootfs, process)?;
+    let spec: oci_spec::runtime::Spec =
+        serde_json::from_value(value).map_err(|e| Error::Runtime(format!("generated runtime spec is invalid: {e}")))?;
+    let path = bundle.join("config.json");
+    spec.save(&path).map_err(|e| Error::Runtime(format!("cannot write {}: {e}", path.display())))
+}
+
+/// The whole spec document.
+pub fn document(dir: &Path, c: &Container, rootfs: &Path, process: &ProcessSpec<'_>) -> Result<Value> {
+    let hc = &c.host_config;
+    let host_network = hc.network_mode == "host";
+    let mut namespaces =
+        vec![json!({"type": "pid"}), json!({"type": "mount"}), json!({"type": "ipc"}), json!({"type": "uts"})];
+    if !host_network {
+        namespaces.push(json!({"type": "network"}));
+    }
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+               "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+               "options": ["ro", "nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+               "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+    ];
+    for file in ["resolv.conf", "hostname", "hosts"] {
+        mounts.push(json!({"destination": format!("/etc/{file}"), "type": "bind",
+                           "source": dir.join(file), "options": ["rbind", "rprivate"]}));
+    }
+    for bind in &hc.binds {
+        let (source, dest, ro) = parse_bind(bind)?;
+        let mut options = vec!["rbind", "rprivate"];
+        if ro {
+            options.push("ro");
+        }
+        mounts.push(json!({"destination": dest, "type": "bind", "source": source, "options": options}));
+    }
+    let mut resources = json!({ "devices": [{"allow": false, "access": "rwm"}] });
+    if hc.memory > 0 {
+        // No extra swap: memory+swap = memory (the host has no swap anyway; docker would allow 2x).
+        resources["memory"] = json!({"limit": hc.memory, "swap": hc.memory});
+    }
+    if hc.nano_cpus > 0 {
+        let period: u64 = 100_000;
+        let quota = (hc.nano_cpus as u128 * period as u128 / 1_000_000_000) as i64;
+        resources["cpu"] = json!({"quota": quota, "period": period});
+    }
+    if hc.pids_limit > 0 {
+        resources["pids"] = json!({"limit": hc.pids_limit});
+    }
+    let mut linux = json!({
+        "namespaces": namespaces,
+        "cgroupsPath": cgroups_path(&c.id),
+        "resources": resources,
+        "maskedPaths": MASKED_PATHS,
+        "readonlyPaths": READONLY_PATHS,
+        "rootfsPropagation": "private",
+    });
+    if !hc.security_opt.iter().any(|o| o == "seccomp=unconfined" || o == "seccomp:unconfined") {
+        linux["seccomp"] = super::seccomp::default_profile();
+    }
+    let hostname = if host_network {
+        nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default()
+    } else {
+        c.config.hostname.clone()
+    };
+    Ok(json!({
+        "ociVersion": "1.0.2",
+        "process": process_json(process),
+        "root": { "path": rootfs, "readonly": false },
+        "hostname": hostname,
+        "mounts": mounts,
+        "linux": linux,
+    }))
+}
+
+/// Splits `HOST:CONTAINER[:ro|rw]` (host path absolute, container path absolute).
+pub fn parse_bind(bind: &str) -> Result<(String, String, bool)> {
+    let bad = |hint: &str| Error::InvalidInput {
+        what: "volume specification",
+        value: bind.to_owned(),
+        hint: hint.to_owned(),
+    };
+    let parts: Vec<&str> = bind.split(':').collect();
+    let (source, dest, mode) = match parts.as_slice() {
+        [s, d] => (*s, *d, ""),
+        [s, d, m] => (*s, *d, *m),
+        _ => return Err(bad("use HOST-PATH:CONTAINER-PATH[:ro]")),
+    };
+    if !source.starts_with('/') {
+        return Err(bad("the host path must be absolute (named volumes are not supported yet)"));
+    }
+    if !dest.starts_with('/') {
+        return Err(bad("the container path must be absolute"));
+    }
+    let ro = match mode {
+        "" | "rw" => false,
+        "ro" => true,
+        _ => return Err(bad("the mode must be ro or rw")),
+    };
+    Ok((source.to_owned(), dest.to_owned(), ro))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_gets_docker_defaults_without_overriding() {
+        let env = process_env(&["A=1".into()], "abc", "/root", true);
+        assert_eq!(
+            env,
+            [
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "HOSTNAME=abc",
+                "A=1",
+                "TERM=xterm",
+                "HOME=/root"
+            ]
+        );
+        let env = process_env(&["PATH=/x".into(), "HOME=/h".into()], "abc", "/root", false);
+        assert_eq!(env, ["PATH=/x", "HOSTNAME=abc", "HOME=/h"]);
+    }
+
+    #[test]
+    fn binds_parse() {
+        assert_eq!(parse_bind("/a:/b:ro").ok(), Some(("/a".into(), "/b".into(), true)));
+        assert!(parse_bind("vol:/b").is_err());
+        assert!(parse_bind("/a").is_err());
+        assert!(parse_bind("/a:/b:zz").is_err());
+    }
+
+    #[test]
+    fn document_parses_as_an_oci_spec() {
+        let c = Container {
+            id: "a".repeat(64),
+            name: "x".into(),
+            created: String::new(),
+            image_id: String::new(),
+            path: "sh".into(),
+            args: vec![],
+            config: Default::default(),
+            host_config: super::super::HostConfig {
+                memory: 32 << 20,
+                nano_cpus: 1_500_000_000,
+                pids_limit: 20,
+                ..Default::default()
+            },
+            layers: vec![],
+        };
+        let user = ExecUser { uid: 0, gid: 0, additional_gids: vec![], home: "/root".into() };
+        let args = vec!["sh".to_owned()];
+        let p = ProcessSpec { args: &args, env: vec![], cwd: "", user: &user, terminal: false };
+        let doc = document(Path::new("/c"), &c, Path::new("/c/merged"), &p).unwrap_or_else(|e| panic!("{e}"));
+        let spec: oci_spec::runtime::Spec = serde_json::from_value(doc).unwrap_or_else(|e| panic!("{e}"));
+        let res = spec.linux().as_ref().and_then(|l| l.resources().clone()).unwrap_or_default();
+        assert_eq!(res.cpu().as_ref().and_then(|c| c.quota()), Some(150_000));
+        assert_eq!(res.pids().as_ref().map(|p| p.limit()), Some(20));
+        assert!(spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).is_some());
+    }
+}

@@ -1,0 +1,351 @@
+//! Containers through the CLI, for real (root, namespaces, overlayfs, cgroups): output and docker's exit codes,
+//! env/workdir/user, detached runs with logs and stop signals, restart policies, exec, commit, cp, export,
+//! limits, seccomp, a killed monitor, concurrent runs. Each test skips without root, and fails under `CI=true`.
+
+use std::fs;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::util::{busybox_tar, can_run_containers, TestEngine};
+
+fn engine() -> Option<TestEngine> {
+    can_run_containers().then(TestEngine::with_busybox)
+}
+
+/// Polls `check` until it holds or `secs` pass.
+fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn inspect(e: &TestEngine, name: &str, template: &str) -> String {
+    e.run(["inspect", "--format", template, name]).success().stdout().trim().to_owned()
+}
+
+#[test]
+fn run_prints_output_and_passes_docker_exit_codes() {
+    let Some(e) = engine() else { return };
+    e.run(["run", "--rm", "busybox", "echo", "hello", "-n"]).success().stdout_is("hello -n\n");
+    e.run(["run", "--rm", "busybox", "sh", "-c", "exit 3"]).code_is(3);
+    e.run(["run", "--rm", "nosuchimage", "true"]).code_is(125).stderr_has("No such image: nosuchimage");
+    e.run(["run", "--rm", "--bogus-flag", "busybox", "true"]).code_is(125);
+    e.run(["run", "--rm", "--memory", "lots", "busybox", "true"]).code_is(125).stderr_has("memory");
+    e.run(["run", "--rm", "busybox", "/etc/passwd"]).code_is(126).stderr_has("permission denied");
+    e.run(["run", "--rm", "busybox", "nonexistent"]).code_is(127).stderr_has("executable file not found in $PATH");
+    e.run(["logs", "nope"]).code_is(125).stderr_has("No such container: nope");
+    // --rm left nothing behind.
+    e.run(["ps", "-aq"]).success().stdout_is("");
+}
+
+#[test]
+fn env_workdir_and_user_follow_image_and_flags() {
+    let Some(e) = engine() else { return };
+    let out = e
+        .run([
+            "run",
+            "--rm",
+            "-e",
+            "FOO=bar",
+            "-w",
+            "/tmp",
+            "-u",
+            "nobody",
+            "--hostname",
+            "box",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $FOO $(pwd) $(id -u):$(id -g) $HOME $HOSTNAME $(hostname) $PATH",
+        ])
+        .success()
+        .stdout();
+    assert_eq!(
+        out,
+        "bar /tmp 65534:65534 /nonexistent box box /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+    );
+    e.run(["run", "--rm", "-u", "1234:5678", "busybox", "sh", "-c", "echo $(id -u):$(id -g) $HOME"])
+        .success()
+        .stdout_is("1234:5678 /\n");
+    e.run(["run", "--rm", "busybox", "sh", "-c", "echo $HOME $(id -u)"]).success().stdout_is("/root 0\n");
+    e.run(["run", "--rm", "-u", "nosuchuser", "busybox", "true"])
+        .code_is(125)
+        .stderr_has("unable to find user nosuchuser");
+    // --entrypoint replaces the image's command too.
+    e.run(["run", "--rm", "--entrypoint", "echo", "busybox", "a", "b"]).success().stdout_is("a b\n");
+    // Docker's default capabilities, not all of them; no new privileges.
+    let status = e.run(["run", "--rm", "busybox", "cat", "/proc/self/status"]).success().stdout();
+    assert!(status.contains("CapEff:\t00000000a80425fb"), "{status}");
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+}
+
+#[test]
+fn detached_container_logs_and_stops_with_its_stop_signal() {
+    let Some(e) = engine() else { return };
+    let id = e
+        .run([
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'echo got TERM; exit 7' TERM; echo started; echo oops >&2; while true; do sleep 0.1; done",
+        ])
+        .success()
+        .stdout();
+    let id = id.trim();
+    assert_eq!(id.len(), 64, "run -d prints the full ID");
+    assert!(eventually(5, || e.run(["logs", "web"]).stdout() == "started\n"));
+    e.run(["logs", "web"]).success().stderr_has("oops");
+    e.run(["ps"]).success().stdout_has("web").stdout_has("Up ");
+    e.run(["rm", "web"]).code_is(125).stderr_has("container is running");
+    e.run(["stop", "web"]).success().stdout_is("web\n");
+    assert_eq!(inspect(&e, "web", "{{.State.Status}} {{.State.ExitCode}}"), "exited 7");
+    e.run(["logs", "web"]).success().stdout_is("started\ngot TERM\n");
+    let log =
+        fs::read_to_string(e.root().join("containers").join(id).join(format!("{id}-json.log"))).unwrap_or_default();
+    assert!(log.starts_with("{\"log\":\"started\\n\",\"stream\":\"stdout\",\"time\":\""), "{log}");
+    e.run(["ps", "-a", "--filter", "exited=7", "-q"]).success().stdout_is(&format!("{}\n", &id[..12]));
+    e.run(["ps", "-q"]).success().stdout_is("");
+
+    // STOPSIGNAL from the image config.
+    e.run(["import", "-c", "STOPSIGNAL SIGUSR1", &busybox_tar().to_string_lossy(), "stopsig"]).success();
+    e.run(["run", "-d", "--name", "usr1", "stopsig", "sh", "-c", "trap 'exit 9' USR1; while true; do sleep 0.1; done"])
+        .success();
+    e.run(["stop", "-t", "5", "usr1"]).success();
+    assert_eq!(inspect(&e, "usr1", "{{.State.ExitCode}}"), "9");
+    e.run(["rm", "web", "usr1"]).success();
+    e.run(["ps", "-aq"]).success().stdout_is("");
+}
+
+#[test]
+fn restart_policy_on_failure_restarts_twice() {
+    let Some(e) = engine() else { return };
+    e.run(["run", "-d", "--name", "flaky", "--restart", "on-failure:2", "busybox", "sh", "-c", "echo run; exit 1"])
+        .success();
+    assert!(eventually(10, || inspect(&e, "flaky", "{{.State.Status}} {{.RestartCount}}") == "exited 2"));
+    e.run(["logs", "flaky"]).success().stdout_is("run\nrun\nrun\n");
+    assert_eq!(inspect(&e, "flaky", "{{.State.ExitCode}}"), "1");
+}
+
+#[test]
+fn exec_runs_in_the_running_container() {
+    let Some(e) = engine() else { return };
+    e.run(["run", "-d", "--name", "box", "busybox", "sleep", "100"]).success();
+    e.run(["exec", "box", "sh", "-c", "echo $(hostname) $(cat /proc/1/cmdline | tr '\\0' ' ')"])
+        .success()
+        .stdout_has("sleep 100");
+    e.run(["exec", "-e", "X=1", "-w", "/etc", "-u", "nobody", "box", "sh", "-c", "echo $X $(pwd) $(id -u)"])
+        .success()
+        .stdout_is("1 /etc 65534\n");
+    e.run(["exec", "box", "sh", "-c", "exit 4"]).code_is(4);
+    e.run(["exec", "box", "nope"]).code_is(127);
+    e.run_stdin(["exec", "-i", "box", "cat"], b"piped\n").success().stdout_is("piped\n");
+    e.run(["top", "box"]).success().stdout_has("sleep 100");
+    e.run(["rm", "-f", "box"]).success();
+    e.run(["exec", "box", "true"]).code_is(125);
+}
+
+#[test]
+fn commit_diff_and_run_the_new_image() {
+    let Some(e) = engine() else { return };
+    e.run(["run", "--name", "src", "busybox", "sh", "-c", "echo hi > /hello && rm /bin/vi && mkdir /newdir"]).success();
+    let diff = e.run(["diff", "src"]).success().stdout();
+    for line in ["A /hello", "C /bin", "D /bin/vi", "A /newdir"] {
+        assert!(diff.lines().any(|l| l == line), "diff lacks {line}: {diff}");
+    }
+    let id = e.run(["commit", "-m", "msg", "-c", "CMD [\"cat\", \"/hello\"]", "src", "mine:1"]).success().stdout();
+    assert!(id.trim().starts_with("sha256:"));
+    e.run(["run", "--rm", "mine:1"]).success().stdout_is("hi\n");
+    e.run(["run", "--rm", "mine:1", "sh", "-c", "test -e /bin/vi || echo vi-gone; test -d /newdir && echo dir"])
+        .success()
+        .stdout_is("vi-gone\ndir\n");
+    e.run(["images"]).success().stdout_has("mine");
+}
+
+#[test]
+fn cp_copies_both_ways_with_docker_semantics() {
+    let Some(e) = engine() else { return };
+    e.run(["create", "--name", "c", "busybox", "cat", "/in/file.txt"]).success();
+    let tmp = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
+    let host_file = tmp.path().join("file.txt");
+    fs::write(&host_file, "from host\n").unwrap_or_else(|err| panic!("{err}"));
+    e.run(["cp", &host_file.to_string_lossy(), "c:/in/"]).code_is(125).stderr_has("could not find the file");
+    e.run(["cp", &host_file.to_string_lossy(), "c:/tmp/"]).success();
+    e.run(["cp", &host_file.to_string_lossy(), "c:/renamed.txt"]).success();
+    e.run(["start", "-a", "c"]).code_is(1);
+    // Out of the container: a file to a new name, a directory into an existing one, and a tar on stdout.
+    let out = tmp.path().join("back.txt");
+    e.run(["cp", "c:/renamed.txt", &out.to_string_lossy()]).success();
+    assert_eq!(fs::read_to_string(&out).unwrap_or_default(), "from host\n");
+    e.run(["cp", "c:/tmp", &tmp.path().to_string_lossy()]).success();
+    assert_eq!(fs::read_to_string(tmp.path().join("tmp/file.txt")).unwrap_or_default(), "from host\n");
+    let tar = e.run(["cp", "c:/etc/hostname", "-"]).success().out.stdout;
+    let mut archive = tar::Archive::new(&tar[..]);
+    let names: Vec<String> = archive
+        .entries()
+        .map(|es| {
+            es.filter_map(|x| x.ok()).map(|x| x.path().map(|p| p.display().to_string()).unwrap_or_default()).collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(names, ["hostname"]);
+    e.run(["cp", "c:/nope", "-"]).code_is(125).stderr_has("could not find the file");
+}
+
+#[test]
+fn export_then_import_round_trips_the_filesystem() {
+    let Some(e) = engine() else { return };
+    e.run(["run", "--name", "x", "busybox", "sh", "-c", "echo data > /marker"]).success();
+    let tmp = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
+    let tar = tmp.path().join("x.tar");
+    e.run(["export", "-o", &tar.to_string_lossy(), "x"]).success();
+    e.run(["import", &tar.to_string_lossy(), "exported:latest"]).success();
+    e.run(["run", "--rm", "exported", "cat", "/marker"]).success().stdout_is("data\n");
+}
+
+#[test]
+fn memory_limit_oom_kills_with_137() {
+    let Some(e) = engine() else { return };
+    e.run([
+        "run",
+        "--name",
+        "hog",
+        "--memory",
+        "32m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
+    ])
+    .code_is(137);
+    assert_eq!(
+        inspect(&e, "hog", "{{.State.OOMKilled}} {{.State.ExitCode}} {{.HostConfig.Memory}}"),
+        "true 137 33554432"
+    );
+}
+
+#[test]
+fn pids_limit_stops_a_fork_bomb() {
+    let Some(e) = engine() else { return };
+    // Count from the host (`top` reads the pids cgroup): inside, counting would need forks the limit refuses.
+    // The loop runs in a subshell: busybox sh gives up when a fork fails, PID 1 must survive that.
+    let bomb = "(for i in $(seq 1 50); do sleep 30 & done) 2>/dev/null; exec sleep 30";
+    e.run(["run", "-d", "--name", "limited", "--pids-limit", "20", "busybox", "sh", "-c", bomb]).success();
+    e.run(["run", "-d", "--name", "free", "busybox", "sh", "-c", bomb]).success();
+    let count = |name: &str| e.run(["top", name]).success().stdout().lines().count().saturating_sub(1);
+    assert!(eventually(10, || count("free") > 50), "the unlimited container makes all its processes");
+    let limited = count("limited");
+    assert!((2..=20).contains(&limited), "{limited} processes despite --pids-limit 20");
+    assert_eq!(inspect(&e, "limited", "{{.HostConfig.PidsLimit}}"), "20");
+    e.run(["rm", "-f", "limited", "free"]).success();
+}
+
+#[test]
+fn seccomp_profile_denies_unshare() {
+    let Some(e) = engine() else { return };
+    // A new user namespace needs no capability: only the seccomp profile stands in the way.
+    e.run(["run", "--rm", "busybox", "unshare", "-U", "true"]).code_is(1).stderr_has("Operation not permitted");
+    e.run(["run", "--rm", "--security-opt", "seccomp=unconfined", "busybox", "unshare", "-U", "true"]).success();
+    let status = e.run(["run", "--rm", "busybox", "cat", "/proc/self/status"]).success().stdout();
+    assert!(status.contains("Seccomp:\t2"), "{status}");
+}
+
+#[test]
+fn killed_monitor_shows_the_container_exited() {
+    let Some(e) = engine() else { return };
+    let id = e.run(["run", "-d", "busybox", "sleep", "100"]).success().stdout().trim().to_owned();
+    let state: serde_json::Value =
+        serde_json::from_slice(&fs::read(e.root().join("containers").join(&id).join("state.json")).unwrap_or_default())
+            .unwrap_or_default();
+    let monitor = state["MonitorPid"].as_i64().unwrap_or(0);
+    let pid = state["Pid"].as_i64().unwrap_or(0);
+    assert!(monitor > 0 && pid > 0, "{state}");
+    let rss: u64 = fs::read_to_string(format!("/proc/{monitor}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok()))
+        .unwrap_or(0);
+    eprintln!("monitor VmRSS: {rss} kB");
+    Command::new("kill").args(["-9", &monitor.to_string()]).status().ok();
+    assert!(eventually(5, || !std::path::Path::new(&format!("/proc/{monitor}")).exists()
+        || fs::read_to_string(format!("/proc/{monitor}/stat")).is_ok_and(|s| s.contains(") Z"))));
+    e.run(["ps", "-a"]).success().stdout_has("Exited (137)");
+    assert_eq!(inspect(&e, &id, "{{.State.Running}}"), "false");
+    assert!(
+        eventually(5, || !std::path::Path::new(&format!("/proc/{pid}")).exists()),
+        "the orphaned container was killed"
+    );
+}
+
+#[test]
+fn concurrent_runs_on_one_root_are_safe() {
+    let Some(e) = engine() else { return };
+    let children: Vec<std::process::Child> = (0..4)
+        .map(|i| {
+            e.cmd(["run", "--name", &format!("c{i}"), "busybox", "echo", &format!("n{i}")])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|err| panic!("spawn: {err}"))
+        })
+        .collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let out = c.wait_with_output().unwrap_or_else(|err| panic!("wait: {err}"));
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("n{i}\n"));
+    }
+    let names = e.run(["ps", "-a", "--format", "{{.Names}}"]).success().stdout();
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort();
+    assert_eq!(names, ["c0", "c1", "c2", "c3"]);
+    e.run(["run", "--name", "c0", "busybox", "true"]).code_is(125).stderr_has("already in use");
+    e.run(["rename", "c0", "zero"]).success();
+    e.run(["container", "prune", "-f"]).success().stdout_has("Total reclaimed space");
+    e.run(["ps", "-aq"]).success().stdout_is("");
+}
+
+#[test]
+fn init_reaps_and_forwards_signals() {
+    let Some(e) = engine() else { return };
+    e.run(["run", "--rm", "--init", "busybox", "sh", "-c", "echo $$"]).success().stdout_is("2\n");
+    e.run([
+        "run",
+        "-d",
+        "--init",
+        "--name",
+        "i",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 5' TERM; while true; do sleep 0.1; done",
+    ])
+    .success();
+    e.run(["stop", "i"]).success();
+    assert_eq!(inspect(&e, "i", "{{.State.ExitCode}}"), "5");
+}
+
+#[test]
+fn network_none_has_only_loopback_up() {
+    let Some(e) = engine() else { return };
+    let out = e
+        .run([
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "ls /sys/class/net; cat /sys/class/net/lo/operstate; cat /etc/hosts",
+        ])
+        .success()
+        .stdout();
+    assert!(out.starts_with("lo\n"), "{out}");
+    assert!(out.contains("localhost"), "{out}");
+    let resolv = e.run(["run", "--rm", "busybox", "cat", "/etc/resolv.conf"]).success().stdout();
+    assert!(!resolv.contains("nameserver 127."), "{resolv}");
+}
