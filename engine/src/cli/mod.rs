@@ -112,8 +112,14 @@ fn chain(e: &anyhow::Error) -> String {
     parts.join(": ")
 }
 
+/// A closed stdout (`engine inspect x | head`) ends the command quietly, as docker does. serde_json wraps the
+/// io error, so look inside it too.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>().and_then(serde_json::Error::io_error_kind)
+                == Some(std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// A verb can attach a specific exit code to an error (126, 127 …); everything else is an engine error (125).
