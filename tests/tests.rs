@@ -2,5 +2,6 @@
 //! real binaries through the small DSL in `util.rs`.
 
 mod images;
+mod registry;
 mod util;
 mod containers;

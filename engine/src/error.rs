@@ -11,6 +11,10 @@ pub enum Error {
     Reference(#[from] crate::reference::Error),
     #[error(transparent)]
     Container(#[from] crate::container::Error),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::Error),
+    #[error(transparent)]
+    Archive(#[from] crate::archive::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

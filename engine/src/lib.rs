@@ -2,12 +2,14 @@
 //! operations behind the docker-like `engine` CLI. Daemonless: every call works on a state directory guarded by
 //! file locks (see [`root`]). The CLI (`src/main.rs`, `src/cli/`) only parses arguments and prints.
 
+pub mod archive;
 pub mod container;
 pub mod digest;
 pub mod error;
 pub mod humanize;
 pub mod image;
 pub mod reference;
+pub mod registry;
 pub mod root;
 
 pub use error::{Error, Result};

@@ -4,6 +4,7 @@
 
 mod container;
 mod image;
+mod registry;
 mod table;
 
 use std::io::Write;
@@ -40,6 +41,8 @@ pub enum Command {
     /// Manage containers.
     #[command(name = "container", subcommand)]
     ContainerGroup(container::ContainerGroupCommand),
+    #[command(flatten)]
+    Registry(registry::RegistryCommand),
     /// Show low-level information on containers or images, as JSON.
     Inspect(InspectArgs),
 }
@@ -86,6 +89,7 @@ pub fn main() -> ExitCode {
         Command::ImageGroup(cmd) => image::run_group(cmd, &ctx),
         Command::Container(cmd) => container::run(cmd, &ctx),
         Command::ContainerGroup(cmd) => container::run_group(cmd, &ctx),
+        Command::Registry(cmd) => registry::run(cmd, &ctx),
         Command::Inspect(args) => inspect(args, &ctx),
     };
     match result {

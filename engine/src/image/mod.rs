@@ -6,6 +6,7 @@
 //! Every change is staged under `tmp/` and committed under the root lock, the index last, so a crash never leaves
 //! a partial image visible.
 
+pub mod adopt;
 pub mod change;
 pub mod config;
 pub mod import;
@@ -123,7 +124,8 @@ impl ImageStore {
         let by_manifest = |m: &Digest| self.load(m, &index);
         if let Ok(reference) = Reference::parse(s) {
             if let Some(digest) = &reference.digest {
-                if let Some(e) = index.iter().find(|e| &e.manifest == digest) {
+                // A pulled `name@digest` may name a manifest list whose platform manifest is what is stored.
+                if let Some(e) = index.iter().find(|e| &e.manifest == digest || e.name.as_ref() == Some(&reference)) {
                     return by_manifest(&e.manifest);
                 }
             } else if let Some(e) = index.iter().find(|e| e.name.as_ref() == Some(&reference)) {
@@ -357,8 +359,12 @@ impl ImageStore {
         let by_name = Reference::parse(s).ok().filter(|r| image.names.contains(r));
         let mut removals = Vec::new();
         let untag: Vec<Reference> = match &by_name {
+            // Untagging the last tag also drops the image's `name@digest` references (RepoDigests), as docker does.
+            Some(r) if r.tag.is_some() && !image.names.iter().any(|n| n.tag.is_some() && n != r) => {
+                std::iter::once(r.clone()).chain(image.names.iter().filter(|n| n.tag.is_none()).cloned()).collect()
+            }
             Some(r) => vec![r.clone()],
-            None if image.names.len() > 1 && !force => {
+            None if image.names.iter().filter(|n| n.tag.is_some()).count() > 1 && !force => {
                 return Err(Error::MultipleNames { image: image.id.short().to_owned() });
             }
             None => image.names.clone(),
@@ -405,7 +411,8 @@ impl ImageStore {
         let mut removals = Vec::new();
         let before = self.store_size();
         for image in images {
-            if (image.names.is_empty() || all) && !in_use(&image.id) {
+            let dangling = image.names.iter().all(|n| n.tag.is_none()); // `name@digest` references are not tags
+            if (dangling || all) && !in_use(&image.id) {
                 index.retain(|e| e.manifest != image.manifest_digest);
                 removals.extend(image.names.iter().cloned().map(Removal::Untagged));
                 removals.push(Removal::Deleted(image.id.clone()));

@@ -1,0 +1,703 @@
+//! Registries and archives with real peers: Debian's `docker-registry` (distribution 2.8) started per test on
+//! 127.0.0.1 with a free port (and htpasswd basic auth where needed), `skopeo` as the independent oracle, and a
+//! tiny in-test HTTP server for what a real registry never does (serve tampered blobs, demand Bearer tokens).
+//! Nothing here talks to anything but loopback.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::util::{can_run_containers, Run, TestEngine};
+
+const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A `GET path` on loopback, returning the status code (None if the server is not answering yet).
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).ok()?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A real distribution registry on 127.0.0.1, killed when dropped.
+struct Registry {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        Registry::start_with_auth(None)
+    }
+
+    /// With `Some((user, password))`, the registry requires htpasswd basic auth.
+    fn start_with_auth(auth: Option<(&str, &str)>) -> Registry {
+        assert!(Path::new(REGISTRY_BIN).exists(), "{REGISTRY_BIN} is missing: run script/bootstrap");
+        let dir = tempfile::tempdir().expect("registry dir");
+        let port = free_port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((user, password)) = auth {
+            let hash = bcrypt::hash(password, 4).expect("bcrypt");
+            let htpasswd = dir.path().join("htpasswd");
+            fs::write(&htpasswd, format!("{user}:{hash}\n")).expect("htpasswd");
+            config
+                .push_str(&format!("auth:\n  htpasswd:\n    realm: drydock-test\n    path: {}\n", htpasswd.display()));
+        }
+        let config_path = dir.path().join("config.yml");
+        fs::write(&config_path, config).expect("config");
+        let log = fs::File::create(dir.path().join("log")).expect("log");
+        let child = Command::new(REGISTRY_BIN)
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry");
+        let mut registry = Registry { child, port, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match http_status(port, "/v2/") {
+                Some(200 | 401) => break,
+                _ if Instant::now() > deadline => panic!("docker-registry did not answer on port {port}"),
+                _ => {}
+            }
+            if let Ok(Some(status)) = registry.child.try_wait() {
+                panic!("docker-registry exited: {status}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        registry
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An engine plus its own docker config directory (credentials never touch the real `~/.docker`).
+struct Client {
+    engine: TestEngine,
+    docker_config: tempfile::TempDir,
+}
+
+impl Client {
+    fn new(engine: TestEngine) -> Client {
+        Client { engine, docker_config: tempfile::tempdir().expect("docker config dir") }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = self.engine.cmd(args);
+        c.env("DOCKER_CONFIG", self.docker_config.path()).env_remove("DRYDOCK_INSECURE_REGISTRIES");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        Run::of(&mut self.cmd(args))
+    }
+
+    fn run_stdin(&self, args: &[&str], input: &[u8]) -> Run {
+        let mut c = self.cmd(args);
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().expect("spawn engine");
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(input);
+        }
+        let out = child.wait_with_output().expect("wait engine");
+        Run { desc: format!("{c:?}"), out }
+    }
+
+    fn id(&self, image: &str) -> String {
+        self.run(&["inspect", "-f", "{{.Id}}", image]).success().stdout().trim().to_owned()
+    }
+
+    fn root(&self) -> &Path {
+        self.engine.root()
+    }
+}
+
+fn skopeo(args: &[&str]) -> Run {
+    Run::of(Command::new("skopeo").args(args))
+}
+
+/// Everything an image operation may change, to prove a failed one changed nothing.
+fn store_state(root: &Path) -> Vec<String> {
+    let mut state = Vec::new();
+    for dir in ["blobs/sha256", "layers"] {
+        if let Ok(rd) = fs::read_dir(root.join(dir)) {
+            let mut names: Vec<String> =
+                rd.flatten().map(|e| format!("{dir}/{}", e.file_name().to_string_lossy())).collect();
+            names.sort();
+            state.extend(names);
+        }
+    }
+    state.push(fs::read_to_string(root.join("index.json")).unwrap_or_default());
+    state
+}
+
+fn digest_line(run: &Run) -> String {
+    let out = run.stdout();
+    out.lines()
+        .find_map(|l| l.split(" digest: ").nth(1).and_then(|r| r.split_whitespace().next()).map(str::to_owned))
+        .unwrap_or_else(|| panic!("no digest line in:\n{out}"))
+}
+
+#[test]
+fn push_is_seen_by_skopeo_and_a_second_push_skips_layers() {
+    let reg = Registry::start();
+    let c = Client::new(TestEngine::with_busybox());
+    let name = format!("{}/app:v1", reg.host());
+    c.run(&["tag", "busybox", &name]).success();
+    let first = c.run(&["push", &name]).success();
+    let out = first.stdout();
+    assert!(out.starts_with(&format!("The push refers to repository [{}/app]\n", reg.host())), "{out}");
+    assert!(out.contains(": Pushed\n"), "{out}");
+    let digest = digest_line(&first);
+    assert!(
+        out.ends_with(&format!("v1: digest: {digest} size: {}\n", out.trim_end().rsplit(' ').next().unwrap_or(""))),
+        "{out}"
+    );
+
+    let inspect = skopeo(&["inspect", "--tls-verify=false", &format!("docker://{name}")]).success().json();
+    assert_eq!(inspect["Digest"], digest.as_str());
+    assert_eq!(inspect["Architecture"], "amd64");
+    assert_eq!(inspect["Os"], "linux");
+    let dest = tempfile::tempdir().expect("dir");
+    let dest = dest.path().join("copy");
+    skopeo(&["copy", "--src-tls-verify=false", &format!("docker://{name}"), &format!("dir:{}", dest.display())])
+        .success();
+    assert!(dest.join("manifest.json").is_file());
+
+    let second = c.run(&["push", &name]).success();
+    assert!(!second.stdout().contains("Pushed"), "{}", second.stdout());
+    second.stdout_has(": Layer already exists\n").stdout_has(&format!("v1: digest: {digest} "));
+    c.run(&["inspect", "-f", "{{json .RepoDigests}}", &name])
+        .success()
+        .stdout_has(&format!("{}/app@{digest}", reg.host()));
+    c.run(&["push", "-q", &name]).success().stdout_is(&format!("{name}\n"));
+}
+
+#[test]
+fn push_rmi_pull_gives_back_a_runnable_image() {
+    let reg = Registry::start();
+    let c = Client::new(TestEngine::with_busybox());
+    let name = format!("{}/team/app:1.0", reg.host());
+    let id = c.id("busybox");
+    c.run(&["tag", "busybox", &name]).success();
+    let digest = digest_line(&c.run(&["push", &name]).success());
+    c.run(&["rmi", "busybox", &name]).success();
+    c.run(&["images", "-q"]).success().stdout_is("");
+
+    let pull = c.run(&["pull", &name]).success();
+    let out = pull.stdout();
+    let expected_tail = format!("Digest: {digest}\nStatus: Downloaded newer image for {name}\n{name}\n");
+    assert!(out.starts_with("1.0: Pulling from team/app\n"), "{out}");
+    assert!(
+        out.contains(": Pulling fs layer\n") && out.contains(": Downloading\n") && out.contains(": Pull complete\n"),
+        "{out}"
+    );
+    assert!(out.ends_with(&expected_tail), "{out}");
+    assert_eq!(c.id(&name), id, "the same image comes back");
+    let inspect = c.run(&["inspect", &name]).success().json();
+    assert_eq!(inspect[0]["RepoDigests"], serde_json::json!([format!("{}/team/app@{digest}", reg.host())]));
+    assert_eq!(inspect[0]["RepoTags"], serde_json::json!([name]));
+    for layer in inspect[0]["RootFS"]["Layers"].as_array().expect("layers") {
+        let hex = layer.as_str().and_then(|l| l.strip_prefix("sha256:")).expect("diff id");
+        assert!(c.root().join("layers").join(hex).join("bin").is_dir(), "layer {hex} is unpacked");
+    }
+    c.run(&["pull", &name]).success().stdout_has(&format!("Status: Image is up to date for {name}\n"));
+    c.run(&["pull", "-q", &format!("{}/team/app@{digest}", reg.host())])
+        .success()
+        .stdout_is(&format!("{}/team/app@{digest}\n", reg.host()));
+    if can_run_containers() {
+        c.run(&["run", "--rm", &name, "echo", "pulled and running"]).success().stdout_is("pulled and running\n");
+    }
+    // The digest names go with the last tag, as in docker.
+    c.run(&["rmi", &name]).success().stdout_has("Untagged: ").stdout_has("Deleted: ");
+    c.run(&["images", "-q"]).success().stdout_is("");
+    c.run(&["pull", &format!("{}/team/app:nope", reg.host())]).code_is(125).stderr_has(&format!(
+        "manifest unknown: {}/team/app:nope not found in {}",
+        reg.host(),
+        reg.host()
+    ));
+}
+
+#[test]
+fn pushing_to_another_repository_mounts_the_layers() {
+    let reg = Registry::start();
+    let c = Client::new(TestEngine::with_busybox());
+    let first = format!("{}/app:1", reg.host());
+    let second = format!("{}/other/app:1", reg.host());
+    c.run(&["tag", "busybox", &first]).success();
+    c.run(&["tag", "busybox", &second]).success();
+    c.run(&["push", &first]).success();
+    let out = c.run(&["push", &second]).success().stdout();
+    assert!(out.contains(": Mounted from app\n"), "{out}");
+    assert!(!out.contains("Pushed"), "{out}");
+    skopeo(&["inspect", "--tls-verify=false", &format!("docker://{second}")]).success();
+}
+
+#[test]
+fn pulls_what_skopeo_pushed() {
+    let reg = Registry::start();
+    let source = Client::new(TestEngine::with_busybox());
+    let id = source.id("busybox");
+    let target = format!("docker://{}/other:1", reg.host());
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:docker.io/library/busybox:latest", source.root().display()),
+        &target,
+    ])
+    .success();
+    let c = Client::new(TestEngine::new());
+    let name = format!("{}/other:1", reg.host());
+    c.run(&["pull", &name]).success().stdout_has("Pull complete");
+    assert_eq!(c.id(&name), id);
+}
+
+/// An OCI layout holding an index with busybox as linux/amd64 and an arm64 twin (same layer, other config).
+fn multi_platform_layout(source: &Client) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("layout");
+    let layout = dir.path().join("oci");
+    skopeo(&[
+        "copy",
+        &format!("oci:{}:docker.io/library/busybox:latest", source.root().display()),
+        &format!("oci:{}:x", layout.display()),
+    ])
+    .success();
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).expect("index")).expect("json");
+    let amd64 = index["manifests"][0].clone();
+    let blob = |d: &str| layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(blob(amd64["digest"].as_str().expect("digest"))).expect("manifest"))
+            .expect("json");
+    let mut config: serde_json::Value = serde_json::from_slice(
+        &fs::read(blob(manifest["config"]["digest"].as_str().expect("config"))).expect("config"),
+    )
+    .expect("json");
+    config["architecture"] = "arm64".into();
+    let config_bytes = serde_json::to_vec(&config).expect("json");
+    let config_digest = sha256(&config_bytes);
+    fs::write(blob(&config_digest), &config_bytes).expect("write");
+    let mut arm = manifest.clone();
+    arm["config"]["digest"] = config_digest.clone().into();
+    arm["config"]["size"] = config_bytes.len().into();
+    let arm_bytes = serde_json::to_vec(&arm).expect("json");
+    fs::write(blob(&sha256(&arm_bytes)), &arm_bytes).expect("write");
+    let nested = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            { "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256(&arm_bytes), "size": arm_bytes.len(),
+              "platform": { "os": "linux", "architecture": "arm64", "variant": "v8" } },
+            { "mediaType": amd64["mediaType"], "digest": amd64["digest"], "size": amd64["size"],
+              "platform": { "os": "linux", "architecture": "amd64" } },
+        ]
+    });
+    let nested_bytes = serde_json::to_vec(&nested).expect("json");
+    fs::write(blob(&sha256(&nested_bytes)), &nested_bytes).expect("write");
+    let top = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{ "mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha256(&nested_bytes),
+                        "size": nested_bytes.len(), "annotations": { "org.opencontainers.image.ref.name": "multi" } }]
+    });
+    fs::write(layout.join("index.json"), serde_json::to_vec(&top).expect("json")).expect("write");
+    (dir, config_digest)
+}
+
+#[test]
+fn a_manifest_list_resolves_to_linux_amd64() {
+    let reg = Registry::start();
+    let source = Client::new(TestEngine::with_busybox());
+    let amd64_id = source.id("busybox");
+    let (dir, arm_id) = multi_platform_layout(&source);
+    let name = format!("{}/multi:1", reg.host());
+    skopeo(&[
+        "copy",
+        "--all",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:multi", dir.path().join("oci").display()),
+        &format!("docker://{name}"),
+    ])
+    .success();
+    let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{name}")]).success().json();
+    assert_eq!(raw["manifests"].as_array().map(Vec::len), Some(2), "the registry serves an index");
+
+    let c = Client::new(TestEngine::new());
+    let out = c.run(&["pull", &name]).success().stdout();
+    assert_eq!(c.id(&name), amd64_id, "{out}");
+    let list_digest = out.lines().find_map(|l| l.strip_prefix("Digest: ")).expect("digest line").to_owned();
+    assert_eq!(
+        c.run(&["inspect", "-f", "{{json .RepoDigests}}", &name]).success().stdout().trim(),
+        format!("[\"{}/multi@{list_digest}\"]", reg.host())
+    );
+    c.run(&["inspect", "-f", "{{.Id}}", &format!("{}/multi@{list_digest}", reg.host())])
+        .success()
+        .stdout_is(&format!("{amd64_id}\n"));
+
+    let arm = format!("{}/multi:1", reg.host());
+    let c2 = Client::new(TestEngine::new());
+    c2.run(&["pull", "--platform", "linux/arm64", &arm]).success();
+    assert_eq!(c2.id(&arm), arm_id);
+    c2.run(&["pull", "--platform", "linux/s390x", &arm])
+        .code_is(125)
+        .stderr_has("no manifest for linux/s390x")
+        .stderr_has("linux/arm64/v8, linux/amd64");
+}
+
+#[test]
+fn basic_auth_needs_login_and_logout_forgets() {
+    let reg = Registry::start_with_auth(Some(("ci", "s3cret")));
+    let c = Client::new(TestEngine::with_busybox());
+    let name = format!("{}/private:1", reg.host());
+    c.run(&["tag", "busybox", &name]).success();
+    c.run(&["push", &name])
+        .code_is(125)
+        .stderr_has("unauthorized")
+        .stderr_has("HTTP 401")
+        .stderr_has(&format!("run `engine login {}`", reg.host()));
+
+    c.run_stdin(&["login", "-u", "ci", "--password-stdin", &reg.host()], b"wrong\n").code_is(125).stderr_has("refused");
+    assert!(!c.docker_config.path().join("config.json").exists(), "nothing saved after a refused login");
+    c.run_stdin(&["login", "-u", "ci", "--password-stdin", &reg.host()], b"s3cret\n")
+        .success()
+        .stdout_is("Login Succeeded\n");
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(c.docker_config.path().join("config.json")).expect("config.json"))
+            .expect("json");
+    assert!(config["auths"][reg.host()]["auth"].is_string(), "{config}");
+
+    c.run(&["push", &name]).success().stdout_has("Pushed");
+    skopeo(&["inspect", "--tls-verify=false", "--creds", "ci:s3cret", &format!("docker://{name}")]).success();
+    c.run(&["rmi", &name]).success();
+    c.run(&["pull", &name]).success().stdout_has("Status: Downloaded newer image");
+
+    c.run(&["logout", &reg.host()]).success().stdout_is(&format!("Removing login credentials for {}\n", reg.host()));
+    c.run(&["logout", &reg.host()]).success().stdout_is(&format!("Not logged in to {}\n", reg.host()));
+    c.run(&["pull", &name]).code_is(125).stderr_has("unauthorized");
+}
+
+/// A registry written for the test: answers from a table of (method, path) → (status, headers, body), and
+/// with `token` set, demands `Authorization: Bearer <token>` obtained from `/token`.
+struct FakeRegistry {
+    port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+type Routes = HashMap<(String, String), (u16, Vec<(String, String)>, Vec<u8>)>;
+
+impl FakeRegistry {
+    fn start(routes: Routes, token: Option<&'static str>) -> FakeRegistry {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let routes = Arc::new(routes);
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let routes = routes.clone();
+                thread::spawn(move || serve_connection(conn, &routes, port, token));
+            }
+        });
+        FakeRegistry { port, stop }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for FakeRegistry {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn serve_connection(conn: TcpStream, routes: &Routes, port: u16, token: Option<&str>) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let Ok(mut writer) = conn.try_clone() else { return };
+    let mut reader = BufReader::new(conn);
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = request_line.split_whitespace();
+        let (method, target) = (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
+        let mut headers = HashMap::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+            }
+        }
+        let length: usize = headers.get("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let path = target.split('?').next().unwrap_or("").to_owned();
+        let authorized =
+            token.is_none_or(|t| headers.get("authorization").map(String::as_str) == Some(&format!("Bearer {t}")));
+        let (status, extra, payload): (u16, Vec<(String, String)>, Vec<u8>) = if path == "/token" {
+            (200, vec![], format!("{{\"token\":\"{}\"}}", token.unwrap_or("")).into_bytes())
+        } else if !authorized {
+            let challenge = format!(
+                "Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"fake\",scope=\"repository:evil:pull\""
+            );
+            (401, vec![("WWW-Authenticate".into(), challenge)], b"{\"errors\":[{\"code\":\"UNAUTHORIZED\"}]}".to_vec())
+        } else if path == "/v2/" {
+            (200, vec![], b"{}".to_vec())
+        } else {
+            routes.get(&(method.clone(), path)).cloned().unwrap_or((
+                404,
+                vec![],
+                b"{\"errors\":[{\"code\":\"NOT_FOUND\"}]}".to_vec(),
+            ))
+        };
+        let mut response = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", payload.len());
+        for (k, v) in extra {
+            response.push_str(&format!("{k}: {v}\r\n"));
+        }
+        response.push_str("\r\n");
+        if writer.write_all(response.as_bytes()).is_err() || (method != "HEAD" && writer.write_all(&payload).is_err()) {
+            return;
+        }
+    }
+}
+
+/// Routes serving a one-layer image whose layer blob is `served` while the manifest claims `layer`.
+fn image_routes(repo: &str, layer: &[u8], served: &[u8]) -> (Routes, String) {
+    let diff_id = sha256(layer);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux", "rootfs": { "type": "layers", "diff_ids": [diff_id] }
+    }))
+    .expect("json");
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len() },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(layer), "size": layer.len() }]
+    }))
+    .expect("json");
+    let ct = |t: &str| vec![("Content-Type".to_owned(), t.to_owned())];
+    let mut routes = Routes::new();
+    let manifest_digest = sha256(&manifest);
+    for reference in ["latest", manifest_digest.as_str()] {
+        routes.insert(
+            ("GET".into(), format!("/v2/{repo}/manifests/{reference}")),
+            (200, ct("application/vnd.oci.image.manifest.v1+json"), manifest.clone()),
+        );
+    }
+    routes.insert(("GET".into(), format!("/v2/{repo}/blobs/{}", sha256(&config))), (200, vec![], config.clone()));
+    routes.insert(("GET".into(), format!("/v2/{repo}/blobs/{}", sha256(layer))), (200, vec![], served.to_vec()));
+    (routes, manifest_digest)
+}
+
+fn small_layer(content: &[u8]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(content.len() as u64);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "hello.txt", content).expect("append");
+    b.into_inner().expect("tar")
+}
+
+#[test]
+fn a_tampered_blob_fails_verification_and_changes_nothing() {
+    let layer = small_layer(b"the real content");
+    let tampered = small_layer(b"the evil content");
+    assert_eq!(layer.len(), tampered.len());
+    let (routes, _) = image_routes("evil", &layer, &tampered);
+    let fake = FakeRegistry::start(routes, None);
+    let c = Client::new(TestEngine::with_busybox());
+    let before = store_state(c.root());
+    c.run(&["pull", &format!("{}/evil:latest", fake.host())])
+        .code_is(125)
+        .stderr_has("failed verification")
+        .stderr_has(&sha256(&layer))
+        .stderr_has(&format!("{}/evil", fake.host()));
+    assert_eq!(store_state(c.root()), before, "a failed pull left something behind");
+
+    // A manifest asked for by digest must hash to it.
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let (mut routes, manifest_digest) = image_routes("evil", &layer, &layer);
+    let good =
+        routes.get(&("GET".to_owned(), format!("/v2/evil/manifests/{manifest_digest}"))).cloned().expect("route");
+    routes.insert(("GET".into(), format!("/v2/evil/manifests/{wrong}")), good);
+    let fake = FakeRegistry::start(routes, None);
+    c.run(&["pull", &format!("{}/evil@{wrong}", fake.host())]).code_is(125).stderr_has("failed verification");
+    assert_eq!(store_state(c.root()), before);
+    // The honest image from the same server pulls fine.
+    c.run(&["pull", &format!("{}/evil:latest", fake.host())]).success().stdout_has("Pull complete");
+}
+
+#[test]
+fn bearer_token_auth_is_followed() {
+    let layer = small_layer(b"token protected");
+    let (routes, _) = image_routes("evil", &layer, &layer);
+    let fake = FakeRegistry::start(routes, Some("t0k3n"));
+    let c = Client::new(TestEngine::new());
+    let name = format!("{}/evil:latest", fake.host());
+    c.run(&["pull", &name]).success().stdout_has("Pull complete");
+    c.run(&["inspect", "-f", "{{json .RepoTags}}", &name]).success().stdout_is(&format!("[\"{name}\"]\n"));
+}
+
+#[test]
+fn save_then_load_round_trips_and_skopeo_reads_the_archive() {
+    let src = Client::new(TestEngine::with_busybox());
+    let id = src.id("busybox");
+    let dir = tempfile::tempdir().expect("dir");
+    let archive = dir.path().join("busybox.tar");
+    let archive_s = archive.to_string_lossy().into_owned();
+    src.run(&["save", "-o", &archive_s, "busybox"]).success().stdout_is("");
+    let inspect = skopeo(&["inspect", &format!("docker-archive:{archive_s}")]).success().json();
+    assert_eq!(inspect["Architecture"], "amd64");
+    skopeo(&["inspect", &format!("oci-archive:{archive_s}")]).success();
+
+    let dst = Client::new(TestEngine::new());
+    dst.run(&["load", "-i", &archive_s]).success().stdout_is("Loaded image: busybox:latest\n");
+    assert_eq!(dst.id("busybox"), id);
+    // From a pipe, gzip'd: the same image again.
+    let gz = Command::new("gzip").arg("-c").arg(&archive).output().expect("gzip").stdout;
+    dst.run(&["rmi", "busybox"]).success();
+    dst.run_stdin(&["load"], &gz).success().stdout_is("Loaded image: busybox:latest\n");
+    assert_eq!(dst.id("busybox"), id);
+    // Saved by ID, an image has no name.
+    let by_id = dir.path().join("by-id.tar");
+    src.run(&["save", "-o", &by_id.to_string_lossy(), &id[7..19]]).success();
+    Client::new(TestEngine::new())
+        .run(&["load", "-i", &by_id.to_string_lossy()])
+        .success()
+        .stdout_is(&format!("Loaded image ID: {id}\n"));
+    // Saving twice gives the same bytes.
+    let again = dir.path().join("again.tar");
+    src.run(&["save", "-o", &again.to_string_lossy(), "busybox"]).success();
+    assert!(fs::read(&again).ok() == fs::read(&archive).ok(), "save is reproducible");
+}
+
+#[test]
+fn loads_archives_written_by_skopeo() {
+    let src = Client::new(TestEngine::with_busybox());
+    let id = src.id("busybox");
+    let dir = tempfile::tempdir().expect("dir");
+    let oci_src = format!("oci:{}:docker.io/library/busybox:latest", src.root().display());
+    let docker_archive = dir.path().join("x.tar");
+    skopeo(&["copy", &oci_src, &format!("docker-archive:{}:sk/box:1", docker_archive.display())]).success();
+    let c = Client::new(TestEngine::new());
+    c.run(&["load", "-i", &docker_archive.to_string_lossy()]).success().stdout_is("Loaded image: sk/box:1\n");
+    assert_eq!(c.id("sk/box:1"), id);
+    let oci_archive = dir.path().join("o.tar");
+    skopeo(&["copy", &oci_src, &format!("oci-archive:{}:oci/box:2", oci_archive.display())]).success();
+    c.run(&["load", "-q", "-i", &oci_archive.to_string_lossy()]).success().stdout_is("Loaded image: oci/box:2\n");
+    assert_eq!(c.id("oci/box:2"), id);
+}
+
+/// A member's new (name, bytes), or `None` to drop it.
+type MemberEdit<'a> = &'a dyn Fn(&str, Vec<u8>) -> Option<(String, Vec<u8>)>;
+
+/// Rewrites an archive member by member through `edit`.
+fn rewrite_tar(input: &Path, edit: MemberEdit<'_>) -> Vec<u8> {
+    let mut archive = tar::Archive::new(fs::File::open(input).expect("open"));
+    let mut out = tar::Builder::new(Vec::new());
+    for entry in archive.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let name = entry.path().expect("path").to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).expect("read");
+        let Some((name, data)) = edit(&name, data) else { continue };
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(entry.header().entry_type());
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        let gnu = h.as_gnu_mut().expect("gnu");
+        gnu.name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_cksum();
+        out.append(&h, &data[..]).expect("append");
+    }
+    out.into_inner().expect("tar")
+}
+
+#[test]
+fn corrupt_and_hostile_archives_change_nothing() {
+    let src = Client::new(TestEngine::with_busybox());
+    let dir = tempfile::tempdir().expect("dir");
+    let archive = dir.path().join("busybox.tar");
+    src.run(&["save", "-o", &archive.to_string_lossy(), "busybox"]).success();
+    let big_blob = |name: &str, data: &[u8]| name.starts_with("blobs/sha256/") && data.len() > 100_000;
+
+    let c = Client::new(TestEngine::new());
+    let before = store_state(c.root());
+    let flipped = rewrite_tar(&archive, &|name, mut data| {
+        if big_blob(name, &data) {
+            let mid = data.len() / 2;
+            data[mid] ^= 0xff;
+        }
+        Some((name.to_owned(), data))
+    });
+    c.run_stdin(&["load"], &flipped).code_is(125).stderr_has("hashes to").stderr_has("nothing was loaded");
+    let missing = rewrite_tar(&archive, &|name, data| (!big_blob(name, &data)).then(|| (name.to_owned(), data)));
+    c.run_stdin(&["load"], &missing).code_is(125).stderr_has("is missing");
+    let truncated = fs::read(&archive).expect("read");
+    c.run_stdin(&["load"], &truncated[..truncated.len() / 2]).code_is(125);
+    let hostile = rewrite_tar(&archive, &|name, data| {
+        let name = if name == "oci-layout" { "../../escaped".to_owned() } else { name.to_owned() };
+        Some((name, data))
+    });
+    c.run_stdin(&["load"], &hostile).code_is(125).stderr_has("points outside the archive");
+    assert!(!dir.path().join("escaped").exists());
+    c.run_stdin(&["load"], b"not a tar at all").code_is(125);
+    assert_eq!(store_state(c.root()), before, "a failed load left something behind");
+}
+
+#[test]
+fn unreachable_registry_is_a_clear_error() {
+    let port = free_port();
+    let c = Client::new(TestEngine::new());
+    c.run(&["pull", &format!("127.0.0.1:{port}/nothing:1")])
+        .code_is(125)
+        .stderr_has(&format!("cannot reach registry 127.0.0.1:{port}"));
+}
