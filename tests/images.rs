@@ -233,3 +233,23 @@ fn skopeo_reads_the_store_as_an_oci_layout() {
         .expect("skopeo");
     assert!(out.status.success(), "skopeo copy: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn rmi_refuses_an_image_a_container_uses_unless_forced() {
+    if !crate::util::can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    e.run(["create", "--name", "user", "busybox", "true"]).success();
+    let id = e.run(["inspect", "-f", "{{.Id}}", "busybox"]).success().stdout().trim().to_owned();
+    e.run(["rmi", "busybox"]).code_is(125).stderr_has("container").stderr_has("is using its referenced image");
+    e.run(["images"]).success().stdout_has("busybox");
+    // Forced: the name goes, the image stays (nameless) for the container, as docker does.
+    e.run(["rmi", "-f", "busybox"]).success().stdout_is("Untagged: busybox:latest\n");
+    e.run(["inspect", "-f", "{{.Id}}", &id]).success();
+    e.run(["image", "prune", "-a", "-f"]).success();
+    e.run(["inspect", "-f", "{{.Id}}", &id]).success();
+    e.run(["rm", "user"]).success();
+    e.run(["image", "prune", "-f"]).success();
+    e.run(["inspect", &id]).code_is(125);
+}

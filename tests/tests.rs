@@ -3,5 +3,6 @@
 
 mod images;
 mod registry;
+mod terminal;
 mod util;
 mod containers;
