@@ -18,7 +18,8 @@ fn store_state(root: &Path) -> Vec<String> {
     let mut state = Vec::new();
     for dir in ["blobs/sha256", "layers"] {
         if let Ok(rd) = fs::read_dir(root.join(dir)) {
-            let mut names: Vec<String> = rd.flatten().map(|e| format!("{dir}/{}", e.file_name().to_string_lossy())).collect();
+            let mut names: Vec<String> =
+                rd.flatten().map(|e| format!("{dir}/{}", e.file_name().to_string_lossy())).collect();
             names.sort();
             state.extend(names);
         }
@@ -84,7 +85,16 @@ fn names_resolve_like_docker() {
     let id = e.run(["inspect", "-f", "{{.Id}}", "busybox"]).success().stdout().trim().to_owned();
     e.run(["tag", "busybox", "localhost:5000/team/app:v1"]).success();
     e.run(["tag", "docker.io/library/busybox:latest", "bb"]).success();
-    for name in ["busybox:latest", "docker.io/library/busybox", "index.docker.io/library/busybox:latest", &id, &id[7..], &id[7..12], "bb", "localhost:5000/team/app:v1"] {
+    for name in [
+        "busybox:latest",
+        "docker.io/library/busybox",
+        "index.docker.io/library/busybox:latest",
+        &id,
+        &id[7..],
+        &id[7..12],
+        "bb",
+        "localhost:5000/team/app:v1",
+    ] {
         e.run(["inspect", "-f", "{{.Id}}", name]).success().stdout_is(&format!("{id}\n"));
     }
     let listing = e.run(["images"]).success().stdout();
@@ -148,7 +158,8 @@ fn hostile_layers_never_write_outside() {
     let run = e.run_stdin(["import", "-", "evil"], &hostile_tar(&rel_escape, tar::EntryType::Regular, None));
     assert_eq!(run.code(), 125, "{}", run.stderr());
     assert!(run.stderr().contains("outside the layer"), "{}", run.stderr());
-    let run = e.run_stdin(["import", "-", "evil"], &hostile_tar("hl", tar::EntryType::Link, Some("../../../../etc/passwd")));
+    let run =
+        e.run_stdin(["import", "-", "evil"], &hostile_tar("hl", tar::EntryType::Link, Some("../../../../etc/passwd")));
     assert_eq!(run.code(), 125, "{}", run.stderr());
     // A symlink to the outside followed by a write through it lands inside the layer, as in the container.
     let outside_dir = outside.path().to_string_lossy().into_owned();
@@ -168,7 +179,8 @@ fn hostile_layers_never_write_outside() {
     b.append(&h, &b"evil"[..]).expect("append");
     e.run_stdin(["import", "-", "symlinked"], &b.into_inner().expect("tar")).success();
     assert!(!target.exists(), "wrote through a symlink to the host");
-    let layers: Vec<_> = fs::read_dir(e.root().join("layers")).expect("layers").flatten().filter(|d| d.path().is_dir()).collect();
+    let layers: Vec<_> =
+        fs::read_dir(e.root().join("layers")).expect("layers").flatten().filter(|d| d.path().is_dir()).collect();
     assert_eq!(layers.len(), 1);
     assert!(layers[0].path().join(outside_dir.trim_start_matches('/')).join("pwned").exists());
 }
@@ -178,7 +190,13 @@ fn concurrent_imports_on_one_root() {
     let e = TestEngine::new();
     let tar = busybox_tar().to_string_lossy().into_owned();
     let children: Vec<_> = (0..4)
-        .map(|i| e.cmd(["import", &tar, &format!("box{i}")]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn"))
+        .map(|i| {
+            e.cmd(["import", &tar, &format!("box{i}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
         .collect();
     for c in children {
         let out = c.wait_with_output().expect("wait");
@@ -194,7 +212,13 @@ fn concurrent_imports_on_one_root() {
 fn killed_import_leaves_no_partial_image() {
     let e = TestEngine::with_busybox();
     let before = store_state(e.root());
-    let mut child = e.cmd(["import", "-", "half"]).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    let mut child = e
+        .cmd(["import", "-", "half"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
     let tar = gunzip(busybox_tar());
     {
         use std::io::Write;
@@ -228,7 +252,11 @@ fn skopeo_reads_the_store_as_an_oci_layout() {
     // A full copy makes skopeo verify every blob digest.
     let dest = tempfile::tempdir().expect("tmp");
     let out = Command::new("skopeo")
-        .args(["copy", &format!("oci:{}:docker.io/library/busybox:latest", e.root().display()), &format!("dir:{}", dest.path().display())])
+        .args([
+            "copy",
+            &format!("oci:{}:docker.io/library/busybox:latest", e.root().display()),
+            &format!("dir:{}", dest.path().display()),
+        ])
         .output()
         .expect("skopeo");
     assert!(out.status.success(), "skopeo copy: {}", String::from_utf8_lossy(&out.stderr));

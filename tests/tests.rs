@@ -1,8 +1,8 @@
 //! One integration-test binary for all of Drydock, a module per area (ripgrep's layout): each test drives the
 //! real binaries through the small DSL in `util.rs`.
 
+mod containers;
 mod images;
 mod registry;
 mod terminal;
 mod util;
-mod containers;

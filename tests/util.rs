@@ -58,7 +58,8 @@ pub fn busybox_tar() -> &'static Path {
         let dir = std::env::temp_dir().join(format!("drydock-fixtures-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("fixture dir");
         let path = dir.join("busybox.tar.gz");
-        let out = Command::new(workspace_dir().join("script/busybox-rootfs")).output().expect("run script/busybox-rootfs");
+        let out =
+            Command::new(workspace_dir().join("script/busybox-rootfs")).output().expect("run script/busybox-rootfs");
         assert!(out.status.success(), "script/busybox-rootfs failed: {}", String::from_utf8_lossy(&out.stderr));
         std::fs::write(&path, &out.stdout).expect("write fixture");
         path
@@ -165,7 +166,13 @@ impl Run {
     }
 
     fn report(&self) -> String {
-        format!("{}\nexit: {:?}\n--- stdout\n{}\n--- stderr\n{}", self.desc, self.out.status, self.stdout(), self.stderr())
+        format!(
+            "{}\nexit: {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.desc,
+            self.out.status,
+            self.stdout(),
+            self.stderr()
+        )
     }
 
     /// Asserts exit 0 and returns self.
@@ -203,6 +210,7 @@ impl Run {
     /// Parses stdout as JSON.
     #[track_caller]
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.out.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.report()))
+        serde_json::from_slice(&self.out.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.report()))
     }
 }

@@ -16,7 +16,9 @@ pub const DEFAULT_TAG: &str = "latest";
 pub enum Error {
     #[error("invalid reference format: `{0}` (repository names must be lowercase, e.g. `registry:5000/team/app:1.0`)")]
     Invalid(String),
-    #[error("invalid reference format: tag `{tag}` in `{reference}` (tags are letters, digits, `_`, `.`, `-`, at most 128)")]
+    #[error(
+        "invalid reference format: tag `{tag}` in `{reference}` (tags are letters, digits, `_`, `.`, `-`, at most 128)"
+    )]
     InvalidTag { reference: String, tag: String },
     #[error("invalid reference format: `{0}` has an invalid digest (expected @sha256:<64 hex>)")]
     InvalidDigest(String),
@@ -217,7 +219,9 @@ mod tests {
 
     #[test]
     fn rejects_what_docker_rejects() {
-        for bad in ["", "Busybox", "busybox:", "busybox:-x", "a//b", "app/", "-app", "a..b", "busybox@sha256:12", ":tag"] {
+        for bad in
+            ["", "Busybox", "busybox:", "busybox:-x", "a//b", "app/", "-app", "a..b", "busybox@sha256:12", ":tag"]
+        {
             assert!(Reference::parse(bad).is_err(), "{bad:?} should be invalid");
         }
         assert!(Reference::parse(&"a".repeat(256)).is_err());

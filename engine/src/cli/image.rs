@@ -169,10 +169,12 @@ fn images(a: ImagesArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         let created = image.config.created.as_deref().map(humanize::since).unwrap_or_default();
         let size = humanize::size(store.image_size(&image));
         let names: Vec<&Reference> = image.names.iter().filter(|n| n.tag.is_some()).collect();
-        let names: Vec<Option<&Reference>> = if names.is_empty() { vec![None] } else { names.into_iter().map(Some).collect() };
+        let names: Vec<Option<&Reference>> =
+            if names.is_empty() { vec![None] } else { names.into_iter().map(Some).collect() };
         for name in names {
             if let Some(f) = &filter {
-                let matches = name.is_some_and(|n| n.name() == f.name() && f.tag.as_ref().is_none_or(|t| n.tag.as_ref() == Some(t)));
+                let matches = name
+                    .is_some_and(|n| n.name() == f.name() && f.tag.as_ref().is_none_or(|t| n.tag.as_ref() == Some(t)));
                 if !matches {
                     continue;
                 }
@@ -240,7 +242,8 @@ fn history(a: HistoryArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let rows: Vec<Vec<String>> = rows
         .into_iter()
         .map(|(id, h, size)| {
-            let id = id.map_or("<missing>".to_owned(), |d| if a.no_trunc { d.to_string() } else { d.short().to_owned() });
+            let id =
+                id.map_or("<missing>".to_owned(), |d| if a.no_trunc { d.to_string() } else { d.short().to_owned() });
             let mut by = h.created_by.unwrap_or_default().replace('\t', " ");
             if !a.no_trunc && by.chars().count() > 45 {
                 by = by.chars().take(44).collect::<String>() + "…";

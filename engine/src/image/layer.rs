@@ -132,11 +132,13 @@ pub fn unpack(reader: impl Read, dest: &Path) -> Result<UnpackStats> {
                 stats.bytes += copied;
             }
             tar::EntryType::Symlink => {
-                let link = entry.link_name_bytes().ok_or_else(|| Error::Corrupt(invalid_data("symlink without target")))?;
+                let link =
+                    entry.link_name_bytes().ok_or_else(|| Error::Corrupt(invalid_data("symlink without target")))?;
                 symlink(OsStr::from_bytes(&link), &target).map_err(io_err)?;
             }
             tar::EntryType::Link => {
-                let link = entry.link_name_bytes().ok_or_else(|| Error::Corrupt(invalid_data("hard link without target")))?;
+                let link =
+                    entry.link_name_bytes().ok_or_else(|| Error::Corrupt(invalid_data("hard link without target")))?;
                 let link_name = String::from_utf8_lossy(&link).into_owned();
                 let link_rel = clean_relative(OsStr::from_bytes(&link)).ok_or_else(|| Error::Escape(name.clone()))?;
                 let link_parent = resolve_in_root(dest, link_rel.parent().unwrap_or(Path::new("")), &name)?;
@@ -239,7 +241,8 @@ pub fn resolve_in_root(root: &Path, rel: &Path, entry: &str) -> Result<PathBuf> 
                 if links > MAX_SYMLINKS {
                     return Err(Error::SymlinkLoop(entry.to_owned()));
                 }
-                let target = fs::read_link(&candidate).map_err(|source| Error::Write { entry: entry.to_owned(), source })?;
+                let target =
+                    fs::read_link(&candidate).map_err(|source| Error::Write { entry: entry.to_owned(), source })?;
                 if target.is_absolute() {
                     resolved = PathBuf::from(root);
                     depth = 0;
@@ -293,7 +296,11 @@ fn xattr_set(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
     let n = std::ffi::CString::new(name).map_err(|_| invalid_data("xattr name contains NUL"))?;
     // SAFETY: both strings are NUL-terminated and live across the call; value points to value.len() bytes.
     let rc = unsafe { libc::setxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 fn xattr_set_nofollow(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
@@ -301,7 +308,11 @@ fn xattr_set_nofollow(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
     let n = std::ffi::CString::new(name).map_err(|_| invalid_data("xattr name contains NUL"))?;
     // SAFETY: as in `xattr_set`.
     let rc = unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Reads an extended attribute without following symlinks; `None` when it is not set.
@@ -399,10 +410,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let tar = tar_with(&[("link", tar::EntryType::Link, b"", Some("/etc/passwd"))]);
         assert!(matches!(unpack(&tar[..], dir.path()), Err(Error::MissingLinkTarget { .. })));
-        let tar = tar_with(&[
-            ("a", tar::EntryType::Regular, b"data", None),
-            ("b", tar::EntryType::Link, b"", Some("a")),
-        ]);
+        let tar =
+            tar_with(&[("a", tar::EntryType::Regular, b"data", None), ("b", tar::EntryType::Link, b"", Some("a"))]);
         let dir = tempfile::tempdir().expect("tmp");
         unpack(&tar[..], dir.path()).expect("unpacks");
         assert_eq!(fs::read(dir.path().join("b")).ok().as_deref(), Some(&b"data"[..]));

@@ -169,7 +169,12 @@ impl ImageStore {
         let corrupt = |message: String| Error::Corrupt { image: manifest_digest.to_string(), message };
         let manifest: ImageManifest =
             serde_json::from_slice(&self.blobs.read(manifest_digest)?).map_err(|e| corrupt(e.to_string()))?;
-        let id: Digest = manifest.config().digest().to_string().parse().map_err(|e: crate::digest::InvalidDigest| corrupt(e.to_string()))?;
+        let id: Digest = manifest
+            .config()
+            .digest()
+            .to_string()
+            .parse()
+            .map_err(|e: crate::digest::InvalidDigest| corrupt(e.to_string()))?;
         let config: ImageConfig = serde_json::from_slice(&self.blobs.read(&id)?).map_err(|e| corrupt(e.to_string()))?;
         if config.rootfs.diff_ids.len() != manifest.layers().len() {
             return Err(corrupt("the manifest's layers do not match the config's diff_ids".to_owned()));
@@ -188,9 +193,8 @@ impl ImageStore {
                 image: image.id.to_string(),
                 message: e.to_string(),
             })?;
-            let blob: Digest = layer.digest().to_string().parse().map_err(|e: crate::digest::InvalidDigest| Error::Corrupt {
-                image: image.id.to_string(),
-                message: e.to_string(),
+            let blob: Digest = layer.digest().to_string().parse().map_err(|e: crate::digest::InvalidDigest| {
+                Error::Corrupt { image: image.id.to_string(), message: e.to_string() }
             })?;
             dirs.push(self.ensure_layer(&diff_id, &blob)?);
         }
@@ -297,7 +301,12 @@ impl ImageStore {
 
     /// Writes config + manifest blobs and points `name` (if any) at the new image; otherwise it is recorded
     /// without a name.
-    pub fn commit_image(&self, config: ImageConfig, layers: Vec<Descriptor>, name: Option<&Reference>) -> Result<Image> {
+    pub fn commit_image(
+        &self,
+        config: ImageConfig,
+        layers: Vec<Descriptor>,
+        name: Option<&Reference>,
+    ) -> Result<Image> {
         let config_bytes = config.to_json();
         let config_digest = self.blobs.put_bytes(&config_bytes)?;
         let manifest = ImageManifestBuilder::default()
@@ -311,7 +320,13 @@ impl ImageStore {
             .map_err(|e| Error::Corrupt { image: config_digest.to_string(), message: e.to_string() })?;
         let manifest_digest = self.blobs.put_bytes(&manifest_bytes)?;
         let lock = self.root.lock()?;
-        self.add_index_entry(&lock, &manifest_digest, manifest_bytes.len() as u64, MediaType::ImageManifest.to_string(), name)?;
+        self.add_index_entry(
+            &lock,
+            &manifest_digest,
+            manifest_bytes.len() as u64,
+            MediaType::ImageManifest.to_string(),
+            name,
+        )?;
         drop(lock);
         let index = store::read_index(&self.root)?;
         self.load(&manifest_digest, &index)
@@ -520,7 +535,8 @@ impl ImageStore {
             .collect();
         if rows.is_empty() {
             // Images without history (some imports): one row per layer.
-            rows = image.config.rootfs.diff_ids.iter().map(|d| (None, History::default(), self.layer_size(d))).collect();
+            rows =
+                image.config.rootfs.diff_ids.iter().map(|d| (None, History::default(), self.layer_size(d))).collect();
         }
         rows.reverse();
         if let Some(first) = rows.first_mut() {

@@ -23,7 +23,9 @@ pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// Errors of the blob store and index.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("blob {expected} failed verification: its content hashes to {actual} (the source is corrupt or was changed)")]
+    #[error(
+        "blob {expected} failed verification: its content hashes to {actual} (the source is corrupt or was changed)"
+    )]
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("blob {0} is missing from the store (run `engine image prune` and pull or import the image again)")]
     MissingBlob(Digest),
@@ -154,7 +156,8 @@ pub fn read_index(root: &Root) -> Result<Vec<IndexEntry>> {
     let index: ImageIndex = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let mut entries = Vec::new();
     for m in index.manifests() {
-        let manifest: Digest = m.digest().to_string().parse().map_err(|e: crate::digest::InvalidDigest| corrupt(e.to_string()))?;
+        let manifest: Digest =
+            m.digest().to_string().parse().map_err(|e: crate::digest::InvalidDigest| corrupt(e.to_string()))?;
         let name = match m.annotations().as_ref().and_then(|a| a.get(REF_NAME)) {
             Some(n) => Some(Reference::parse(n).map_err(|e| corrupt(e.to_string()))?),
             None => None,
@@ -170,8 +173,11 @@ pub fn write_index(root: &Root, entries: &[IndexEntry]) -> Result<()> {
     let write_err = |source: io::Error| Error::Write { path: path.clone(), source };
     let mut manifests = Vec::with_capacity(entries.len());
     for e in entries {
-        let digest: oci_spec::image::Digest =
-            e.manifest.to_string().parse().map_err(|err: oci_spec::OciSpecError| write_err(io::Error::other(err.to_string())))?;
+        let digest: oci_spec::image::Digest = e
+            .manifest
+            .to_string()
+            .parse()
+            .map_err(|err: oci_spec::OciSpecError| write_err(io::Error::other(err.to_string())))?;
         let mut d = Descriptor::new(MediaType::from(e.media_type.as_str()), e.size, digest);
         if let Some(name) = &e.name {
             d.set_annotations(Some(HashMap::from([(REF_NAME.to_owned(), name.to_string())])));
