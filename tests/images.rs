@@ -5,27 +5,12 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::util::{busybox_tar, TestEngine};
+use crate::util::{busybox_tar, store_state, TestEngine};
 
 fn gunzip(path: &Path) -> Vec<u8> {
     let out = Command::new("gzip").arg("-dc").arg(path).output().expect("gzip");
     assert!(out.status.success());
     out.stdout
-}
-
-/// Everything under the store that an image operation may change, to prove a failed one changed nothing.
-fn store_state(root: &Path) -> Vec<String> {
-    let mut state = Vec::new();
-    for dir in ["blobs/sha256", "layers"] {
-        if let Ok(rd) = fs::read_dir(root.join(dir)) {
-            let mut names: Vec<String> =
-                rd.flatten().map(|e| format!("{dir}/{}", e.file_name().to_string_lossy())).collect();
-            names.sort();
-            state.extend(names);
-        }
-    }
-    state.push(fs::read_to_string(root.join("index.json")).unwrap_or_default());
-    state
 }
 
 fn hostile_tar(name: &str, kind: tar::EntryType, link: Option<&str>) -> Vec<u8> {

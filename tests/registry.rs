@@ -8,7 +8,7 @@ use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::util::{can_run_containers, Run, TestEngine};
+use crate::util::{can_run_containers, store_state, Run, TestEngine};
 
 const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
@@ -126,14 +126,7 @@ impl Client {
     }
 
     fn run_stdin(&self, args: &[&str], input: &[u8]) -> Run {
-        let mut c = self.cmd(args);
-        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = c.spawn().expect("spawn engine");
-        if let Some(mut stdin) = child.stdin.take() {
-            let _ = stdin.write_all(input);
-        }
-        let out = child.wait_with_output().expect("wait engine");
-        Run { desc: format!("{c:?}"), out }
+        Run::with_stdin(&mut self.cmd(args), input)
     }
 
     fn id(&self, image: &str) -> String {
@@ -147,21 +140,6 @@ impl Client {
 
 fn skopeo(args: &[&str]) -> Run {
     Run::of(Command::new("skopeo").args(args))
-}
-
-/// Everything an image operation may change, to prove a failed one changed nothing.
-fn store_state(root: &Path) -> Vec<String> {
-    let mut state = Vec::new();
-    for dir in ["blobs/sha256", "layers"] {
-        if let Ok(rd) = fs::read_dir(root.join(dir)) {
-            let mut names: Vec<String> =
-                rd.flatten().map(|e| format!("{dir}/{}", e.file_name().to_string_lossy())).collect();
-            names.sort();
-            state.extend(names);
-        }
-    }
-    state.push(fs::read_to_string(root.join("index.json")).unwrap_or_default());
-    state
 }
 
 fn digest_line(run: &Run) -> String {

@@ -66,6 +66,22 @@ pub fn busybox_tar() -> &'static Path {
     })
 }
 
+/// Everything an image operation may change (blob and layer names, the index), to prove a failed one changed
+/// nothing.
+pub fn store_state(root: &Path) -> Vec<String> {
+    let mut state = Vec::new();
+    for dir in ["blobs/sha256", "layers"] {
+        if let Ok(rd) = std::fs::read_dir(root.join(dir)) {
+            let mut names: Vec<String> =
+                rd.flatten().map(|e| format!("{dir}/{}", e.file_name().to_string_lossy())).collect();
+            names.sort();
+            state.extend(names);
+        }
+    }
+    state.push(std::fs::read_to_string(root.join("index.json")).unwrap_or_default());
+    state
+}
+
 /// An engine with its own state directory, removed (with its containers) when dropped.
 pub struct TestEngine {
     pub root: tempfile::TempDir,
@@ -115,15 +131,7 @@ impl TestEngine {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut c = self.cmd(args);
-        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = c.spawn().expect("spawn engine");
-        if let Some(mut stdin) = child.stdin.take() {
-            // The engine may stop reading early (on bad input): a broken pipe here is part of the test.
-            let _ = stdin.write_all(input);
-        }
-        let out = child.wait_with_output().expect("wait engine");
-        Run { desc: format!("{c:?}"), out }
+        Run::with_stdin(&mut self.cmd(args), input)
     }
 }
 
@@ -150,6 +158,18 @@ pub struct Run {
 impl Run {
     pub fn of(c: &mut Command) -> Run {
         let out = c.output().expect("run command");
+        Run { desc: format!("{c:?}"), out }
+    }
+
+    /// Runs `c` with `input` on its stdin.
+    pub fn with_stdin(c: &mut Command, input: &[u8]) -> Run {
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().expect("spawn");
+        if let Some(mut stdin) = child.stdin.take() {
+            // The command may stop reading early (on bad input): a broken pipe here is part of the test.
+            let _ = stdin.write_all(input);
+        }
+        let out = child.wait_with_output().expect("wait");
         Run { desc: format!("{c:?}"), out }
     }
 
