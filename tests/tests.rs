@@ -3,6 +3,8 @@
 
 mod containers;
 mod images;
+mod networks;
 mod registry;
 mod terminal;
 mod util;
+mod volumes;

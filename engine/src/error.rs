@@ -15,6 +15,10 @@ pub enum Error {
     Registry(#[from] crate::registry::Error),
     #[error(transparent)]
     Archive(#[from] crate::archive::Error),
+    #[error(transparent)]
+    Network(#[from] crate::network::Error),
+    #[error(transparent)]
+    Volume(#[from] crate::volume::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

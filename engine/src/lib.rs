@@ -8,8 +8,10 @@ pub mod digest;
 pub mod error;
 pub mod humanize;
 pub mod image;
+pub mod network;
 pub mod reference;
 pub mod registry;
 pub mod root;
+pub mod volume;
 
 pub use error::{Error, Result};

@@ -4,8 +4,10 @@
 
 mod container;
 mod image;
+mod network;
 mod registry;
 mod table;
+mod volume;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -43,6 +45,12 @@ pub enum Command {
     ContainerGroup(container::ContainerGroupCommand),
     #[command(flatten)]
     Registry(registry::RegistryCommand),
+    /// Manage networks.
+    #[command(name = "network", subcommand)]
+    Network(network::NetworkCommand),
+    /// Manage volumes.
+    #[command(name = "volume", subcommand)]
+    Volume(volume::VolumeCommand),
     /// Show low-level information on containers or images, as JSON.
     Inspect(InspectArgs),
 }
@@ -90,6 +98,8 @@ pub fn main() -> ExitCode {
         Command::Container(cmd) => container::run(cmd, &ctx),
         Command::ContainerGroup(cmd) => container::run_group(cmd, &ctx),
         Command::Registry(cmd) => registry::run(cmd, &ctx),
+        Command::Network(cmd) => network::run(cmd, &ctx),
+        Command::Volume(cmd) => volume::run(cmd, &ctx),
         Command::Inspect(args) => inspect(args, &ctx),
     };
     match result {

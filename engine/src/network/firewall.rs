@@ -1,0 +1,190 @@
+//! Packet filtering and outbound NAT for bridge networks with nftables: one table, `inet drydock`, shared by
+//! every Drydock root on the host, driven by the `nft` command (Debian's `nftables` package).
+//!
+//! The rules never change; networks only add and remove *set elements*, so no rule handle is ever tracked:
+//! ```text
+//! table inet drydock {
+//!   set bridges  { type ifname; }                      # every active Drydock bridge
+//!   set same     { type ifname . ifname; }             # "dd-x" . "dd-x" for each of them
+//!   set internal { type ifname; }                      # bridges of --internal networks
+//!   set masq     { type ipv4_addr; flags interval; }   # subnets whose traffic out is masqueraded
+//!   chain forward { type filter hook forward priority filter; policy accept;
+//!     iifname . oifname @same accept                   # inside one network (seen with br_netfilter)
+//!     iifname @internal drop; oifname @internal drop   # --internal: nothing is routed in or out
+//!     iifname @bridges oifname @bridges drop }         # no forwarding between two Drydock networks
+//!   chain postrouting { type nat hook postrouting priority srcnat; policy accept;
+//!     ip saddr @masq oifname != @bridges masquerade }
+//! }
+//! ```
+//! Traffic between containers of one network is switched by the bridge; it reaches the forward hook only when
+//! `br_netfilter` is loaded (`net.bridge.bridge-nf-call-iptables=1`, as docker leaves it), with the bridge as both
+//! input and output device — hence the `same` set, since nft cannot compare `iifname` with `oifname` directly.
+//! The table is created with the first active network and deleted with the last, so a host without Drydock
+//! networks has no Drydock rules. Masquerading (and `net.ipv4.ip_forward=1`, which it needs) is on by default;
+//! a network created with `-o com.docker.network.bridge.enable_ip_masquerade=false` or while
+//! `DRYDOCK_MASQUERADE=0` is set gets none. Callers hold the host network lock (see `super::host_lock`).
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use super::ipam::Subnet;
+
+pub const TABLE: &str = "inet drydock";
+/// Environment variable that turns outbound masquerading off for new networks (`0`, `false`, `no`).
+pub const MASQUERADE_ENV: &str = "DRYDOCK_MASQUERADE";
+
+const TABLE_SCRIPT: &str = "table inet drydock {
+  set bridges { type ifname; }
+  set same { type ifname . ifname; }
+  set internal { type ifname; }
+  set masq { type ipv4_addr; flags interval; }
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    iifname . oifname @same accept
+    iifname @internal drop
+    oifname @internal drop
+    iifname @bridges oifname @bridges drop
+  }
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    ip saddr @masq oifname != @bridges masquerade
+  }
+}
+";
+
+/// Errors changing the firewall.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot run nft: {0} (install the nftables package: script/bootstrap)")]
+    Spawn(std::io::Error),
+    #[error("nft failed to {what}: {stderr}")]
+    Nft { what: String, stderr: String },
+    #[error("cannot enable IPv4 forwarding: {0}")]
+    Forwarding(std::io::Error),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// What the firewall needs to know about one bridge network.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules<'a> {
+    pub bridge: &'a str,
+    pub subnet: Subnet,
+    pub internal: bool,
+    pub masquerade: bool,
+}
+
+/// Whether new networks masquerade by default (`DRYDOCK_MASQUERADE`).
+pub fn masquerade_default() -> bool {
+    !matches!(std::env::var(MASQUERADE_ENV).as_deref(), Ok("0" | "false" | "no" | "off"))
+}
+
+fn nft(script: &str, what: &str) -> Result<String> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(Error::Spawn)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(script.as_bytes()).map_err(Error::Spawn)?;
+    }
+    let out = child.wait_with_output().map_err(Error::Spawn)?;
+    if !out.status.success() {
+        return Err(Error::Nft {
+            what: what.to_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn list(args: &[&str]) -> Option<String> {
+    let out = Command::new("nft").args(args).stderr(Stdio::null()).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Adds a network's bridge (and subnet) to the table, creating the table first if needed. Idempotent.
+pub fn enable(r: &Rules<'_>) -> Result<()> {
+    match list(&["list", "table", "inet", "drydock"]) {
+        None => {
+            nft(TABLE_SCRIPT, "create table inet drydock")?;
+        }
+        // Already there (every connect re-checks its network): spare the second nft run.
+        Some(table) if set_has(&table, "bridges", &format!("\"{}\"", r.bridge)) => return Ok(()),
+        Some(_) => {}
+    }
+    let mut script = format!(
+        "add element {TABLE} bridges {{ \"{0}\" }}\nadd element {TABLE} same {{ \"{0}\" . \"{0}\" }}\n",
+        r.bridge
+    );
+    if r.internal {
+        script.push_str(&format!("add element {TABLE} internal {{ \"{}\" }}\n", r.bridge));
+    } else if r.masquerade {
+        script.push_str(&format!("add element {TABLE} masq {{ {} }}\n", r.subnet));
+        enable_forwarding()?;
+    }
+    nft(&script, &format!("add {} to table {TABLE}", r.bridge))?;
+    Ok(())
+}
+
+/// Removes a network's elements; deletes the table when no bridge is left in it. Missing elements are fine.
+pub fn disable(r: &Rules<'_>) -> Result<()> {
+    let Some(table) = list(&["list", "table", "inet", "drydock"]) else { return Ok(()) };
+    let quoted = format!("\"{}\"", r.bridge);
+    let pair = format!("{quoted} . {quoted}");
+    for (set, element) in
+        [("bridges", &quoted), ("same", &pair), ("internal", &quoted), ("masq", &r.subnet.to_string())]
+    {
+        // nft refuses to delete an element that is not there, and one failure aborts a whole script.
+        if set_has(&table, set, element) {
+            nft(&format!("delete element {TABLE} {set} {{ {element} }}\n"), &format!("remove {element} from {set}"))?;
+        }
+    }
+    let bridges = list(&["list", "set", "inet", "drydock", "bridges"]).unwrap_or_default();
+    if !bridges.contains("elements") {
+        // Another root may have added a bridge since: only delete the table if it is still empty.
+        nft(&format!("delete table {TABLE}\n"), "delete table inet drydock")?;
+    }
+    Ok(())
+}
+
+/// Whether the listing of the table shows `element` in `set`.
+fn set_has(table: &str, set: &str, element: &str) -> bool {
+    let mut in_set = false;
+    for line in table.lines() {
+        let t = line.trim();
+        if t.starts_with("set ") {
+            in_set = t.starts_with(&format!("set {set} "));
+        } else if t.starts_with("chain ") {
+            in_set = false;
+        }
+        if in_set && t.contains(element) {
+            return true;
+        }
+    }
+    false
+}
+
+fn enable_forwarding() -> Result<()> {
+    let path = "/proc/sys/net/ipv4/ip_forward";
+    if std::fs::read_to_string(path).map(|s| s.trim() == "1").unwrap_or(false) {
+        return Ok(());
+    }
+    std::fs::write(path, "1").map_err(Error::Forwarding)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_membership_is_read_per_set() {
+        let table = "table inet drydock {\n\tset bridges {\n\t\ttype ifname\n\t\telements = { \"dd-a\" }\n\t}\n\tset internal {\n\t\ttype ifname\n\t}\n\tset masq {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\telements = { 10.213.0.0/24 }\n\t}\n}\n";
+        assert!(set_has(table, "bridges", "\"dd-a\""));
+        assert!(!set_has(table, "internal", "\"dd-a\""));
+        assert!(set_has(table, "masq", "10.213.0.0/24"));
+        assert!(!set_has(table, "masq", "10.213.1.0/24"));
+    }
+}

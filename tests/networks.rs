@@ -1,0 +1,482 @@
+//! Networks through the CLI: lifecycle and docker's errors, real connectivity between network namespaces we
+//! create ourselves (`ip netns add`, joined with the hidden `network connect --netns`), name resolution through
+//! the hosts files Drydock keeps current, isolation between networks, `--internal`, the lazy default bridge,
+//! cleanup of every device and nftables element, and the userland proxy publishing a port of a namespace
+//! running busybox httpd. Everything talks only to loopback or to addresses of networks the test created; every
+//! namespace, network and process is removed by a guard even when an assertion fails.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::util::{can_run_containers, TestEngine};
+
+/// A unique suffix for host-wide names (namespaces), so parallel tests never collide.
+fn unique() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{}-{}-{:x}", std::process::id(), N.fetch_add(1, Ordering::SeqCst), nanos % 0xffff)
+}
+
+fn sh(program: &str, args: &[&str]) -> Output {
+    Command::new(program).args(args).output().unwrap_or_else(|e| panic!("run {program}: {e}"))
+}
+
+/// A network namespace made with `ip netns add`, deleted (with its /etc/netns overlay) when dropped.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn new() -> Netns {
+        let name = format!("drydock-test-{}", unique());
+        let out = sh("ip", &["netns", "add", &name]);
+        assert!(out.status.success(), "ip netns add: {}", String::from_utf8_lossy(&out.stderr));
+        Netns { name }
+    }
+
+    fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// `ip netns exec NAME busybox ARGS` to completion.
+    fn busybox(&self, args: &[&str]) -> Output {
+        let mut full = vec!["netns", "exec", &self.name, "busybox"];
+        full.extend_from_slice(args);
+        sh("ip", &full)
+    }
+
+    fn ping(&self, target: &str) -> bool {
+        self.busybox(&["ping", "-c", "1", "-W", "2", target]).status.success()
+    }
+
+    fn ip(&self, args: &[&str]) -> String {
+        let mut full = vec!["netns", "exec", &self.name, "ip"];
+        full.extend_from_slice(args);
+        String::from_utf8_lossy(&sh("ip", &full).stdout).into_owned()
+    }
+
+    /// `GET /` with busybox nc from inside the namespace; the whole response.
+    fn http_get(&self, host: &str, port: u16) -> String {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.name, "busybox", "nc", "-w", "2", host, &port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nc");
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(b"GET / HTTP/1.0\r\n\r\n");
+        }
+        child.wait_with_output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+    }
+
+    /// Makes `ip netns exec` bind-mount `hosts` over /etc/hosts, as the runtime does for containers.
+    fn use_hosts_file(&self, hosts: &Path) {
+        let dir = Path::new("/etc/netns").join(&self.name);
+        std::fs::create_dir_all(&dir).expect("create /etc/netns dir");
+        std::os::unix::fs::symlink(hosts, dir.join("hosts")).expect("link hosts file");
+    }
+
+    /// Starts `busybox httpd` serving `dir` on port 8080 inside the namespace.
+    fn httpd(&self, dir: &Path) -> Background {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.name, "busybox", "httpd", "-f", "-p", "8080", "-h"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start httpd");
+        Background(child)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&self.name));
+        let _ = sh("ip", &["netns", "del", &self.name]);
+    }
+}
+
+/// A child process killed when dropped.
+struct Background(Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A network of a test engine: disconnected from everything and removed when dropped.
+struct Network<'a> {
+    e: &'a TestEngine,
+    name: String,
+}
+
+impl<'a> Network<'a> {
+    fn create(e: &'a TestEngine, name: &str, flags: &[&str]) -> Network<'a> {
+        let mut args = vec!["network", "create"];
+        args.extend_from_slice(flags);
+        args.push(name);
+        e.run(&args).success();
+        Network { e, name: name.to_owned() }
+    }
+
+    fn inspect(&self) -> serde_json::Value {
+        self.e.run(["network", "inspect", &self.name]).success().json()[0].clone()
+    }
+
+    fn bridge(&self) -> String {
+        let id = self.inspect()["Id"].as_str().unwrap_or_default().to_owned();
+        format!("dd-{}", &id[..12])
+    }
+
+    /// Connects a namespace as container `name` with a fixed ID and a hosts file like the runtime's; returns
+    /// the ID.
+    fn connect(&self, ns: &Netns, name: &str, extra: &[&str]) -> String {
+        let id = container_id(name);
+        let dir = self.e.root().join("containers").join(&id);
+        std::fs::create_dir_all(&dir).expect("container dir");
+        let hosts = dir.join("hosts");
+        if !hosts.exists() {
+            std::fs::write(&hosts, format!("127.0.0.1\tlocalhost\n127.0.1.1\t{}\n", &id[..12])).expect("hosts");
+        }
+        let path = ns.path();
+        let mut args = vec!["network", "connect", "--netns", path.to_str().unwrap_or_default(), "--container-id", &id];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[&self.name, name]);
+        self.e.run(&args).success();
+        id
+    }
+
+    fn address_of(&self, name: &str) -> String {
+        let v = self.inspect();
+        let c = v["Containers"].as_object().and_then(|m| m.values().find(|c| c["Name"] == name)).cloned();
+        let cidr = c.map(|c| c["IPv4Address"].as_str().unwrap_or_default().to_owned()).unwrap_or_default();
+        cidr.split('/').next().unwrap_or_default().to_owned()
+    }
+}
+
+impl Drop for Network<'_> {
+    fn drop(&mut self) {
+        if let Ok(out) = self.e.cmd(["network", "inspect", &self.name]).output() {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            for id in v[0]["Containers"].as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()).unwrap_or_default()
+            {
+                let _ = self.e.cmd(["network", "disconnect", "-f", &self.name, &id]).output();
+            }
+        }
+        let _ = self.e.cmd(["network", "rm", &self.name]).output();
+    }
+}
+
+/// A stable 64-hex container ID for a test name.
+fn container_id(name: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(format!("{name}-{}", unique())))
+}
+
+fn host_links() -> String {
+    String::from_utf8_lossy(&sh("ip", &["-o", "link"]).stdout).into_owned()
+}
+
+fn nft_table() -> String {
+    String::from_utf8_lossy(&sh("nft", &["list", "table", "inet", "drydock"]).stdout).into_owned()
+}
+
+#[test]
+fn network_lifecycle_and_errors_follow_docker() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::new();
+    let listing = e.run(["network", "ls"]).success().stdout();
+    let lines: Vec<&str> = listing.lines().collect();
+    assert!(lines[0].starts_with("NETWORK ID") && lines[0].ends_with("SCOPE"), "{listing}");
+    for (name, driver) in [("bridge", "bridge"), ("host", "host"), ("none", "null")] {
+        assert!(
+            lines.iter().any(|l| l.split_whitespace().collect::<Vec<_>>()[1..] == [name, driver, "local"]),
+            "{listing}"
+        );
+    }
+
+    let n = Network::create(
+        &e,
+        "backend",
+        &["--subnet", "10.214.77.0/24", "--gateway", "10.214.77.254", "--label", "team=ci"],
+    );
+    let v = n.inspect();
+    assert_eq!(v["Name"], "backend");
+    assert_eq!(v["Id"].as_str().map(str::len), Some(64));
+    assert_eq!(
+        (v["Scope"].as_str(), v["Driver"].as_str(), v["Internal"].as_bool()),
+        (Some("local"), Some("bridge"), Some(false))
+    );
+    assert_eq!(v["IPAM"]["Driver"], "default");
+    assert_eq!(v["IPAM"]["Config"], serde_json::json!([{"Subnet": "10.214.77.0/24", "Gateway": "10.214.77.254"}]));
+    assert_eq!(v["Labels"], serde_json::json!({"team": "ci"}));
+    assert_eq!(v["Containers"], serde_json::json!({}));
+    let bridge = n.bridge();
+    assert!(host_links().contains(&format!(" {bridge}:")), "the bridge exists from create on");
+    assert!(nft_table().contains(&bridge), "{}", nft_table());
+    let short = v["Id"].as_str().unwrap_or_default()[..12].to_owned();
+    e.run(["network", "inspect", "-f", "{{.Name}}", &short]).success().stdout_is("backend\n");
+
+    e.run(["network", "create", "backend"]).code_is(125).stderr_has("network with name backend already exists");
+    e.run(["network", "create", "-bad"]).code_is(125);
+    e.run(["network", "create", "bad/name"]).code_is(125).stderr_has("invalid network name");
+    e.run(["network", "create", "--subnet", "10.214.77.128/25", "other"]).code_is(125).stderr_has("overlaps");
+    e.run(["network", "create", "--subnet", "10.214.78.5/24", "other"]).code_is(125).stderr_has("use 10.214.78.0/24");
+    e.run(["network", "create", "--gateway", "10.1.1.1", "other"]).code_is(125).stderr_has("needs a --subnet");
+    e.run(["network", "create", "--subnet", "10.214.79.0/24", "--gateway", "10.215.0.1", "other"])
+        .code_is(125)
+        .stderr_has("not in subnet");
+    e.run(["network", "create", "-d", "overlay", "other"]).code_is(125).stderr_has("plugin \"overlay\" not found");
+    e.run(["network", "rm", "bridge"]).code_is(125).stderr_has("bridge is a pre-defined network and cannot be removed");
+    e.run(["network", "inspect", "nosuch"]).code_is(125).stderr_has("network nosuch not found");
+    assert!(!e.run(["network", "ls", "-q"]).success().stdout().contains("other"));
+
+    // A pool network gets a /24 of the pool and its first address as gateway.
+    let pooled = Network::create(&e, "pooled", &[]);
+    let v = pooled.inspect();
+    let subnet = v["IPAM"]["Config"][0]["Subnet"].as_str().unwrap_or_default().to_owned();
+    assert!(subnet.starts_with("10.213.") && subnet.ends_with(".0/24"), "{v}");
+    assert_eq!(v["IPAM"]["Config"][0]["Gateway"].as_str(), Some(subnet.replace(".0/24", ".1").as_str()));
+
+    e.run(["network", "rm", "backend"]).success().stdout_is("backend\n");
+    assert!(!host_links().contains(&format!(" {bridge}:")), "rm deletes the bridge");
+    assert!(!nft_table().contains(&bridge), "rm deletes the firewall elements");
+    e.run(["network", "prune", "-f"]).success().stdout_is("Deleted Networks:\npooled\n\n");
+    assert_eq!(e.run(["network", "ls", "-q"]).success().stdout().lines().count(), 3, "only the built-ins remain");
+}
+
+#[test]
+fn two_namespaces_on_one_network_talk_and_resolve_names() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::new();
+    let n = Network::create(&e, "app", &[]);
+    let (a, b) = (Netns::new(), Netns::new());
+    let id_a = n.connect(&a, "alpha", &[]);
+    let hosts_a = e.root().join("containers").join(&id_a).join("hosts");
+    let inode = std::fs::metadata(&hosts_a).map(|m| m.ino()).unwrap_or(0);
+    let id_b = n.connect(&b, "beta", &["--alias", "web", "--alias", "www"]);
+    let (ip_a, ip_b) = (n.address_of("alpha"), n.address_of("beta"));
+    assert!(!ip_a.is_empty() && !ip_b.is_empty() && ip_a != ip_b, "{}", n.inspect());
+
+    // Interfaces as docker sets them up: eth0, docker's MAC, the default route via the gateway.
+    let addr = a.ip(&["-o", "-4", "addr", "show", "eth0"]);
+    assert!(addr.contains(&format!("inet {ip_a}/24")), "{addr}");
+    let v = n.inspect();
+    let ep = &v["Containers"][&id_a];
+    let octets: Vec<String> = ip_a.split('.').map(|o| format!("{:02x}", o.parse::<u8>().unwrap_or(0))).collect();
+    assert_eq!(ep["MacAddress"].as_str(), Some(format!("02:42:{}", octets.join(":")).as_str()));
+    assert!(a.ip(&["link", "show", "eth0"]).contains(&format!("02:42:{}", octets.join(":"))));
+    let gateway = v["IPAM"]["Config"][0]["Gateway"].as_str().unwrap_or_default().to_owned();
+    assert!(a.ip(&["route"]).contains(&format!("default via {gateway} dev eth0")), "{}", a.ip(&["route"]));
+
+    assert!(a.ping(&ip_b), "alpha reaches beta");
+    assert!(b.ping(&ip_a), "beta reaches alpha");
+    assert!(a.ping(&gateway), "the host answers on the gateway");
+
+    // The hosts files were rewritten in place and list both containers with their aliases.
+    let text = std::fs::read_to_string(&hosts_a).unwrap_or_default();
+    assert!(text.starts_with("127.0.0.1\tlocalhost\n"), "the runtime's lines are kept:\n{text}");
+    assert!(text.contains(&format!("{ip_a}\talpha {}", &id_a[..12])), "{text}");
+    assert!(text.contains(&format!("{ip_b}\tbeta web www {}", &id_b[..12])), "{text}");
+    assert_eq!(std::fs::metadata(&hosts_a).map(|m| m.ino()).unwrap_or(1), inode, "same inode: bind mounts see it");
+
+    // Names resolve inside the namespace through that file, and TCP works (busybox httpd in beta).
+    a.use_hosts_file(&hosts_a);
+    assert!(a.ping("web"), "alpha resolves beta's alias");
+    let site = tempfile::tempdir().expect("site dir");
+    std::fs::write(site.path().join("index.html"), "hello from beta\n").expect("index");
+    let _httpd = b.httpd(site.path());
+    // (busybox-static's wget crashes resolving names; nc is enough for an HTTP/1.0 request.)
+    let mut body = String::new();
+    for _ in 0..50 {
+        body = a.http_get("beta", 8080);
+        if body.contains("hello from beta") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(body.starts_with("HTTP/1.1 200 OK") && body.ends_with("\r\n\r\nhello from beta\n"), "{body}");
+
+    // Leaving the network: beta disappears from alpha's hosts file, its address is free again.
+    e.run(["network", "disconnect", "app", "beta"]).success();
+    let text = std::fs::read_to_string(&hosts_a).unwrap_or_default();
+    assert!(!text.contains("beta"), "{text}");
+    assert!(!b.ip(&["-o", "link"]).contains("eth0"), "the container end went with the pair");
+    let b2 = Netns::new();
+    n.connect(&b2, "gamma", &["--ip", &ip_b]);
+    assert_eq!(n.address_of("gamma"), ip_b, "a freed address can be taken again");
+    e.run(["network", "connect", "--netns", b2.path().to_str().unwrap_or_default(), "app", "gamma"])
+        .code_is(125)
+        .stderr_has("endpoint with name gamma already exists in network app");
+    e.run(["network", "connect", "--netns", b.path().to_str().unwrap_or_default(), "--ip", &ip_a, "app", "delta"])
+        .code_is(125)
+        .stderr_has("already in use");
+    e.run(["network", "rm", "app"]).code_is(125).stderr_has("has active endpoints");
+    e.run(["network", "disconnect", "app", "nobody"]).code_is(125).stderr_has("is not connected to network app");
+}
+
+#[test]
+fn networks_are_isolated_and_internal_ones_have_no_way_out() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::new();
+    let (n1, n2) = (Network::create(&e, "one", &[]), Network::create(&e, "two", &[]));
+    let internal = Network::create(&e, "sealed", &["--internal"]);
+    let (a, b, c, d) = (Netns::new(), Netns::new(), Netns::new(), Netns::new());
+    n1.connect(&a, "a", &[]);
+    n2.connect(&b, "b", &[]);
+    internal.connect(&c, "c", &[]);
+    internal.connect(&d, "d", &[]);
+    let (ip_a, ip_b, ip_d) = (n1.address_of("a"), n2.address_of("b"), internal.address_of("d"));
+    let gw1 = n1.inspect()["IPAM"]["Config"][0]["Gateway"].as_str().unwrap_or_default().to_owned();
+
+    assert!(a.ping(&gw1), "the network itself works");
+    assert!(!a.ping(&ip_b), "one → two is dropped");
+    assert!(!b.ping(&ip_a), "two → one is dropped");
+
+    assert_eq!(internal.inspect()["Internal"], true);
+    assert!(!c.ip(&["route"]).contains("default"), "an internal network gives no default route: {}", c.ip(&["route"]));
+    assert!(c.ping(&ip_d), "containers of an internal network reach each other");
+    assert!(!c.ping(&ip_a), "nothing is routed out of an internal network");
+    assert!(!a.ping(&ip_d), "nothing is routed into an internal network");
+    let table = nft_table();
+    assert!(table.contains(&internal.bridge()) && table.contains(&n1.bridge()), "{table}");
+}
+
+#[test]
+fn cleanup_leaves_no_device_or_rule_behind() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::new();
+    let n = Network::create(&e, "tidy", &[]);
+    let bridge = n.bridge();
+    let (a, b) = (Netns::new(), Netns::new());
+    let id_a = n.connect(&a, "a", &[]);
+    n.connect(&b, "b", &[]);
+    let endpoint_a =
+        format!("ddv{}", &n.inspect()["Containers"][&id_a]["EndpointID"].as_str().unwrap_or_default()[..12]);
+    let veths = |links: &str| links.lines().filter(|l| l.contains(&format!("master {bridge}"))).count();
+    assert_eq!(veths(&host_links()), 2, "{}", host_links());
+    assert!(host_links().contains(&endpoint_a));
+
+    e.run(["network", "disconnect", "tidy", "a"]).success();
+    assert!(!host_links().contains(&endpoint_a), "disconnect deletes the veth pair");
+    // A namespace that vanishes without a disconnect (a killed container) is reaped: rm succeeds.
+    drop(b);
+    // The kernel destroys a namespace (and its veth pairs) asynchronously after the last reference goes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while veths(&host_links()) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(veths(&host_links()), 0, "the kernel removed the pair with the namespace");
+    e.run(["network", "rm", "tidy"]).success();
+    let links = host_links();
+    assert!(!links.contains(&bridge), "{links}");
+    assert!(!links.contains("ddv") || !links.contains(&format!("master {bridge}")), "{links}");
+    assert!(!nft_table().contains(&bridge), "{}", nft_table());
+    drop(a);
+}
+
+#[test]
+fn the_default_bridge_takes_resources_only_while_used() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::new();
+    let bridge_net = Network { e: &e, name: "bridge".into() };
+    assert_eq!(bridge_net.inspect()["IPAM"]["Config"], serde_json::json!([]), "no subnet until first use");
+    let bridge = bridge_net.bridge();
+    let a = Netns::new();
+    let id = bridge_net.connect(&a, "solo", &[]);
+    let v = bridge_net.inspect();
+    assert_eq!(v["IPAM"]["Config"].as_array().map(Vec::len), Some(1), "{v}");
+    assert!(host_links().contains(&bridge));
+    // No name resolution on the default bridge, as in docker.
+    let hosts = std::fs::read_to_string(e.root().join("containers").join(&id).join("hosts")).unwrap_or_default();
+    assert!(!hosts.contains("solo"), "{hosts}");
+    e.run([
+        "network",
+        "connect",
+        "--netns",
+        a.path().to_str().unwrap_or_default(),
+        "--ip",
+        "10.213.250.9",
+        "bridge",
+        "x",
+    ])
+    .code_is(125)
+    .stderr_has("user specified IP address is supported on user defined networks only");
+    e.run(["network", "disconnect", "bridge", "solo"]).success();
+    assert_eq!(bridge_net.inspect()["IPAM"]["Config"], serde_json::json!([]), "the subnet is given back");
+    assert!(!host_links().contains(&bridge), "the bridge goes with the last container");
+    e.run(["network", "connect", "--netns", a.path().to_str().unwrap_or_default(), "host", "x"])
+        .code_is(125)
+        .stderr_has("cannot be connected to network host");
+    std::mem::forget(bridge_net); // built-in: nothing to remove
+}
+
+#[test]
+fn a_published_port_reaches_httpd_in_a_namespace_through_loopback() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::new();
+    let n = Network::create(&e, "web", &[]);
+    let ns = Netns::new();
+    n.connect(&ns, "site", &[]);
+    let ip = n.address_of("site");
+    let site = tempfile::tempdir().expect("site dir");
+    std::fs::write(site.path().join("index.html"), "published!\n").expect("index");
+    let _httpd = ns.httpd(site.path());
+
+    let mut proxy = e
+        .cmd(["network", "publish", "--container-ip", &ip, "-p", "127.0.0.1::8080"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the proxy");
+    let stdout = proxy.stdout.take().expect("piped stdout");
+    let mut guard = Background(proxy);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("read the bound port");
+    // 8080/tcp -> 127.0.0.1:PORT
+    let port: u16 = line.trim().rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| {
+        let _ = guard.0.kill();
+        panic!("unexpected proxy output {line:?}")
+    });
+    assert!(line.starts_with("8080/tcp -> 127.0.0.1:"), "{line}");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let response = loop {
+        let attempt = (|| -> std::io::Result<String> {
+            let mut s = TcpStream::connect(("127.0.0.1", port))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+            let mut r = String::new();
+            s.read_to_string(&mut r)?;
+            Ok(r)
+        })();
+        match attempt {
+            Ok(r) if r.contains("published!") => break r,
+            _ if Instant::now() > deadline => panic!("no answer through the proxy: {attempt:?}"),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    assert!(response.starts_with("HTTP/1.") && response.contains(" 200 "), "{response}");
+    drop(guard);
+}
