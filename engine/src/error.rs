@@ -19,6 +19,8 @@ pub enum Error {
     Network(#[from] crate::network::Error),
     #[error(transparent)]
     Volume(#[from] crate::volume::Error),
+    #[error(transparent)]
+    Build(#[from] crate::build::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

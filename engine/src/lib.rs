@@ -3,6 +3,7 @@
 //! file locks (see [`root`]). The CLI (`src/main.rs`, `src/cli/`) only parses arguments and prints.
 
 pub mod archive;
+pub mod build;
 pub mod compose;
 pub mod container;
 pub mod digest;
