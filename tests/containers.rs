@@ -33,7 +33,11 @@ fn run_prints_output_and_passes_docker_exit_codes() {
     let Some(e) = engine() else { return };
     e.run(["run", "--rm", "busybox", "echo", "hello", "-n"]).success().stdout_is("hello -n\n");
     e.run(["run", "--rm", "busybox", "sh", "-c", "exit 3"]).code_is(3);
-    e.run(["run", "--rm", "nosuchimage", "true"]).code_is(125).stderr_has("No such image: nosuchimage");
+    // A missing image is pulled first, as docker does; a registry that refuses the connection is an engine error.
+    e.run(["run", "--rm", "127.0.0.1:1/nosuchimage", "true"])
+        .code_is(125)
+        .stderr_has("Unable to find image '127.0.0.1:1/nosuchimage:latest' locally")
+        .stderr_has("cannot pull 127.0.0.1:1/nosuchimage:latest");
     e.run(["run", "--rm", "--bogus-flag", "busybox", "true"]).code_is(125);
     e.run(["run", "--rm", "--memory", "lots", "busybox", "true"]).code_is(125).stderr_has("memory");
     e.run(["run", "--rm", "busybox", "/etc/passwd"]).code_is(126).stderr_has("permission denied");
@@ -337,6 +341,8 @@ fn network_none_has_only_loopback_up() {
         .run([
             "run",
             "--rm",
+            "--network",
+            "none",
             "busybox",
             "sh",
             "-c",

@@ -480,3 +480,253 @@ fn a_published_port_reaches_httpd_in_a_namespace_through_loopback() {
     assert!(response.starts_with("HTTP/1.") && response.contains(" 200 "), "{response}");
     drop(guard);
 }
+
+// ---- Containers on networks: `run --network`, `-p`, `-P`, `port`, `network connect`, cleanup -------------------
+
+/// A test engine with busybox, or `None` without root (outside CI).
+fn engine_with_busybox() -> Option<TestEngine> {
+    can_run_containers().then(TestEngine::with_busybox)
+}
+
+/// Polls `check` until it holds or `secs` pass.
+fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// `GET /` over a real TCP connection to `127.0.0.1:port`, retried until it answers with `want` (httpd may
+/// still be starting).
+fn http_get_loopback(port: u16, want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let attempt = (|| -> std::io::Result<String> {
+            let mut s = TcpStream::connect(("127.0.0.1", port))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+            let mut r = String::new();
+            s.read_to_string(&mut r)?;
+            Ok(r)
+        })();
+        match attempt {
+            Ok(r) if r.contains(want) => return r,
+            _ if Instant::now() > deadline => panic!("no answer on 127.0.0.1:{port}: {attempt:?}"),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// The host's veth ends plugged into the bridge of network `name` of engine `e`.
+fn veths_on(e: &TestEngine, name: &str) -> usize {
+    let v = e.run(["network", "inspect", name]).success().json();
+    let id = v[0]["Id"].as_str().unwrap_or_default().to_owned();
+    let bridge = format!("master dd-{}", &id[..12.min(id.len())]);
+    host_links().lines().filter(|l| l.contains(&bridge)).count()
+}
+
+/// A directory with `index.html` for busybox httpd.
+fn site(text: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("site dir");
+    std::fs::write(dir.path().join("index.html"), text).expect("index");
+    dir
+}
+
+#[test]
+fn containers_on_a_user_network_resolve_each_other_and_other_networks_are_isolated() {
+    let Some(e) = engine_with_busybox() else { return };
+    let n = Network::create(&e, "app", &[]);
+    let other = Network::create(&e, "other", &[]);
+    let www = site("hello from web\n");
+    let volume = format!("{}:/www:ro", www.path().display());
+    e.run([
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "app",
+        "--network-alias",
+        "www",
+        "-v",
+        &volume,
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ])
+    .success();
+    let ip = e.run(["inspect", "-f", "{{.NetworkSettings.Networks.app.IPAddress}}", "web"]).success().stdout();
+    let ip = ip.trim().to_owned();
+    assert_eq!(ip, n.address_of("web"), "inspect shows the endpoint's address");
+    assert_eq!(veths_on(&e, "app"), 1);
+
+    // By name and by alias, ICMP and HTTP (busybox nc) from a second container on the same network.
+    let script = "ping -c1 -W2 web >/dev/null && ping -c1 -W2 www >/dev/null && \
+                  for i in 1 2 3 4 5 6 7 8 9 10; do \
+                    printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w2 www 80 && break; sleep 0.2; done";
+    let out = e.run(["run", "--rm", "--network", "app", "busybox", "sh", "-c", script]).success().stdout();
+    assert!(out.starts_with("HTTP/1.") && out.contains("hello from web"), "{out}");
+    let hosts = e.run(["run", "--rm", "--name", "peer", "--network", "app", "busybox", "cat", "/etc/hosts"]).success();
+    let hosts = hosts.stdout();
+    assert!(hosts.contains(&format!("{ip}\tweb www ")), "{hosts}");
+    assert!(hosts.lines().any(|l| l.contains("\tpeer ")), "a container lists itself:\n{hosts}");
+
+    // Another network: neither the name nor the address of web is reachable from there.
+    let script = format!("ping -c1 -W1 web; echo name=$?; ping -c1 -W1 {ip}; echo addr=$?");
+    let out = e.run(["run", "--rm", "--network", "other", "busybox", "sh", "-c", &script]).success().stdout();
+    assert!(out.contains("name=1") && out.contains("addr=1"), "{out}");
+    // Nor from the default bridge, where there is no name resolution at all (docker's rule).
+    let hosts = e.run(["run", "--rm", "busybox", "cat", "/etc/hosts"]).success().stdout();
+    assert!(!hosts.contains("web"), "{hosts}");
+
+    // rm and network rm leave no veth, bridge or firewall element behind.
+    let (bridge_app, bridge_other) = (n.bridge(), other.bridge());
+    e.run(["rm", "-f", "web"]).success();
+    assert_eq!(veths_on(&e, "app"), 0, "{}", host_links());
+    assert_eq!(n.inspect()["Containers"], serde_json::json!({}));
+    e.run(["network", "rm", "app", "other"]).success();
+    let links = host_links();
+    assert!(!links.contains(&bridge_app) && !links.contains(&bridge_other), "{links}");
+    let table = nft_table();
+    assert!(!table.contains(&bridge_app) && !table.contains(&bridge_other), "{table}");
+}
+
+#[test]
+fn network_connect_and_disconnect_a_running_container() {
+    let Some(e) = engine_with_busybox() else { return };
+    let _n = Network::create(&e, "late", &[]);
+    e.run(["run", "-d", "--name", "box", "busybox", "sleep", "60"]).success();
+    e.run(["network", "connect", "--alias", "boxy", "late", "box"]).success();
+    let links = e.run(["exec", "box", "ls", "/sys/class/net"]).success().stdout();
+    assert_eq!(links, "eth0\neth1\nlo\n", "bridge first (eth0), then the new network");
+    e.run(["run", "--rm", "--network", "late", "busybox", "ping", "-c1", "-W2", "boxy"]).success();
+    e.run(["network", "connect", "late", "box"]).code_is(125).stderr_has("already exists in network late");
+
+    e.run(["network", "disconnect", "late", "box"]).success();
+    let links = e.run(["exec", "box", "ls", "/sys/class/net"]).success().stdout();
+    assert_eq!(links, "eth0\nlo\n");
+    e.run(["run", "--rm", "--network", "late", "busybox", "ping", "-c1", "-W1", "boxy"]).code_is(1);
+    assert_eq!(veths_on(&e, "late"), 0);
+    e.run(["network", "disconnect", "late", "box"]).code_is(125).stderr_has("is not connected to network late");
+    e.run(["network", "connect", "host", "box"]).code_is(125).stderr_has("cannot be connected");
+}
+
+#[test]
+fn a_published_port_reaches_httpd_in_a_container_from_the_host() {
+    let Some(e) = engine_with_busybox() else { return };
+    let www = site("published!\n");
+    let volume = format!("{}:/www:ro", www.path().display());
+    e.run([
+        "run",
+        "-d",
+        "--name",
+        "pub",
+        "-p",
+        "127.0.0.1::80",
+        "-v",
+        &volume,
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ])
+    .success();
+    let line = e.run(["port", "pub"]).success().stdout();
+    assert!(line.starts_with("80/tcp -> 127.0.0.1:") && line.lines().count() == 1, "{line}");
+    let address = e.run(["port", "pub", "80"]).success().stdout();
+    let port: u16 = address.trim().rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    assert!(port > 0, "{address}");
+    let response = http_get_loopback(port, "published!");
+    assert!(response.starts_with("HTTP/1.") && response.contains(" 200 "), "{response}");
+
+    let ps = e.run(["ps", "--format", "{{.Ports}}"]).success().stdout();
+    assert_eq!(ps, format!("127.0.0.1:{port}->80/tcp\n"));
+    let ports = e.run(["inspect", "-f", "{{json .NetworkSettings.Ports}}", "pub"]).success().stdout();
+    assert_eq!(ports.trim(), format!(r#"{{"80/tcp":[{{"HostIp":"127.0.0.1","HostPort":"{port}"}}]}}"#));
+    e.run(["port", "pub", "81"]).code_is(125).stderr_has("No public port '81/tcp' published for pub");
+
+    // Stopping the container closes the port; starting it again publishes afresh.
+    e.run(["stop", "-t", "1", "pub"]).success();
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "the proxy stopped with the container");
+    e.run(["port", "pub"]).success().stdout_is("");
+    e.run(["start", "pub"]).success();
+    let address = e.run(["port", "pub", "80/tcp"]).success().stdout();
+    let port: u16 = address.trim().rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    http_get_loopback(port, "published!");
+}
+
+#[test]
+fn publish_all_maps_every_exposed_port() {
+    let Some(e) = engine_with_busybox() else { return };
+    let tar = crate::util::busybox_tar().to_string_lossy().into_owned();
+    e.run(["import", "-c", "EXPOSE 80", "-c", "EXPOSE 53/udp", &tar, "exposing"]).success();
+    let www = site("all of them\n");
+    let volume = format!("{}:/www:ro", www.path().display());
+    e.run(["run", "-d", "--name", "all", "-P", "-v", &volume, "exposing", "httpd", "-f", "-p", "80", "-h", "/www"])
+        .success();
+    let lines = e.run(["port", "all"]).success().stdout();
+    let lines: Vec<&str> = lines.lines().collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with("53/udp -> 0.0.0.0:") && lines[1].starts_with("80/tcp -> 0.0.0.0:"), "{lines:?}");
+    let port: u16 = lines[1].rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    http_get_loopback(port, "all of them");
+}
+
+#[test]
+fn a_busy_host_port_fails_the_start_clearly_and_leaves_nothing() {
+    let Some(e) = engine_with_busybox() else { return };
+    let taken = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind a port");
+    let port = taken.local_addr().map(|a| a.port()).unwrap_or(0);
+    let spec = format!("127.0.0.1:{port}:80");
+    e.run(["run", "-d", "--name", "busy", "-p", &spec, "busybox", "sleep", "60"])
+        .code_is(125)
+        .stderr_has(&format!("Bind for 127.0.0.1:{port} failed: port is already allocated"));
+    e.run(["inspect", "-f", "{{.State.Status}}", "busy"]).success().stdout_is("created\n");
+    // No veth, and the lazy default bridge gave its subnet and device back.
+    let bridge = e.run(["network", "inspect", "bridge"]).success().json();
+    assert_eq!(bridge[0]["Containers"], serde_json::json!({}));
+    assert_eq!(bridge[0]["IPAM"]["Config"], serde_json::json!([]), "{bridge}");
+    let id = bridge[0]["Id"].as_str().unwrap_or_default().to_owned();
+    assert!(!host_links().contains(&format!("dd-{}", &id[..12])), "{}", host_links());
+    // No process of the container is left either: its cgroup is gone.
+    let cid = e.run(["inspect", "-f", "{{.Id}}", "busy"]).success().stdout().trim().to_owned();
+    assert!(!Path::new("/sys/fs/cgroup/pids/drydock").join(&cid).exists());
+
+    // Once the port is free, the same container starts.
+    drop(taken);
+    e.run(["start", "busy"]).success();
+    e.run(["port", "busy", "80"]).success().stdout_is(&format!("127.0.0.1:{port}\n"));
+    e.run(["rm", "-f", "busy"]).success();
+    assert!(eventually(5, || !host_links().contains(&format!("dd-{}", &id[..12]))), "{}", host_links());
+}
+
+#[test]
+fn network_none_has_only_lo_and_host_shares_the_hosts_interfaces() {
+    let Some(e) = engine_with_busybox() else { return };
+    e.run(["run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net"]).success().stdout_is("lo\n");
+    // Any interface of the host is visible with --network host (the bridge of a network of ours, say).
+    let n = Network::create(&e, "visible", &[]);
+    let bridge = n.bridge();
+    let inside = e.run(["run", "--rm", "--network", "host", "busybox", "ls", "/sys/class/net"]).success().stdout();
+    assert!(inside.lines().any(|l| l == bridge), "{inside}");
+    let inspect = e.run(["create", "--network", "host", "busybox", "true"]).success().stdout();
+    let mode = e.run(["inspect", "-f", "{{.HostConfig.NetworkMode}}", inspect.trim()]).success().stdout();
+    assert_eq!(mode, "host\n");
+    e.run(["run", "--rm", "--network", "nosuch", "busybox", "true"])
+        .code_is(125)
+        .stderr_has("network nosuch not found");
+    e.run(["run", "--rm", "--network-alias", "x", "busybox", "true"])
+        .code_is(125)
+        .stderr_has("only supported for user-defined networks");
+}

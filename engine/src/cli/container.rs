@@ -1,5 +1,5 @@
 //! Container verbs of the CLI: `run`, `create`, `start`, `stop`, `kill`, `restart`, `rm`, `ps`, `logs`, `wait`,
-//! `exec`, `top`, `diff`, `cp`, `commit`, `export`, `rename`, and the `container …` group (the same verbs plus
+//! `exec`, `top`, `diff`, `cp`, `commit`, `export`, `rename`, `port`, and the `container …` group (the same verbs plus
 //! `ls`, `inspect`, `prune`). Each verb parses its flags, calls one function of `engine::container`, and prints.
 //! The hidden `container-monitor` verb is the monitor process itself (see `engine::container::monitor`).
 
@@ -15,6 +15,7 @@ use engine::container::{self as ctr, ContainerStore};
 use engine::digest::Digest;
 use engine::humanize;
 use engine::image::ImageStore;
+use engine::network::ports;
 
 use super::{table, Context, ExitError};
 
@@ -54,6 +55,8 @@ pub enum ContainerCommand {
     Export(ExportArgs),
     /// Rename a container.
     Rename(RenameArgs),
+    /// List a container's published ports, or the host address of one of them.
+    Port(PortArgs),
     /// The per-container monitor process (internal).
     #[command(name = "container-monitor", hide = true)]
     ContainerMonitor(MonitorArgs),
@@ -92,12 +95,33 @@ pub struct CreateArgs {
     /// Overwrite the image's ENTRYPOINT (also drops its CMD).
     #[arg(long)]
     pub entrypoint: Option<String>,
-    /// Bind mount HOST-PATH:CONTAINER-PATH[:ro].
+    /// Mount a volume or host path: [NAME|/HOST-PATH:]CONTAINER-PATH[:ro|rw,nocopy,…].
     #[arg(short, long = "volume")]
     pub volume: Vec<String>,
-    /// Network: none, host (default: an isolated network namespace with only lo).
+    /// Mount: type=bind|volume|tmpfs,source=…,target=…[,readonly,…].
+    #[arg(long = "mount")]
+    pub mount: Vec<String>,
+    /// Mount a tmpfs: CONTAINER-PATH[:size=…,mode=…,…].
+    #[arg(long = "tmpfs")]
+    pub tmpfs: Vec<String>,
+    /// Mount the volumes of another container: CONTAINER[:ro|rw].
+    #[arg(long = "volumes-from")]
+    pub volumes_from: Vec<String>,
+    /// Network: bridge (the default), host, none, or a network made with `network create`.
     #[arg(long, alias = "net")]
     pub network: Option<String>,
+    /// More names for the container on its (user-defined) network.
+    #[arg(long = "network-alias", alias = "net-alias")]
+    pub network_alias: Vec<String>,
+    /// IPv4 address on the (user-defined) network.
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Publish a container port: [IP:][HOST-PORT:]CONTAINER-PORT[/udp] (no host port: a random one).
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Publish every port the image exposes to a random host port.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
     /// Container host name.
     #[arg(long)]
     pub hostname: Option<String>,
@@ -154,7 +178,14 @@ impl CreateArgs {
             user: self.user.clone(),
             entrypoint: self.entrypoint.clone(),
             binds: self.volume.clone(),
+            mounts: self.mount.clone(),
+            tmpfs: self.tmpfs.clone(),
+            volumes_from: self.volumes_from.clone(),
             network: self.network.clone(),
+            network_aliases: self.network_alias.clone(),
+            ip: self.ip.clone(),
+            publish: self.publish.clone(),
+            publish_all: self.publish_all,
             hostname: self.hostname.clone(),
             memory: self.memory.clone(),
             cpus: self.cpus,
@@ -216,7 +247,7 @@ pub struct RmArgs {
     /// Kill and remove running containers.
     #[arg(short, long)]
     pub force: bool,
-    /// Remove anonymous volumes too (there are none yet).
+    /// Remove the container's anonymous volumes too.
     #[arg(short, long)]
     pub volumes: bool,
     #[arg(required = true)]
@@ -334,6 +365,13 @@ pub struct ExportArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct PortArgs {
+    pub container: String,
+    /// PRIVATE_PORT[/PROTOCOL]
+    pub port: Option<String>,
+}
+
+#[derive(Args, Debug)]
 pub struct RenameArgs {
     pub container: String,
     pub new_name: String,
@@ -382,6 +420,14 @@ fn open(ctx: &Context) -> anyhow::Result<Opened> {
     Ok(Opened { store: ContainerStore::open(&root), images: ImageStore::open(&root)? })
 }
 
+/// `run` and `create` pull an image they cannot find, as docker does.
+fn pull_if_missing(images: &ImageStore, name: &str) -> anyhow::Result<()> {
+    match images.resolve(name) {
+        Err(engine::image::Error::NotFound(_)) => super::registry::pull_missing(images, name, false),
+        _ => Ok(()),
+    }
+}
+
 /// A container's exit code as this process's (docker passes the low 8 bits through).
 fn exit(code: i32) -> ExitCode {
     ExitCode::from((code & 0xff) as u8)
@@ -392,7 +438,9 @@ pub fn run(cmd: ContainerCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
         ContainerCommand::Run(args) => run_container(*args, ctx),
         ContainerCommand::Create(args) => {
             let o = open(ctx)?;
-            let c = lib(ctr::create::create(&o.store, &o.images, &args.options()))?;
+            let options = args.options();
+            pull_if_missing(&o.images, &options.image)?;
+            let c = lib(ctr::create::create(&o.store, &o.images, &options))?;
             println!("{}", c.id);
             Ok(ExitCode::SUCCESS)
         }
@@ -407,7 +455,20 @@ pub fn run(cmd: ContainerCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
             let signal = lib(ctr::kill::parse_signal(&args.signal))?;
             each(ctx, &args.containers, |s, id| lib(ctr::kill::kill(s, id, signal)))
         }
-        ContainerCommand::Rm(args) => each(ctx, &args.containers, |s, id| lib(ctr::remove::remove(s, id, args.force))),
+        ContainerCommand::Rm(args) => {
+            each(ctx, &args.containers, |s, id| lib(ctr::remove::remove(s, id, args.force, args.volumes)))
+        }
+        ContainerCommand::Port(args) => {
+            let o = open(ctx)?;
+            let c = lib(o.store.resolve(&args.container))?;
+            let state = lib(o.store.state(&c.id))?;
+            let lines = ports::port_lines(&state.ports, args.port.as_deref(), &c.name)?;
+            let mut out = io::stdout().lock();
+            for line in lines {
+                writeln!(out, "{line}")?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         ContainerCommand::Ps(args) => ps(args, ctx),
         ContainerCommand::Logs(args) => {
             let o = open(ctx)?;
@@ -569,7 +630,9 @@ fn each(
 
 fn run_container(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let o = open(ctx)?;
-    let c = lib(ctr::create::create(&o.store, &o.images, &args.create.options()))?;
+    let options = args.create.options();
+    pull_if_missing(&o.images, &options.image)?;
+    let c = lib(ctr::create::create(&o.store, &o.images, &options))?;
     if args.detach {
         lib(ctr::start::start(&o.store, &c.id))?;
         println!("{}", c.id);
@@ -612,9 +675,10 @@ fn ps(args: PsArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             }
             let status = ctr::list::status_text(s);
             let created = humanize::since(&c.created);
-            let cells = vec![short(&c.id), c.config.image.clone(), format!("\"{command}\""), created.clone(), status.clone(), String::new(), c.name.clone()];
+            let port_column = ports::ps_column(&s.ports);
+            let cells = vec![short(&c.id), c.config.image.clone(), format!("\"{command}\""), created.clone(), status.clone(), port_column.clone(), c.name.clone()];
             let doc = serde_json::json!({"ID": short(&c.id), "Image": c.config.image, "Command": format!("\"{command}\""),
-                "CreatedAt": c.created, "RunningFor": created, "Status": status, "State": s.state_str(), "Names": c.name, "Ports": ""});
+                "CreatedAt": c.created, "RunningFor": created, "Status": status, "State": s.state_str(), "Names": c.name, "Ports": port_column});
             (cells, doc)
         })
         .collect();

@@ -2,6 +2,7 @@
 //! Each area has its file (`image.rs`, `container.rs`); a verb parses its flags, calls one library function and
 //! prints the result, nothing more.
 
+mod compose;
 mod container;
 mod image;
 mod network;
@@ -53,6 +54,8 @@ pub enum Command {
     Volume(volume::VolumeCommand),
     /// Show low-level information on containers or images, as JSON.
     Inspect(InspectArgs),
+    /// Define and run multi-container applications (docker compose).
+    Compose(compose::ComposeArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -101,6 +104,7 @@ pub fn main() -> ExitCode {
         Command::Network(cmd) => network::run(cmd, &ctx),
         Command::Volume(cmd) => volume::run(cmd, &ctx),
         Command::Inspect(args) => inspect(args, &ctx),
+        Command::Compose(args) => compose::run(args, &ctx),
     };
     match result {
         Ok(code) => code,

@@ -1,7 +1,7 @@
 //! `network …` verbs: `create`, `ls`, `inspect`, `rm`, `prune`, `connect`, `disconnect`. Each parses its flags,
 //! calls one `engine::network::NetworkStore` function and prints docker's output.
 //!
-//! `connect` takes a running container; the hidden `--netns PATH` (with an optional `--container-id`) connects a
+//! `connect` and `disconnect` take a container (running: at once; in any case: at its later starts); the hidden `--netns PATH` (with an optional `--container-id`) connects a
 //! bare network namespace instead, which is how the tests exercise networking without the container runtime.
 
 use std::collections::BTreeMap;
@@ -250,11 +250,9 @@ fn connect(a: ConnectArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         None => {
             let containers = ContainerStore::open(&root);
             let c = containers.resolve(&a.container)?;
-            let state = containers.state(&c.id)?;
-            if !state.is_running() || state.pid <= 0 {
-                anyhow::bail!("container {} is not running (start it first)", c.name);
-            }
-            (c.id, c.name, PathBuf::from(format!("/proc/{}/ns/net", state.pid)))
+            engine::container::network::connect(&containers, &c.id, &a.network, a.aliases, ip)
+                .with_context(|| format!("cannot connect {} to network {}", c.name, a.network))?;
+            return Ok(ExitCode::SUCCESS);
         }
     };
     let req = ContainerEndpointRequest { container_id, container_name, aliases: a.aliases, ip, netns_path };
@@ -267,10 +265,14 @@ fn connect(a: ConnectArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
 fn disconnect(a: DisconnectArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let root = ctx.open_root()?;
     let store = NetworkStore::open(&root)?;
-    // A container known to the engine may be named by its current name or ID; the network records both.
+    // A container of this engine leaves for good (its record changes too); anything else (a namespace joined
+    // with --netns) is looked up on the network by name or ID.
     let containers = ContainerStore::open(&root);
-    let who = containers.resolve(&a.container).map(|c| c.id).unwrap_or_else(|_| a.container.clone());
-    match store.disconnect(&a.network, &who) {
+    if let Ok(c) = containers.resolve(&a.container) {
+        engine::container::network::disconnect(&containers, &c.id, &a.network, a.force)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    match store.disconnect(&a.network, &a.container) {
         Err(engine::network::Error::NotConnected { .. }) if a.force => Ok(ExitCode::SUCCESS),
         r => r.map(|()| ExitCode::SUCCESS).map_err(Into::into),
     }

@@ -129,6 +129,8 @@ fn store(ctx: &Context) -> anyhow::Result<ImageStore> {
 /// Prints docker-style per-layer status lines; on a terminal, `Downloading` is redrawn in place.
 struct StatusPrinter {
     tty: bool,
+    /// Write to stderr (pulls done on the way to something else: `run`, `build`, `compose up`).
+    stderr: bool,
     quiet: bool,
     last_draw: Option<Instant>,
     /// The layer whose `Downloading` line is open (no newline yet) on a terminal.
@@ -138,14 +140,33 @@ struct StatusPrinter {
 
 impl StatusPrinter {
     fn new(quiet: bool) -> StatusPrinter {
-        StatusPrinter { tty: io::stdout().is_terminal(), quiet, last_draw: None, open: None, announced: Vec::new() }
+        StatusPrinter {
+            tty: io::stdout().is_terminal(),
+            stderr: false,
+            quiet,
+            last_draw: None,
+            open: None,
+            announced: Vec::new(),
+        }
+    }
+
+    fn to_stderr(quiet: bool) -> StatusPrinter {
+        StatusPrinter { tty: io::stderr().is_terminal(), stderr: true, ..StatusPrinter::new(quiet) }
+    }
+
+    fn out(&self) -> Box<dyn Write> {
+        if self.stderr {
+            Box::new(io::stderr().lock())
+        } else {
+            Box::new(io::stdout().lock())
+        }
     }
 
     fn line(&mut self, text: &str) {
         if self.quiet {
             return;
         }
-        let mut out = io::stdout().lock();
+        let mut out = self.out();
         if self.open.take().is_some() {
             let _ = writeln!(out);
         }
@@ -168,7 +189,7 @@ impl StatusPrinter {
             return;
         }
         self.last_draw = Some(now);
-        let mut out = io::stdout().lock();
+        let mut out = self.out();
         if self.open.as_deref().is_some_and(|o| o != id) {
             let _ = writeln!(out);
         }
@@ -180,19 +201,41 @@ impl StatusPrinter {
 
 fn pull(a: PullArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let store = store(ctx)?;
-    let reference = Reference::parse(&a.name)?;
     let platform: Platform = a.platform.parse()?;
+    let mut printer = StatusPrinter::new(a.quiet);
+    let reference = pull_with(&store, &a.name, platform, &a.insecure_registry, &mut printer)?;
+    println!("{reference}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Pulls `name` for a command that needs the image (`run`, `create`, `build`, `compose up`): docker's
+/// "Unable to find image … locally" and the pull progress on stderr, so the command's own output stays clean.
+pub fn pull_missing(store: &ImageStore, name: &str, quiet: bool) -> anyhow::Result<()> {
+    let reference = Reference::parse(name)?;
+    let mut printer = StatusPrinter::to_stderr(quiet);
+    printer.line(&format!("Unable to find image '{}' locally", reference.familiar()));
+    pull_with(store, name, Platform::default(), &[], &mut printer)?;
+    Ok(())
+}
+
+fn pull_with(
+    store: &ImageStore,
+    name: &str,
+    platform: Platform,
+    insecure: &[String],
+    printer: &mut StatusPrinter,
+) -> anyhow::Result<Reference> {
+    let reference = Reference::parse(name)?;
     let options = PullOptions {
         platform,
-        registry: RegistryOptions::from_flags_and_env(&a.insecure_registry),
+        registry: RegistryOptions::from_flags_and_env(insecure),
         credentials: CredentialStore::default_location(),
     };
-    let mut printer = StatusPrinter::new(a.quiet);
-    let bare = Reference::parse_bare(&a.name)?;
+    let bare = Reference::parse_bare(name)?;
     if bare.tag.is_none() && bare.digest.is_none() {
         printer.line("Using default tag: latest");
     }
-    let outcome = registry::pull(&store, &reference, &options, &mut |event| match event {
+    let outcome = registry::pull(store, &reference, &options, &mut |event| match event {
         PullEvent::Resolved { reference, repository } => {
             printer.line(&format!("{reference}: Pulling from {repository}"))
         }
@@ -216,8 +259,7 @@ fn pull(a: PullArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     } else {
         printer.line(&format!("Status: Downloaded newer image for {}", reference.familiar()));
     }
-    println!("{reference}");
-    Ok(ExitCode::SUCCESS)
+    Ok(reference)
 }
 
 fn push(a: PushArgs, ctx: &Context) -> anyhow::Result<ExitCode> {

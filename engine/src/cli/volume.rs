@@ -1,6 +1,6 @@
 //! `volume …` verbs: `create`, `ls`, `inspect`, `rm`, `prune`. Each parses its flags, calls one
 //! `engine::volume::VolumeStore` function and prints docker's output. Which container uses a volume comes from
-//! the container records (their `-v` binds), for `rm`'s refusal and `prune`'s choice.
+//! the container records (their mount points), for `rm`'s refusal and `prune`'s choice.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -8,9 +8,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use engine::container::ContainerStore;
+use engine::container::{mounts, ContainerStore};
 use engine::humanize;
-use engine::volume::{mount, MountRequest, VolumeStore};
+use engine::volume::VolumeStore;
 
 use super::{table, Context};
 
@@ -102,19 +102,9 @@ fn key_values(items: &[String]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// (volume name, container ID) for every named volume a container's `-v` binds mention.
+/// (volume name, container ID) for every volume a container mounts.
 fn volume_users(ctx: &Context) -> anyhow::Result<Vec<(String, String)>> {
-    let containers = ContainerStore::open(&ctx.open_root()?);
-    let mut users = Vec::new();
-    for id in containers.ids()? {
-        let Ok(c) = containers.load(&id) else { continue };
-        for bind in &c.host_config.binds {
-            if let Ok(MountRequest::Volume { name: Some(name), .. }) = mount::parse_volume_flag(bind) {
-                users.push((name, id.clone()));
-            }
-        }
-    }
-    Ok(users)
+    Ok(mounts::volume_users(&ContainerStore::open(&ctx.open_root()?))?)
 }
 
 fn create(a: CreateArgs, ctx: &Context) -> anyhow::Result<ExitCode> {

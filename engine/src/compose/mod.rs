@@ -5,13 +5,20 @@
 //! - [`load`]: files, project name, merge of several `-f`, `include`, `extends`, profiles → [`model::Project`].
 //! - [`model`]: the typed project, short and long syntaxes normalised, unknown keys reported.
 //! - [`order`]: start order from `depends_on`, cycles named.
+//! - [`project`]: a project bound to an engine root — its containers by label, names, service → create options.
+//! - [`up`], [`down`], [`run`] (also `exec`), [`lifecycle`] (`ps`, `stop`, `start`, `restart`, `rm`, `kill`): the verbs.
 
+pub mod down;
 pub mod env_file;
 pub mod interpolate;
+pub mod lifecycle;
 pub mod load;
 pub mod model;
 pub mod node;
 pub mod order;
+pub mod project;
+pub mod run;
+pub mod up;
 #[cfg(test)]
 mod tests;
 

@@ -7,6 +7,11 @@
 //! of the same name; `PATH` gets docker's default when the image sets none; `-w` and `-u` replace WORKDIR and
 //! USER. The hostname defaults to the first 12 characters of the ID.
 //!
+//! Everything the flags name is resolved here, so a bad flag fails `create`, not a later `start`: the network
+//! (`--network`, default `bridge`; see [`super::network::plan`]), published ports (`-p`, and `-P` from the
+//! image's `EXPOSE`s) and mounts (`-v`, `--mount`, `--tmpfs`, `--volumes-from`, the image's `VOLUME`s; see
+//! [`super::mounts::resolve`], which creates named and anonymous volumes — removed again if create fails).
+//!
 //! `/etc/resolv.conf` is the host's, minus `127.x`/`::1` nameservers (they would point into the container's
 //! own loopback); if none remain, docker's fallback `8.8.8.8` and `8.8.4.4` is used. With `--network host`
 //! the host's files are copied unchanged.
@@ -17,10 +22,14 @@ use std::path::PathBuf;
 
 use rand::RngCore;
 
+use super::mounts::{self, MountFlags};
 use super::rootfs::RootfsDirs;
 use super::store::{write_json, Container, ContainerStore, HostConfig, RestartPolicy, RunSettings, State};
 use super::{io_err, names, spec, Error, Result};
+use crate::image::config::Empty;
 use crate::image::{ImageStore, RunConfig};
+use crate::network::ports::{self, PortBinding};
+use crate::volume::VolumeStore;
 
 /// Everything `create`/`run` takes from the command line.
 #[derive(Debug, Clone, Default)]
@@ -36,8 +45,22 @@ pub struct CreateOptions {
     pub user: Option<String>,
     /// `--entrypoint` (`Some("")` clears it).
     pub entrypoint: Option<String>,
+    /// `-v` values.
     pub binds: Vec<String>,
+    /// `--mount` values.
+    pub mounts: Vec<String>,
+    /// `--tmpfs` values.
+    pub tmpfs: Vec<String>,
+    pub volumes_from: Vec<String>,
+    /// `--network` (default: the built-in `bridge`).
     pub network: Option<String>,
+    pub network_aliases: Vec<String>,
+    /// `--ip`.
+    pub ip: Option<String>,
+    /// `-p` values.
+    pub publish: Vec<String>,
+    /// `-P`: every port the image exposes, to random host ports.
+    pub publish_all: bool,
     pub hostname: Option<String>,
     /// `--memory` as given (`32m`, `1g`, bytes).
     pub memory: Option<String>,
@@ -149,17 +172,9 @@ pub fn create(store: &ContainerStore, images: &ImageStore, opts: &CreateOptions)
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
         labels.insert(k.to_owned(), v.to_owned());
     }
-    let network = opts.network.clone().unwrap_or_else(|| "default".to_owned());
-    if !matches!(network.as_str(), "default" | "none" | "host" | "bridge") {
-        return Err(Error::InvalidInput {
-            what: "network",
-            value: network,
-            hint: "only none, host and the default network exist yet".into(),
-        });
-    }
-    for b in &opts.binds {
-        spec::parse_bind(b)?;
-    }
+    let (network, networks) =
+        super::network::plan(store.root(), opts.network.as_deref(), &opts.network_aliases, opts.ip.as_deref())?;
+    let port_bindings = port_bindings(opts, &ic.exposed_ports, &networks)?;
     for o in &opts.security_opt {
         if !matches!(
             o.as_str(),
@@ -215,10 +230,17 @@ pub fn create(store: &ContainerStore, images: &ImageStore, opts: &CreateOptions)
         open_stdin: opts.open_stdin,
         stop_signal: opts.stop_signal.clone().or_else(|| ic.stop_signal.clone()),
         stop_timeout: opts.stop_timeout,
+        exposed_ports: ic.exposed_ports.clone(),
+        volumes: ic.volumes.clone(),
     };
-    let host_config = HostConfig {
+    let mut host_config = HostConfig {
         binds: opts.binds.clone(),
         network_mode: network.clone(),
+        networks,
+        port_bindings,
+        publish_all_ports: opts.publish_all,
+        mount_points: Vec::new(),
+        volumes_from: opts.volumes_from.clone(),
         restart_policy,
         memory,
         nano_cpus,
@@ -227,6 +249,11 @@ pub fn create(store: &ContainerStore, images: &ImageStore, opts: &CreateOptions)
         init: opts.init,
         security_opt: opts.security_opt.clone(),
     };
+    // Volumes last: creating them is the only side effect outside the container directory.
+    let volumes = VolumeStore::open(store.root())?;
+    let flags =
+        MountFlags { volumes: &opts.binds, mounts: &opts.mounts, tmpfs: &opts.tmpfs, volumes_from: &opts.volumes_from };
+    host_config.mount_points = mounts::resolve(store, &volumes, &flags, ic.volumes.keys().map(String::as_str))?;
     let container = Container {
         id: id.clone(),
         name: String::new(),
@@ -239,6 +266,8 @@ pub fn create(store: &ContainerStore, images: &ImageStore, opts: &CreateOptions)
         layers,
     };
 
+    let anonymous: Vec<String> =
+        container.host_config.mount_points.iter().filter(|m| m.anonymous).map(|m| m.name.clone()).collect();
     // Lay everything out in a staging directory, then take the name and move it into place under the lock.
     let dir = store.dir(&id);
     fs::create_dir_all(&dir).map_err(io_err(format!("cannot create {}", dir.display())))?;
@@ -267,8 +296,42 @@ pub fn create(store: &ContainerStore, images: &ImageStore, opts: &CreateOptions)
     })();
     if result.is_err() {
         let _ = fs::remove_dir_all(&dir);
+        for name in &anonymous {
+            let _ = volumes.remove(name, true, &|_| None);
+        }
     }
     result
+}
+
+/// `-p` and `-P` as bindings. Published ports need a network with an address: with `host` they are dropped (as
+/// docker does, with a warning), with `none` they are an error.
+fn port_bindings(
+    opts: &CreateOptions,
+    exposed: &BTreeMap<String, Empty>,
+    networks: &[super::NetworkAttachment],
+) -> Result<Vec<PortBinding>> {
+    let mut bindings = Vec::new();
+    for p in &opts.publish {
+        bindings.extend(ports::parse_publish(p)?);
+    }
+    if opts.publish_all {
+        let already = |b: &PortBinding| bindings.iter().any(|x: &PortBinding| x.container_port == b.container_port);
+        let all = ports::publish_all(exposed.keys().map(String::as_str))?;
+        let extra: Vec<PortBinding> = all.into_iter().filter(|b| !already(b)).collect();
+        bindings.extend(extra);
+    }
+    if !bindings.is_empty() && networks.is_empty() {
+        if opts.network.as_deref() == Some(crate::network::HOST_NETWORK) {
+            tracing::warn!("published ports are discarded when using host network mode");
+            return Ok(Vec::new());
+        }
+        return Err(Error::InvalidInput {
+            what: "--publish",
+            value: opts.publish.first().cloned().unwrap_or_else(|| "-P".into()),
+            hint: "a container without a network cannot publish ports (use --network bridge or a user network)".into(),
+        });
+    }
+    Ok(bindings)
 }
 
 /// Writes `hosts`, `hostname` and `resolv.conf` into the container directory.

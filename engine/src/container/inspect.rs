@@ -1,10 +1,9 @@
-//! `inspect`: docker's container JSON (the fields docker users and tools read most), built from the record and
-//! the live state.
+//! `inspect`: docker's container JSON (the fields docker users and tools read most), built from the record,
+//! the live state, and the network records (`NetworkSettings`, see [`super::network::inspect_json`]).
 
 use serde_json::{json, Value};
 
 use super::rootfs::RootfsDirs;
-use super::spec::parse_bind;
 use super::store::{Container, ContainerStore, State, ZERO_TIME};
 
 fn time_or_zero(s: &str) -> &str {
@@ -20,17 +19,24 @@ pub fn inspect_json(store: &ContainerStore, c: &Container, state: &State) -> Val
     let dir = store.dir(&c.id);
     let dirs = RootfsDirs::of(&dir, c);
     let lower: Vec<String> = dirs.lower.iter().map(|p| p.display().to_string()).collect();
-    let mounts: Vec<Value> = c
-        .host_config
-        .binds
-        .iter()
-        .filter_map(|b| parse_bind(b).ok())
-        .map(|(source, dest, ro)| {
-            json!({"Type": "bind", "Source": source, "Destination": dest, "Mode": if ro { "ro" } else { "" },
-                   "RW": !ro, "Propagation": "rprivate"})
-        })
-        .collect();
+    let mounts = super::mounts::inspect_json(&c.host_config.mount_points);
     let hc = &c.host_config;
+    let mut port_bindings = serde_json::Map::new();
+    for b in &hc.port_bindings {
+        let host_port = match b.host_ports {
+            (0, 0) => String::new(),
+            (a, z) if a == z => a.to_string(),
+            (a, z) => format!("{a}-{z}"),
+        };
+        let entry = json!({"HostIp": b.host_ip.map(|ip| ip.to_string()).unwrap_or_default(), "HostPort": host_port});
+        let key = format!("{}/{}", b.container_port, b.protocol);
+        match port_bindings.get_mut(&key).and_then(Value::as_array_mut) {
+            Some(list) => list.push(entry),
+            None => {
+                port_bindings.insert(key, json!([entry]));
+            }
+        }
+    }
     let cfg = &c.config;
     json!({
         "Id": c.id,
@@ -62,6 +68,9 @@ pub fn inspect_json(store: &ContainerStore, c: &Container, state: &State) -> Val
         "HostConfig": {
             "Binds": if hc.binds.is_empty() { Value::Null } else { json!(hc.binds) },
             "NetworkMode": hc.network_mode,
+            "PortBindings": port_bindings,
+            "PublishAllPorts": hc.publish_all_ports,
+            "VolumesFrom": if hc.volumes_from.is_empty() { Value::Null } else { json!(hc.volumes_from) },
             "RestartPolicy": hc.restart_policy,
             "AutoRemove": hc.auto_remove,
             "Memory": hc.memory,
@@ -80,6 +89,7 @@ pub fn inspect_json(store: &ContainerStore, c: &Container, state: &State) -> Val
             },
         },
         "Mounts": mounts,
+        "NetworkSettings": super::network::inspect_json(store.root(), c, state),
         "Config": {
             "Hostname": cfg.hostname,
             "Domainname": "",
@@ -93,7 +103,8 @@ pub fn inspect_json(store: &ContainerStore, c: &Container, state: &State) -> Val
             "Env": cfg.env,
             "Cmd": cfg.cmd,
             "Image": cfg.image,
-            "Volumes": Value::Null,
+            "ExposedPorts": if cfg.exposed_ports.is_empty() { Value::Null } else { json!(cfg.exposed_ports) },
+            "Volumes": if cfg.volumes.is_empty() { Value::Null } else { json!(cfg.volumes) },
             "WorkingDir": cfg.working_dir,
             "Entrypoint": cfg.entrypoint,
             "OnBuild": Value::Null,

@@ -17,7 +17,9 @@ pub mod kill;
 pub mod list;
 pub mod logs;
 pub mod monitor;
+pub mod mounts;
 pub mod names;
+pub mod network;
 pub mod prune;
 pub mod remove;
 pub mod rename;
@@ -37,7 +39,10 @@ pub mod workload;
 use std::io;
 use std::path::PathBuf;
 
-pub use store::{Container, ContainerStore, HostConfig, RestartPolicy, RunSettings, State, Status};
+pub use store::{
+    Container, ContainerStore, HostConfig, MountKind, MountPoint, NetworkAttachment, RestartPolicy, RunSettings, State,
+    Status,
+};
 
 /// Docker's exit code for an engine failure.
 pub const EXIT_ENGINE: u8 = 125;
@@ -86,6 +91,16 @@ pub enum Error {
     Root(#[from] crate::root::Error),
     #[error(transparent)]
     Reference(#[from] crate::reference::Error),
+    #[error(transparent)]
+    Network(#[from] crate::network::Error),
+    #[error(transparent)]
+    Ports(#[from] crate::network::ports::Error),
+    #[error(transparent)]
+    Proxy(#[from] crate::network::proxy::Error),
+    #[error(transparent)]
+    Volume(#[from] crate::volume::Error),
+    #[error(transparent)]
+    Mount(#[from] crate::volume::mount::Error),
     #[error("{context}: {source}")]
     Io { context: String, source: io::Error },
     #[error("{context}: {source}")]

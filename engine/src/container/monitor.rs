@@ -26,9 +26,13 @@
 //! The monitor blocks its signals and reads them from a signalfd; its loop is `poll` over the container's
 //! output pipes (or pty master), the attached stdin and the signalfd. No threads, no async runtime.
 //!
-//! On exit it records the status (exit code, `OOMKilled` from the memory cgroup's `oom_kill` counter), deletes
-//! libcontainer's state and cgroup, unmounts the rootfs, then applies the restart policy with docker's backoff
-//! (100 ms doubling, reset after 10 s of running, at most 1 min), or removes the container (`--rm`).
+//! Before the container's command runs, the monitor connects the container's network namespace to its networks
+//! and binds its published ports (the proxy then runs in a child of the monitor); see [`super::network`].
+//!
+//! On exit it records the status (exit code, `OOMKilled` from the memory cgroup's `oom_kill` counter), stops the
+//! proxy, leaves the networks, deletes libcontainer's state and cgroup, unmounts the rootfs, then applies the
+//! restart policy with docker's backoff (100 ms doubling, reset after 10 s of running, at most 1 min), or
+//! removes the container (`--rm`).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -45,11 +49,13 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, pipe2, setsid, ForkResult, Pid};
 
 use super::logs::LogWriter;
+use super::network::ProxyProcess;
 use super::rootfs::RootfsDirs;
 use super::store::{process_alive, process_start_time, Container, ContainerStore, State, Status};
 use super::workload::DrydockExecutor;
 use super::{error_chain, io_err, spec, sys_err, user, Error, Result, EXIT_ENGINE};
 use crate::root::Root;
+use crate::volume::VolumeStore;
 
 /// The monitor's half of the status pipe protocol (one line per message).
 const STARTED: &str = "started";
@@ -192,6 +198,8 @@ struct Monitor {
     signals: SignalFd,
     /// The attached terminal's stdout/stderr still accept writes.
     out_open: [bool; 2],
+    /// The userland proxy of the published ports while the container runs (see [`super::network`]).
+    proxy: Option<ProxyProcess>,
 }
 
 /// A running container as the monitor holds it.
@@ -223,7 +231,7 @@ impl Monitor {
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
             .map_err(sys_err("cannot create a signalfd"))?;
         let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None);
-        Ok(Monitor { store, c, status, attach, signals, out_open: [true, true] })
+        Ok(Monitor { store, c, status, attach, signals, out_open: [true, true], proxy: None })
     }
 
     fn report(&mut self, line: &str) {
@@ -257,6 +265,7 @@ impl Monitor {
                         s.exit_code = code as i32;
                         s.pid = 0;
                         s.monitor_pid = 0;
+                        s.ports.clear();
                     });
                     self.teardown();
                     if first {
@@ -286,6 +295,7 @@ impl Monitor {
                 s.exit_code = exit_code;
                 s.oom_killed = oom;
                 s.pid = 0;
+                s.ports.clear();
                 s.finished_at = crate::image::now_rfc3339();
             });
             let state = match state {
@@ -334,6 +344,10 @@ impl Monitor {
         let trash = super::remove::detach_dir(&self.store, &self.c.id);
         self.report(&format!("{EXITED} {exit_code}"));
         self.status = None;
+        self.leave_networks();
+        if let Ok(volumes) = VolumeStore::open(self.store.root()) {
+            let _ = super::mounts::remove_anonymous(&self.store, &volumes, &self.c);
+        }
         remove_cgroups(&self.c.id);
         if let Ok(trash) = trash {
             let mut dirs = RootfsDirs::of(&trash, &self.c);
@@ -372,9 +386,20 @@ impl Monitor {
         true
     }
 
-    /// Deletes libcontainer's state and cgroup, unmounts the rootfs.
-    fn teardown(&self) {
+    /// Stops the proxy, leaves the networks, deletes libcontainer's state and cgroup, unmounts the rootfs.
+    fn teardown(&mut self) {
+        self.leave_networks();
         cleanup_runtime(&self.store, &self.c.id);
+    }
+
+    /// Stops the proxy and disconnects from every network (the veth pairs go, addresses are free again).
+    fn leave_networks(&mut self) {
+        if let Some(proxy) = self.proxy.take() {
+            proxy.stop();
+        }
+        if let Err(e) = super::network::leave(self.store.root(), &self.c) {
+            tracing::warn!(container.id = %self.c.id, "cannot leave the container's networks: {e}");
+        }
     }
 
     /// Mounts the rootfs, writes the spec, creates and starts the container.
@@ -403,10 +428,19 @@ impl Monitor {
             }
             self.store.save_state(&id, &state, &lock)?;
         }
+        // The record may have changed since the last start (`network connect`, `rename`).
+        self.c = self.store.load(&id)?;
         let dir = self.store.dir(&id);
         let dirs = RootfsDirs::of(&dir, &self.c);
         cleanup_runtime(&self.store, &id);
         dirs.mount()?;
+        if !self.c.host_config.mount_points.is_empty() {
+            super::mounts::prepare(
+                &VolumeStore::open(self.store.root())?,
+                &self.c.host_config.mount_points,
+                &dirs.merged,
+            )?;
+        }
         let tty = self.c.config.tty;
         let user = user::resolve(&dirs.merged, &self.c.config.user)?;
         let env = spec::process_env(&self.c.config.env, &self.c.config.hostname, &user.home, tty);
@@ -468,8 +502,18 @@ impl Monitor {
             ));
             stdin_sink = Some(master);
         }
+        // Networks and published ports before the command runs; a failure here (address taken, port busy) is
+        // rolled back by the caller's teardown: proxy stopped, networks left, the created container deleted.
         if self.c.host_config.network_mode != "host" {
             super::tty::loopback_up(pid.as_raw())?;
+        }
+        let endpoints = super::network::join(self.store.root(), &self.c, pid.as_raw())?;
+        let mut ports = Vec::new();
+        if let Some(ep) = endpoints.first() {
+            if let Some((proxy, published)) = super::network::publish(&self.c, ep.ip)? {
+                self.proxy = Some(proxy);
+                ports = published;
+            }
         }
         container.start().map_err(|e| Error::Start { id: id.clone(), message: error_chain(&e) })?;
         let pid_start = process_start_time(pid.as_raw()).unwrap_or(0);
@@ -477,6 +521,7 @@ impl Monitor {
             s.pid = pid.as_raw();
             s.pid_start = pid_start;
             s.started_at = crate::image::now_rfc3339();
+            s.ports = ports;
         })?;
         Ok(Running { pid, started: Instant::now(), outputs, stdin_sink })
     }

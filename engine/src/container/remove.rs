@@ -1,5 +1,7 @@
 //! `rm`: remove a container — refused while it runs unless forced (then it is killed first). The directory is
-//! renamed into `tmp/` under the root lock and deleted afterwards, so a crash never leaves half a record.
+//! renamed into `tmp/` under the root lock and deleted afterwards, so a crash never leaves half a record. The
+//! container leaves its networks (again: harmless if its monitor already did), and with `-v` its anonymous
+//! volumes are removed unless another container mounts them.
 
 use std::fs;
 use std::time::Duration;
@@ -8,9 +10,11 @@ use nix::sys::signal::Signal;
 
 use super::store::ContainerStore;
 use super::{io_err, Error, Result};
+use crate::volume::VolumeStore;
 
-/// Removes container `id`; with `force` a running container is killed first.
-pub fn remove(store: &ContainerStore, id: &str, force: bool) -> Result<()> {
+/// Removes container `id`; with `force` a running container is killed first; with `volumes` its anonymous
+/// volumes go too.
+pub fn remove(store: &ContainerStore, id: &str, force: bool, volumes: bool) -> Result<()> {
     let state = store.state(id)?;
     if state.is_running() {
         if !force {
@@ -20,7 +24,12 @@ pub fn remove(store: &ContainerStore, id: &str, force: bool) -> Result<()> {
         super::kill::signal_init(state.pid, state.pid_start, Signal::SIGKILL)?;
         super::stop::wait_stopped(store, id, Duration::from_secs(10));
     }
-    remove_files(store, id)
+    let c = store.load(id)?;
+    remove_files(store, id)?;
+    if volumes {
+        super::mounts::remove_anonymous(store, &VolumeStore::open(store.root())?, &c)?;
+    }
+    Ok(())
 }
 
 /// Takes container `id` out of the store at once: its directory is renamed into `tmp/` under the lock (a mount
@@ -37,12 +46,20 @@ pub fn detach_dir(store: &ContainerStore, id: &str) -> Result<std::path::PathBuf
 pub fn remove_files(store: &ContainerStore, id: &str) -> Result<()> {
     let dir = store.dir(id);
     let lock = store.lock()?;
+    let mut leave_after = None;
     if !dir.exists() {
         return Ok(());
+    }
+    if let Ok(c) = store.load(id) {
+        // Under the root lock the network store cannot take it: leave after the directory is gone.
+        leave_after = Some(c);
     }
     super::monitor::cleanup_runtime(store, id);
     let trash = store.root().tmp_dir().join(format!("rm-{}-{id}", std::process::id()));
     fs::rename(&dir, &trash).map_err(io_err(format!("cannot remove {}", dir.display())))?;
     drop(lock);
+    if let Some(c) = leave_after {
+        super::network::leave(store.root(), &c)?;
+    }
     fs::remove_dir_all(&trash).map_err(io_err(format!("cannot remove {}", trash.display())))
 }

@@ -9,8 +9,8 @@
 //!
 //! Cgroups: this host is v1 with a cgroup2 mount at `/sys/fs/cgroup/unified` ("hybrid"); libcgroups detects
 //! hybrid and drives the v1 controllers, which is what we want — no forcing needed. `--network host` keeps the
-//! host's network namespace; otherwise the container gets a new one with only `lo` (brought up by the monitor),
-//! until bridge networks exist.
+//! host's network namespace; otherwise the container gets a new one, which the monitor connects to the
+//! container's networks (see [`super::network`]). User mounts come from [`super::mounts`], parents first.
 
 use std::path::Path;
 
@@ -158,18 +158,16 @@ pub fn document(dir: &Path, c: &Container, rootfs: &Path, process: &ProcessSpec<
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
                "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
     ];
-    for file in ["resolv.conf", "hostname", "hosts"] {
-        mounts.push(json!({"destination": format!("/etc/{file}"), "type": "bind",
-                           "source": dir.join(file), "options": ["rbind", "rprivate"]}));
-    }
-    for bind in &hc.binds {
-        let (source, dest, ro) = parse_bind(bind)?;
-        let mut options = vec!["rbind", "rprivate"];
-        if ro {
-            options.push("ro");
-        }
-        mounts.push(json!({"destination": dest, "type": "bind", "source": source, "options": options}));
-    }
+    let mut user_mounts: Vec<Value> = ["resolv.conf", "hostname", "hosts"]
+        .iter()
+        .map(|file| {
+            json!({"destination": format!("/etc/{file}"), "type": "bind",
+                   "source": dir.join(file), "options": ["rbind", "rprivate"]})
+        })
+        .collect();
+    user_mounts.extend(super::mounts::oci_mounts(&hc.mount_points));
+    super::mounts::sort_parents_first(&mut user_mounts);
+    mounts.extend(user_mounts);
     let mut resources = json!({ "devices": [{"allow": false, "access": "rwm"}] });
     if hc.memory > 0 {
         // No extra swap: memory+swap = memory (the host has no swap anyway; docker would allow 2x).
@@ -209,33 +207,6 @@ pub fn document(dir: &Path, c: &Container, rootfs: &Path, process: &ProcessSpec<
     }))
 }
 
-/// Splits `HOST:CONTAINER[:ro|rw]` (host path absolute, container path absolute).
-pub fn parse_bind(bind: &str) -> Result<(String, String, bool)> {
-    let bad = |hint: &str| Error::InvalidInput {
-        what: "volume specification",
-        value: bind.to_owned(),
-        hint: hint.to_owned(),
-    };
-    let parts: Vec<&str> = bind.split(':').collect();
-    let (source, dest, mode) = match parts.as_slice() {
-        [s, d] => (*s, *d, ""),
-        [s, d, m] => (*s, *d, *m),
-        _ => return Err(bad("use HOST-PATH:CONTAINER-PATH[:ro]")),
-    };
-    if !source.starts_with('/') {
-        return Err(bad("the host path must be absolute (named volumes are not supported yet)"));
-    }
-    if !dest.starts_with('/') {
-        return Err(bad("the container path must be absolute"));
-    }
-    let ro = match mode {
-        "" | "rw" => false,
-        "ro" => true,
-        _ => return Err(bad("the mode must be ro or rw")),
-    };
-    Ok((source.to_owned(), dest.to_owned(), ro))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,14 +226,6 @@ mod tests {
         );
         let env = process_env(&["PATH=/x".into(), "HOME=/h".into()], "abc", "/root", false);
         assert_eq!(env, ["PATH=/x", "HOSTNAME=abc", "HOME=/h"]);
-    }
-
-    #[test]
-    fn binds_parse() {
-        assert_eq!(parse_bind("/a:/b:ro").ok(), Some(("/a".into(), "/b".into(), true)));
-        assert!(parse_bind("vol:/b").is_err());
-        assert!(parse_bind("/a").is_err());
-        assert!(parse_bind("/a:/b:zz").is_err());
     }
 
     #[test]

@@ -19,11 +19,14 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::{io_err, Error, Result};
+use crate::image::config::Empty;
+use crate::network::ports::{PortBinding, PublishedPort};
 use crate::root::{Root, RootLock};
 
 /// What a container runs: docker's `Config` section.
@@ -44,6 +47,12 @@ pub struct RunSettings {
     pub stop_signal: Option<String>,
     /// Seconds `stop` waits before SIGKILL when `-t` is not given (docker's `StopTimeout`).
     pub stop_timeout: Option<i64>,
+    /// The image's `EXPOSE`d ports (`80/tcp`): what `-P` publishes.
+    #[serde(default)]
+    pub exposed_ports: BTreeMap<String, Empty>,
+    /// The image's `VOLUME`s.
+    #[serde(default)]
+    pub volumes: BTreeMap<String, Empty>,
 }
 
 /// A restart policy: `no`, `on-failure[:N]`, `always`, `unless-stopped`.
@@ -87,10 +96,27 @@ impl RestartPolicy {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct HostConfig {
-    /// `HOST:CONTAINER[:ro]` bind mounts.
+    /// `-v` values as given (docker's `Binds`); what is mounted is [`HostConfig::mount_points`].
     pub binds: Vec<String>,
-    /// `none`, `host`, or `default` (an isolated network namespace with only `lo` until bridges exist).
+    /// `bridge` (the default), `host`, `none`, or a user-defined network's name. (`default`, from records made
+    /// before networks existed: an isolated namespace with only `lo`.)
     pub network_mode: String,
+    /// The networks joined at every start, first one first (it gets `eth0` and the default route): `--network`
+    /// and `network connect`. Empty for `host` and `none`.
+    #[serde(default)]
+    pub networks: Vec<NetworkAttachment>,
+    /// `-p` and `-P`, resolved at create: the proxy binds them at each start.
+    #[serde(default)]
+    pub port_bindings: Vec<PortBinding>,
+    #[serde(default)]
+    pub publish_all_ports: bool,
+    /// Every mount of the container (`-v`, `--mount`, `--tmpfs`, `--volumes-from`, the image's `VOLUME`s),
+    /// resolved at create: volume names chosen, anonymous volumes created.
+    #[serde(default)]
+    pub mount_points: Vec<MountPoint>,
+    /// `--volumes-from` values as given.
+    #[serde(default)]
+    pub volumes_from: Vec<String>,
     pub restart_policy: RestartPolicy,
     /// Memory limit in bytes (0: none).
     pub memory: i64,
@@ -102,6 +128,59 @@ pub struct HostConfig {
     pub init: bool,
     /// `seccomp=unconfined` turns the default seccomp profile off, as docker's `--security-opt`.
     pub security_opt: Vec<String>,
+}
+
+/// One network a container joins at start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkAttachment {
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+    /// The network's name when the container joined (for messages; the ID is what is connected).
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// `--ip`: a fixed address.
+    #[serde(default, rename = "IPAddress")]
+    pub ip: Option<Ipv4Addr>,
+}
+
+/// What a mount point mounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    Bind,
+    Volume,
+    Tmpfs,
+}
+
+/// One mount of a container, as docker's `MountPoints`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MountPoint {
+    #[serde(rename = "Type")]
+    pub kind: MountKind,
+    /// The volume's name (volumes only).
+    #[serde(default)]
+    pub name: String,
+    /// The host path mounted: a bind's source or a volume's `_data` (empty for tmpfs).
+    #[serde(default)]
+    pub source: PathBuf,
+    pub destination: String,
+    #[serde(rename = "RW")]
+    pub rw: bool,
+    /// `rprivate` unless given (binds).
+    #[serde(default)]
+    pub propagation: String,
+    /// Do not copy the image's content into a new volume.
+    #[serde(default)]
+    pub no_copy: bool,
+    /// A volume created for this container alone (`-v /path`, image `VOLUME`): `rm -v` and `--rm` remove it.
+    #[serde(default)]
+    pub anonymous: bool,
+    /// tmpfs: mount options (`size=…`, `mode=…`, `noexec`, …).
+    #[serde(default)]
+    pub options: Vec<String>,
 }
 
 /// A container record (`config.json`).
@@ -170,6 +249,9 @@ pub struct State {
     pub restart_count: u32,
     /// Set by `stop`/`kill`: the restart policy must not bring the container back.
     pub stop_requested: bool,
+    /// The host ports the proxy bound at this start (for `port` and `ps`); empty when not running.
+    #[serde(default)]
+    pub ports: Vec<PublishedPort>,
 }
 
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
@@ -311,6 +393,8 @@ impl ContainerStore {
                 state.exit_code = 137;
             }
             state.pid = 0;
+            // The proxy died with the monitor (PDEATHSIG); the network endpoints are reaped with the namespace.
+            state.ports.clear();
             state.finished_at = crate::image::now_rfc3339();
             self.save_state(id, &state, &lock)?;
         }

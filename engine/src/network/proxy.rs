@@ -108,6 +108,18 @@ impl Proxy {
         self.relays.iter().map(|(_, p, _)| p.clone()).collect()
     }
 
+    /// The bound sockets' descriptors (a process that forks to run the proxy keeps these and closes the rest).
+    pub fn raw_fds(&self) -> Vec<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.relays
+            .iter()
+            .map(|(l, _, _)| match l {
+                Listener::Tcp(t) => t.as_raw_fd(),
+                Listener::Udp(u) => u.as_raw_fd(),
+            })
+            .collect()
+    }
+
     /// Starts relaying in background threads and returns; the relays run until the process exits.
     pub fn spawn(self) -> Result<()> {
         for (listener, _, target) in self.relays {

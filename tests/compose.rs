@@ -1,0 +1,347 @@
+//! `engine compose` end to end on real containers: services reaching each other by name on the project network,
+//! `run` returning the command's exit code (the seeds' `docker-compose run app test` flow), named volumes
+//! across `down`/`up` and `down -v`, a published port reached from 127.0.0.1, `--scale`, idempotent `up`
+//! (unchanged services left running, a changed one recreated), and bad input: located file errors, unknown
+//! dependencies, and a busy port rolling the whole project back.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::util::{can_run_containers, Run, TestEngine};
+
+/// A project directory with a compose file, run against one engine root; `down -v` on drop.
+struct Project {
+    engine: TestEngine,
+    dir: tempfile::TempDir,
+    name: String,
+}
+
+impl Project {
+    fn new(name: &str, compose: &str) -> Project {
+        let engine = TestEngine::with_busybox();
+        let dir = tempfile::tempdir().expect("project dir");
+        std::fs::write(dir.path().join("compose.yaml"), compose).expect("write compose.yaml");
+        // Host-wide names (bridges) must not collide between parallel tests or runs.
+        let name = format!("{name}{}", std::process::id() % 10000);
+        Project { engine, dir, name }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn compose(&self, args: &[&str]) -> Run {
+        let mut full: Vec<String> = vec!["compose".into(), "-p".into(), self.name.clone(), "-f".into()];
+        full.push(self.path().join("compose.yaml").display().to_string());
+        full.extend(args.iter().map(|a| a.to_string()));
+        self.engine.run(full)
+    }
+
+    fn container(&self, service: &str, n: u32) -> String {
+        format!("{}-{service}-{n}", self.name)
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = self.compose(&["down", "-v", "-t", "0"]);
+    }
+}
+
+#[test]
+fn compose_services_reach_each_other_by_name_and_run_returns_the_exit_code() {
+    if !can_run_containers() {
+        return;
+    }
+    let p = Project::new(
+        "reach",
+        r#"
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && httpd -f -p 80 -h /www"]
+  app:
+    image: busybox
+    depends_on: [web]
+    command: ["sh", "-c", "sleep 3600"]
+"#,
+    );
+    p.compose(&["up", "-d"]).success().stderr_has("Started");
+    p.compose(&["ps"]).success().stdout_has(&p.container("web", 1)).stdout_has(&p.container("app", 1));
+    // The client reaches the server by service name over the project network (httpd may need a moment).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = p.compose(&["exec", "-T", "app", "wget", "-qO-", "http://web/"]);
+        if r.code() == 0 {
+            assert_eq!(r.stdout().trim(), "hello-from-web");
+            break;
+        }
+        assert!(Instant::now() < deadline, "web never answered: {}", r.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // `run` is a one-off container with the service's configuration; its exit code is ours.
+    p.compose(&["run", "--rm", "-T", "app", "sh", "-c", "wget -qO- http://web/ | grep -q hello-from-web && exit 7"])
+        .code_is(7);
+    p.compose(&["run", "--rm", "-T", "app", "true"]).success();
+    // `--rm` left no one-off container behind.
+    let all = p.engine.run(["ps", "-a", "--format", "{{.Names}}"]).success().stdout();
+    assert!(!all.contains("-run-"), "{all}");
+
+    p.compose(&["down"]).success();
+    assert_eq!(p.engine.run(["ps", "-aq"]).success().stdout().trim(), "");
+    let nets = p.engine.run(["network", "ls"]).success().stdout();
+    assert!(!nets.contains(&format!("{}_default", p.name)), "{nets}");
+}
+
+#[test]
+fn compose_named_volume_survives_down_and_goes_with_down_v() {
+    if !can_run_containers() {
+        return;
+    }
+    let p = Project::new(
+        "vol",
+        r#"
+services:
+  db:
+    image: busybox
+    command: ["sleep", "3600"]
+    volumes: ["data:/data"]
+volumes:
+  data:
+"#,
+    );
+    p.compose(&["up", "-d"]).success();
+    p.compose(&["exec", "-T", "db", "sh", "-c", "echo kept > /data/file"]).success();
+    p.compose(&["down"]).success();
+    let volume = format!("{}_data", p.name);
+    p.engine.run(["volume", "inspect", &volume]).success();
+    p.compose(&["up", "-d"]).success();
+    p.compose(&["exec", "-T", "db", "cat", "/data/file"]).success().stdout_is("kept\n");
+    p.compose(&["down", "-v"]).success();
+    let gone = p.engine.run(["volume", "inspect", &volume]);
+    assert_ne!(gone.code(), 0, "volume {volume} still exists after down -v");
+}
+
+#[test]
+fn compose_published_port_is_reachable_from_loopback() {
+    if !can_run_containers() {
+        return;
+    }
+    let port = free_port();
+    let p = Project::new(
+        "port",
+        &format!(
+            r#"
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /www && echo published > /www/index.html && httpd -f -p 8080 -h /www"]
+    ports: ["127.0.0.1:{port}:8080"]
+"#
+        ),
+    );
+    p.compose(&["up", "-d"]).success();
+    p.compose(&["port", "web", "8080"]).success().stdout_is(&format!("127.0.0.1:{port}\n"));
+    let body = http_get(port);
+    assert!(body.contains("published"), "{body}");
+}
+
+#[test]
+fn compose_busy_port_rolls_the_project_back() {
+    if !can_run_containers() {
+        return;
+    }
+    // The whole test runs in a network namespace of its own, so the devices it sees are only its own (other
+    // tests create bridges concurrently on the host).
+    let ns = format!("drydock-compose-{}", std::process::id());
+    let _ = std::process::Command::new("ip").args(["netns", "del", &ns]).output();
+    assert!(std::process::Command::new("ip").args(["netns", "add", &ns]).status().expect("ip netns").success());
+    struct Ns(String);
+    impl Drop for Ns {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip").args(["netns", "del", &self.0]).output();
+        }
+    }
+    let _guard = Ns(ns.clone());
+    let in_ns = |p: &Project, args: &[&str]| -> Run {
+        // nsenter switches only the network namespace (`ip netns exec` also remounts /sys, hiding cgroups).
+        let mut c = std::process::Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{ns}")).arg(crate::util::bin_dir().join("engine")).arg("--root").arg(p.engine.root());
+        c.args(args).stdin(std::process::Stdio::null());
+        Run::of(&mut c)
+    };
+    let links = || -> Vec<String> {
+        let out = std::process::Command::new("ip").args(["netns", "exec", &ns, "ip", "-o", "link", "show"]).output().expect("ip link");
+        let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1).map(|n| n.split('@').next().unwrap_or(n).to_string()))
+            .collect();
+        names.sort();
+        names
+    };
+    let _ = std::process::Command::new("ip").args(["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]).status();
+    let port = 18080 + (std::process::id() % 1000) as u16;
+    let p = Project::new(
+        "busy",
+        &format!(
+            r#"
+services:
+  first:
+    image: busybox
+    command: ["sleep", "3600"]
+  web:
+    image: busybox
+    depends_on: [first]
+    command: ["sleep", "3600"]
+    ports: ["127.0.0.1:{port}:80"]
+"#
+        ),
+    );
+    // Something else holds the port: a container publishing it on the default bridge.
+    in_ns(&p, &["run", "-d", "--name", "holder", "-p", &format!("127.0.0.1:{port}:80"), "busybox", "sleep", "3600"]).success();
+    let before = links();
+    let file = p.path().join("compose.yaml").display().to_string();
+    let r = in_ns(&p, &["compose", "-p", &p.name, "-f", &file, "up", "-d"]);
+    assert_ne!(r.code(), 0, "up succeeded with a busy port");
+    assert!(r.stderr().contains(&port.to_string()), "error should name the port: {}", r.stderr());
+    // Nothing half-started: only the holder remains, no project network, no new device.
+    let names = in_ns(&p, &["ps", "-a", "--format", "{{.Names}}"]).success().stdout();
+    assert_eq!(names.trim(), "holder");
+    let nets = in_ns(&p, &["network", "ls"]).success().stdout();
+    assert!(!nets.contains(&format!("{}_default", p.name)), "{nets}");
+    assert_eq!(links(), before, "devices left behind");
+    in_ns(&p, &["rm", "-f", "holder"]).success();
+}
+
+#[test]
+fn compose_up_is_idempotent_and_recreates_only_what_changed() {
+    if !can_run_containers() {
+        return;
+    }
+    let file = |greeting: &str| {
+        format!(
+            r#"
+services:
+  a:
+    image: busybox
+    command: ["sleep", "3600"]
+  b:
+    image: busybox
+    command: ["sleep", "3600"]
+    environment:
+      GREETING: {greeting}
+"#
+        )
+    };
+    let p = Project::new("idem", &file("hello"));
+    p.compose(&["up", "-d"]).success();
+    let id_a = p.engine.run(["inspect", "-f", "{{.Id}}", &p.container("a", 1)]).success().stdout();
+    let id_b = p.engine.run(["inspect", "-f", "{{.Id}}", &p.container("b", 1)]).success().stdout();
+    let again = p.compose(&["up", "-d"]).success();
+    assert!(again.stderr().contains(&format!("{}  Running", p.container("a", 1))), "{}", again.stderr());
+    std::fs::write(p.path().join("compose.yaml"), file("changed")).expect("rewrite");
+    let r = p.compose(&["up", "-d"]).success();
+    assert!(r.stderr().contains(&format!("{}  Recreate", p.container("b", 1))), "{}", r.stderr());
+    assert_eq!(p.engine.run(["inspect", "-f", "{{.Id}}", &p.container("a", 1)]).success().stdout(), id_a);
+    assert_ne!(p.engine.run(["inspect", "-f", "{{.Id}}", &p.container("b", 1)]).success().stdout(), id_b);
+    p.compose(&["exec", "-T", "b", "sh", "-c", "echo $GREETING"]).success().stdout_is("changed\n");
+}
+
+#[test]
+fn compose_scale_gives_resolvable_replicas_and_shrinks_again() {
+    if !can_run_containers() {
+        return;
+    }
+    let p = Project::new(
+        "scale",
+        r#"
+services:
+  app:
+    image: busybox
+    command: ["sleep", "3600"]
+  probe:
+    image: busybox
+    command: ["sleep", "3600"]
+"#,
+    );
+    p.compose(&["up", "-d", "--scale", "app=3"]).success();
+    let ps = p.compose(&["ps", "-q", "app"]).success().stdout();
+    assert_eq!(ps.lines().count(), 3, "{ps}");
+    for n in 1..=3 {
+        p.compose(&["exec", "-T", "probe", "ping", "-c", "1", "-W", "2", &p.container("app", n)]).success();
+    }
+    p.compose(&["exec", "-T", "probe", "ping", "-c", "1", "-W", "2", "app"]).success();
+    p.compose(&["up", "-d", "--scale", "app=1"]).success();
+    assert_eq!(p.compose(&["ps", "-q", "app"]).success().stdout().lines().count(), 1);
+}
+
+#[test]
+fn compose_up_attached_streams_prefixed_logs_and_exits_with_the_chosen_code() {
+    if !can_run_containers() {
+        return;
+    }
+    let p = Project::new(
+        "attach",
+        r#"
+services:
+  app:
+    image: busybox
+    command: ["sleep", "3600"]
+    stop_grace_period: 1s
+  tests:
+    image: busybox
+    depends_on: [app]
+    command: ["sh", "-c", "echo testing app; exit 3"]
+"#,
+    );
+    let r = p.compose(&["up", "--exit-code-from", "tests", "--no-color"]).code_is(3);
+    let line = format!("{}  | testing app", p.container("tests", 1));
+    assert!(r.stdout().contains(&line), "want {line:?} in\n{}", r.stdout());
+    assert!(r.stderr().contains("Aborting on container exit"), "{}", r.stderr());
+    // Everything was stopped on the way out.
+    assert_eq!(p.engine.run(["ps", "-q"]).success().stdout().trim(), "");
+}
+
+#[test]
+fn compose_bad_files_name_file_line_and_key() {
+    let engine = TestEngine::new();
+    let dir = tempfile::tempdir().expect("dir");
+    let file: PathBuf = dir.path().join("compose.yaml");
+    let cases = [
+        ("services:\n  web:\n    image: busybox\n    prots: [\"80\"]\n", "compose.yaml:4:5: services.web.prots: unknown key `prots`; did you mean `ports`?"),
+        ("services:\n  web:\n    image: busybox\n    depends_on: [db]\n", "services.web.depends_on: depends on undefined service `db`"),
+        ("services:\n  web:\n    image: busybox\n    ports: [\"99999:80\"]\n", "compose.yaml:4:13: services.web.ports[0]: invalid port"),
+        ("services:\n  web:\n   image: busybox\n  bad indent\n", "compose.yaml:"),
+    ];
+    for (text, want) in cases {
+        std::fs::write(&file, text).expect("write");
+        let r = engine.run(["compose", "-f", &file.display().to_string(), "config"]);
+        assert_ne!(r.code(), 0, "{text}");
+        assert!(r.stderr().contains(want), "for\n{text}\nwant {want:?}\ngot {}", r.stderr());
+    }
+    std::fs::write(&file, "services:\n  web:\n    image: busybox:${TAG:-1.36}\n").expect("write");
+    engine.run(["compose", "-f", &file.display().to_string(), "config"]).success().stdout_has("image: busybox:1.36");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+fn http_get(port: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            if s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n").is_ok() {
+                let mut body = String::new();
+                if s.read_to_string(&mut body).is_ok() && !body.is_empty() {
+                    return body;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "nothing answered on 127.0.0.1:{port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
