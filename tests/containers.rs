@@ -355,3 +355,36 @@ fn network_none_has_only_loopback_up() {
     let resolv = e.run(["run", "--rm", "busybox", "cat", "/etc/resolv.conf"]).success().stdout();
     assert!(!resolv.contains("nameserver 127."), "{resolv}");
 }
+
+#[test]
+fn pause_freezes_every_process_and_commit_pauses_while_reading() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    // A counter that would keep ticking if the container were not frozen.
+    let id = e
+        .run(["run", "-d", "--network", "none", "busybox", "sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done"])
+        .success()
+        .stdout()
+        .trim()
+        .to_string();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    e.run(["pause", &id]).success();
+    e.run(["inspect", "-f", "{{.State.Status}}", &id]).success().stdout_is("paused\n");
+    e.run(["ps", "--format", "{{.Status}}"]).success().stdout_has("(Paused)");
+    let freezer = format!("/sys/fs/cgroup/freezer/drydock/{id}/freezer.state");
+    assert_eq!(std::fs::read_to_string(&freezer).unwrap_or_default().trim(), "FROZEN");
+    e.run(["pause", &id]).code_is(125).stderr_has("already paused");
+    e.run(["unpause", &id]).success();
+    e.run(["inspect", "-f", "{{.State.Status}}", &id]).success().stdout_is("running\n");
+    // commit pauses and thaws again: the container keeps running afterwards.
+    e.run(["commit", &id, "snap:1"]).success();
+    e.run(["inspect", "-f", "{{.State.Status}}", &id]).success().stdout_is("running\n");
+    assert_eq!(std::fs::read_to_string(&freezer).unwrap_or_default().trim(), "THAWED");
+    // A paused container can still be stopped.
+    e.run(["pause", &id]).success();
+    e.run(["stop", "-t", "1", &id]).success();
+    e.run(["inspect", "-f", "{{.State.Status}}", &id]).success().stdout_is("exited\n");
+    e.run(["unpause", &id]).code_is(125).stderr_has("not paused");
+}

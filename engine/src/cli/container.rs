@@ -31,6 +31,10 @@ pub enum ContainerCommand {
     Stop(StopArgs),
     /// Send a signal to running containers.
     Kill(KillArgs),
+    /// Suspend every process of containers (cgroup freezer).
+    Pause(NamesArgs),
+    /// Resume paused containers.
+    Unpause(NamesArgs),
     /// Stop and start containers again.
     Restart(StopArgs),
     /// Remove containers.
@@ -351,6 +355,9 @@ pub struct CommitArgs {
     /// Apply a Dockerfile instruction to the image config (CMD, ENV, …).
     #[arg(short, long = "change")]
     pub change: Vec<String>,
+    /// Pause the container while committing (docker's default).
+    #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub pause: bool,
     pub container: String,
     /// REPOSITORY[:TAG]
     pub repository: Option<String>,
@@ -451,6 +458,8 @@ pub fn run(cmd: ContainerCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
         ContainerCommand::Restart(args) => {
             each(ctx, &args.containers, |s, id| lib(ctr::restart::restart(s, id, args.time)))
         }
+        ContainerCommand::Pause(args) => each(ctx, &args.containers, |s, id| lib(ctr::pause::pause(s, id))),
+        ContainerCommand::Unpause(args) => each(ctx, &args.containers, |s, id| lib(ctr::pause::unpause(s, id))),
         ContainerCommand::Kill(args) => {
             let signal = lib(ctr::kill::parse_signal(&args.signal))?;
             each(ctx, &args.containers, |s, id| lib(ctr::kill::kill(s, id, signal)))
@@ -529,6 +538,7 @@ pub fn run(cmd: ContainerCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
                 author: args.author,
                 changes: args.change,
                 reference: args.repository,
+                pause: args.pause,
             };
             let image = lib(ctr::commit::commit(&o.store, &o.images, &c.id, &opts))?;
             println!("{}", image.id);

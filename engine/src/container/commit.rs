@@ -1,7 +1,8 @@
 //! `commit`: a new image from a container's changes. The overlay upper directory becomes one layer (overlay
 //! whiteouts turned back into OCI `.wh.` entries by [`super::rootfs::layer_tar`]); the image config is the
 //! container's (Cmd, Entrypoint, Env, WorkingDir, User, Labels) with `-c` changes applied on top, as docker does.
-//! The container is not paused while its upper directory is read (docker pauses by default).
+//! A running container is paused while its upper directory is read (docker's default, `--pause=false` to
+//! skip), so the layer is a consistent snapshot.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -20,6 +21,8 @@ pub struct CommitOptions {
     pub author: Option<String>,
     pub changes: Vec<String>,
     pub reference: Option<String>,
+    /// Freeze the container while its changes are read (docker's `--pause`, default true).
+    pub pause: bool,
 }
 
 pub fn commit(store: &ContainerStore, images: &ImageStore, id: &str, opts: &CommitOptions) -> Result<Image> {
@@ -44,6 +47,7 @@ pub fn commit(store: &ContainerStore, images: &ImageStore, id: &str, opts: &Comm
     let tar_path = staging.path().join("layer.tar");
     {
         let file = File::create(&tar_path).map_err(io_err(format!("cannot create {}", tar_path.display())))?;
+        let _paused = if opts.pause { Some(super::pause::PauseGuard::new(store, id)?) } else { None };
         layer_tar(&store.dir(id).join("upper"), BufWriter::new(file))?;
     }
     let mut argv = vec![c.path.clone()];

@@ -29,7 +29,9 @@ pub fn kill(store: &ContainerStore, id: &str, signal: Signal) -> Result<()> {
         return Err(Error::NotRunning(id.to_owned()));
     }
     store.update_state(id, |s| s.stop_requested = true)?;
-    signal_init(state.pid, state.pid_start, signal)
+    signal_init(state.pid, state.pid_start, signal)?;
+    // A frozen process only acts on the signal once thawed (runc does the same).
+    super::pause::thaw_if_paused(store, id)
 }
 
 /// Signals the container's init if it is still the process we recorded.

@@ -20,6 +20,7 @@ pub mod monitor;
 pub mod mounts;
 pub mod names;
 pub mod network;
+pub mod pause;
 pub mod prune;
 pub mod remove;
 pub mod rename;

@@ -38,6 +38,8 @@ pub fn stop(store: &ContainerStore, id: &str, timeout: Option<i64>) -> Result<bo
     };
     let grace = timeout.or(c.config.stop_timeout).unwrap_or(10).max(0) as u64;
     signal_init(state.pid, state.pid_start, signal)?;
+    // A paused container must be thawed to act on the signal (docker stops paused containers too).
+    super::pause::thaw_if_paused(store, id)?;
     if wait_stopped(store, id, Duration::from_secs(grace)) {
         return Ok(true);
     }
