@@ -2,6 +2,7 @@
 //! real binaries through the small DSL in `util.rs`.
 
 mod compose;
+mod config;
 mod containers;
 mod images;
 mod networks;

@@ -348,7 +348,13 @@ pub fn run(args: ComposeArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             let ids: Vec<(String, String)> = containers.into_iter().map(|(c, _)| (c.id, c.name)).collect();
             let opts = LogOptions {
                 follow: a.follow,
-                tail: a.tail.as_deref().filter(|t| *t != "all").map(str::parse).transpose().context("--tail must be a number or all")?,
+                tail: a
+                    .tail
+                    .as_deref()
+                    .filter(|t| *t != "all")
+                    .map(str::parse)
+                    .transpose()
+                    .context("--tail must be a number or all")?,
                 timestamps: a.timestamps,
                 since: None,
             };
@@ -369,9 +375,13 @@ pub fn run(args: ComposeArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         ComposeCommand::Rm(a) => {
             if !a.force {
-                eprintln!("Going to remove the stopped containers of {}", if a.services.is_empty() { "every service".to_string() } else { a.services.join(", ") });
+                eprintln!(
+                    "Going to remove the stopped containers of {}",
+                    if a.services.is_empty() { "every service".to_string() } else { a.services.join(", ") }
+                );
             }
-            let n = lifecycle::remove_services(&bound, &a.services, a.stop, a.volumes, &mut progress).map_err(compose_err)?;
+            let n = lifecycle::remove_services(&bound, &a.services, a.stop, a.volumes, &mut progress)
+                .map_err(compose_err)?;
             if n == 0 {
                 eprintln!("No stopped containers");
             }
@@ -439,14 +449,24 @@ pub fn run(args: ComposeArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         ComposeCommand::Images(a) => {
             let containers = lifecycle::select(&bound, &a.services, false).map_err(compose_err)?;
-            let mut rows = vec![vec!["CONTAINER".to_string(), "REPOSITORY".into(), "TAG".into(), "IMAGE ID".into(), "SIZE".into()]];
+            let mut rows = vec![vec![
+                "CONTAINER".to_string(),
+                "REPOSITORY".into(),
+                "TAG".into(),
+                "IMAGE ID".into(),
+                "SIZE".into(),
+            ]];
             for (c, _) in containers {
                 let (repo, tag) = match engine::reference::Reference::parse(&c.config.image) {
                     Ok(r) => (r.familiar_name(), r.tag.unwrap_or_default()),
                     Err(_) => (c.config.image.clone(), String::new()),
                 };
                 let id = c.image_id.trim_start_matches("sha256:").chars().take(12).collect::<String>();
-                let size = bound.images.resolve(&c.image_id).map(|i| engine::humanize::size(bound.images.image_size(&i))).unwrap_or_default();
+                let size = bound
+                    .images
+                    .resolve(&c.image_id)
+                    .map(|i| engine::humanize::size(bound.images.image_size(&i)))
+                    .unwrap_or_default();
                 if a.quiet {
                     println!("{id}");
                 } else {
@@ -460,7 +480,8 @@ pub fn run(args: ComposeArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         ComposeCommand::Port(a) => {
             let (c, state) = lifecycle::container_of(&bound, &a.service, a.index).map_err(compose_err)?;
-            let found = state.ports.iter().find(|p| p.container_port == a.private_port && p.protocol.to_string() == a.protocol);
+            let found =
+                state.ports.iter().find(|p| p.container_port == a.private_port && p.protocol.to_string() == a.protocol);
             match found {
                 Some(p) => {
                     println!("{}", p.host_address());
@@ -496,7 +517,10 @@ fn unreachable_config() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn selected_services<'a>(bound: &Bound<'a>, names: &[String]) -> anyhow::Result<Vec<&'a engine::compose::model::Service>> {
+fn selected_services<'a>(
+    bound: &Bound<'a>,
+    names: &[String],
+) -> anyhow::Result<Vec<&'a engine::compose::model::Service>> {
     if names.is_empty() {
         return Ok(bound.project.services.values().collect());
     }
@@ -504,8 +528,9 @@ fn selected_services<'a>(bound: &Bound<'a>, names: &[String]) -> anyhow::Result<
 }
 
 fn print_table(rows: &[Vec<String>]) {
-    let widths: Vec<usize> =
-        (0..rows.first().map_or(0, Vec::len)).map(|i| rows.iter().map(|r| r.get(i).map_or(0, |c| c.chars().count())).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..rows.first().map_or(0, Vec::len))
+        .map(|i| rows.iter().map(|r| r.get(i).map_or(0, |c| c.chars().count())).max().unwrap_or(0))
+        .collect();
     let mut out = io::stdout().lock();
     for row in rows {
         let line: Vec<String> = row
@@ -604,13 +629,15 @@ fn up(bound: &Bound, a: UpArgs) -> anyhow::Result<ExitCode> {
     let mut build = |service: &engine::compose::model::Service, image: &str| {
         build_service(&ctx, service, image, false, false, false, &[]).map_err(|e| format!("{e:#}"))
     };
-    let outcome = engine::compose::up::up(bound, &opts, &mut pull, &mut build, &mut print_progress).map_err(compose_err)?;
+    let outcome =
+        engine::compose::up::up(bound, &opts, &mut pull, &mut build, &mut print_progress).map_err(compose_err)?;
     if a.detach || a.no_start {
         return Ok(ExitCode::SUCCESS);
     }
     // Attached: stream every container's output until they all exit (or one does, with --abort-on-container-exit).
     let abort = a.abort_on_container_exit || a.exit_code_from.is_some();
-    let ids: Vec<(String, String)> = outcome.containers.iter().map(|(_, id, name)| (id.clone(), name.clone())).collect();
+    let ids: Vec<(String, String)> =
+        outcome.containers.iter().map(|(_, id, name)| (id.clone(), name.clone())).collect();
     let colour = !a.no_color && io::stdout().is_terminal();
     let opts = LogOptions { follow: true, tail: None, timestamps: a.timestamps, since: None };
     let done = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -690,7 +717,8 @@ fn spawn_log_threads(
         .enumerate()
         .map(|(i, (id, name))| {
             let text = if prefix { format!("{name:<width$}  | ") } else { String::new() };
-            let prefix = if colour && prefix { format!("\x1b[{}m{text}\x1b[0m", COLOURS[i % COLOURS.len()]) } else { text };
+            let prefix =
+                if colour && prefix { format!("\x1b[{}m{text}\x1b[0m", COLOURS[i % COLOURS.len()]) } else { text };
             let mut out = Prefixed { prefix: prefix.clone(), pending: Vec::new(), sink: sink.clone() };
             let mut err = Prefixed { prefix, pending: Vec::new(), sink: sink.clone() };
             let store = bound.containers.clone();
@@ -760,7 +788,15 @@ fn ps(bound: &Bound, a: PsArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let mut rows = vec![vec!["NAME".to_string(), "IMAGE".into(), "COMMAND".into(), "SERVICE".into(), "CREATED".into(), "STATUS".into(), "PORTS".into()]];
+    let mut rows = vec![vec![
+        "NAME".to_string(),
+        "IMAGE".into(),
+        "COMMAND".into(),
+        "SERVICE".into(),
+        "CREATED".into(),
+        "STATUS".into(),
+        "PORTS".into(),
+    ]];
     for (c, s) in &containers {
         let mut command = shell_words(&c.path, &c.args);
         if command.chars().count() > 20 {

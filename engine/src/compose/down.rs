@@ -64,7 +64,9 @@ pub fn down(bound: &Bound, opts: &DownOptions, progress: &mut dyn FnMut(Progress
             progress(Progress { kind: "Volume", name: config.name.clone(), action: "Removing" });
             match volumes.remove(&config.name, false, &|_| None) {
                 Ok(()) => progress(Progress { kind: "Volume", name: config.name.clone(), action: "Removed" }),
-                Err(e) => progress(Progress { kind: "Warning", name: format!("volume {}: {e}", config.name), action: "" }),
+                Err(e) => {
+                    progress(Progress { kind: "Warning", name: format!("volume {}: {e}", config.name), action: "" })
+                }
             }
         }
     }

@@ -21,7 +21,12 @@ pub fn select(bound: &Bound, services: &[String], include_oneoff: bool) -> Resul
         .collect())
 }
 
-pub fn stop_services(bound: &Bound, services: &[String], timeout: Option<i64>, progress: &mut dyn FnMut(Progress)) -> Result<()> {
+pub fn stop_services(
+    bound: &Bound,
+    services: &[String],
+    timeout: Option<i64>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
     // Reverse dependency order: dependants stop before what they depend on.
     let order = super::order::start_order(bound.project).unwrap_or_default();
     let mut containers = select(bound, services, false)?;
@@ -61,7 +66,12 @@ pub fn start_services(bound: &Bound, services: &[String], progress: &mut dyn FnM
     Ok(())
 }
 
-pub fn restart_services(bound: &Bound, services: &[String], timeout: Option<i64>, progress: &mut dyn FnMut(Progress)) -> Result<()> {
+pub fn restart_services(
+    bound: &Bound,
+    services: &[String],
+    timeout: Option<i64>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
     for (c, _) in select(bound, services, false)? {
         progress(Progress { kind: "Container", name: c.name.clone(), action: "Restarting" });
         restart::restart(&bound.containers, &c.id, timeout)?;
@@ -94,7 +104,12 @@ pub fn remove_services(
     Ok(removed)
 }
 
-pub fn kill_services(bound: &Bound, services: &[String], signal: &str, progress: &mut dyn FnMut(Progress)) -> Result<()> {
+pub fn kill_services(
+    bound: &Bound,
+    services: &[String],
+    signal: &str,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
     let signal = kill::parse_signal(signal)?;
     for (c, state) in select(bound, services, false)? {
         if state.is_running() {

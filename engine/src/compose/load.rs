@@ -398,10 +398,8 @@ fn rebase_service(service: &mut Node, from: &Path) {
         }
     }
     match service.get_mut("env_file") {
-        Some(Node { value: Value::Str(s), .. }) => {
-            if !s.starts_with('/') {
-                *s = normalize(&from.join(&*s)).display().to_string();
-            }
+        Some(Node { value: Value::Str(s), .. }) if !s.starts_with('/') => {
+            *s = normalize(&from.join(&*s)).display().to_string();
         }
         Some(Node { value: Value::Seq(items), .. }) => {
             for item in items.iter_mut() {

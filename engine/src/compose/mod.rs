@@ -18,9 +18,9 @@ pub mod node;
 pub mod order;
 pub mod project;
 pub mod run;
-pub mod up;
 #[cfg(test)]
 mod tests;
+pub mod up;
 
 pub use load::{load, LoadError, LoadOptions, LocatedDiagnostic};
 pub use model::Project;

@@ -981,7 +981,7 @@ fn port_config(r: &mut Reader, node: &Node, path: &str) -> Vec<PortConfig> {
                 r.error(node, path, "port needs a `target` (the container port)");
                 return Vec::new();
             };
-            let Some(target) = r.uint(target, &format!("{path}.target")).and_then(|t| port_number(t)) else {
+            let Some(target) = r.uint(target, &format!("{path}.target")).and_then(port_number) else {
                 return Vec::new();
             };
             let published = node.get("published").and_then(Node::scalar_text).unwrap_or_default();
@@ -1335,10 +1335,8 @@ fn deploy(r: &mut Reader, node: &Node, path: &str, s: &mut Service) {
             "labels" => {
                 r.warnings.push(format!("{p}: deploy labels apply to swarm services; ignored"));
             }
-            "mode" => {
-                if v.scalar_text().as_deref() != Some("replicated") {
-                    r.error(v, &p, "only `replicated` mode is supported");
-                }
+            "mode" if v.scalar_text().as_deref() != Some("replicated") => {
+                r.error(v, &p, "only `replicated` mode is supported");
             }
             _ => {}
         }

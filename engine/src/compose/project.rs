@@ -37,9 +37,13 @@ pub enum Error {
     NoSuchService(String),
     #[error("service {service}: {message}")]
     Service { service: String, message: String },
-    #[error("network {name} declared as external, but could not be found: create it with `engine network create {name}`")]
+    #[error(
+        "network {name} declared as external, but could not be found: create it with `engine network create {name}`"
+    )]
     ExternalNetwork { name: String },
-    #[error("volume {name} declared as external, but could not be found: create it with `engine volume create {name}`")]
+    #[error(
+        "volume {name} declared as external, but could not be found: create it with `engine volume create {name}`"
+    )]
     ExternalVolume { name: String },
     #[error("dependency failed to start: container {container} {reason}")]
     Dependency { container: String, reason: String },
@@ -255,7 +259,10 @@ impl<'a> Bound<'a> {
                     if !v.create_host_path && !source.exists() {
                         return Err(Error::Service {
                             service: service.name.clone(),
-                            message: format!("bind source {} does not exist (create_host_path is false)", source.display()),
+                            message: format!(
+                                "bind source {} does not exist (create_host_path is false)",
+                                source.display()
+                            ),
                         });
                     }
                     binds.push(format!("{}:{}{suffix}", source.display(), v.target));

@@ -61,7 +61,9 @@ pub fn run(
         .clone()
         .unwrap_or_else(|| format!("{}-{}-run-{}", bound.project.name, service.name, hex::encode(suffix)));
     create_opts.name = Some(name.clone());
-    create_opts.labels.retain(|l| !l.starts_with(LABEL_NUMBER) && !l.starts_with(LABEL_ONEOFF) && !l.starts_with(LABEL_CONFIG_HASH));
+    create_opts
+        .labels
+        .retain(|l| !l.starts_with(LABEL_NUMBER) && !l.starts_with(LABEL_ONEOFF) && !l.starts_with(LABEL_CONFIG_HASH));
     create_opts.labels.push(format!("{LABEL_ONEOFF}=True"));
     create_opts.labels.extend(opts.labels.iter().cloned());
     if !opts.command.is_empty() {
@@ -96,9 +98,7 @@ pub fn run(
     create_opts.open_stdin = opts.interactive;
     let c = create::create(&bound.containers, &bound.images, &create_opts)?;
     for (network, aliases, ip) in bound.extra_networks(service) {
-        let ip = ip
-            .map(|s| s.parse().map_err(|_| Error::Other(format!("invalid ipv4_address {s:?}"))))
-            .transpose()?;
+        let ip = ip.map(|s| s.parse().map_err(|_| Error::Other(format!("invalid ipv4_address {s:?}")))).transpose()?;
         cnet::connect(&bound.containers, &c.id, &network, aliases, ip)?;
     }
     if opts.detach {
@@ -125,7 +125,12 @@ pub struct ExecOptions {
 pub fn exec(bound: &Bound, opts: &ExecOptions) -> Result<i32> {
     let (c, state) = super::lifecycle::container_of(bound, &opts.service, opts.index.max(1))?;
     if !state.is_running() {
-        return Err(Error::Other(format!("service {:?} is not running (container {} is {})", opts.service, c.name, state.status.as_str())));
+        return Err(Error::Other(format!(
+            "service {:?} is not running (container {} is {})",
+            opts.service,
+            c.name,
+            state.status.as_str()
+        )));
     }
     let exec_opts = exec::ExecOptions {
         cmd: opts.command.clone(),

@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use super::model::{Condition, Service};
 use super::order::{start_order, with_dependencies};
-use super::project::{number_of, Bound, Error, Progress, Result, LABEL_CONFIG_HASH, LABEL_IMAGE, LABEL_NETWORK, LABEL_PROJECT, LABEL_VERSION, LABEL_VOLUME, COMPOSE_VERSION};
+use super::project::{
+    number_of, Bound, Error, Progress, Result, COMPOSE_VERSION, LABEL_CONFIG_HASH, LABEL_IMAGE, LABEL_NETWORK,
+    LABEL_PROJECT, LABEL_VERSION, LABEL_VOLUME,
+};
 use crate::container::{create, network as cnet, remove, start, stop};
 
 /// `up` flags.
@@ -69,7 +72,8 @@ pub fn up(
     for name in opts.services.iter().chain(opts.scale.keys()) {
         bound.service(name)?;
     }
-    let order = start_order(project).map_err(|cycle| Error::Other(format!("dependency cycle detected: {}", cycle.join(" -> "))))?;
+    let order = start_order(project)
+        .map_err(|cycle| Error::Other(format!("dependency cycle detected: {}", cycle.join(" -> "))))?;
     let selected: Vec<String> = if opts.services.is_empty() {
         order.clone()
     } else if opts.no_deps {
@@ -125,7 +129,9 @@ pub fn ensure_image(
     let image = bound.image_name(service);
     let present = bound.images.resolve(&image).is_ok();
     let policy = service.pull_policy.as_deref().unwrap_or("missing");
-    let must_build = service.build.is_some() && !opts.no_build && (opts.build || policy == "build" || (!present && policy != "never"));
+    let must_build = service.build.is_some()
+        && !opts.no_build
+        && (opts.build || policy == "build" || (!present && policy != "never"));
     if must_build {
         progress(Progress { kind: "Image", name: image.clone(), action: "Building" });
         build(service, &image).map_err(|message| Error::Service { service: service.name.clone(), message })?;
@@ -136,7 +142,10 @@ pub fn ensure_image(
         return Ok(());
     }
     if policy == "never" && !present {
-        return Err(Error::Service { service: service.name.clone(), message: format!("image {image} not found and pull_policy is never") });
+        return Err(Error::Service {
+            service: service.name.clone(),
+            message: format!("image {image} not found and pull_policy is never"),
+        });
     }
     if service.image.is_none() {
         return Err(Error::Service {
@@ -252,7 +261,10 @@ fn create_container(
 
 fn parse_ip(service: &Service, ip: Option<&str>) -> Result<Option<Ipv4Addr>> {
     ip.map(|s| {
-        s.parse().map_err(|_| Error::Service { service: service.name.clone(), message: format!("invalid ipv4_address {s:?}") })
+        s.parse().map_err(|_| Error::Service {
+            service: service.name.clone(),
+            message: format!("invalid ipv4_address {s:?}"),
+        })
     })
     .transpose()
 }
@@ -303,7 +315,10 @@ fn wait_for(
                         });
                     }
                     if deadline.is_some_and(|d| Instant::now() > d) {
-                        return Err(Error::Dependency { container: c.name.clone(), reason: "did not complete in time".into() });
+                        return Err(Error::Dependency {
+                            container: c.name.clone(),
+                            reason: "did not complete in time".into(),
+                        });
                     }
                     std::thread::sleep(Duration::from_millis(50));
                 }
@@ -320,10 +335,18 @@ fn wait_healthy(
     _deadline: Option<Instant>,
     _progress: &mut dyn FnMut(Progress),
 ) -> Result<()> {
-    Err(Error::Dependency { container: c.name.clone(), reason: "has a healthcheck, which this build cannot wait for yet".into() })
+    Err(Error::Dependency {
+        container: c.name.clone(),
+        reason: "has a healthcheck, which this build cannot wait for yet".into(),
+    })
 }
 
-fn ensure_networks(bound: &Bound, selected: &[String], created: &mut Created, progress: &mut dyn FnMut(Progress)) -> Result<()> {
+fn ensure_networks(
+    bound: &Bound,
+    selected: &[String],
+    created: &mut Created,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
     let networks = bound.networks()?;
     let used: Vec<&String> = selected
         .iter()
@@ -363,7 +386,12 @@ fn ensure_networks(bound: &Bound, selected: &[String], created: &mut Created, pr
     Ok(())
 }
 
-fn ensure_volumes(bound: &Bound, selected: &[String], created: &mut Created, progress: &mut dyn FnMut(Progress)) -> Result<()> {
+fn ensure_volumes(
+    bound: &Bound,
+    selected: &[String],
+    created: &mut Created,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
     let volumes = bound.volumes()?;
     let used: Vec<String> = selected
         .iter()
@@ -406,7 +434,9 @@ fn rollback(bound: &Bound, created: &Created, progress: &mut dyn FnMut(Progress)
         match remove::remove(&bound.containers, id, true, true) {
             Ok(()) => progress(Progress { kind: "Container", name, action: "Removed" }),
             Err(crate::container::Error::NotFound(_)) => {}
-            Err(e) => progress(Progress { kind: "Warning", name: format!("cannot remove container {name}: {e}"), action: "" }),
+            Err(e) => {
+                progress(Progress { kind: "Warning", name: format!("cannot remove container {name}: {e}"), action: "" })
+            }
         }
     }
     if let Ok(networks) = bound.networks() {
@@ -414,7 +444,11 @@ fn rollback(bound: &Bound, created: &Created, progress: &mut dyn FnMut(Progress)
             progress(Progress { kind: "Network", name: name.clone(), action: "Removing" });
             match networks.remove(name) {
                 Ok(_) => progress(Progress { kind: "Network", name: name.clone(), action: "Removed" }),
-                Err(e) => progress(Progress { kind: "Warning", name: format!("cannot remove network {name}: {e}"), action: "" }),
+                Err(e) => progress(Progress {
+                    kind: "Warning",
+                    name: format!("cannot remove network {name}: {e}"),
+                    action: "",
+                }),
             }
         }
     }
@@ -422,7 +456,11 @@ fn rollback(bound: &Bound, created: &Created, progress: &mut dyn FnMut(Progress)
         for name in created.volumes.iter().rev() {
             match volumes.remove(name, true, &|_| None) {
                 Ok(()) => progress(Progress { kind: "Volume", name: name.clone(), action: "Removed" }),
-                Err(e) => progress(Progress { kind: "Warning", name: format!("cannot remove volume {name}: {e}"), action: "" }),
+                Err(e) => progress(Progress {
+                    kind: "Warning",
+                    name: format!("cannot remove volume {name}: {e}"),
+                    action: "",
+                }),
             }
         }
     }

@@ -1,0 +1,310 @@
+//! The configuration as a located YAML tree: every value keeps its line and column, so the typed model, the
+//! validator and the processor can all say *where* a mistake is. serde-saphyr does the parsing (anchors,
+//! aliases, merge keys `<<: *defaults`) under a budget that rejects alias bombs and oversize documents before
+//! they cost memory or time.
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
+
+/// 1-based line and column of a value (0 when the value was made by the processor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord, Hash)]
+pub struct Pos {
+    pub line: u32,
+    pub column: u32,
+}
+
+/// A YAML value and where it is (the default is a null without a position).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Yaml {
+    pub pos: Pos,
+    pub value: YamlValue,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum YamlValue {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Yaml>),
+    /// Keys in file order, each with its own position.
+    Map(Vec<(Pos, String, Yaml)>),
+}
+
+impl Default for Yaml {
+    fn default() -> Yaml {
+        Yaml::new(YamlValue::Null)
+    }
+}
+
+impl Yaml {
+    pub fn new(value: YamlValue) -> Yaml {
+        Yaml { pos: Pos::default(), value }
+    }
+
+    pub fn at(pos: Pos, value: YamlValue) -> Yaml {
+        Yaml { pos, value }
+    }
+
+    pub fn entries(&self) -> &[(Pos, String, Yaml)] {
+        match &self.value {
+            YamlValue::Map(m) => m,
+            _ => &[],
+        }
+    }
+
+    pub fn items(&self) -> &[Yaml] {
+        match &self.value {
+            YamlValue::Seq(s) => s,
+            _ => &[],
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Yaml> {
+        self.entries().iter().find(|(_, k, _)| k == key).map(|(_, _, v)| v)
+    }
+
+    pub fn is_map(&self) -> bool {
+        matches!(self.value, YamlValue::Map(_))
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            YamlValue::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Text of a scalar as YAML wrote it (numbers and booleans included); `None` for null and collections.
+    pub fn scalar_text(&self) -> Option<String> {
+        match &self.value {
+            YamlValue::Str(s) => Some(s.clone()),
+            YamlValue::Bool(b) => Some(b.to_string()),
+            YamlValue::Int(i) => Some(i.to_string()),
+            YamlValue::Float(f) => Some(f.to_string()),
+            _ => None,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self.value {
+            YamlValue::Null => "null",
+            YamlValue::Bool(_) => "a boolean",
+            YamlValue::Int(_) => "an integer",
+            YamlValue::Float(_) => "a number",
+            YamlValue::Str(_) => "a string",
+            YamlValue::Seq(_) => "a list",
+            YamlValue::Map(_) => "a map",
+        }
+    }
+
+    /// Plain JSON (positions dropped): for golden output, hashing and the wire types.
+    pub fn to_json(&self) -> serde_json::Value {
+        match &self.value {
+            YamlValue::Null => serde_json::Value::Null,
+            YamlValue::Bool(b) => (*b).into(),
+            YamlValue::Int(i) => (*i).into(),
+            YamlValue::Float(f) => serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into),
+            YamlValue::Str(s) => s.clone().into(),
+            YamlValue::Seq(items) => items.iter().map(Yaml::to_json).collect(),
+            YamlValue::Map(entries) => {
+                entries.iter().map(|(_, k, v)| (k.clone(), v.to_json())).collect::<serde_json::Map<_, _>>().into()
+            }
+        }
+    }
+}
+
+/// A document that is not YAML, or is too big or too expensive to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    pub pos: Pos,
+    pub message: String,
+}
+
+/// Largest configuration accepted; CircleCI's own limit for a processed config is 3 MB.
+pub const MAX_BYTES: usize = 3 << 20;
+
+/// Parses one YAML document. An empty document is an empty map.
+pub fn parse(text: &str) -> Result<Yaml, SyntaxError> {
+    if text.len() > MAX_BYTES {
+        return Err(SyntaxError {
+            pos: Pos::default(),
+            message: format!("the file is {} bytes; the limit is {MAX_BYTES} bytes", text.len()),
+        });
+    }
+    if text.trim().is_empty() {
+        return Ok(Yaml::new(YamlValue::Map(Vec::new())));
+    }
+    // Both types are non-exhaustive: start from the defaults and tighten what a CI config never needs.
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_events = 200_000;
+    budget.max_aliases = 5_000;
+    budget.max_anchors = 10_000;
+    budget.max_depth = 100;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
+    // Replayed alias events are what an alias bomb multiplies; real files replay a few thousand at most.
+    options.alias_limits.max_total_replayed_events = 100_000;
+    match serde_saphyr::from_str_with_options::<Spanned<Yaml>>(text, options) {
+        Ok(doc) => Ok(Yaml { pos: pos_of(&doc), ..doc.value }),
+        Err(e) => {
+            let pos = e
+                .location()
+                .map(|l| Pos {
+                    line: l.line().try_into().unwrap_or(u32::MAX),
+                    column: l.column().try_into().unwrap_or(u32::MAX),
+                })
+                .unwrap_or_default();
+            Err(SyntaxError { pos, message: clean_message(&e.to_string()) })
+        }
+    }
+}
+
+/// serde-saphyr's first line, without its own `error: line L column C:` prefix (we print the position
+/// ourselves), and alias-budget breaches said plainly.
+fn clean_message(rendered: &str) -> String {
+    let first = rendered.lines().next().unwrap_or("invalid YAML").trim();
+    let mut msg = first.strip_prefix("error:").unwrap_or(first).trim();
+    if let Some(rest) = msg.strip_prefix("line ") {
+        if let Some((_, tail)) = rest.split_once(": ") {
+            msg = tail;
+        }
+    }
+    if msg.contains("alias replay limit") || msg.contains("budget") {
+        return format!("the document expands aliases too much ({msg}): is it an alias bomb?");
+    }
+    msg.to_string()
+}
+
+fn pos_of<T>(s: &Spanned<T>) -> Pos {
+    Pos {
+        line: s.referenced.line().try_into().unwrap_or(u32::MAX),
+        column: s.referenced.column().try_into().unwrap_or(u32::MAX),
+    }
+}
+
+impl<'de> Deserialize<'de> for Yaml {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(YamlVisitor)
+    }
+}
+
+struct YamlVisitor;
+
+impl<'de> Visitor<'de> for YamlVisitor {
+    type Value = Yaml;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a YAML value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Yaml, E> {
+        Ok(Yaml::new(YamlValue::Null))
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Yaml, E> {
+        Ok(Yaml::new(YamlValue::Null))
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Yaml, D::Error> {
+        Yaml::deserialize(d)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Yaml, E> {
+        Ok(Yaml::new(YamlValue::Bool(v)))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Yaml, E> {
+        Ok(Yaml::new(YamlValue::Int(v)))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Yaml, E> {
+        Ok(Yaml::new(i64::try_from(v).map_or(YamlValue::Float(v as f64), YamlValue::Int)))
+    }
+
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Yaml, E> {
+        Ok(Yaml::new(i64::try_from(v).map_or(YamlValue::Float(v as f64), YamlValue::Int)))
+    }
+
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Yaml, E> {
+        Ok(Yaml::new(i64::try_from(v).map_or(YamlValue::Float(v as f64), YamlValue::Int)))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Yaml, E> {
+        Ok(Yaml::new(YamlValue::Float(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Yaml, E> {
+        Ok(Yaml::new(YamlValue::Str(v.to_string())))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Yaml, E> {
+        Ok(Yaml::new(YamlValue::Str(v)))
+    }
+
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Yaml, E> {
+        Ok(Yaml::new(YamlValue::Str(String::from_utf8_lossy(v).into_owned())))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Yaml, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Spanned<Yaml>>()? {
+            items.push(Yaml { pos: pos_of(&item), ..item.value });
+        }
+        Ok(Yaml::new(YamlValue::Seq(items)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Yaml, A::Error> {
+        let mut entries: Vec<(Pos, String, Yaml)> = Vec::new();
+        while let Some(key) = map.next_key::<Spanned<Yaml>>()? {
+            let key_pos = pos_of(&key);
+            let name = match &key.value.value {
+                YamlValue::Null => "null".to_string(),
+                YamlValue::Seq(_) | YamlValue::Map(_) => return Err(de::Error::custom("map keys must be scalars")),
+                _ => key.value.scalar_text().unwrap_or_default(),
+            };
+            let value = map.next_value::<Spanned<Yaml>>()?;
+            let node = Yaml { pos: pos_of(&value), ..value.value };
+            // An explicit key overrides the same key merged in with `<<` (YAML merge semantics).
+            match entries.iter_mut().find(|(_, k, _)| *k == name) {
+                Some(slot) => slot.2 = node,
+                None => entries.push((key_pos, name, node)),
+            }
+        }
+        Ok(Yaml::new(YamlValue::Map(entries)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_and_merge_keys() {
+        let doc =
+            parse("defaults: &d\n  image: a\n  shell: sh\njobs:\n  build:\n    <<: *d\n    shell: bash\n").unwrap();
+        let build = doc.get("jobs").and_then(|j| j.get("build")).unwrap();
+        assert_eq!(build.get("image").and_then(Yaml::as_str), Some("a"));
+        assert_eq!(build.get("shell").and_then(Yaml::as_str), Some("bash"));
+        assert_eq!(build.get("shell").unwrap().pos, Pos { line: 7, column: 12 });
+    }
+
+    #[test]
+    fn alias_bombs_fail_fast() {
+        let mut doc = String::from("a: &a [x,x,x,x,x,x,x,x,x,x]\n");
+        let mut prev = 'a';
+        for name in 'b'..='k' {
+            doc.push_str(&format!(
+                "{name}: &{name} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"
+            ));
+            prev = name;
+        }
+        // Rejected by the replay budget (an event count, not a clock): 10^10 expansions never happen.
+        let err = parse(&doc).unwrap_err();
+        assert!(err.message.contains("alias bomb"), "{err:?}");
+    }
+}
