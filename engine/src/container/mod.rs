@@ -32,6 +32,7 @@ pub mod start;
 pub mod stop;
 pub mod store;
 pub mod top;
+pub mod trim;
 pub mod tty;
 pub mod user;
 pub mod wait;

@@ -283,6 +283,8 @@ impl Monitor {
                 }
             }
             first = false;
+            // Startup code and data are not needed while supervising: give their pages back.
+            super::trim::release_startup_memory();
             let ran = running.started;
             let exit_code = self.wait(running, &mut log);
             if self.c.host_config.auto_remove {
