@@ -388,3 +388,121 @@ fn pause_freezes_every_process_and_commit_pauses_while_reading() {
     e.run(["inspect", "-f", "{{.State.Status}}", &id]).success().stdout_is("exited\n");
     e.run(["unpause", &id]).code_is(125).stderr_has("not paused");
 }
+
+/// `State.Health` as JSON (`null` without a healthcheck).
+fn health(e: &TestEngine, name: &str) -> serde_json::Value {
+    serde_json::from_str(&inspect(e, name, "{{json .State.Health}}")).unwrap_or(serde_json::Value::Null)
+}
+
+fn ps_status(e: &TestEngine, name: &str) -> String {
+    e.run(["ps", "--filter", &format!("name={name}"), "--format", "{{.Status}}"]).success().stdout().trim().to_owned()
+}
+
+#[test]
+fn health_cmd_goes_starting_then_unhealthy_then_healthy() {
+    let Some(e) = engine() else { return };
+    let mut run: Vec<&str> = "run -d --name hc --health-interval 200ms --health-retries 2".split(' ').collect();
+    run.extend(["--health-cmd", "test -f /tmp/ok", "busybox", "sleep", "100"]);
+    e.run(run).success();
+    // Recorded before `run -d` returns; the first probe only runs one interval later.
+    assert_eq!(inspect(&e, "hc", "{{.State.Health.Status}}"), "starting");
+    assert!(ps_status(&e, "hc").ends_with("(health: starting)"), "{}", ps_status(&e, "hc"));
+    assert!(eventually(5, || inspect(&e, "hc", "{{.State.Health.Status}}") == "unhealthy"), "{}", health(&e, "hc"));
+    let h = health(&e, "hc");
+    assert!(h["FailingStreak"].as_u64().is_some_and(|n| n >= 2), "{h}");
+    let log = h["Log"].as_array().cloned().unwrap_or_default();
+    assert!(!log.is_empty() && log.len() <= 5, "{h}");
+    assert!(log.iter().all(|r| r["ExitCode"] == 1 && r["Start"].is_string() && r["End"].is_string()), "{h}");
+    assert!(ps_status(&e, "hc").ends_with("(unhealthy)"), "{}", ps_status(&e, "hc"));
+    e.run(["exec", "hc", "touch", "/tmp/ok"]).success();
+    assert!(eventually(5, || inspect(&e, "hc", "{{.State.Health.Status}}") == "healthy"), "{}", health(&e, "hc"));
+    assert_eq!(inspect(&e, "hc", "{{.State.Health.FailingStreak}}"), "0");
+    assert!(ps_status(&e, "hc").ends_with("(healthy)"), "{}", ps_status(&e, "hc"));
+    assert_eq!(
+        inspect(&e, "hc", "{{json .Config.Healthcheck}}"),
+        r#"{"Interval":200000000,"Retries":2,"Test":["CMD-SHELL","test -f /tmp/ok"]}"#
+    );
+    // A stopped container is unhealthy, as docker reports it.
+    e.run(["kill", "hc"]).success();
+    assert!(eventually(5, || inspect(&e, "hc", "{{.State.Status}}") == "exited"));
+    assert_eq!(inspect(&e, "hc", "{{.State.Health.Status}}"), "unhealthy");
+    e.run(["rm", "-f", "hc"]).success();
+}
+
+#[test]
+fn health_probe_over_its_timeout_is_killed_and_fails() {
+    let Some(e) = engine() else { return };
+    let mut run: Vec<&str> =
+        "run -d --name slow --health-timeout 300ms --health-interval 100ms --health-retries 1".split(' ').collect();
+    run.extend(["--health-cmd", "sleep 5", "busybox", "sleep", "100"]);
+    e.run(run).success();
+    let started = Instant::now();
+    assert!(eventually(5, || inspect(&e, "slow", "{{.State.Health.Status}}") == "unhealthy"), "{}", health(&e, "slow"));
+    assert!(started.elapsed() < Duration::from_secs(3), "the probe was not cut at its timeout");
+    let h = health(&e, "slow");
+    assert_eq!(h["Log"][0]["ExitCode"], -1, "{h}");
+    assert_eq!(h["Log"][0]["Output"], "Health check exceeded timeout (300ms)", "{h}");
+    e.run(["rm", "-f", "slow"]).success();
+}
+
+#[test]
+fn health_image_healthcheck_is_honoured_and_flags_override_it() {
+    let Some(e) = engine() else { return };
+    e.run(["create", "--name", "base", "busybox", "true"]).success();
+    e.run(["commit", "-c", r#"HEALTHCHECK --interval=100ms --retries=1 CMD ["false"]"#, "base", "hc:1"]).success();
+    e.run(["run", "-d", "--name", "img", "hc:1", "sleep", "100"]).success();
+    assert_eq!(
+        inspect(&e, "img", "{{json .Config.Healthcheck}}"),
+        r#"{"Interval":100000000,"Retries":1,"Test":["CMD","false"]}"#
+    );
+    assert!(eventually(5, || inspect(&e, "img", "{{.State.Health.Status}}") == "unhealthy"), "{}", health(&e, "img"));
+    // Flags replace the image's fields one by one: the command here, the interval still the image's.
+    e.run(["run", "-d", "--name", "flag", "--health-cmd", "true", "hc:1", "sleep", "100"]).success();
+    assert!(eventually(5, || inspect(&e, "flag", "{{.State.Health.Status}}") == "healthy"), "{}", health(&e, "flag"));
+    assert_eq!(inspect(&e, "flag", "{{.Config.Healthcheck.Interval}}"), "100000000");
+    e.run(["rm", "-f", "img", "flag", "base"]).success();
+}
+
+#[test]
+fn health_disabled_by_no_healthcheck_shows_no_health() {
+    let Some(e) = engine() else { return };
+    e.run(["create", "--name", "base", "busybox", "true"]).success();
+    e.run(["commit", "-c", "HEALTHCHECK --interval=100ms CMD false", "base", "hc:1"]).success();
+    e.run(["run", "-d", "--name", "off", "--no-healthcheck", "hc:1", "sleep", "100"]).success();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(health(&e, "off"), serde_json::Value::Null);
+    assert_eq!(inspect(&e, "off", "{{json .Config.Healthcheck.Test}}"), r#"["NONE"]"#);
+    assert!(!ps_status(&e, "off").contains('('), "{}", ps_status(&e, "off"));
+    e.run(["run", "--rm", "--no-healthcheck", "--health-cmd", "true", "busybox", "true"])
+        .code_is(125)
+        .stderr_has("--no-healthcheck conflicts with --health-* options");
+    e.run(["run", "--rm", "--health-interval", "soon", "busybox", "true"]).code_is(125).stderr_has("soon");
+    e.run(["rm", "-f", "off", "base"]).success();
+}
+
+#[test]
+fn seccomp_default_profile_is_active_in_containers_and_exec() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    e.run(["run", "--rm", "--network", "none", "busybox", "grep", "Seccomp:", "/proc/self/status"])
+        .success()
+        .stdout_is("Seccomp:\t2\n");
+    // user namespaces are refused by the profile (EPERM), allowed when unconfined.
+    e.run(["run", "--rm", "--network", "none", "busybox", "unshare", "-U", "true"])
+        .code_is(1)
+        .stderr_has("Operation not permitted");
+    e.run(["run", "--rm", "--network", "none", "--security-opt", "seccomp=unconfined", "busybox", "unshare", "-U", "true"])
+        .success();
+    e.run(["run", "--rm", "--network", "none", "--security-opt", "seccomp=unconfined", "busybox", "grep", "Seccomp:", "/proc/self/status"])
+        .success()
+        .stdout_is("Seccomp:\t0\n");
+    // exec processes get the container's profile too.
+    let id = e.run(["run", "-d", "--network", "none", "busybox", "sleep", "30"]).success().stdout().trim().to_string();
+    e.run(["exec", &id, "grep", "Seccomp:", "/proc/self/status"]).success().stdout_is("Seccomp:\t2\n");
+    e.run(["rm", "-f", &id]).success();
+    // The compiled program is cached once in the root.
+    let cached = std::fs::read_dir(e.root().join("seccomp")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(cached, 1);
+}

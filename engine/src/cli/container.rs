@@ -165,6 +165,27 @@ pub struct CreateArgs {
     /// Seconds to wait before killing the container on stop.
     #[arg(long)]
     pub stop_timeout: Option<i64>,
+    /// Command to run to check health (through /bin/sh -c).
+    #[arg(long)]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (e.g. 30s, 200ms; default 30s).
+    #[arg(long, value_parser = health_duration)]
+    pub health_interval: Option<std::time::Duration>,
+    /// Maximum time to allow one check to run (default 30s).
+    #[arg(long, value_parser = health_duration)]
+    pub health_timeout: Option<std::time::Duration>,
+    /// Start period for the container to initialize before failed checks count (default 0s).
+    #[arg(long, value_parser = health_duration)]
+    pub health_start_period: Option<std::time::Duration>,
+    /// Time between running the check during the start period (default 5s).
+    #[arg(long, value_parser = health_duration)]
+    pub health_start_interval: Option<std::time::Duration>,
+    /// Consecutive failures needed to report unhealthy (default 3).
+    #[arg(long)]
+    pub health_retries: Option<i64>,
+    /// Disable any container-specified HEALTHCHECK.
+    #[arg(long)]
+    pub no_healthcheck: bool,
     /// IMAGE [COMMAND [ARG...]]
     #[arg(required = true, trailing_var_arg = true, value_name = "IMAGE [COMMAND]")]
     pub image_and_command: Vec<String>,
@@ -203,8 +224,23 @@ impl CreateArgs {
             security_opt: self.security_opt.clone(),
             stop_signal: self.stop_signal.clone(),
             stop_timeout: self.stop_timeout,
+            healthcheck: ctr::health::HealthFlags {
+                cmd: self.health_cmd.clone(),
+                interval: self.health_interval,
+                timeout: self.health_timeout,
+                start_period: self.health_start_period,
+                start_interval: self.health_start_interval,
+                retries: self.health_retries,
+            }
+            .to_override(),
+            no_healthcheck: self.no_healthcheck,
         }
     }
+}
+
+/// A `--health-*` duration in Go's syntax (`30s`, `200ms`, `1m30s`).
+fn health_duration(s: &str) -> Result<std::time::Duration, String> {
+    ctr::health::parse_duration(s).map_err(|e| e.to_string())
 }
 
 #[derive(Args, Debug)]

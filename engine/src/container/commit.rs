@@ -1,6 +1,6 @@
 //! `commit`: a new image from a container's changes. The overlay upper directory becomes one layer (overlay
 //! whiteouts turned back into OCI `.wh.` entries by [`super::rootfs::layer_tar`]); the image config is the
-//! container's (Cmd, Entrypoint, Env, WorkingDir, User, Labels) with `-c` changes applied on top, as docker does.
+//! container's (Cmd, Entrypoint, Env, WorkingDir, User, Labels, Healthcheck) with `-c` changes applied on top, as docker does.
 //! A running container is paused while its upper directory is read (docker's default, `--pause=false` to
 //! skip), so the layer is a consistent snapshot.
 
@@ -40,6 +40,9 @@ pub fn commit(store: &ContainerStore, images: &ImageStore, id: &str, opts: &Comm
     config.working_dir = c.config.working_dir.clone();
     config.user = c.config.user.clone();
     config.labels = c.config.labels.clone();
+    if c.config.healthcheck.is_some() {
+        config.healthcheck = c.config.healthcheck.clone();
+    }
     for ch in &opts.changes {
         change::apply(&mut config, ch).map_err(crate::image::Error::from)?;
     }

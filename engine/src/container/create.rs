@@ -5,7 +5,8 @@
 //! Docker's merge rules: `--entrypoint` replaces the image's ENTRYPOINT *and* drops its CMD (unless command
 //! arguments are given); arguments after the image replace CMD; `-e` and `--env-file` override image variables
 //! of the same name; `PATH` gets docker's default when the image sets none; `-w` and `-u` replace WORKDIR and
-//! USER. The hostname defaults to the first 12 characters of the ID.
+//! USER; `--health-*` flags override the image's HEALTHCHECK field by field (`--no-healthcheck` disables it, see
+//! [`super::health::merge_config`]). The hostname defaults to the first 12 characters of the ID.
 //!
 //! Everything the flags name is resolved here, so a bad flag fails `create`, not a later `start`: the network
 //! (`--network`, default `bridge`; see [`super::network::plan`]), published ports (`-p`, and `-P` from the
@@ -27,7 +28,7 @@ use super::rootfs::RootfsDirs;
 use super::store::{write_json, Container, ContainerStore, HostConfig, RestartPolicy, RunSettings, State};
 use super::{io_err, names, spec, Error, Result};
 use crate::image::config::Empty;
-use crate::image::{ImageStore, RunConfig};
+use crate::image::{HealthConfig, ImageStore, RunConfig};
 use crate::network::ports::{self, PortBinding};
 use crate::volume::VolumeStore;
 
@@ -75,6 +76,11 @@ pub struct CreateOptions {
     pub security_opt: Vec<String>,
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<i64>,
+    /// `--health-*` (or compose's `healthcheck:`): overrides the image's `HEALTHCHECK` field by field, as docker
+    /// does (see [`super::health::merge_config`]).
+    pub healthcheck: Option<HealthConfig>,
+    /// `--no-healthcheck`: disable the image's check.
+    pub no_healthcheck: bool,
 }
 
 /// Parses a docker memory size: a number with an optional `b`, `k`, `m`, `g` suffix (binary units).
@@ -210,6 +216,8 @@ pub fn create(store: &ContainerStore, images: &ImageStore, opts: &CreateOptions)
         Some(c) => (c * 1e9) as i64,
         None => 0,
     };
+    let healthcheck =
+        super::health::merge_config(ic.healthcheck.as_ref(), opts.healthcheck.as_ref(), opts.no_healthcheck)?;
     let layers = images.layer_dirs(&image)?;
 
     let mut raw = [0u8; 32];
@@ -232,6 +240,7 @@ pub fn create(store: &ContainerStore, images: &ImageStore, opts: &CreateOptions)
         stop_timeout: opts.stop_timeout,
         exposed_ports: ic.exposed_ports.clone(),
         volumes: ic.volumes.clone(),
+        healthcheck,
     };
     let mut host_config = HostConfig {
         binds: opts.binds.clone(),

@@ -6,11 +6,16 @@
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
 
 use super::rootfs::RootfsDirs;
 use super::store::ContainerStore;
@@ -36,8 +41,9 @@ fn dup_fd(fd: i32) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
-/// Runs `opts.cmd` in container `id`; returns its exit code (0 at once with `detach`).
-pub fn exec(store: &ContainerStore, id: &str, opts: &ExecOptions) -> Result<i32> {
+/// Checks that container `id` runs and writes the process section for `opts` next to its record; returns the
+/// file's path (each call gets its own: a monitor's healthcheck may exec while `engine exec` does).
+fn write_process(store: &ContainerStore, id: &str, opts: &ExecOptions) -> Result<PathBuf> {
     let c = store.load(id)?;
     let state = store.state(id)?;
     if !state.is_running() || state.pid == 0 {
@@ -63,13 +69,32 @@ pub fn exec(store: &ContainerStore, id: &str, opts: &ExecOptions) -> Result<i32>
     let cwd = opts.workdir.clone().unwrap_or_else(|| c.config.working_dir.clone());
     let process =
         spec::process_json(&spec::ProcessSpec { args: &opts.cmd, env, cwd: &cwd, user: &u, terminal: opts.tty });
-    let process_path = dir.join(format!("exec-{}.json", std::process::id()));
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    let process_path = dir.join(format!("exec-{}-{n}.json", std::process::id()));
     std::fs::write(&process_path, process.to_string())
         .map_err(io_err(format!("cannot write {}", process_path.display())))?;
+    Ok(process_path)
+}
+
+/// The container's seccomp program, for an `exec` process (it gets the same profile as the container).
+fn exec_seccomp(store: &ContainerStore, id: &str) -> Result<Option<std::sync::Arc<Vec<u8>>>> {
+    let c = store.load(id)?;
+    if super::seccomp::enabled(&c.host_config.security_opt) {
+        Ok(Some(super::seccomp::program(store.root())?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Runs `opts.cmd` in container `id`; returns its exit code (0 at once with `detach`).
+pub fn exec(store: &ContainerStore, id: &str, opts: &ExecOptions) -> Result<i32> {
+    let process_path = write_process(store, id, opts)?;
+    let dir = store.dir(id);
 
     let mut builder = ContainerBuilder::new(id.to_owned(), SyscallType::default())
         .with_root_path(dir.join("runtime"))?
-        .with_executor(DrydockExecutor { init: false });
+        .with_executor(DrydockExecutor { init: false, seccomp: exec_seccomp(store, id)? });
     let console = if opts.tty {
         let l = ConsoleListener::bind(&dir, &format!("exec-{}.sock", std::process::id()))?;
         builder = builder.with_console_socket(Some(l.path()));
@@ -105,6 +130,100 @@ pub fn exec(store: &ContainerStore, id: &str, opts: &ExecOptions) -> Result<i32>
             Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(sys_err("cannot wait for the exec'd process")(e)),
+        }
+    }
+}
+
+/// What [`exec_captured`] saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapturedExec {
+    /// The exit code (128+N if killed by signal N); `None` if the timeout killed it.
+    pub exit_code: Option<i32>,
+    /// Its stdout and stderr, interleaved as written, cut at the `limit` given.
+    pub output: Vec<u8>,
+}
+
+/// Runs `opts.cmd` in container `id` as [`exec`] does, but with stdin from `/dev/null` and stdout and stderr
+/// captured into one buffer (at most `limit` bytes kept; the rest is read and dropped so the process never
+/// blocks on a full pipe). It is SIGKILLed if it still runs after `timeout`. `tty`, `interactive` and `detach`
+/// are ignored. Healthcheck probes run through here.
+pub fn exec_captured(
+    store: &ContainerStore,
+    id: &str,
+    opts: &ExecOptions,
+    timeout: Duration,
+    limit: usize,
+) -> Result<CapturedExec> {
+    let opts = ExecOptions { tty: false, interactive: false, detach: false, ..opts.clone() };
+    let process_path = write_process(store, id, &opts)?;
+    let built = (|| {
+        let (read_end, write_end) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys_err("cannot create a pipe"))?;
+        // Only our end is non-blocking: the process's writes must block on a full pipe, not fail.
+        fcntl(read_end.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(sys_err("cannot set up a pipe"))?;
+        let stderr = write_end.try_clone().map_err(io_err("cannot duplicate a pipe"))?;
+        let null: OwnedFd = File::open("/dev/null").map_err(io_err("cannot open /dev/null"))?.into();
+        let builder = ContainerBuilder::new(id.to_owned(), SyscallType::default())
+            .with_root_path(store.dir(id).join("runtime"))?
+            .with_executor(DrydockExecutor { init: false, seccomp: exec_seccomp(store, id)? })
+            .with_stdin(null)
+            .with_stdout(write_end)
+            .with_stderr(stderr);
+        let pid = tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+            builder.as_tenant().with_process(Some(&process_path)).with_detach(false).build()
+        })
+        .map_err(|e| Error::Runtime(format!("cannot exec in container {id}: {}", error_chain(&e))))?;
+        Ok::<_, Error>((pid, read_end))
+    })();
+    let _ = std::fs::remove_file(&process_path);
+    let (pid, read_end) = built?;
+    Ok(collect(pid, &read_end, Instant::now() + timeout, limit))
+}
+
+/// Reads `output` until `pid` exits (its children may keep the pipe open: the exit is what counts) or the
+/// deadline passes, when it is killed.
+fn collect(pid: Pid, output: &OwnedFd, deadline: Instant, limit: usize) -> CapturedExec {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut open = true;
+    let mut drain = |open: &mut bool, out: &mut Vec<u8>| loop {
+        match nix::unistd::read(output.as_raw_fd(), &mut buf) {
+            Ok(0) => {
+                *open = false;
+                return;
+            }
+            Ok(n) => out.extend_from_slice(&buf[..n.min(limit.saturating_sub(out.len()))]),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return,
+        }
+    };
+    loop {
+        let exit_code = match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => Some(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => Some(128 + sig as i32),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => None,
+            // Not our child any more (cannot happen short of a bug): report it as failed.
+            Err(_) => Some(-1),
+        };
+        if let Some(code) = exit_code {
+            drain(&mut open, &mut out);
+            return CapturedExec { exit_code: Some(code), output: out };
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+            return CapturedExec { exit_code: None, output: out };
+        }
+        // Wake for output, else every 10 ms to look for the exit.
+        let wait = deadline.saturating_duration_since(now).min(Duration::from_millis(10));
+        if open {
+            let mut fds = [PollFd::new(output.as_fd(), PollFlags::POLLIN)];
+            let ms = u16::try_from(wait.as_millis()).unwrap_or(10);
+            if poll(&mut fds, PollTimeout::from(ms)).is_ok_and(|n| n > 0) {
+                drain(&mut open, &mut out);
+            }
+        } else {
+            std::thread::sleep(wait);
         }
     }
 }

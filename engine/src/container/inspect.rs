@@ -38,24 +38,29 @@ pub fn inspect_json(store: &ContainerStore, c: &Container, state: &State) -> Val
         }
     }
     let cfg = &c.config;
+    let mut state_json = json!({
+        "Status": state.status.as_str(),
+        "Running": state.is_running() && state.status != super::Status::Restarting,
+        "Paused": state.status == super::Status::Paused,
+        "Restarting": state.status == super::Status::Restarting,
+        "OOMKilled": state.oom_killed,
+        "Dead": state.status == super::Status::Dead,
+        "Pid": state.pid,
+        "ExitCode": state.exit_code,
+        "Error": state.error,
+        "StartedAt": time_or_zero(&state.started_at),
+        "FinishedAt": time_or_zero(&state.finished_at),
+    });
+    // Docker shows `Health` only for a container with a healthcheck that has started.
+    if let (Some(h), Some(obj)) = (&state.health, state_json.as_object_mut()) {
+        obj.insert("Health".into(), json!(h));
+    }
     json!({
         "Id": c.id,
         "Created": c.created,
         "Path": c.path,
         "Args": c.args,
-        "State": {
-            "Status": state.status.as_str(),
-            "Running": state.is_running() && state.status != super::Status::Restarting,
-            "Paused": state.status == super::Status::Paused,
-            "Restarting": state.status == super::Status::Restarting,
-            "OOMKilled": state.oom_killed,
-            "Dead": state.status == super::Status::Dead,
-            "Pid": state.pid,
-            "ExitCode": state.exit_code,
-            "Error": state.error,
-            "StartedAt": time_or_zero(&state.started_at),
-            "FinishedAt": time_or_zero(&state.finished_at),
-        },
+        "State": state_json,
         "Image": c.image_id,
         "ResolvConfPath": dir.join("resolv.conf"),
         "HostnamePath": dir.join("hostname"),
@@ -111,6 +116,7 @@ pub fn inspect_json(store: &ContainerStore, c: &Container, state: &State) -> Val
             "Labels": cfg.labels,
             "StopSignal": cfg.stop_signal,
             "StopTimeout": cfg.stop_timeout,
+            "Healthcheck": cfg.healthcheck,
         },
     })
 }

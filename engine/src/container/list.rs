@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::health::HealthStatus;
 use super::store::{Container, ContainerStore, State, Status};
 use super::{Error, Result};
 use crate::image::ImageStore;
@@ -83,11 +84,19 @@ pub fn list(
     Ok(out)
 }
 
-/// Docker's STATUS column: `Up 5 seconds`, `Exited (0) 2 minutes ago`, `Created`, `Restarting (1) …`.
+/// Docker's STATUS column: `Up 5 seconds`, `Up 5 seconds (healthy)`, `Exited (0) 2 minutes ago`, `Created`,
+/// `Restarting (1) …`.
 pub fn status_text(s: &State) -> String {
     let ago = |t: &str| crate::humanize::since(t);
     match s.status {
-        Status::Running => format!("Up {}", ago(&s.started_at).trim_end_matches(" ago")),
+        Status::Running => {
+            let up = format!("Up {}", ago(&s.started_at).trim_end_matches(" ago"));
+            match &s.health {
+                Some(h) if h.status == HealthStatus::Starting => format!("{up} (health: starting)"),
+                Some(h) => format!("{up} ({})", h.status.as_str()),
+                None => up,
+            }
+        }
         Status::Exited => format!("Exited ({}) {}", s.exit_code, ago(&s.finished_at)),
         Status::Restarting => format!("Restarting ({}) {}", s.exit_code, ago(&s.finished_at)),
         Status::Created => "Created".to_owned(),

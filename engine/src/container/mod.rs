@@ -11,6 +11,7 @@ pub mod create;
 pub mod diff;
 pub mod exec;
 pub mod export;
+pub mod health;
 pub mod init;
 pub mod inspect;
 pub mod kill;

@@ -24,7 +24,8 @@
 //!   and `SIGWINCH` to the monitor, which copies the terminal size onto the container's pty.
 //!
 //! The monitor blocks its signals and reads them from a signalfd; its loop is `poll` over the container's
-//! output pipes (or pty master), the attached stdin and the signalfd. No threads, no async runtime.
+//! output pipes (or pty master), the attached stdin and the signalfd. No async runtime, and one thread besides
+//! the main one only for a container with a healthcheck: its probes (see [`super::health`]).
 //!
 //! Before the container's command runs, the monitor connects the container's network namespace to its networks
 //! and binds its published ports (the proxy then runs in a child of the monitor); see [`super::network`].
@@ -242,6 +243,15 @@ impl Monitor {
         }
     }
 
+    /// The precompiled default seccomp profile, unless the container runs unconfined.
+    fn seccomp_program(&self) -> Result<Option<std::sync::Arc<Vec<u8>>>> {
+        if super::seccomp::enabled(&self.c.host_config.security_opt) {
+            Ok(Some(super::seccomp::program(self.store.root())?))
+        } else {
+            Ok(None)
+        }
+    }
+
     fn supervise(&mut self) -> i32 {
         let id = self.c.id.clone();
         let mut log = match LogWriter::open(&self.store.log_path(&id)) {
@@ -276,6 +286,9 @@ impl Monitor {
                     return code as i32;
                 }
             };
+            // The healthcheck's probe thread, for this run only; `starting` is recorded before the start is
+            // reported, so `run -d` is never followed by an inspect without `State.Health`.
+            let health = super::health::HealthMonitor::start(&self.store, &self.c);
             if first {
                 self.report(&format!("{STARTED} {}", running.pid));
                 if !self.attach {
@@ -287,6 +300,7 @@ impl Monitor {
             super::trim::release_startup_memory();
             let ran = running.started;
             let exit_code = self.wait(running, &mut log);
+            drop(health);
             if self.c.host_config.auto_remove {
                 return self.finish_removed(exit_code);
             }
@@ -456,7 +470,7 @@ impl Monitor {
 
         let mut builder = ContainerBuilder::new(id.clone(), SyscallType::default())
             .with_root_path(&runtime)?
-            .with_executor(DrydockExecutor { init: self.c.host_config.init });
+            .with_executor(DrydockExecutor { init: self.c.host_config.init, seccomp: self.seccomp_program()? });
         let mut outputs = Vec::new();
         let mut stdin_sink = None;
         let console = if tty {

@@ -181,7 +181,7 @@ pub fn document(dir: &Path, c: &Container, rootfs: &Path, process: &ProcessSpec<
     if hc.pids_limit > 0 {
         resources["pids"] = json!({"limit": hc.pids_limit});
     }
-    let mut linux = json!({
+    let linux = json!({
         "namespaces": namespaces,
         "cgroupsPath": cgroups_path(&c.id),
         "resources": resources,
@@ -189,9 +189,7 @@ pub fn document(dir: &Path, c: &Container, rootfs: &Path, process: &ProcessSpec<
         "readonlyPaths": READONLY_PATHS,
         "rootfsPropagation": "private",
     });
-    if !hc.security_opt.iter().any(|o| o == "seccomp=unconfined" || o == "seccomp:unconfined") {
-        linux["seccomp"] = super::seccomp::default_profile();
-    }
+    // No `linux.seccomp`: the executor installs the precompiled default profile itself (see `seccomp`).
     let hostname = if host_network {
         nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default()
     } else {
@@ -254,6 +252,7 @@ mod tests {
         let res = spec.linux().as_ref().and_then(|l| l.resources().clone()).unwrap_or_default();
         assert_eq!(res.cpu().as_ref().and_then(|c| c.quota()), Some(150_000));
         assert_eq!(res.pids().as_ref().map(|p| p.limit()), Some(20));
-        assert!(spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).is_some());
+        // Seccomp is loaded by our executor from a precompiled program, never compiled from the spec.
+        assert!(spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).is_none());
     }
 }

@@ -24,8 +24,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::health::Health;
 use super::{io_err, Error, Result};
 use crate::image::config::Empty;
+use crate::image::HealthConfig;
 use crate::network::ports::{PortBinding, PublishedPort};
 use crate::root::{Root, RootLock};
 
@@ -53,6 +55,10 @@ pub struct RunSettings {
     /// The image's `VOLUME`s.
     #[serde(default)]
     pub volumes: BTreeMap<String, Empty>,
+    /// The image's `HEALTHCHECK` merged with the `--health-*` flags (`["NONE"]`: disabled); see
+    /// [`super::health`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<HealthConfig>,
 }
 
 /// A restart policy: `no`, `on-failure[:N]`, `always`, `unless-stopped`.
@@ -252,6 +258,10 @@ pub struct State {
     /// The host ports the proxy bound at this start (for `port` and `ps`); empty when not running.
     #[serde(default)]
     pub ports: Vec<PublishedPort>,
+    /// The healthcheck's status and last results, from the first start of a container that has one (written by
+    /// the monitor's probe thread, see [`super::health`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
 }
 
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";

@@ -19,6 +19,9 @@ use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 #[derive(Clone, Debug, Default)]
 pub struct DrydockExecutor {
     pub init: bool,
+    /// The seccomp BPF program to install right before `execve` (see [`super::seccomp`]); `None` when
+    /// unconfined.
+    pub seccomp: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 impl Executor for DrydockExecutor {
@@ -28,6 +31,16 @@ impl Executor for DrydockExecutor {
             return Err(ExecutorError::InvalidArg);
         }
         reset_signals();
+        if let Some(program) = &self.seccomp {
+            if let Err(e) = super::seccomp::load(program) {
+                let line = format!("drydock: cannot install the seccomp profile: {}\n", e.desc());
+                // SAFETY: writing a valid buffer to fd 2, then leaving without running destructors.
+                unsafe {
+                    libc::write(2, line.as_ptr().cast(), line.len());
+                    libc::_exit(super::EXIT_ENGINE as i32)
+                }
+            }
+        }
         if self.init {
             super::init::run(&args);
         }

@@ -1,15 +1,18 @@
 //! `--change` instructions (`docker import -c`, `docker commit -c`): the Dockerfile instructions that only
-//! touch the image config — CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR.
+//! touch the image config — CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME,
+//! WORKDIR.
 
-use super::{Empty, RunConfig};
+use super::{Empty, HealthConfig, RunConfig};
 
 /// An instruction docker would refuse in `--change`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid --change `{0}`: expected `INSTRUCTION arguments`, e.g. `CMD [\"sh\"]` or `ENV A=1`")]
     Syntax(String),
-    #[error("{0} is not a valid change command (use CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME or WORKDIR)")]
+    #[error("{0} is not a valid change command (use CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME or WORKDIR)")]
     Unsupported(String),
+    #[error("invalid --change `{change}`: {message}")]
+    Invalid { change: String, message: String },
 }
 
 /// Applies one `--change` line to `config`.
@@ -48,9 +51,39 @@ pub fn apply(config: &mut RunConfig, change: &str) -> Result<(), Error> {
         "WORKDIR" => config.working_dir = args.to_owned(),
         "STOPSIGNAL" => config.stop_signal = Some(args.to_owned()),
         "ONBUILD" => config.on_build.push(args.to_owned()),
+        "HEALTHCHECK" => config.healthcheck = Some(healthcheck(change)?),
         other => return Err(Error::Unsupported(other.to_owned())),
     }
     Ok(())
+}
+
+/// `HEALTHCHECK [--interval=…] [--timeout=…] [--start-period=…] [--start-interval=…] [--retries=N] CMD …` or
+/// `HEALTHCHECK NONE`, read by the Dockerfile parser; durations stored in nanoseconds as docker does.
+fn healthcheck(change: &str) -> Result<HealthConfig, Error> {
+    use crate::build::instruction::{parse_line, Command, Healthcheck};
+    let nanos = |d: std::time::Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+    match parse_line(change, &[], '\\') {
+        Ok(Command::Healthcheck(Healthcheck::None)) => {
+            Ok(HealthConfig { test: vec!["NONE".to_owned()], ..HealthConfig::default() })
+        }
+        Ok(Command::Healthcheck(Healthcheck::Check {
+            test,
+            interval,
+            timeout,
+            start_period,
+            start_interval,
+            retries,
+        })) => Ok(HealthConfig {
+            test,
+            interval: nanos(interval),
+            timeout: nanos(timeout),
+            start_period: nanos(start_period),
+            start_interval: nanos(start_interval),
+            retries: i64::from(retries),
+        }),
+        Ok(_) => Err(Error::Syntax(change.to_owned())),
+        Err(message) => Err(Error::Invalid { change: change.to_owned(), message }),
+    }
 }
 
 /// JSON array (exec form) or a string run by `/bin/sh -c` (shell form).
@@ -116,6 +149,15 @@ mod tests {
         assert!(c.exposed_ports.contains_key("80/tcp") && c.exposed_ports.contains_key("53/udp"));
         assert_eq!(c.working_dir, "/app");
         assert!(matches!(apply(&mut c, "RUN echo"), Err(Error::Unsupported(_))));
+        apply(&mut c, "HEALTHCHECK --interval=200ms --retries=2 CMD test -f /ok")?;
+        let hc = c.healthcheck.clone().unwrap_or_default();
+        assert_eq!(
+            (hc.test, hc.interval, hc.retries),
+            (vec!["CMD-SHELL".into(), "test -f /ok".into()], 200_000_000, 2)
+        );
+        apply(&mut c, "HEALTHCHECK NONE")?;
+        assert_eq!(c.healthcheck.clone().map(|h| h.test), Some(vec!["NONE".to_owned()]));
+        assert!(matches!(apply(&mut c, "HEALTHCHECK --interval=soon CMD true"), Err(Error::Invalid { .. })));
         Ok(())
     }
 }
