@@ -305,6 +305,46 @@ services:
 }
 
 #[test]
+fn compose_depends_on_service_healthy_waits_and_an_unhealthy_dependency_rolls_back() {
+    if !can_run_containers() {
+        return;
+    }
+    let file = |ready: &str, retries: u32| {
+        format!(
+            r#"
+services:
+  db:
+    image: busybox
+    command: ["sh", "-c", "sleep 1; {ready}; sleep 3600"]
+    stop_grace_period: 1s
+    healthcheck:
+      test: ["CMD-SHELL", "test -f /tmp/ready"]
+      interval: 200ms
+      retries: {retries}
+  app:
+    image: busybox
+    command: ["sleep", "3600"]
+    depends_on:
+      db:
+        condition: service_healthy
+"#
+        )
+    };
+    let p = Project::new("healthy", &file("touch /tmp/ready", 30));
+    let r = p.compose(&["up", "-d"]).success();
+    assert!(r.stderr().contains(&format!("{}  Healthy", p.container("db", 1))), "{}", r.stderr());
+    p.engine.run(["inspect", "-f", "{{.State.Health.Status}}", &p.container("db", 1)]).success().stdout_is("healthy\n");
+    p.compose(&["down", "-t", "0"]).success();
+
+    // A dependency that never gets healthy fails `up`, which removes what it created.
+    std::fs::write(p.path().join("compose.yaml"), file("true", 2)).expect("rewrite");
+    let r = p.compose(&["up", "-d"]);
+    assert_ne!(r.code(), 0);
+    assert!(r.stderr().contains(&format!("dependency failed to start: container {} is unhealthy", p.container("db", 1))), "{}", r.stderr());
+    assert_eq!(p.engine.run(["ps", "-aq"]).success().stdout().trim(), "");
+}
+
+#[test]
 fn compose_bad_files_name_file_line_and_key() {
     let engine = TestEngine::new();
     let dir = tempfile::tempdir().expect("dir");

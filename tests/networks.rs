@@ -1,9 +1,9 @@
-//! Networks through the CLI: lifecycle and docker's errors, real connectivity between network namespaces we
-//! create ourselves (`ip netns add`, joined with the hidden `network connect --netns`), name resolution through
-//! the hosts files Drydock keeps current, isolation between networks, `--internal`, the lazy default bridge,
-//! cleanup of every device and nftables element, and the userland proxy publishing a port of a namespace
-//! running busybox httpd. Everything talks only to loopback or to addresses of networks the test created; every
-//! namespace, network and process is removed by a guard even when an assertion fails.
+//! Networks through the CLI: lifecycle and docker's errors, real connectivity between network namespaces we create
+//! ourselves (`ip netns add`, joined with the hidden `network connect --netns`), name resolution through the hosts
+//! files Drydock keeps current, isolation between networks, `--internal`, the default bridge (kept once used, given
+//! back by prune), cleanup of every device and nftables element, and the userland proxy publishing a port of a
+//! namespace running busybox httpd. Everything talks only to loopback or to addresses of networks the test created;
+//! every namespace, network and process is removed by a guard even when an assertion fails.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -355,6 +355,9 @@ fn networks_are_isolated_and_internal_ones_have_no_way_out() {
     assert!(!a.ping(&ip_d), "nothing is routed into an internal network");
     let table = nft_table();
     assert!(table.contains(&internal.bridge()) && table.contains(&n1.bridge()), "{table}");
+    // Each network's creation rewrites the fixed rules in one transaction: they are there exactly once.
+    assert_eq!(table.matches("masquerade").count(), 1, "{table}");
+    assert_eq!(table.matches("oifname @bridges drop").count(), 1, "{table}");
 }
 
 #[test]
@@ -393,7 +396,7 @@ fn cleanup_leaves_no_device_or_rule_behind() {
 }
 
 #[test]
-fn the_default_bridge_takes_resources_only_while_used() {
+fn the_default_bridge_takes_resources_on_first_use_and_prune_gives_them_back() {
     if !can_run_containers() {
         return;
     }
@@ -422,8 +425,14 @@ fn the_default_bridge_takes_resources_only_while_used() {
     .code_is(125)
     .stderr_has("user specified IP address is supported on user defined networks only");
     e.run(["network", "disconnect", "bridge", "solo"]).success();
-    assert_eq!(bridge_net.inspect()["IPAM"]["Config"], serde_json::json!([]), "the subnet is given back");
-    assert!(!host_links().contains(&bridge), "the bridge goes with the last container");
+    // Like docker0, the bridge stays when its last container leaves: the next container finds it ready.
+    assert_eq!(bridge_net.inspect()["IPAM"]["Config"].as_array().map(Vec::len), Some(1));
+    assert!(host_links().contains(&bridge), "the bridge stays for the next container");
+    assert!(!host_links().contains(&format!("master {bridge}")), "no veth is left on it");
+    e.run(["network", "prune", "-f"]).success();
+    assert_eq!(bridge_net.inspect()["IPAM"]["Config"], serde_json::json!([]), "prune gives the subnet back");
+    assert!(!host_links().contains(&bridge), "prune deletes the unused bridge");
+    assert!(!nft_table().contains(&bridge), "prune deletes its firewall elements");
     e.run(["network", "connect", "--netns", a.path().to_str().unwrap_or_default(), "host", "x"])
         .code_is(125)
         .stderr_has("cannot be connected to network host");
@@ -495,7 +504,7 @@ fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
         if check() {
             return true;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
     false
 }
@@ -614,7 +623,9 @@ fn network_connect_and_disconnect_a_running_container() {
     let links = e.run(["exec", "box", "ls", "/sys/class/net"]).success().stdout();
     assert_eq!(links, "eth0\nlo\n");
     e.run(["run", "--rm", "--network", "late", "busybox", "ping", "-c1", "-W1", "boxy"]).code_is(1);
-    assert_eq!(veths_on(&e, "late"), 0);
+    // That container's pair goes with its namespace, which the kernel destroys just after the exit is reported
+    // (asynchronously, within milliseconds): `run --rm` does not wait for it.
+    assert!(eventually(5, || veths_on(&e, "late") == 0), "{}", host_links());
     e.run(["network", "disconnect", "late", "box"]).code_is(125).stderr_has("is not connected to network late");
     e.run(["network", "connect", "host", "box"]).code_is(125).stderr_has("cannot be connected");
 }
@@ -693,12 +704,11 @@ fn a_busy_host_port_fails_the_start_clearly_and_leaves_nothing() {
         .code_is(125)
         .stderr_has(&format!("Bind for 127.0.0.1:{port} failed: port is already allocated"));
     e.run(["inspect", "-f", "{{.State.Status}}", "busy"]).success().stdout_is("created\n");
-    // No veth, and the lazy default bridge gave its subnet and device back.
+    // No endpoint and no veth left (the default bridge itself stays, as docker0).
     let bridge = e.run(["network", "inspect", "bridge"]).success().json();
     assert_eq!(bridge[0]["Containers"], serde_json::json!({}));
-    assert_eq!(bridge[0]["IPAM"]["Config"], serde_json::json!([]), "{bridge}");
+    assert_eq!(veths_on(&e, "bridge"), 0, "{}", host_links());
     let id = bridge[0]["Id"].as_str().unwrap_or_default().to_owned();
-    assert!(!host_links().contains(&format!("dd-{}", &id[..12])), "{}", host_links());
     // No process of the container is left either: its cgroup is gone.
     let cid = e.run(["inspect", "-f", "{{.Id}}", "busy"]).success().stdout().trim().to_owned();
     assert!(!Path::new("/sys/fs/cgroup/pids/drydock").join(&cid).exists());
@@ -708,7 +718,9 @@ fn a_busy_host_port_fails_the_start_clearly_and_leaves_nothing() {
     e.run(["start", "busy"]).success();
     e.run(["port", "busy", "80"]).success().stdout_is(&format!("127.0.0.1:{port}\n"));
     e.run(["rm", "-f", "busy"]).success();
-    assert!(eventually(5, || !host_links().contains(&format!("dd-{}", &id[..12]))), "{}", host_links());
+    assert_eq!(veths_on(&e, "bridge"), 0, "rm leaves no veth behind: {}", host_links());
+    e.run(["network", "prune", "-f"]).success();
+    assert!(!host_links().contains(&format!("dd-{}", &id[..12])), "{}", host_links());
 }
 
 #[test]

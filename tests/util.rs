@@ -146,6 +146,10 @@ impl Drop for TestEngine {
                 }
             }
         }
+        // The built-in bridge network keeps its bridge and subnet once used (docker0's behaviour): give them back.
+        if self.root().join("networks").is_dir() {
+            let _ = self.cmd(["network", "prune", "-f"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        }
     }
 }
 

@@ -55,7 +55,7 @@ pub enum Command {
     /// Show low-level information on containers or images, as JSON.
     Inspect(InspectArgs),
     /// Define and run multi-container applications (docker compose).
-    Compose(compose::ComposeArgs),
+    Compose(Box<compose::ComposeArgs>),
 }
 
 #[derive(clap::Args, Debug)]
@@ -104,7 +104,7 @@ pub fn main() -> ExitCode {
         Command::Network(cmd) => network::run(cmd, &ctx),
         Command::Volume(cmd) => volume::run(cmd, &ctx),
         Command::Inspect(args) => inspect(args, &ctx),
-        Command::Compose(args) => compose::run(args, &ctx),
+        Command::Compose(args) => compose::run(*args, &ctx),
     };
     match result {
         Ok(code) => code,

@@ -31,7 +31,7 @@ pub enum NetworkCommand {
     /// Remove one or more networks.
     #[command(alias = "remove")]
     Rm(RmArgs),
-    /// Remove all unused networks.
+    /// Remove all unused networks (an unused default bridge gives its device and subnet back).
     Prune(PruneArgs),
     /// Connect a container to a network.
     Connect(ConnectArgs),

@@ -344,6 +344,18 @@ impl<'a> Bound<'a> {
             security_opt: service.security_opt.clone(),
             stop_signal: service.stop_signal.clone(),
             stop_timeout: service.stop_grace_period.map(|d| d.as_secs() as i64),
+            healthcheck: service.healthcheck.as_ref().filter(|h| !h.disable).map(|h| {
+                let ns = |d: Option<std::time::Duration>| d.map_or(0, |d| d.as_nanos().min(i64::MAX as u128) as i64);
+                crate::image::config::HealthConfig {
+                    test: h.test.clone(),
+                    interval: ns(h.interval),
+                    timeout: ns(h.timeout),
+                    start_period: ns(h.start_period),
+                    start_interval: ns(h.start_interval),
+                    retries: h.retries.map_or(0, i64::from),
+                }
+            }),
+            no_healthcheck: service.healthcheck.as_ref().is_some_and(|h| h.disable),
             ..CreateOptions::default()
         })
     }

@@ -328,17 +328,26 @@ fn wait_for(
     Ok(())
 }
 
-/// Waits for a container's healthcheck to pass. HEALTH_WAIT_PLACEHOLDER
+/// Waits for a container's healthcheck to pass (docker compose's `service_healthy`).
 fn wait_healthy(
-    _bound: &Bound,
+    bound: &Bound,
     c: &crate::container::Container,
-    _deadline: Option<Instant>,
-    _progress: &mut dyn FnMut(Progress),
+    deadline: Option<Instant>,
+    progress: &mut dyn FnMut(Progress),
 ) -> Result<()> {
-    Err(Error::Dependency {
-        container: c.name.clone(),
-        reason: "has a healthcheck, which this build cannot wait for yet".into(),
-    })
+    use crate::container::health::{wait_healthy, HealthOutcome};
+    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    let reason = match wait_healthy(&bound.containers, &c.id, left)? {
+        HealthOutcome::Healthy => {
+            progress(Progress { kind: "Container", name: c.name.clone(), action: "Healthy" });
+            return Ok(());
+        }
+        HealthOutcome::Unhealthy => "is unhealthy".to_string(),
+        HealthOutcome::Exited(code) => format!("exited ({code})"),
+        HealthOutcome::NoHealthcheck => "has no healthcheck configured (service_healthy needs one)".to_string(),
+        HealthOutcome::TimedOut(_) => "did not become healthy in time".to_string(),
+    };
+    Err(Error::Dependency { container: c.name.clone(), reason })
 }
 
 fn ensure_networks(

@@ -139,6 +139,19 @@ pub fn leave(root: &Root, c: &Container) -> Result<()> {
     Ok(NetworkStore::open(root)?.disconnect_all(&c.id)?)
 }
 
+/// `rm`: leaves every network like [`leave`], then makes sure no veth of the container is left on their
+/// bridges — after its exit the kernel destroys the pair with the namespace, asynchronously; `rm` does not
+/// return before it is gone.
+pub fn leave_for_removal(root: &Root, c: &Container) -> Result<()> {
+    if !connectable(&c.host_config.network_mode) {
+        return Ok(());
+    }
+    let store = NetworkStore::open(root)?;
+    store.disconnect_all(&c.id)?;
+    let ids: Vec<String> = c.host_config.networks.iter().map(|a| a.network_id.clone()).collect();
+    Ok(store.sweep_departed(&ids)?)
+}
+
 /// The userland proxy of a running container: a child process of the monitor.
 #[derive(Debug)]
 pub struct ProxyProcess {

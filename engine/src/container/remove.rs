@@ -59,7 +59,7 @@ pub fn remove_files(store: &ContainerStore, id: &str) -> Result<()> {
     fs::rename(&dir, &trash).map_err(io_err(format!("cannot remove {}", dir.display())))?;
     drop(lock);
     if let Some(c) = leave_after {
-        super::network::leave(store.root(), &c)?;
+        super::network::leave_for_removal(store.root(), &c)?;
     }
     fs::remove_dir_all(&trash).map_err(io_err(format!("cannot remove {}", trash.display())))
 }

@@ -3,15 +3,17 @@
 //!
 //! Connect: under the root lock, reap endpoints whose namespace is gone, make sure the network is active (subnet,
 //! bridge, firewall), allocate the address (`--ip` or the lowest free one), create the veth pair and configure the
-//! container end (see [`super::link::attach`]), record the endpoint, then rewrite the hosts files of every
-//! container on the network. The first network of a container that has a way out (not `--internal`) carries its
-//! default route. Disconnect undoes it: deleting the host end of the pair deletes both ends, the address is free
-//! again, and the built-in `bridge` gives its bridge and subnet back when its last container leaves.
+//! container end (see [`super::link::Netlink::attach`]), record the endpoint, then rewrite the hosts files of every
+//! container on the network (networks with name resolution only). The first network of a container that has a way
+//! out (not `--internal`) carries its default route. Disconnect undoes it: deleting the host end of the pair
+//! deletes both ends (when the container's namespace is gone, the kernel has done that), the address is free
+//! again. Bridges stay: a user network's until `network rm`, the built-in `bridge`'s until `network prune`.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::time::Instant;
 
-use super::link::{self, Attachment};
+use super::link::{self, Attachment, Netlink};
 use super::{host_lock, ipam, random_id, EndpointRecord, Error, Network, NetworkStore, Result, DRIVER_BRIDGE};
 use crate::root::RootLock;
 
@@ -48,7 +50,9 @@ pub struct Endpoint {
 impl NetworkStore {
     /// Connects a container's network namespace to `network` (name or ID). Do not call with the root lock held.
     pub fn connect(&self, network: &str, req: &ContainerEndpointRequest) -> Result<Endpoint> {
+        let started = Instant::now();
         let lock = self.root.lock()?;
+        let locked_us = started.elapsed().as_micros();
         let mut n = self.resolve(network)?;
         if n.driver != DRIVER_BRIDGE {
             return Err(Error::NotConnectable(n.name, n.driver));
@@ -74,10 +78,13 @@ impl NetworkStore {
             path: req.netns_path.clone(),
             message: "no such network namespace".into(),
         })?;
+        let netlink = Netlink::open()?;
+        let activating = Instant::now();
         {
             let host = host_lock()?;
-            self.activate(&mut n, &lock, &host)?;
+            self.activate(&mut n, &lock, &host, &netlink)?;
         }
+        let activate_us = activating.elapsed().as_micros();
         let (Some(subnet), Some(gateway)) = (n.subnet, n.gateway) else {
             return Err(Error::Corrupt {
                 path: self.record_path(&n.id),
@@ -98,12 +105,11 @@ impl NetworkStore {
         let default_route = !n.internal && !has_default_route;
         let endpoint_id = random_id();
         let host_veth = format!("ddv{}", &endpoint_id[..12]);
-        let peer_veth = format!("ddp{}", &endpoint_id[..12]);
         let mac = ipam::mac_for(address);
-        let attached = link::attach(&Attachment {
+        let attaching = Instant::now();
+        let attached = netlink.attach(&Attachment {
             bridge: &n.bridge_name(),
             host_veth: &host_veth,
-            peer_veth: &peer_veth,
             netns: &req.netns_path,
             address,
             prefix: subnet.prefix(),
@@ -113,11 +119,11 @@ impl NetworkStore {
         let ifname = match attached {
             Ok(ifname) => ifname,
             Err(e) => {
-                // Leave the network as it was: the built-in bridge goes back to inactive when nobody uses it.
                 let _ = self.finish_change(&mut n, &stale, &lock);
                 return Err(e.into());
             }
         };
+        let attach_us = attaching.elapsed().as_micros();
         let record = EndpointRecord {
             container_name: req.container_name.clone(),
             endpoint_id: endpoint_id.clone(),
@@ -132,12 +138,23 @@ impl NetworkStore {
         };
         n.endpoints.insert(req.container_id.clone(), record.clone());
         if let Err(e) = self.save(&n, &lock) {
-            let _ = link::delete(&host_veth);
+            let _ = netlink.delete(&host_veth);
             return Err(e);
         }
-        let mut affected: Vec<String> = n.endpoints.keys().cloned().collect();
-        affected.extend(stale);
-        self.refresh_hosts(&affected, &lock)?;
+        if n.resolves_names() {
+            let mut affected: Vec<String> = n.endpoints.keys().cloned().collect();
+            affected.extend(stale);
+            self.refresh_hosts(&affected, &lock)?;
+        }
+        tracing::debug!(
+            network = %n.name,
+            container.id = %req.container_id,
+            lock_wait_us = locked_us,
+            activate_us,
+            attach_us,
+            elapsed_us = started.elapsed().as_micros(),
+            "connected"
+        );
         Ok(Endpoint {
             network_id: n.id.clone(),
             network_name: n.name.clone(),
@@ -163,7 +180,12 @@ impl NetworkStore {
 
     /// Disconnects a container from every network it is on (container stop and rm). Not connected anywhere
     /// is fine.
+    ///
+    /// When the container's namespace is gone (its process exited: the usual case), nothing is deleted: the
+    /// kernel destroys the veth pairs with the namespace, asynchronously and within milliseconds. Deleting them
+    /// here instead would wait for the kernel's namespace cleanup (~10–15 ms) on the container's exit path.
     pub fn disconnect_all(&self, container_id: &str) -> Result<()> {
+        let started = Instant::now();
         let lock = self.root.lock()?;
         let mut first_error = None;
         for mut n in self.list()? {
@@ -173,7 +195,35 @@ impl NetworkStore {
                 }
             }
         }
+        tracing::debug!(container.id = %container_id, elapsed_us = started.elapsed().as_micros(), "left every network");
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Deletes the veth pairs still plugged into the bridges of `networks` (IDs) that no endpoint records: those
+    /// of containers whose namespace is gone and that the kernel has not destroyed yet (it does so within
+    /// milliseconds of the container's exit; see [`Self::disconnect_all`]). `rm` calls it, so a removed container
+    /// leaves no veth behind. Under the root lock: no connect is then between making its pair and recording it.
+    pub fn sweep_departed(&self, networks: &[String]) -> Result<()> {
+        let lock = self.root.lock()?;
+        let all = self.list()?;
+        let ours: Vec<&Network> = all
+            .iter()
+            .filter(|n| networks.contains(&n.id) && n.driver == DRIVER_BRIDGE && n.subnet.is_some())
+            .collect();
+        if ours.is_empty() {
+            return Ok(());
+        }
+        let bridges: Vec<String> = ours.iter().map(|n| n.bridge_name()).collect();
+        let recorded: Vec<&str> =
+            ours.iter().flat_map(|n| n.endpoints.values().map(|e| e.host_veth.as_str())).collect();
+        let netlink = Netlink::open()?;
+        for (port, _) in netlink.ports_of(&bridges)? {
+            if port.starts_with("ddv") && !recorded.contains(&port.as_str()) {
+                netlink.delete(&port)?;
+            }
+        }
+        drop(lock);
+        Ok(())
     }
 
     fn disconnect_locked(&self, n: &mut Network, container: &str, lock: &RootLock) -> Result<()> {
@@ -188,6 +238,7 @@ impl NetworkStore {
             None => return Err(Error::NotConnected { container: container.to_owned(), network: n.name.clone() }),
         };
         if let Some(e) = n.endpoints.get(&id) {
+            // The namespace lives on (`network disconnect` of a running container): the pair must go now.
             link::delete(&e.host_veth)?;
         }
         n.endpoints.remove(&id);
@@ -196,16 +247,14 @@ impl NetworkStore {
         self.finish_change(n, &affected, lock)
     }
 
-    /// Saves a network after endpoints left, gives the built-in bridge's resources back when it is empty and
-    /// rewrites the hosts files of the containers that were and are on it.
+    /// Saves a network after endpoints left and rewrites the hosts files of the containers that were and are on
+    /// it (networks with name resolution only). The built-in bridge keeps its bridge and subnet (docker0's
+    /// behaviour): only `network prune` gives them back.
     fn finish_change(&self, n: &mut Network, left: &[String], lock: &RootLock) -> Result<()> {
-        if n.builtin && n.endpoints.is_empty() && n.subnet.is_some() {
-            let host = host_lock()?;
-            self.deactivate(n, lock, &host)?;
-            n.subnet = None;
-            n.gateway = None;
-        }
         self.save(n, lock)?;
+        if !n.resolves_names() {
+            return Ok(());
+        }
         let mut affected: Vec<String> = n.endpoints.keys().cloned().collect();
         affected.extend(left.iter().cloned());
         self.refresh_hosts(&affected, lock)

@@ -93,7 +93,7 @@ impl NetworkStore {
             builtin: false,
             endpoints: BTreeMap::new(),
         };
-        self.activate(&mut network, &lock, &host)?;
+        self.activate(&mut network, &lock, &host, &link::Netlink::open()?)?;
         if let Err(e) = self.save(&network, &lock) {
             let _ = self.deactivate(&network, &lock, &host);
             return Err(e);

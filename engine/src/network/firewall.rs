@@ -18,11 +18,13 @@
 //! ```
 //! Traffic between containers of one network is switched by the bridge; it reaches the forward hook only when
 //! `br_netfilter` is loaded (`net.bridge.bridge-nf-call-iptables=1`, as docker leaves it), with the bridge as both
-//! input and output device — hence the `same` set, since nft cannot compare `iifname` with `oifname` directly.
-//! The table is created with the first active network and deleted with the last, so a host without Drydock
-//! networks has no Drydock rules. Masquerading (and `net.ipv4.ip_forward=1`, which it needs) is on by default;
-//! a network created with `-o com.docker.network.bridge.enable_ip_masquerade=false` or while
-//! `DRYDOCK_MASQUERADE=0` is set gets none. Callers hold the host network lock (see `super::host_lock`).
+//! input and output device — hence the `same` set, since nft cannot compare `iifname` with `oifname` directly. The
+//! table is created with the first active network and deleted with the last, so a host without Drydock networks has no
+//! Drydock rules. `nft` runs only when a bridge is made or removed (`network create`/`rm`, the built-in bridge's first
+//! use and `network prune`), never per container: one process to add (an idempotent script), two to remove (a listing,
+//! then one script). Masquerading (and `net.ipv4.ip_forward=1`, which it needs) is on by default; a network created
+//! with `-o com.docker.network.bridge.enable_ip_masquerade=false` or while `DRYDOCK_MASQUERADE=0` is set gets none.
+//! Callers hold the host network lock (see `super::host_lock`).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -33,23 +35,22 @@ pub const TABLE: &str = "inet drydock";
 /// Environment variable that turns outbound masquerading off for new networks (`0`, `false`, `no`).
 pub const MASQUERADE_ENV: &str = "DRYDOCK_MASQUERADE";
 
-const TABLE_SCRIPT: &str = "table inet drydock {
-  set bridges { type ifname; }
-  set same { type ifname . ifname; }
-  set internal { type ifname; }
-  set masq { type ipv4_addr; flags interval; }
-  chain forward {
-    type filter hook forward priority filter; policy accept;
-    iifname . oifname @same accept
-    iifname @internal drop
-    oifname @internal drop
-    iifname @bridges oifname @bridges drop
-  }
-  chain postrouting {
-    type nat hook postrouting priority srcnat; policy accept;
-    ip saddr @masq oifname != @bridges masquerade
-  }
-}
+/// Creates the table, sets and chains if missing and (re)writes the chains' rules — idempotent, and atomic as
+/// one nft transaction: `add` keeps what exists, `flush` + `add rule` leaves each rule exactly once.
+const TABLE_SCRIPT: &str = "add table inet drydock
+add set inet drydock bridges { type ifname; }
+add set inet drydock same { type ifname . ifname; }
+add set inet drydock internal { type ifname; }
+add set inet drydock masq { type ipv4_addr; flags interval; }
+add chain inet drydock forward { type filter hook forward priority filter; policy accept; }
+flush chain inet drydock forward
+add rule inet drydock forward iifname . oifname @same accept
+add rule inet drydock forward iifname @internal drop
+add rule inet drydock forward oifname @internal drop
+add rule inet drydock forward iifname @bridges oifname @bridges drop
+add chain inet drydock postrouting { type nat hook postrouting priority srcnat; policy accept; }
+flush chain inet drydock postrouting
+add rule inet drydock postrouting ip saddr @masq oifname != @bridges masquerade
 ";
 
 /// Errors changing the firewall.
@@ -105,18 +106,11 @@ fn list(args: &[&str]) -> Option<String> {
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Adds a network's bridge (and subnet) to the table, creating the table first if needed. Idempotent.
+/// Adds a network's bridge (and subnet) to the table, creating the table first if needed: one `nft` process
+/// (`add element` of an existing element is no error). Idempotent.
 pub fn enable(r: &Rules<'_>) -> Result<()> {
-    match list(&["list", "table", "inet", "drydock"]) {
-        None => {
-            nft(TABLE_SCRIPT, "create table inet drydock")?;
-        }
-        // Already there (every connect re-checks its network): spare the second nft run.
-        Some(table) if set_has(&table, "bridges", &format!("\"{}\"", r.bridge)) => return Ok(()),
-        Some(_) => {}
-    }
     let mut script = format!(
-        "add element {TABLE} bridges {{ \"{0}\" }}\nadd element {TABLE} same {{ \"{0}\" . \"{0}\" }}\n",
+        "{TABLE_SCRIPT}add element {TABLE} bridges {{ \"{0}\" }}\nadd element {TABLE} same {{ \"{0}\" . \"{0}\" }}\n",
         r.bridge
     );
     if r.internal {
@@ -129,30 +123,39 @@ pub fn enable(r: &Rules<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Removes a network's elements; deletes the table when no bridge is left in it. Missing elements are fine.
+/// Removes a network's elements, and the table when no other bridge is left in it: one listing and one
+/// script. Missing elements are fine (nft refuses to delete an element that is not there, and one failure
+/// aborts a whole script, so only listed elements are deleted). Callers hold the host lock, so no other root
+/// adds a bridge between the listing and the script.
 pub fn disable(r: &Rules<'_>) -> Result<()> {
     let Some(table) = list(&["list", "table", "inet", "drydock"]) else { return Ok(()) };
     let quoted = format!("\"{}\"", r.bridge);
     let pair = format!("{quoted} . {quoted}");
-    for (set, element) in
-        [("bridges", &quoted), ("same", &pair), ("internal", &quoted), ("masq", &r.subnet.to_string())]
-    {
-        // nft refuses to delete an element that is not there, and one failure aborts a whole script.
-        if set_has(&table, set, element) {
-            nft(&format!("delete element {TABLE} {set} {{ {element} }}\n"), &format!("remove {element} from {set}"))?;
+    let others =
+        set_text(&table, "bridges").matches('"').count() / 2 > usize::from(set_has(&table, "bridges", &quoted));
+    let script = if others {
+        let mut script = String::new();
+        for (set, element) in
+            [("bridges", &quoted), ("same", &pair), ("internal", &quoted), ("masq", &r.subnet.to_string())]
+        {
+            if set_has(&table, set, element) {
+                script.push_str(&format!("delete element {TABLE} {set} {{ {element} }}\n"));
+            }
         }
-    }
-    let bridges = list(&["list", "set", "inet", "drydock", "bridges"]).unwrap_or_default();
-    if !bridges.contains("elements") {
-        // Another root may have added a bridge since: only delete the table if it is still empty.
-        nft(&format!("delete table {TABLE}\n"), "delete table inet drydock")?;
+        script
+    } else {
+        format!("delete table {TABLE}\n")
+    };
+    if !script.is_empty() {
+        nft(&script, &format!("remove {} from table {TABLE}", r.bridge))?;
     }
     Ok(())
 }
 
-/// Whether the listing of the table shows `element` in `set`.
-fn set_has(table: &str, set: &str, element: &str) -> bool {
+/// The lines of `set` in the listing of the table.
+fn set_text(table: &str, set: &str) -> String {
     let mut in_set = false;
+    let mut text = String::new();
     for line in table.lines() {
         let t = line.trim();
         if t.starts_with("set ") {
@@ -160,11 +163,17 @@ fn set_has(table: &str, set: &str, element: &str) -> bool {
         } else if t.starts_with("chain ") {
             in_set = false;
         }
-        if in_set && t.contains(element) {
-            return true;
+        if in_set {
+            text.push_str(t);
+            text.push('\n');
         }
     }
-    false
+    text
+}
+
+/// Whether the listing of the table shows `element` in `set`.
+fn set_has(table: &str, set: &str, element: &str) -> bool {
+    set_text(table, set).contains(element)
 }
 
 fn enable_forwarding() -> Result<()> {
@@ -186,5 +195,6 @@ mod tests {
         assert!(!set_has(table, "internal", "\"dd-a\""));
         assert!(set_has(table, "masq", "10.213.0.0/24"));
         assert!(!set_has(table, "masq", "10.213.1.0/24"));
+        assert_eq!(set_text(table, "bridges").matches('"').count(), 2);
     }
 }

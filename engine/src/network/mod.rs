@@ -10,13 +10,14 @@
 //! ([`Root::lock`]). Host-wide resources shared by every Drydock root on the machine — subnets, the nftables
 //! table — change under a second lock, `/run/drydock/network.lock`, always taken after the root lock.
 //!
-//! A user-defined network's bridge `dd-<first 12 hex of its ID>` exists from `network create` to `network rm`
-//! (docker's behaviour; it also makes its subnet visible as a host route to other roots). The built-in `bridge`
-//! network is lazy: it takes a subnet and a bridge when its first container connects and gives both back when
-//! its last one leaves, so an engine that never runs a container leaves nothing on the host. `connect` recreates
-//! a missing bridge (after a reboot). An endpoint whose namespace is gone (container killed without a
-//! disconnect) is reaped the next time its network changes: its namespace file no longer has the recorded
-//! identity, the kernel already destroyed the veth pair, and its address is freed.
+//! A user-defined network's bridge `dd-<first 12 hex of its ID>` exists from `network create` to `network rm` (docker's
+//! behaviour; it also makes its subnet visible as a host route to other roots). The built-in `bridge` network takes a
+//! subnet and a bridge when its first container connects and then keeps both, like docker's `docker0` (creating and
+//! deleting a bridge and its nftables elements at every `run --rm` cost ~140 ms); an engine that never runs a container
+//! leaves nothing on the host, and `network prune` gives an unused built-in bridge back. `connect` recreates a missing
+//! bridge (after a reboot). An endpoint whose namespace is gone (container killed without a disconnect) is reaped the
+//! next time its network changes: its namespace file no longer has the recorded identity, the kernel already destroyed
+//! the veth pair, and its address is freed.
 //!
 //! # API for the container runtime
 //! ```text
@@ -28,6 +29,7 @@
 //!     container_id, container_name, aliases, ip: None, netns_path: "/proc/<pid>/ns/net".into() })?;
 //! // → ep.ip, ep.prefix, ep.gateway, ep.mac, ep.ifname ("eth0" for the first network: it gets the default route)
 //! // stop / exit / rm: networks.disconnect_all(container_id)?   (also `disconnect(net, id)` for one network)
+//! // rm, after that: networks.sweep_departed(&network_ids)?     (veths the kernel has not destroyed yet)
 //! // the hosts file <root>/containers/<id>/hosts is rewritten in place by connect/disconnect; to write its
 //! // initial content the runtime may append `hosts::section(&networks.hosts_entries_for(id)?)`.
 //! // published ports: ports::parse_publish("8080:80") → proxy::Proxy::bind(&bindings, ep.ip)? → .spawn() in
@@ -240,8 +242,9 @@ impl NetworkStore {
         let store = NetworkStore { root: root.clone() };
         let dir = store.dir();
         fs::create_dir_all(&dir).map_err(io_err(format!("cannot create {}", dir.display())))?;
-        let have = |name: &str| store.list().map(|l| l.iter().any(|n| n.name == name && n.builtin));
-        if !(have(DEFAULT_NETWORK)? && have(HOST_NETWORK)? && have(NONE_NETWORK)?) {
+        let recorded = store.list()?;
+        let have = |name: &str| recorded.iter().any(|n| n.name == name && n.builtin);
+        if !(have(DEFAULT_NETWORK) && have(HOST_NETWORK) && have(NONE_NETWORK)) {
             let lock = root.lock()?;
             let existing = store.list()?;
             for (name, driver) in
@@ -355,7 +358,7 @@ impl NetworkStore {
 
     /// Makes sure a bridge network's subnet, bridge device and firewall elements exist. Call with the lock
     /// held and the host lock; saves the record if a subnet had to be chosen.
-    fn activate(&self, n: &mut Network, lock: &RootLock, _host: &HostLock) -> Result<()> {
+    fn activate(&self, n: &mut Network, lock: &RootLock, _host: &HostLock, netlink: &link::Netlink) -> Result<()> {
         let fresh_subnet = n.subnet.is_none();
         if n.subnet.is_none() {
             let others: Vec<Network> = self.list()?.into_iter().filter(|o| o.id != n.id).collect();
@@ -371,22 +374,22 @@ impl NetworkStore {
             });
         };
         let bridge = n.bridge_name();
-        let existed = link::exists(&bridge)?;
+        let existed = netlink.exists(&bridge)?;
         if existed && !fresh_subnet {
             // Bridge and firewall elements are made and removed together under the host lock: an existing bridge
             // has its elements. Skipping the check spares an `nft` process on every container start.
             return Ok(());
         }
-        if let Err(e) = link::ensure_bridge(&bridge, gateway, subnet.prefix()) {
+        if let Err(e) = netlink.ensure_bridge(&bridge, gateway, subnet.prefix()) {
             if !existed {
-                let _ = link::delete(&bridge);
+                let _ = netlink.delete(&bridge);
             }
             return Err(e.into());
         }
         let rules = firewall::Rules { bridge: &bridge, subnet, internal: n.internal, masquerade: n.masquerade() };
         if let Err(e) = firewall::enable(&rules) {
             if !existed {
-                let _ = link::delete(&bridge);
+                let _ = netlink.delete(&bridge);
             }
             return Err(e.into());
         }
@@ -415,10 +418,8 @@ impl NetworkStore {
             .map(|(id, _)| id.clone())
             .collect();
         for id in &stale {
-            if let Some(e) = n.endpoints.remove(id) {
-                // The kernel removed the pair with the namespace; this only catches a veth left half-made.
-                let _ = link::delete(&e.host_veth);
-            }
+            // The kernel destroys the pair with the namespace (asynchronously): nothing to delete here.
+            n.endpoints.remove(id);
         }
         stale
     }
