@@ -1,17 +1,31 @@
 //! CircleCI 2.0/2.1 configuration for Drydock: [`yaml`] reads the file into a located tree (budgets against
-//! alias bombs, merge keys), [`read`] turns it into the typed [`model`], [`validate`] checks it across
-//! references; every problem is a located [`Diagnostic`]. Processing (expansion of orbs, executors, commands,
-//! parameters, matrices, `when`) and workflow planning build on this model.
+//! alias bombs, merge keys), [`read`] turns it into the typed [`model`], [`orb`] reads registry orbs from a local
+//! orb directory, [`validate`] checks it across references; every problem is a located [`Diagnostic`].
+//! Processing (expansion of orbs, executors, commands, parameters, matrices, `when`) and workflow planning build
+//! on this model: [`Config::job`], [`Config::command`] and [`Config::executor`] resolve names (orb prefixes
+//! included), and jobs, commands, executors and workflows keep the YAML `body` they were read from so
+//! parameters can be substituted into it and the result read again with [`read::job`] and friends.
+//!
+//! Entry points: [`parse`] (syntax and shapes only), [`check`] (parse, resolve orbs, validate), [`load`] (a file).
 
 pub mod diagnostic;
 pub mod model;
+pub mod orb;
 pub mod read;
 pub mod validate;
 pub mod yaml;
 
+use std::path::PathBuf;
+
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use model::Config;
-pub use validate::Options;
+
+/// How to read a configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Registry orbs available offline: `<dir>/<namespace>/<name>.yml` (see [`orb`]).
+    pub orb_dir: Option<PathBuf>,
+}
 
 /// Parses `text` (named `file` in messages) into the model, or every problem found while reading it.
 pub fn parse(text: &str, file: &str) -> Result<Config, Diagnostics> {
@@ -31,7 +45,8 @@ pub fn parse(text: &str, file: &str) -> Result<Config, Diagnostics> {
     }
 }
 
-/// Parses and validates: the model if the configuration is valid, else every problem, in file order. A
+/// Parses, reads registry orbs from the local orb directory, and validates: the model (orbs resolved) if the
+/// configuration is valid, else every problem — the configuration's in file order, then those of orb files. A
 /// document that reads as YAML is validated even when some keys were wrong, so one run shows everything.
 pub fn check(text: &str, file: &str, options: &Options) -> Result<Config, Diagnostics> {
     let mut report = diagnostic::Report::new(file);
@@ -42,12 +57,15 @@ pub fn check(text: &str, file: &str, options: &Options) -> Result<Config, Diagno
             return Err(report.finish());
         }
     };
-    let config = read::config(&doc, &mut report);
-    validate::validate(&config, options, &mut report);
-    if report.is_empty() {
+    let mut config = read::config(&doc, &mut report);
+    let in_orb_files = orb::resolve(&mut config.orbs, options, &mut report);
+    validate::validate(&config, &mut report);
+    if report.is_empty() && in_orb_files.is_empty() {
         Ok(config)
     } else {
-        Err(report.finish())
+        let mut all = report.finish();
+        all.0.extend(in_orb_files);
+        Err(all)
     }
 }
 

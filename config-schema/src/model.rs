@@ -65,7 +65,11 @@ impl Config {
 pub enum Orb {
     /// `resolved` is the orb read from the local orb directory (`<dir>/<namespace>/<name>.yml`), if it was there;
     /// the registry itself is never contacted.
-    Registry { reference: String, pos: Pos, resolved: Option<Box<InlineOrb>> },
+    Registry {
+        reference: String,
+        pos: Pos,
+        resolved: Option<Box<InlineOrb>>,
+    },
     Inline(Box<InlineOrb>),
 }
 
@@ -329,11 +333,18 @@ pub enum StepKind {
         condition: Logic,
         steps: Vec<Step>,
     },
-    /// A command (user's or an orb's `orb/command`) or a `steps` parameter (`<< parameters.x >>` as a step).
+    /// A command: the user's (`greet`) or an orb's (`orb/command`), with its arguments.
     Invoke {
         name: String,
         args: Vec<(String, Yaml)>,
     },
+    /// A `steps` parameter spliced in place: `- << parameters.x >>`, `- steps: << parameters.x >>`, or a whole
+    /// `steps: << parameters.x >>`. `template` is the text as written; processing replaces it with the steps.
+    Parameter {
+        template: String,
+    },
+    /// `- steps: [...]`: a literal list spliced in place (kept as one step so indices match the file).
+    Steps(Vec<Step>),
 }
 
 impl StepKind {
@@ -354,6 +365,8 @@ impl StepKind {
             StepKind::When { .. } => "when",
             StepKind::Unless { .. } => "unless",
             StepKind::Invoke { name, .. } => name,
+            StepKind::Parameter { template } => template,
+            StepKind::Steps(_) => "steps",
         }
     }
 }
@@ -430,6 +443,8 @@ pub struct Workflow {
     pub triggers: Vec<Schedule>,
     pub when: Option<Logic>,
     pub unless: Option<Logic>,
+    /// The YAML this workflow was read from.
+    pub body: Yaml,
 }
 
 /// One entry of a workflow's `jobs:`.

@@ -47,7 +47,7 @@ pub fn config(doc: &Yaml, report: &mut Report) -> Config {
         let _ = value;
     }
     match doc.get("version") {
-        None => report.error(Pos::default(), "version", "missing `version`: add `version: 2.1` at the top"),
+        None => report.error(Pos { line: 1, column: 1 }, "version", "missing `version`: add `version: 2.1` at the top"),
         Some(v) => {
             c.version_pos = v.pos;
             c.version = match &v.value {
@@ -187,39 +187,20 @@ fn orbs(v: &Yaml, path: &str, report: &mut Report) -> BTreeMap<String, Orb> {
     for (pos, name, value) in entries {
         let p = join(path, name);
         let orb = match &value.value {
-            YamlValue::Str(reference) => Orb::Registry { reference: reference.clone(), pos: value.pos },
+            YamlValue::Str(reference) => {
+                if !is_orb_reference(reference) {
+                    report.error(
+                        value.pos,
+                        &p,
+                        format!(
+                            "orb reference `{reference}` is not `namespace/name@version` (e.g. `circleci/node@5.1`)"
+                        ),
+                    );
+                }
+                Orb::Registry { reference: reference.clone(), pos: value.pos, resolved: None }
+            }
             YamlValue::Map(_) => {
-                check_keys(
-                    value,
-                    &p,
-                    &format!("inline orb `{name}`"),
-                    &[&[
-                        "orbs",
-                        "executors",
-                        "commands",
-                        "jobs",
-                        "description",
-                        "display",
-                        "version",
-                        "parameters",
-                        "examples",
-                    ]],
-                    report,
-                );
-                Orb::Inline(Box::new(InlineOrb {
-                    pos: *pos,
-                    description: value.get("description").and_then(Yaml::scalar_text),
-                    orbs: value.get("orbs").map(|o| orbs(o, &join(&p, "orbs"), report)).unwrap_or_default(),
-                    executors: value
-                        .get("executors")
-                        .map(|o| named(o, &join(&p, "executors"), report, executor))
-                        .unwrap_or_default(),
-                    commands: value
-                        .get("commands")
-                        .map(|o| named(o, &join(&p, "commands"), report, command))
-                        .unwrap_or_default(),
-                    jobs: value.get("jobs").map(|o| named(o, &join(&p, "jobs"), report, job)).unwrap_or_default(),
-                }))
+                Orb::Inline(Box::new(inline_orb(value, *pos, &p, &format!("inline orb `{name}`"), report)))
             }
             _ => {
                 report.error(
@@ -233,6 +214,58 @@ fn orbs(v: &Yaml, path: &str, report: &mut Report) -> BTreeMap<String, Orb> {
         out.insert(name.clone(), orb);
     }
     out
+}
+
+/// `namespace/name@version` (the version may be `volatile` or a partial semver such as `5` or `5.1`).
+pub fn is_orb_reference(s: &str) -> bool {
+    let ok = |part: &str| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    match s.split_once('/').and_then(|(ns, rest)| Some((ns, rest.split_once('@')?))) {
+        Some((namespace, (name, version))) => ok(namespace) && ok(name) && ok(version),
+        None => false,
+    }
+}
+
+/// An orb's body: inline under `orbs:`, or a whole file of the local orb directory. `what` names it in messages.
+pub fn inline_orb(v: &Yaml, pos: Pos, path: &str, what: &str, report: &mut Report) -> InlineOrb {
+    check_keys(
+        v,
+        path,
+        what,
+        &[&["orbs", "executors", "commands", "jobs", "description", "display", "version", "parameters", "examples"]],
+        report,
+    );
+    InlineOrb {
+        pos,
+        description: v.get("description").and_then(Yaml::scalar_text),
+        orbs: v.get("orbs").map(|o| orbs(o, &join(path, "orbs"), report)).unwrap_or_default(),
+        executors: v.get("executors").map(|o| named(o, &join(path, "executors"), report, executor)).unwrap_or_default(),
+        commands: v.get("commands").map(|o| named(o, &join(path, "commands"), report, command)).unwrap_or_default(),
+        jobs: v.get("jobs").map(|o| named(o, &join(path, "jobs"), report, job)).unwrap_or_default(),
+    }
+}
+
+/// A typed value, or a `<< … >>` template kept for processing. `expected` says what a value must be; `choices`
+/// (if it is one of a few words) feed the suggestion.
+fn maybe_template<T>(
+    v: &Yaml,
+    path: &str,
+    expected: &str,
+    choices: &[&str],
+    report: &mut Report,
+    read: impl Fn(&Yaml) -> Option<T>,
+) -> Option<MaybeTemplate<T>> {
+    if let Some(s) = v.as_str().filter(|s| s.contains("<<")) {
+        return Some(MaybeTemplate::Template(s.to_string()));
+    }
+    match read(v) {
+        Some(x) => Some(MaybeTemplate::Value(x)),
+        None => {
+            let found = v.scalar_text().map_or_else(|| v.kind().to_string(), |t| format!("`{t}`"));
+            let suggestion = v.as_str().and_then(|s| suggest(s, choices.iter().copied()));
+            report.push(v.pos, path, format!("must be {expected}, found {found}"), suggestion);
+            None
+        }
+    }
 }
 
 pub fn parameters(v: &Yaml, path: &str, report: &mut Report) -> BTreeMap<String, Parameter> {
@@ -363,8 +396,9 @@ fn env_part(v: &Yaml, path: &str, report: &mut Report) -> Environment {
     env
 }
 
-fn executor(v: &Yaml, path: &str, name: &str, report: &mut Report) -> Executor {
-    let mut e = Executor { pos: v.pos, ..Executor::default() };
+/// An `executors:` entry named `name` at `path`.
+pub fn executor(v: &Yaml, path: &str, name: &str, report: &mut Report) -> Executor {
+    let mut e = Executor { pos: v.pos, body: v.clone(), ..Executor::default() };
     if map(v, path, report).is_none() {
         return e;
     }
@@ -377,8 +411,9 @@ fn executor(v: &Yaml, path: &str, name: &str, report: &mut Report) -> Executor {
     e
 }
 
-fn command(v: &Yaml, path: &str, name: &str, report: &mut Report) -> Command {
-    let mut c = Command { pos: v.pos, ..Command::default() };
+/// A `commands:` entry named `name` at `path`.
+pub fn command(v: &Yaml, path: &str, name: &str, report: &mut Report) -> Command {
+    let mut c = Command { pos: v.pos, body: v.clone(), ..Command::default() };
     if map(v, path, report).is_none() {
         return c;
     }
@@ -389,13 +424,16 @@ fn command(v: &Yaml, path: &str, name: &str, report: &mut Report) -> Command {
     }
     match v.get("steps") {
         Some(s) => c.steps = steps(s, &join(path, "steps"), report),
+        // A misspelt `steps` key is reported as such (with the suggestion); "no steps" would only repeat it.
+        None if v.entries().iter().any(|(_, k, _)| suggest(k, ["steps"]).is_some()) => {}
         None => report.error(v.pos, path, format!("command `{name}` has no `steps`")),
     }
     c
 }
 
-fn job(v: &Yaml, path: &str, name: &str, report: &mut Report) -> Job {
-    let mut j = Job { pos: v.pos, ..Job::default() };
+/// A `jobs:` entry named `name` at `path`.
+pub fn job(v: &Yaml, path: &str, name: &str, report: &mut Report) -> Job {
+    let mut j = Job { pos: v.pos, body: v.clone(), ..Job::default() };
     if map(v, path, report).is_none() {
         return j;
     }
@@ -416,16 +454,14 @@ fn job(v: &Yaml, path: &str, name: &str, report: &mut Report) -> Job {
         j.executor = executor_ref(e, &join(path, "executor"), report);
     }
     j.env = env_part(v, path, report);
-    j.parallelism = v.get("parallelism").cloned();
-    if let Some(p) = &j.parallelism {
-        let ok = match &p.value {
-            YamlValue::Int(n) => *n >= 1,
-            YamlValue::Str(s) => s.contains("<<"),
-            _ => false,
-        };
-        if !ok {
-            report.error(p.pos, &join(path, "parallelism"), "parallelism must be a whole number of at least 1");
-        }
+    if let Some(p) = v.get("parallelism") {
+        j.parallelism =
+            maybe_template(p, &join(path, "parallelism"), "a whole number of at least 1", &[], report, |x| {
+                match x.value {
+                    YamlValue::Int(n) if n >= 1 => u32::try_from(n).ok(),
+                    _ => None,
+                }
+            });
     }
     if let Some(p) = v.get("parameters") {
         j.parameters = parameters(p, &join(path, "parameters"), report);
@@ -467,7 +503,7 @@ pub fn steps(v: &Yaml, path: &str, report: &mut Report) -> Vec<Step> {
     // A `steps` parameter used as the whole list: `steps: << parameters.steps >>`.
     if let YamlValue::Str(s) = &v.value {
         if s.contains("<<") {
-            out.push(Step { pos: v.pos, kind: StepKind::Invoke { name: s.trim().to_string(), args: Vec::new() } });
+            out.push(Step { pos: v.pos, kind: StepKind::Parameter { template: s.trim().to_string() } });
             return out;
         }
     }
@@ -477,9 +513,19 @@ pub fn steps(v: &Yaml, path: &str, report: &mut Report) -> Vec<Step> {
         // `- steps: << parameters.x >>` (or a literal list) splices steps in place, as CircleCI allows.
         if let [(_, key, inner)] = item.entries() {
             if key == "steps" {
-                out.extend(steps(inner, &join(&ip, "steps"), report));
+                let mut inner_steps = steps(inner, &join(&ip, "steps"), report);
+                let kind = match (&inner.value, inner_steps.len()) {
+                    (YamlValue::Str(_), 1) => inner_steps.remove(0).kind,
+                    _ => StepKind::Steps(inner_steps),
+                };
+                out.push(Step { pos: item.pos, kind });
                 continue;
             }
+        }
+        // `- << parameters.x >>`: a steps parameter as one step.
+        if let Some(s) = item.as_str().filter(|s| s.contains("<<")) {
+            out.push(Step { pos: item.pos, kind: StepKind::Parameter { template: s.trim().to_string() } });
+            continue;
         }
         if let Some(step) = step(item, &ip, report) {
             out.push(step);
@@ -498,11 +544,13 @@ fn step(v: &Yaml, path: &str, report: &mut Report) -> Option<Step> {
         }
         YamlValue::Map(entries) => {
             let keys: Vec<&str> = entries.iter().map(|(_, k, _)| k.as_str()).collect();
-            report.error(
-                v.pos,
-                path,
-                format!("a step has exactly one key (the step's name), found {}: {}", keys.len(), keys.join(", ")),
-            );
+            let mut message =
+                format!("a step has exactly one key (the step's name), found {}: {}", keys.len(), keys.join(", "));
+            // `- run:` with its settings at the same indentation instead of under it.
+            if let Some((_, first, _)) = entries.first().filter(|(_, _, v)| v.value == YamlValue::Null) {
+                message.push_str(&format!("; indent {} under `{first}:`", quoted_list(&keys[1..])));
+            }
+            report.error(v.pos, path, message);
             return None;
         }
         _ => {
@@ -552,10 +600,31 @@ fn step(v: &Yaml, path: &str, report: &mut Report) -> Option<Step> {
                             .get("environment")
                             .map(|e| environment_map(e, &join(&p, "environment"), report))
                             .unwrap_or_default(),
-                        background: a.get("background").cloned(),
+                        background: a.get("background").and_then(|b| {
+                            maybe_template(
+                                b,
+                                &join(&p, "background"),
+                                "true or false",
+                                &["true", "false"],
+                                report,
+                                |x| match x.value {
+                                    YamlValue::Bool(b) => Some(b),
+                                    _ => None,
+                                },
+                            )
+                        }),
                         working_directory: a.get("working_directory").cloned(),
                         no_output_timeout: a.get("no_output_timeout").cloned(),
-                        when: a.get("when").cloned(),
+                        when: a.get("when").and_then(|w| {
+                            maybe_template(
+                                w,
+                                &join(&p, "when"),
+                                "on_success, on_fail or always",
+                                &["on_success", "on_fail", "always"],
+                                report,
+                                |x| x.as_str().and_then(RunWhen::parse),
+                            )
+                        }),
                     }
                 }
                 _ => {
@@ -567,13 +636,6 @@ fn step(v: &Yaml, path: &str, report: &mut Report) -> Option<Step> {
                     return None;
                 }
             };
-            if let Some(w) = &run.when {
-                if !matches!(w.as_str(), Some("on_success" | "on_fail" | "always"))
-                    && !w.as_str().is_some_and(|s| s.contains("<<"))
-                {
-                    report.error(w.pos, &join(&p, "when"), "when must be on_success, on_fail or always");
-                }
-            }
             if name == "run" {
                 StepKind::Run(run)
             } else {
@@ -712,6 +774,11 @@ pub fn logic(v: &Yaml, path: &str, report: &mut Report) -> Logic {
     Logic::Value(v.clone())
 }
 
+/// `` `a`, `b` `` for messages.
+fn quoted_list(items: &[&str]) -> String {
+    items.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+}
+
 /// The line of a multi-line library error that says what is wrong (regex and cron errors end with it).
 pub fn first_line(s: &str) -> String {
     let line = s.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or(s);
@@ -731,7 +798,7 @@ fn workflows(v: &Yaml, report: &mut Report) -> BTreeMap<String, Workflow> {
             continue;
         }
         check_keys(value, &p, &format!("workflow `{name}`"), &[WORKFLOW_KEYS], report);
-        let mut w = Workflow { pos: *pos, ..Workflow::default() };
+        let mut w = Workflow { pos: *pos, body: value.clone(), ..Workflow::default() };
         match value.get("jobs") {
             None => report.error(*pos, &p, format!("workflow `{name}` has no `jobs`")),
             Some(jobs) => {
@@ -784,6 +851,19 @@ fn workflow_job(v: &Yaml, path: &str, report: &mut Report) -> Option<WorkflowJob
         YamlValue::Map(entries) if entries.len() == 1 => {
             let (p, k, b) = &entries[0];
             (k.clone(), Some(b), *p)
+        }
+        YamlValue::Map(entries) if entries.first().is_some_and(|(_, _, v)| v.value == YamlValue::Null) => {
+            let keys: Vec<&str> = entries.iter().skip(1).map(|(_, k, _)| k.as_str()).collect();
+            let first = &entries[0].1;
+            report.error(
+                v.pos,
+                path,
+                format!(
+                    "a workflow job is a one-key map `{first}: {{…}}`: indent {} under `{first}:`",
+                    quoted_list(&keys)
+                ),
+            );
+            return None;
         }
         _ => {
             report.error(
@@ -939,4 +1019,106 @@ fn matrix(v: &Yaml, path: &str, report: &mut Report) -> Option<Matrix> {
         }
     }
     Some(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> (Config, Vec<String>) {
+        let mut report = Report::new("t.yml");
+        let doc = crate::yaml::parse(text).unwrap_or_else(|e| panic!("{}", e.message));
+        let config = config(&doc, &mut report);
+        (config, report.finish().0.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn step_forms() {
+        let (c, problems) = read(
+            "version: 2.1\njobs:\n  b:\n    docker: [{image: x}]\n    parameters:\n\
+             \x20     extra: {type: steps, default: []}\n    steps:\n      - checkout\n      - run: echo hi\n\
+             \x20     - run: {command: make, background: true, when: always}\n\
+             \x20     - restore_cache: {keys: [a, b]}\n      - << parameters.extra >>\n      - steps: [checkout]\n\
+             \x20     - orb/cmd: {x: 1}\n",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let steps = &c.jobs["b"].steps;
+        assert!(matches!(steps[0].kind, StepKind::Checkout { path: None, method: None }));
+        let StepKind::Run(run) = &steps[1].kind else { panic!("{:?}", steps[1]) };
+        assert_eq!(run.command.as_str(), Some("echo hi"));
+        let StepKind::Run(run) = &steps[2].kind else { panic!("{:?}", steps[2]) };
+        assert_eq!(run.background, Some(MaybeTemplate::Value(true)));
+        assert_eq!(run.when, Some(MaybeTemplate::Value(RunWhen::Always)));
+        assert!(matches!(&steps[3].kind, StepKind::RestoreCache { keys, .. } if keys.len() == 2));
+        assert!(matches!(&steps[4].kind, StepKind::Parameter { template } if template == "<< parameters.extra >>"));
+        assert!(matches!(&steps[5].kind, StepKind::Steps(inner) if inner.len() == 1));
+        assert!(matches!(&steps[6].kind, StepKind::Invoke { name, args } if name == "orb/cmd" && args.len() == 1));
+        assert_eq!(steps[1].pos, Pos { line: 9, column: 9 });
+    }
+
+    #[test]
+    fn templates_in_typed_slots() {
+        let (c, problems) = read(
+            "version: 2.1\njobs:\n  b:\n    parameters: {n: {type: integer, default: 2}}\n    docker: [{image: x}]\n\
+             \x20   parallelism: << parameters.n >>\n    steps: [checkout]\n  c:\n    machine: true\n\
+             \x20   parallelism: 3\n    steps: [checkout]\n",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(c.jobs["b"].parallelism, Some(MaybeTemplate::Template("<< parameters.n >>".into())));
+        assert_eq!(c.jobs["c"].parallelism, Some(MaybeTemplate::Value(3)));
+    }
+
+    #[test]
+    fn workflow_jobs() {
+        let (c, problems) = read(
+            "version: 2.1\nworkflows:\n  version: 2\n  w:\n    jobs:\n      - a\n      - b:\n          name: b1\n\
+             \x20         requires: [a, {c: [success, failed]}]\n          context: [x, y]\n\
+             \x20         filters: {branches: {only: main}, tags: {ignore: [/^v.*/]}}\n          arg: 1\n\
+             \x20     - c:\n          matrix: {alias: cs, parameters: {v: [1, 2]}, exclude: [{v: 2}]}\n",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(!c.workflows.contains_key("version"));
+        let jobs = &c.workflows["w"].jobs;
+        assert_eq!(jobs[1].display_name(), "b1");
+        assert_eq!(jobs[1].requires[1].statuses, [RequiredStatus::Success, RequiredStatus::Failed]);
+        assert_eq!(jobs[1].context, ["x", "y"]);
+        assert_eq!(jobs[1].filters.branches.only, [Pattern::Literal("main".into())]);
+        assert_eq!(jobs[1].filters.tags.ignore, [Pattern::Regex("^v.*".into())]);
+        assert_eq!(jobs[1].args.len(), 1);
+        let m = jobs[2].matrix.as_ref().map(|m| (m.alias.clone(), m.parameters.len(), m.exclude.len()));
+        assert_eq!(m, Some((Some("cs".into()), 1, 1)));
+    }
+
+    #[test]
+    fn executors_by_name_or_with_arguments() {
+        let (c, problems) = read(
+            "version: 2.1\njobs:\n  a: {executor: e, steps: [checkout]}\n  b:\n    executor: {name: o/e, size: large}\n\
+             \x20   steps: [checkout]\n",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(c.jobs["a"].executor.as_ref().map(|e| e.name.as_str()), Some("e"));
+        let b = c.jobs["b"].executor.as_ref().map(|e| (e.name.as_str(), e.args.len()));
+        assert_eq!(b, Some(("o/e", 1)));
+    }
+
+    #[test]
+    fn logic_statements() {
+        let mut report = Report::new("t.yml");
+        let doc = crate::yaml::parse("and: [true, {not: {equal: [a, b]}}, {matches: {pattern: '^x', value: y}}]")
+            .unwrap_or_else(|e| panic!("{}", e.message));
+        let l = logic(&doc, "when", &mut report);
+        assert!(report.is_empty());
+        let Logic::And(items) = l else { panic!("{l:?}") };
+        assert!(matches!(&items[1], Logic::Not(inner) if matches!(**inner, Logic::Equal(ref v) if v.len() == 2)));
+        assert!(matches!(&items[2], Logic::Matches { .. }));
+    }
+
+    #[test]
+    fn orb_references() {
+        assert!(is_orb_reference("circleci/node@5.1.0"));
+        assert!(is_orb_reference("circleci/node@volatile"));
+        assert!(!is_orb_reference("circleci/node"));
+        assert!(!is_orb_reference("node@5"));
+        assert!(!is_orb_reference("circleci/@5"));
+    }
 }

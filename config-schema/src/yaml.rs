@@ -2,6 +2,12 @@
 //! validator and the processor can all say *where* a mistake is. serde-saphyr does the parsing (anchors,
 //! aliases, merge keys `<<: *defaults`) under a budget that rejects alias bombs and oversize documents before
 //! they cost memory or time.
+//!
+//! Decision: parse into this tree (each node deserialised through serde-saphyr's `Spanned<T>`), then build the
+//! typed model by hand in [`crate::read`], rather than deriving `Deserialize` with `deny_unknown_fields`. serde
+//! stops at the first error and reports it without the key path, cannot say "did you mean", and cannot keep a
+//! `<< parameters.n >>` template in an integer slot without a custom type per field; the tree lets the reader
+//! collect every problem with `FILE:LINE:COL: PATH`, and lets processing substitute templates and read again.
 
 use std::fmt;
 
@@ -147,8 +153,13 @@ pub fn parse(text: &str) -> Result<Yaml, SyntaxError> {
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
     options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
-    // Replayed alias events are what an alias bomb multiplies; real files replay a few thousand at most.
-    options.alias_limits.max_total_replayed_events = 100_000;
+    // YAML 1.2 core booleans only: `y`, `yes`, `on`, `no` stay strings (`context: [x, y]`, `FLAG: on` in an
+    // environment); a boolean parameter given one of them is told to write `true`/`false`.
+    options.strict_booleans = true;
+    // Replayed alias events are what an alias bomb multiplies; real files replay a few thousand at most (50 jobs
+    // merging a 10-key `<<: *defaults` replay about 1,000). serde-saphyr's replay is slow enough (~5 µs an event
+    // in a debug build) that this limit, not the budget, decides how quickly a bomb is refused.
+    options.alias_limits.max_total_replayed_events = 20_000;
     match serde_saphyr::from_str_with_options::<Spanned<Yaml>>(text, options) {
         Ok(doc) => Ok(Yaml { pos: pos_of(&doc), ..doc.value }),
         Err(e) => {
@@ -173,6 +184,10 @@ fn clean_message(rendered: &str) -> String {
         if let Some((_, tail)) = rest.split_once(": ") {
             msg = tail;
         }
+    }
+    if let Some(key) = msg.strip_prefix("duplicate mapping key: ") {
+        let key = key.split(", set DuplicateKeyPolicy").next().unwrap_or(key);
+        return format!("duplicate key `{key}`: YAML would silently keep only one of them");
     }
     if msg.contains("alias replay limit") || msg.contains("budget") {
         return format!("the document expands aliases too much ({msg}): is it an alias bomb?");
@@ -261,7 +276,12 @@ impl<'de> Visitor<'de> for YamlVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Yaml, A::Error> {
         let mut entries: Vec<(Pos, String, Yaml)> = Vec::new();
         while let Some(key) = map.next_key::<Spanned<Yaml>>()? {
-            let key_pos = pos_of(&key);
+            // A key merged in with `<<: *anchor` is placed where it is written (in the anchor), so a misspelt key
+            // in shared defaults points at the line to fix; values keep the place they are used.
+            let key_pos = Pos {
+                line: key.defined.line().try_into().unwrap_or(u32::MAX),
+                column: key.defined.column().try_into().unwrap_or(u32::MAX),
+            };
             let name = match &key.value.value {
                 YamlValue::Null => "null".to_string(),
                 YamlValue::Seq(_) | YamlValue::Map(_) => return Err(de::Error::custom("map keys must be scalars")),

@@ -21,10 +21,40 @@ fn options() -> config_schema::Options {
     config_schema::Options { orb_dir: Some(PathBuf::from("tests/fixtures/orbs")) }
 }
 
+/// A line diff (longest common subsequence): `  ` same, `- ` only expected, `+ ` only got.
+fn diff(expected: &str, got: &str) -> String {
+    let (a, b): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), got.lines().collect());
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, String::new());
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            out += &format!("    {}\n", a[i]);
+            (i, j) = (i + 1, j + 1);
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            out += &format!("  - {}\n", a[i]);
+            i += 1;
+        } else {
+            out += &format!("  + {}\n", b[j]);
+            j += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn diffs_mark_lines() {
+    assert_eq!(diff("a\nb\nc", "a\nx\nc"), "    a\n  - b\n  + x\n    c\n");
+}
+
 #[test]
 fn valid_configs_validate_cleanly() {
     let files = fixtures("valid");
-    assert!(files.len() >= 20, "expected at least 20 valid fixtures, found {}", files.len());
+    assert!(files.len() >= 40, "expected at least 40 valid fixtures, found {}", files.len());
     let mut failures = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).expect("read fixture");
@@ -56,11 +86,7 @@ fn invalid_configs_report_exact_messages() {
         }
         let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
         if expected.trim_end() != got {
-            failures.push(format!(
-                "{name}\n  expected:\n    {}\n  got:\n    {}",
-                expected.trim_end().replace('\n', "\n    "),
-                got.replace('\n', "\n    ")
-            ));
+            failures.push(format!("{name} (- expected, + got):\n{}", diff(expected.trim_end(), &got)));
         }
     }
     assert!(failures.is_empty(), "{} fixture(s) differ:\n\n{}", failures.len(), failures.join("\n\n"));

@@ -35,7 +35,10 @@ fn droppable(smaps: &str) -> Vec<(usize, usize)> {
             let perms = fields.get(1).copied().unwrap_or_default();
             let inode = fields.get(4).copied().unwrap_or("0");
             let path = fields.get(5).copied().unwrap_or_default();
-            let candidate = perms.starts_with('r') && perms.as_bytes().get(1) == Some(&b'-') && inode != "0" && path.starts_with('/');
+            let candidate = perms.starts_with('r')
+                && perms.as_bytes().get(1) == Some(&b'-')
+                && inode != "0"
+                && path.starts_with('/');
             current = match (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
                 (Ok(s), Ok(e)) if e > s => Some((s, e, candidate)),
                 _ => None,
