@@ -21,3 +21,26 @@ fn run_it_gives_a_pty_with_the_callers_window_size() {
     assert!(text.contains("/dev/pts/"), "no pty in the container: {text:?}");
     assert_eq!(out.status.code(), Some(3), "exit code of the -it container: {text:?}");
 }
+
+#[test]
+fn exec_t_follows_the_callers_terminal_when_it_is_resized() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    e.run(["run", "-d", "--name", "resize", "busybox", "sleep", "60"]).success();
+    let engine = format!("{} --root {}", bin_dir().join("engine").display(), e.root().display());
+    // The exec waits, after printing its first size, until the test has resized the terminal; every wait is a
+    // readiness check on a marker file, not a guess at how long things take.
+    let inner = "stty size; touch /tmp/first; until [ -e /tmp/resized ]; do sleep 0.05; done; stty size";
+    let script = format!(
+        "stty cols 80 rows 24; {engine} exec -t resize sh -c '{inner}' </dev/tty & \
+         until {engine} exec resize test -e /tmp/first; do sleep 0.05; done; \
+         stty cols 132 rows 50; {engine} exec resize touch /tmp/resized; wait"
+    );
+    let out = Command::new("script").args(["-qec", &script, "/dev/null"]).output().expect("script(1) from bsdutils");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let sizes: Vec<&str> = text.lines().map(str::trim).filter(|l| l.split(' ').count() == 2).collect();
+    assert_eq!(sizes, ["24 80", "50 132"], "the pty did not follow the resize: {text:?}");
+    e.run(["rm", "-f", "resize"]).success();
+}

@@ -157,6 +157,17 @@ fn expand_env_arg(e: &str) -> Option<String> {
 /// Creates a container; returns its record.
 pub fn create(store: &ContainerStore, images: &ImageStore, opts: &CreateOptions) -> Result<Container> {
     let image = images.resolve(&opts.image)?;
+    create_from_image(store, images, &image, opts)
+}
+
+/// Creates a container from an image already at hand (`opts.image` is only recorded): the builder's `RUN` steps
+/// start from intermediate images that are not in the index.
+pub fn create_from_image(
+    store: &ContainerStore,
+    images: &ImageStore,
+    image: &crate::image::Image,
+    opts: &CreateOptions,
+) -> Result<Container> {
     let ic: &RunConfig = &image.config.config;
     let (entrypoint, cmd) = match &opts.entrypoint {
         Some(e) => {

@@ -228,14 +228,27 @@ fn collect(pid: Pid, output: &OwnedFd, deadline: Instant, limit: usize) -> Captu
     }
 }
 
-/// Copies our stdin to the pty and the pty to our stdout until the pty closes.
+/// Copies our stdin to the pty and the pty to our stdout until the pty closes; a `SIGWINCH` (our terminal was
+/// resized) copies the new size onto the pty, as `docker exec -t` does.
 fn pump_tty(master: &OwnedFd, interactive: bool) {
+    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
     let mut buf = [0u8; 8192];
     let mut stdin_open = interactive;
     // SAFETY: fd 0 is open for the process lifetime.
     let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
+    let mut winch = SigSet::empty();
+    winch.add(Signal::SIGWINCH);
+    let resize = winch
+        .thread_block()
+        .ok()
+        .and_then(|()| SignalFd::with_flags(&winch, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok());
     loop {
         let mut fds = vec![PollFd::new(master.as_fd(), PollFlags::POLLIN)];
+        if let Some(sfd) = &resize {
+            fds.push(PollFd::new(sfd.as_fd(), PollFlags::POLLIN));
+        }
+        let stdin_index = fds.len();
         if stdin_open {
             fds.push(PollFd::new(stdin, PollFlags::POLLIN));
         }
@@ -243,7 +256,14 @@ fn pump_tty(master: &OwnedFd, interactive: bool) {
             return;
         }
         let m = fds[0].revents().unwrap_or(PollFlags::empty());
-        let i = fds.get(1).and_then(|f| f.revents()).unwrap_or(PollFlags::empty());
+        let w = if resize.is_some() { fds[1].revents().unwrap_or(PollFlags::empty()) } else { PollFlags::empty() };
+        let i = fds.get(stdin_index).and_then(|f| f.revents()).unwrap_or(PollFlags::empty());
+        if !w.is_empty() {
+            if let Some(sfd) = &resize {
+                while let Ok(Some(_)) = sfd.read_signal() {}
+            }
+            copy_window_size(0, master.as_raw_fd());
+        }
         if !m.is_empty() {
             match nix::unistd::read(master.as_raw_fd(), &mut buf) {
                 Ok(0) | Err(_) => return,

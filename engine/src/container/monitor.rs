@@ -116,6 +116,17 @@ impl Spawned {
 /// Starts a monitor for container `id` (see the module doc for the process structure). With `attach`, the
 /// monitor inherits this process's stdin/stdout/stderr.
 pub fn spawn(root: &Root, id: &str, attach: bool) -> Result<Spawned> {
+    spawn_inner(root, id, attach, None)
+}
+
+/// Starts an attached monitor whose stdin, stdout and stderr are `stdio` instead of this process's: how
+/// `engine serve` attaches a hijacked API connection (it pumps the other ends of these pipes). The caller may
+/// drop its copies once this returns.
+pub fn spawn_with_stdio(root: &Root, id: &str, stdio: &[OwnedFd; 3]) -> Result<Spawned> {
+    spawn_inner(root, id, true, Some(stdio.each_ref().map(AsRawFd::as_raw_fd)))
+}
+
+fn spawn_inner(root: &Root, id: &str, attach: bool, stdio: Option<[RawFd; 3]>) -> Result<Spawned> {
     let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(sys_err("cannot create a pipe"))?;
     let cstr = |s: &str| std::ffi::CString::new(s).map_err(|_| Error::Runtime(format!("argument contains NUL: {s}")));
     let exe = cstr("/proc/self/exe")?;
@@ -135,12 +146,24 @@ pub fn spawn(root: &Root, id: &str, attach: bool) -> Result<Spawned> {
         args.push(cstr("--attach")?);
     }
     let devnull = std::ffi::CString::new("/dev/null").unwrap_or_default();
-    // SAFETY: the CLI is single-threaded; between fork and exec the children only make raw system calls.
+    // Built before the fork: `engine serve` forks from a multi-threaded process, where the child may not allocate.
+    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    // SAFETY: between fork and exec the children only make raw system calls (async-signal-safe), so this holds
+    // for the single-threaded CLI and for the multi-threaded API server alike.
     match unsafe { fork() }.map_err(sys_err("cannot fork the container monitor"))? {
         ForkResult::Child => unsafe {
             let _ = setsid();
             match fork() {
                 Ok(ForkResult::Child) => {
+                    if let Some(fds) = stdio {
+                        // Lift the sources above the standard descriptors and fd 3 first, so that no dup2 below
+                        // overwrites another's source.
+                        let high = fds.map(|fd| libc::fcntl(fd, libc::F_DUPFD, 10));
+                        for (target, fd) in high.into_iter().enumerate() {
+                            libc::dup2(fd, target as RawFd);
+                        }
+                    }
                     let wfd = w.as_raw_fd();
                     if wfd == 3 {
                         libc::fcntl(3, libc::F_SETFD, 0);
@@ -154,8 +177,6 @@ pub fn spawn(root: &Root, id: &str, attach: bool) -> Result<Spawned> {
                         }
                     }
                     libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
-                    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
-                    argv.push(std::ptr::null());
                     libc::execv(exe.as_ptr(), argv.as_ptr());
                     libc::_exit(EXIT_ENGINE as i32)
                 }
