@@ -168,12 +168,18 @@ fn compose_busy_port_rolls_the_project_back() {
     let in_ns = |p: &Project, args: &[&str]| -> Run {
         // nsenter switches only the network namespace (`ip netns exec` also remounts /sys, hiding cgroups).
         let mut c = std::process::Command::new("nsenter");
-        c.arg(format!("--net=/run/netns/{ns}")).arg(crate::util::bin_dir().join("engine")).arg("--root").arg(p.engine.root());
+        c.arg(format!("--net=/run/netns/{ns}"))
+            .arg(crate::util::bin_dir().join("engine"))
+            .arg("--root")
+            .arg(p.engine.root());
         c.args(args).stdin(std::process::Stdio::null());
         Run::of(&mut c)
     };
     let links = || -> Vec<String> {
-        let out = std::process::Command::new("ip").args(["netns", "exec", &ns, "ip", "-o", "link", "show"]).output().expect("ip link");
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns, "ip", "-o", "link", "show"])
+            .output()
+            .expect("ip link");
         let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| l.split(": ").nth(1).map(|n| n.split('@').next().unwrap_or(n).to_string()))
@@ -200,7 +206,8 @@ services:
         ),
     );
     // Something else holds the port: a container publishing it on the default bridge.
-    in_ns(&p, &["run", "-d", "--name", "holder", "-p", &format!("127.0.0.1:{port}:80"), "busybox", "sleep", "3600"]).success();
+    in_ns(&p, &["run", "-d", "--name", "holder", "-p", &format!("127.0.0.1:{port}:80"), "busybox", "sleep", "3600"])
+        .success();
     let before = links();
     let file = p.path().join("compose.yaml").display().to_string();
     let r = in_ns(&p, &["compose", "-p", &p.name, "-f", &file, "up", "-d"]);
@@ -340,7 +347,11 @@ services:
     std::fs::write(p.path().join("compose.yaml"), file("true", 2)).expect("rewrite");
     let r = p.compose(&["up", "-d"]);
     assert_ne!(r.code(), 0);
-    assert!(r.stderr().contains(&format!("dependency failed to start: container {} is unhealthy", p.container("db", 1))), "{}", r.stderr());
+    assert!(
+        r.stderr().contains(&format!("dependency failed to start: container {} is unhealthy", p.container("db", 1))),
+        "{}",
+        r.stderr()
+    );
     assert_eq!(p.engine.run(["ps", "-aq"]).success().stdout().trim(), "");
 }
 
@@ -350,9 +361,18 @@ fn compose_bad_files_name_file_line_and_key() {
     let dir = tempfile::tempdir().expect("dir");
     let file: PathBuf = dir.path().join("compose.yaml");
     let cases = [
-        ("services:\n  web:\n    image: busybox\n    prots: [\"80\"]\n", "compose.yaml:4:5: services.web.prots: unknown key `prots`; did you mean `ports`?"),
-        ("services:\n  web:\n    image: busybox\n    depends_on: [db]\n", "services.web.depends_on: depends on undefined service `db`"),
-        ("services:\n  web:\n    image: busybox\n    ports: [\"99999:80\"]\n", "compose.yaml:4:13: services.web.ports[0]: invalid port"),
+        (
+            "services:\n  web:\n    image: busybox\n    prots: [\"80\"]\n",
+            "compose.yaml:4:5: services.web.prots: unknown key `prots`; did you mean `ports`?",
+        ),
+        (
+            "services:\n  web:\n    image: busybox\n    depends_on: [db]\n",
+            "services.web.depends_on: depends on undefined service `db`",
+        ),
+        (
+            "services:\n  web:\n    image: busybox\n    ports: [\"99999:80\"]\n",
+            "compose.yaml:4:13: services.web.ports[0]: invalid port",
+        ),
         ("services:\n  web:\n   image: busybox\n  bad indent\n", "compose.yaml:"),
     ];
     for (text, want) in cases {

@@ -23,6 +23,17 @@ fn config_validate_accepts_the_example_and_locates_mistakes() {
     c.args(["config", "validate"]).arg(&file);
     let r = Run::of(&mut c).code_is(1);
     let f = file.display();
-    assert!(r.stderr().contains(&format!("{f}:5:5: jobs.build.step: unknown key `step` in job `build` (did you mean `steps`?)")), "{}", r.stderr());
-    assert!(r.stderr().contains(&format!("{f}:8:19: workflows.main.jobs[1]: workflow `main` runs job `test`, which is not defined")), "{}", r.stderr());
+    assert!(
+        r.stderr()
+            .contains(&format!("{f}:5:5: jobs.build.step: unknown key `step` in job `build` (did you mean `steps`?)")),
+        "{}",
+        r.stderr()
+    );
+    assert!(
+        r.stderr().contains(&format!(
+            "{f}:8:19: workflows.main.jobs[1]: workflow `main` runs job `test`, which is not defined"
+        )),
+        "{}",
+        r.stderr()
+    );
 }
