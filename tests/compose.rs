@@ -405,3 +405,24 @@ fn http_get(port: u16) -> String {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn the_engine_called_docker_compose_runs_compose_verbs() {
+    if !can_run_containers() {
+        return;
+    }
+    let p = Project::new("argv", "services:\n  app:\n    image: busybox\n    command: [\"sleep\", \"3600\"]\n");
+    // CI scripts call `docker-compose`: a link to the engine under that name is `engine compose`.
+    let bin = tempfile::tempdir().expect("bin dir");
+    let link = bin.path().join("docker-compose");
+    std::os::unix::fs::symlink(crate::util::bin_dir().join("engine"), &link).expect("symlink");
+    let file = p.path().join("compose.yaml").display().to_string();
+    let run = |args: &[&str]| {
+        let mut c = std::process::Command::new(&link);
+        c.env("DRYDOCK_ROOT", p.engine.root()).args(["-p", &p.name, "-f", &file]).args(args);
+        c.stdin(std::process::Stdio::null());
+        Run::of(&mut c)
+    };
+    run(&["run", "--rm", "-T", "app", "sh", "-c", "exit 4"]).code_is(4);
+    run(&["config", "--services"]).success().stdout_is("app\n");
+}

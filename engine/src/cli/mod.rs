@@ -81,8 +81,20 @@ impl Context {
     }
 }
 
+/// The command line as the engine parses it. Called as `docker-compose` (a symlink or copy of this binary, as CI
+/// scripts expect it on the PATH), the engine behaves as `engine compose`: `docker-compose -f f.yml up -d` is
+/// `engine compose -f f.yml up -d`. Called as `docker`, the verbs are already docker's.
+fn command_line() -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let invoked_as = args.first().map(std::path::Path::new).and_then(|p| p.file_name()).map(|n| n.to_os_string());
+    if invoked_as.as_deref() == Some(std::ffi::OsStr::new("docker-compose")) {
+        args.insert(1, "compose".into());
+    }
+    args
+}
+
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(command_line()) {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { EXIT_ENGINE } else { 0 };

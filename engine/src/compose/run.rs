@@ -51,6 +51,8 @@ pub fn run(
     if !opts.no_deps && !deps.is_empty() {
         up::up(bound, &UpOptions { services: deps, ..UpOptions::default() }, pull, build, progress)?;
     }
+    // The dependencies' `up` made the project networks and volumes; without one, `run` makes them itself.
+    up::ensure_resources(bound, std::slice::from_ref(&service.name), progress)?;
     up::ensure_image(bound, service, &UpOptions::default(), pull, build, progress)?;
     let image = bound.images.resolve(&bound.image_name(service))?;
     let mut create_opts = bound.create_options(service, 0, &image.id.to_string())?;

@@ -350,6 +350,19 @@ fn wait_healthy(
     Err(Error::Dependency { container: c.name.clone(), reason })
 }
 
+/// Creates the project networks and volumes `services` use that do not exist yet, as `up` would, for commands that
+/// start a container without `up` (`run --no-deps`, or a service without dependencies). On failure, what this
+/// call created is removed again.
+pub fn ensure_resources(bound: &Bound, services: &[String], progress: &mut dyn FnMut(Progress)) -> Result<()> {
+    let mut created = Created::default();
+    let result = ensure_networks(bound, services, &mut created, progress)
+        .and_then(|()| ensure_volumes(bound, services, &mut created, progress));
+    if result.is_err() {
+        rollback(bound, &created, progress);
+    }
+    result
+}
+
 fn ensure_networks(
     bound: &Bound,
     selected: &[String],
