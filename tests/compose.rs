@@ -426,3 +426,41 @@ fn the_engine_called_docker_compose_runs_compose_verbs() {
     run(&["run", "--rm", "-T", "app", "sh", "-c", "exit 4"]).code_is(4);
     run(&["config", "--services"]).success().stdout_is("app\n");
 }
+
+#[test]
+fn compose_network_mode_service_extra_hosts_and_dns() {
+    if !can_run_containers() {
+        return;
+    }
+    let p = Project::new(
+        "nsmode",
+        r#"
+services:
+  db:
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /www && echo from-db > /www/index.html && httpd -f -p 127.0.0.1:8080 -h /www"]
+  app:
+    image: busybox
+    network_mode: "service:db"
+    command: ["sleep", "3600"]
+  other:
+    image: busybox
+    extra_hosts: ["cache.test:10.9.8.7"]
+    dns: 10.0.0.53
+    dns_search: [corp.test]
+    command: ["sleep", "3600"]
+"#,
+    );
+    p.compose(&["up", "-d"]).success();
+    // `app` lives in db's namespace: db's loopback-only server answers it on 127.0.0.1.
+    let get = || p.compose(&["exec", "-T", "app", "wget", "-qO-", "http://127.0.0.1:8080/"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get().code() != 0 {
+        assert!(Instant::now() < deadline, "db never answered app on localhost: {}", get().stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    get().success().stdout_is("from-db\n");
+    let files = p.compose(&["exec", "-T", "other", "cat", "/etc/hosts", "/etc/resolv.conf"]).success().stdout();
+    assert!(files.contains("10.9.8.7\tcache.test\n"), "{files}");
+    assert!(files.contains("nameserver 10.0.0.53\n") && files.contains("search corp.test\n"), "{files}");
+}

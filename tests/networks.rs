@@ -742,3 +742,93 @@ fn network_none_has_only_lo_and_host_shares_the_hosts_interfaces() {
         .code_is(125)
         .stderr_has("only supported for user-defined networks");
 }
+
+#[test]
+fn network_container_shares_the_namespace_hosts_and_hostname_of_a_running_container() {
+    let Some(e) = engine_with_busybox() else { return };
+    let www = site("shared namespace\n");
+    let volume = format!("{}:/www:ro", www.path().display());
+    // httpd listens on the primary's loopback only: only a container in the same namespace can reach it, as the
+    // secondary images of a CircleCI docker job reach each other on localhost.
+    e.run([
+        "run",
+        "-d",
+        "--name",
+        "primary",
+        "-v",
+        &volume,
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "127.0.0.1:8080",
+        "-h",
+        "/www",
+    ])
+    .success();
+    let get = || {
+        e.run(["run", "--rm", "--network", "container:primary", "busybox", "wget", "-qO-", "http://127.0.0.1:8080/"])
+    };
+    assert!(eventually(10, || get().code() == 0), "{}", get().stderr());
+    get().success().stdout_is("shared namespace\n");
+    let hostname = e.run(["exec", "primary", "hostname"]).success().stdout();
+    e.run(["run", "--rm", "--network", "container:primary", "busybox", "hostname"]).success().stdout_is(&hostname);
+    // A second-level share joins the namespace's owner.
+    e.run(["create", "--name", "middle", "--network", "container:primary", "busybox", "sleep", "60"]).success();
+    e.run(["inspect", "-f", "{{.HostConfig.NetworkMode}}", "middle"])
+        .success()
+        .stdout_is(&format!("container:{}\n", container_id_of(&e, "primary")));
+    // Flags that describe a namespace of one's own conflict with sharing one; a stopped owner cannot be joined.
+    e.run(["run", "--rm", "--network", "container:primary", "-p", "80", "busybox", "true"])
+        .code_is(125)
+        .stderr_has("conflicting options: --publish");
+    e.run(["create", "--name", "stopped", "busybox", "true"]).success();
+    e.run(["run", "--rm", "--network", "container:stopped", "busybox", "true"])
+        .code_is(125)
+        .stderr_has("non-running container");
+    e.run(["run", "--rm", "--network", "container:nosuch", "busybox", "true"]).code_is(125).stderr_has("nosuch");
+    e.run(["rm", "-f", "primary", "middle", "stopped"]).success();
+}
+
+fn container_id_of(e: &TestEngine, name: &str) -> String {
+    e.run(["inspect", "-f", "{{.Id}}", name]).success().stdout().trim().to_owned()
+}
+
+#[test]
+fn add_host_dns_flags_and_expose_shape_the_containers_files_and_ports() {
+    let Some(e) = engine_with_busybox() else { return };
+    let out = e
+        .run([
+            "run",
+            "--rm",
+            "--add-host",
+            "db.internal:10.1.2.3",
+            "--add-host",
+            "gw:host-gateway",
+            "--dns",
+            "10.0.0.2",
+            "--dns-search",
+            "example.test",
+            "--dns-option",
+            "ndots:2",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /etc/hosts /etc/resolv.conf; echo route $(ip route | awk '/default/ {print $3}')",
+        ])
+        .success()
+        .stdout();
+    assert!(out.contains("10.1.2.3\tdb.internal\n"), "{out}");
+    let gateway = out.lines().find_map(|l| l.strip_prefix("route ")).unwrap_or_default().trim().to_owned();
+    assert!(!gateway.is_empty() && out.contains(&format!("{gateway}\tgw\n")), "host-gateway is the gateway: {out}");
+    assert!(out.contains("nameserver 10.0.0.2\n") && out.contains("search example.test\n"), "{out}");
+    assert!(out.contains("options ndots:2\n"), "{out}");
+    assert_eq!(out.matches("nameserver").count(), 1, "--dns replaces the host's servers: {out}");
+    e.run(["run", "--rm", "--add-host", "nocolon", "busybox", "true"]).code_is(125).stderr_has("--add-host");
+    e.run(["run", "--rm", "--dns", "not-an-ip", "busybox", "true"]).code_is(125).stderr_has("--dns");
+    // --expose adds to the image's ports, so -P publishes it.
+    e.run(["run", "-d", "--name", "exposed", "--expose", "7000-7001/udp", "-P", "busybox", "sleep", "60"]).success();
+    let ports = e.run(["port", "exposed"]).success().stdout();
+    assert!(ports.contains("7000/udp -> 0.0.0.0:") && ports.contains("7001/udp -> 0.0.0.0:"), "{ports}");
+    e.run(["rm", "-f", "exposed"]).success();
+}

@@ -111,7 +111,8 @@ pub struct CreateArgs {
     /// Mount the volumes of another container: CONTAINER[:ro|rw].
     #[arg(long = "volumes-from")]
     pub volumes_from: Vec<String>,
-    /// Network: bridge (the default), host, none, or a network made with `network create`.
+    /// Network: bridge (the default), host, none, a network made with `network create`, or container:NAME|ID
+    /// (share that running container's network namespace, as the images of a CircleCI docker job do).
     #[arg(long, alias = "net")]
     pub network: Option<String>,
     /// More names for the container on its (user-defined) network.
@@ -129,6 +130,21 @@ pub struct CreateArgs {
     /// Container host name.
     #[arg(long)]
     pub hostname: Option<String>,
+    /// Add a line to /etc/hosts: NAME:IP (IP may be `host-gateway`, the host as seen from the container).
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
+    /// Name server for the container's resolv.conf (replaces the host's).
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// DNS search domain.
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
+    /// resolv.conf option (e.g. ndots:2).
+    #[arg(long = "dns-option", alias = "dns-opt")]
+    pub dns_option: Vec<String>,
+    /// Expose a port or a range of ports (for -P) without publishing it.
+    #[arg(long)]
+    pub expose: Vec<String>,
     /// Memory limit (e.g. 32m, 1g).
     #[arg(short, long)]
     pub memory: Option<String>,
@@ -212,6 +228,11 @@ impl CreateArgs {
             publish: self.publish.clone(),
             publish_all: self.publish_all,
             hostname: self.hostname.clone(),
+            add_hosts: self.add_host.clone(),
+            dns: self.dns.clone(),
+            dns_search: self.dns_search.clone(),
+            dns_options: self.dns_option.clone(),
+            expose: self.expose.clone(),
             memory: self.memory.clone(),
             cpus: self.cpus,
             pids_limit: self.pids_limit,

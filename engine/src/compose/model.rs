@@ -72,6 +72,10 @@ pub struct Service {
     pub cap_drop: Vec<String>,
     pub security_opt: Vec<String>,
     pub extra_hosts: Vec<String>,
+    /// `dns`, `dns_search`, `dns_opt` (each a string or a list).
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_opt: Vec<String>,
     /// Number of containers (`scale`, or `deploy.replicas`).
     pub replicas: u32,
     pub cpus: Option<f64>,
@@ -229,6 +233,9 @@ const SERVICE_KEYS: &[&str] = &[
     "cap_drop",
     "security_opt",
     "extra_hosts",
+    "dns",
+    "dns_search",
+    "dns_opt",
     "scale",
     "deploy",
     "cpus",
@@ -261,9 +268,6 @@ const SERVICE_KEYS_UNSUPPORTED: &[&str] = &[
     "develop",
     "device_cgroup_rules",
     "devices",
-    "dns",
-    "dns_opt",
-    "dns_search",
     "domainname",
     "driver_opts",
     "external_links",
@@ -857,6 +861,9 @@ fn service(
                     _ => r.string_list(v, &p),
                 }
             }
+            "dns" => s.dns = r.string_list(v, &p),
+            "dns_search" => s.dns_search = r.string_list(v, &p),
+            "dns_opt" => s.dns_opt = r.string_list(v, &p),
             "scale" => s.replicas = r.uint(v, &p).and_then(|n| u32::try_from(n).ok()).unwrap_or(1),
             "deploy" => deploy(r, v, &p, &mut s),
             "cpus" => s.cpus = r.float(v, &p),
@@ -895,6 +902,17 @@ fn service(
     }
     if s.network_mode.is_none() && s.networks.is_empty() {
         s.networks.insert("default".to_string(), ServiceNetwork::default());
+    }
+    // As docker compose: sharing a service's namespace or volumes makes it a dependency (started first).
+    let implied =
+        s.network_mode.as_deref().and_then(|m| m.strip_prefix("service:")).map(str::to_owned).into_iter().chain(
+            s.volumes_from
+                .iter()
+                .filter(|v| !v.starts_with("container:"))
+                .map(|v| v.split(':').next().unwrap_or_default().to_owned()),
+        );
+    for dep in implied.collect::<Vec<_>>() {
+        s.depends_on.entry(dep).or_insert(Dependency { required: true, ..Dependency::default() });
     }
     if s.image.is_none() && s.build.is_none() {
         r.error_at(key.pos, path, "service has neither an image nor a build context: add `image:` or `build:`");

@@ -63,6 +63,14 @@ pub struct CreateOptions {
     /// `-P`: every port the image exposes, to random host ports.
     pub publish_all: bool,
     pub hostname: Option<String>,
+    /// `--add-host NAME:IP` (IP may be `host-gateway`: the gateway of the container's first network).
+    pub add_hosts: Vec<String>,
+    /// `--dns`, `--dns-search`, `--dns-option`: replace the matching lines of the container's resolv.conf.
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
+    /// `--expose PORT[/PROTO]` or a range `A-B[/PROTO]`: added to the image's exposed ports (for `-P`).
+    pub expose: Vec<String>,
     /// `--memory` as given (`32m`, `1g`, bytes).
     pub memory: Option<String>,
     pub cpus: Option<f64>,
@@ -191,7 +199,25 @@ pub fn create_from_image(
     }
     let (network, networks) =
         super::network::plan(store.root(), opts.network.as_deref(), &opts.network_aliases, opts.ip.as_deref())?;
-    let port_bindings = port_bindings(opts, &ic.exposed_ports, &networks)?;
+    let joined = super::network::joined_container(&network).map(|id| store.load(id)).transpose()?;
+    if joined.is_some() {
+        check_shared_network_flags(opts)?;
+    }
+    let mut exposed_ports = ic.exposed_ports.clone();
+    for e in &opts.expose {
+        for port in ports::parse_expose(e)? {
+            exposed_ports.insert(port, Empty {});
+        }
+    }
+    let port_bindings = port_bindings(opts, &exposed_ports, &networks)?;
+    let extra_hosts = opts.add_hosts.iter().map(|h| parse_add_host(h)).collect::<Result<Vec<_>>>()?;
+    for d in &opts.dns {
+        d.parse::<std::net::IpAddr>().map_err(|_| Error::InvalidInput {
+            what: "--dns",
+            value: d.clone(),
+            hint: "give the address of a name server (e.g. 10.0.0.2)".into(),
+        })?;
+    }
     for o in &opts.security_opt {
         if !matches!(
             o.as_str(),
@@ -234,7 +260,11 @@ pub fn create_from_image(
     let mut raw = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut raw);
     let id = hex::encode(raw);
-    let hostname = opts.hostname.clone().unwrap_or_else(|| id[..12].to_owned());
+    // Sharing another container's network namespace means sharing its name too, as docker does.
+    let hostname = match &joined {
+        Some(j) => j.config.hostname.clone(),
+        None => opts.hostname.clone().unwrap_or_else(|| id[..12].to_owned()),
+    };
     let env = merge_env(&ic.env, opts)?;
     let config = RunSettings {
         hostname: hostname.clone(),
@@ -249,7 +279,7 @@ pub fn create_from_image(
         open_stdin: opts.open_stdin,
         stop_signal: opts.stop_signal.clone().or_else(|| ic.stop_signal.clone()),
         stop_timeout: opts.stop_timeout,
-        exposed_ports: ic.exposed_ports.clone(),
+        exposed_ports,
         volumes: ic.volumes.clone(),
         healthcheck,
     };
@@ -261,6 +291,10 @@ pub fn create_from_image(
         publish_all_ports: opts.publish_all,
         mount_points: Vec::new(),
         volumes_from: opts.volumes_from.clone(),
+        extra_hosts: extra_hosts.iter().map(|(n, a)| format!("{n}:{a}")).collect(),
+        dns: opts.dns.clone(),
+        dns_search: opts.dns_search.clone(),
+        dns_options: opts.dns_options.clone(),
         restart_policy,
         memory,
         nano_cpus,
@@ -293,7 +327,7 @@ pub fn create_from_image(
     fs::create_dir_all(&dir).map_err(io_err(format!("cannot create {}", dir.display())))?;
     let result = (|| {
         RootfsDirs::of(&dir, &container).create()?;
-        write_etc_files(&dir, &hostname, network == "host")?;
+        write_etc_files(&dir, &hostname, network == "host", &container.host_config)?;
         let lock = store.lock()?;
         let name = match &opts.name {
             Some(n) => {
@@ -354,27 +388,125 @@ fn port_bindings(
     Ok(bindings)
 }
 
+/// With `--network container:X`, the flags that describe a network namespace of one's own are refused, as
+/// docker refuses them ("conflicting options").
+fn check_shared_network_flags(opts: &CreateOptions) -> Result<()> {
+    let conflicts = [
+        ("--hostname", opts.hostname.is_some()),
+        ("--publish", !opts.publish.is_empty() || opts.publish_all),
+        ("--network-alias", !opts.network_aliases.is_empty()),
+        ("--ip", opts.ip.is_some()),
+        ("--add-host", !opts.add_hosts.is_empty()),
+        ("--dns", !(opts.dns.is_empty() && opts.dns_search.is_empty() && opts.dns_options.is_empty())),
+        ("--expose", !opts.expose.is_empty()),
+    ];
+    match conflicts.iter().find(|(_, given)| *given) {
+        Some((flag, _)) => Err(Error::InvalidInput {
+            what: flag,
+            value: opts.network.clone().unwrap_or_default(),
+            hint: format!("conflicting options: {flag} and the network mode (the container shares another's network)"),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// `--add-host NAME:IP` (also `NAME=IP`, and IPv6 addresses with their colons) → (name, address or
+/// `host-gateway`).
+pub fn parse_add_host(s: &str) -> Result<(String, String)> {
+    let bad = |hint: &str| Error::InvalidInput { what: "--add-host", value: s.to_owned(), hint: hint.into() };
+    let (name, addr) = s.split_once('=').or_else(|| s.split_once(':')).ok_or_else(|| bad("use NAME:IP"))?;
+    let addr = addr.trim_start_matches('[').trim_end_matches(']');
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return Err(bad("the host name is empty or has spaces"));
+    }
+    if addr != HOST_GATEWAY && addr.parse::<std::net::IpAddr>().is_err() {
+        return Err(bad("the address must be an IPv4 or IPv6 address, or host-gateway"));
+    }
+    Ok((name.to_owned(), addr.to_owned()))
+}
+
+/// The `--add-host` address that stands for the host as seen from the container: the gateway of the container's
+/// first network, known at start (`host` network: the host's loopback).
+pub const HOST_GATEWAY: &str = "host-gateway";
+
 /// Writes `hosts`, `hostname` and `resolv.conf` into the container directory.
-fn write_etc_files(dir: &std::path::Path, hostname: &str, host_network: bool) -> Result<()> {
+fn write_etc_files(dir: &std::path::Path, hostname: &str, host_network: bool, hc: &HostConfig) -> Result<()> {
     let write = |name: &str, content: String| {
         let p = dir.join(name);
         fs::write(&p, content).map_err(io_err(format!("cannot write {}", p.display())))
     };
     let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut hosts = if host_network {
+        fs::read_to_string("/etc/hosts").unwrap_or_default()
+    } else {
+        format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+        )
+    };
+    // `host-gateway` entries are written at start, once the gateway is known (see `extra_hosts_at_start`).
+    // Stored as docker does, `NAME:IP`: names have no colons, so the first one splits (IPv6 addresses keep theirs).
+    for (name, addr) in hc.extra_hosts.iter().filter_map(|h| h.split_once(':')) {
+        match addr {
+            HOST_GATEWAY if host_network => hosts.push_str(&format!("127.0.0.1\t{name}\n")),
+            HOST_GATEWAY => {}
+            _ => hosts.push_str(&format!("{addr}\t{name}\n")),
+        }
+    }
+    let resolv = resolv_conf(if host_network { host_resolv } else { container_resolv_conf(&host_resolv) }, hc);
     if host_network {
-        write("hosts", fs::read_to_string("/etc/hosts").unwrap_or_default())?;
-        write("resolv.conf", host_resolv)?;
+        write("hosts", hosts)?;
+        write("resolv.conf", resolv)?;
         let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
         return write("hostname", format!("{host}\n"));
     }
-    write(
-        "hosts",
-        format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
-        ),
-    )?;
+    hosts.push_str(&format!("127.0.1.1\t{hostname}\n"));
+    write("hosts", hosts)?;
     write("hostname", format!("{hostname}\n"))?;
-    write("resolv.conf", container_resolv_conf(&host_resolv))
+    write("resolv.conf", resolv)
+}
+
+/// `base` with its `nameserver`, `search` and `options` lines replaced by `--dns`, `--dns-search` and
+/// `--dns-option` where those are given.
+fn resolv_conf(base: String, hc: &HostConfig) -> String {
+    if hc.dns.is_empty() && hc.dns_search.is_empty() && hc.dns_options.is_empty() {
+        return base;
+    }
+    let replaced = |l: &str| match l.split_whitespace().next() {
+        Some("nameserver") => !hc.dns.is_empty(),
+        Some("search" | "domain") => !hc.dns_search.is_empty(),
+        Some("options") => !hc.dns_options.is_empty(),
+        _ => false,
+    };
+    let mut text: String = base.lines().filter(|l| !replaced(l)).map(|l| format!("{l}\n")).collect();
+    for d in &hc.dns {
+        text.push_str(&format!("nameserver {d}\n"));
+    }
+    if !hc.dns_search.is_empty() {
+        text.push_str(&format!("search {}\n", hc.dns_search.join(" ")));
+    }
+    if !hc.dns_options.is_empty() {
+        text.push_str(&format!("options {}\n", hc.dns_options.join(" ")));
+    }
+    text
+}
+
+/// At each start, once the first network's gateway is known: the `host-gateway` lines of `--add-host`, added to
+/// the hosts file (in place, above Drydock's network section) if not there yet.
+pub fn extra_hosts_at_start(
+    hosts_path: &std::path::Path,
+    hc: &HostConfig,
+    gateway: Option<std::net::Ipv4Addr>,
+) -> Result<()> {
+    let Some(gateway) = gateway else { return Ok(()) };
+    let lines: Vec<String> = hc
+        .extra_hosts
+        .iter()
+        .filter_map(|h| h.split_once(':'))
+        .filter(|(_, a)| *a == HOST_GATEWAY)
+        .map(|(n, _)| format!("{gateway}\t{n}"))
+        .collect();
+    crate::network::hosts::ensure_lines(hosts_path, &lines)
+        .map_err(io_err(format!("cannot update {}", hosts_path.display())))
 }
 
 /// The host's resolv.conf without loopback nameservers; docker's public fallback if none remain.

@@ -541,10 +541,16 @@ impl Monitor {
         }
         // Networks and published ports before the command runs; a failure here (address taken, port busy) is
         // rolled back by the caller's teardown: proxy stopped, networks left, the created container deleted.
-        if self.c.host_config.network_mode != "host" {
+        let mode = &self.c.host_config.network_mode;
+        if mode != "host" && super::network::joined_container(mode).is_none() {
             super::tty::loopback_up(pid.as_raw())?;
         }
         let endpoints = super::network::join(self.store.root(), &self.c, pid.as_raw())?;
+        super::create::extra_hosts_at_start(
+            &self.store.dir(&id).join("hosts"),
+            &self.c.host_config,
+            endpoints.first().map(|ep| ep.gateway),
+        )?;
         let mut ports = Vec::new();
         if let Some(ep) = endpoints.first() {
             if let Some((proxy, published)) = super::network::publish(&self.c, ep.ip)? {

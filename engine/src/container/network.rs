@@ -35,9 +35,18 @@ use crate::root::Root;
 /// `network_mode` of containers made before networks existed: an isolated namespace with only `lo`.
 pub const LEGACY_MODE: &str = "default";
 
+/// The prefix of the network mode of a container that shares another's network namespace
+/// (`--network container:NAME|ID`; recorded with the full ID).
+pub const CONTAINER_MODE: &str = "container:";
+
 /// True if containers in this mode have a network namespace that networks can be connected to.
 pub fn connectable(mode: &str) -> bool {
-    mode != HOST_NETWORK && mode != NONE_NETWORK && mode != LEGACY_MODE
+    mode != HOST_NETWORK && mode != NONE_NETWORK && mode != LEGACY_MODE && joined_container(mode).is_none()
+}
+
+/// The ID of the container whose network namespace a container in this mode shares.
+pub fn joined_container(mode: &str) -> Option<&str> {
+    mode.strip_prefix(CONTAINER_MODE)
 }
 
 /// Resolves `--network` (default: the built-in `bridge`), `--network-alias` and `--ip` at create: the network
@@ -58,12 +67,14 @@ pub fn plan(
         value,
         hint: format!("{hint} (create one with `engine network create`)"),
     };
-    if requested.starts_with("container:") {
-        return Err(Error::InvalidInput {
-            what: "--network",
-            value: requested.to_owned(),
-            hint: "sharing another container's network namespace is not supported; use a user-defined network".into(),
-        });
+    if let Some(other) = joined_container(requested) {
+        // CircleCI's docker executor shares one namespace between the job's images; this is how.
+        let target = super::store::ContainerStore::open(root).resolve(other)?;
+        if let Some(deeper) = joined_container(&target.host_config.network_mode) {
+            // Join the namespace's owner directly, so the chain does not depend on the middle container.
+            return Ok((format!("{CONTAINER_MODE}{deeper}"), Vec::new()));
+        }
+        return Ok((format!("{CONTAINER_MODE}{}", target.id), Vec::new()));
     }
     let store = NetworkStore::open(root)?;
     let net = store.resolve(requested)?;
@@ -301,7 +312,7 @@ pub fn inspect_json(root: &Root, c: &Container, state: &State) -> Value {
     let mut top = json!({"IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": ""});
     let running = state.is_running();
     let mode = &c.host_config.network_mode;
-    if !connectable(mode) && mode != LEGACY_MODE {
+    if !connectable(mode) && mode != LEGACY_MODE && joined_container(mode).is_none() {
         networks.insert(mode.clone(), endpoint_json(all.iter().find(|n| n.name == *mode), c, None, None));
     }
     for a in &c.host_config.networks {

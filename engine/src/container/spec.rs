@@ -129,11 +129,51 @@ pub fn write(store: &ContainerStore, c: &Container, rootfs: &Path, process: &Pro
     let dir = store.dir(&c.id);
     let bundle = dir.join("bundle");
     std::fs::create_dir_all(&bundle).map_err(super::io_err(format!("cannot create {}", bundle.display())))?;
-    let value = document(&dir, c, rootfs, process)?;
+    let mut value = document(&dir, c, rootfs, process)?;
+    if let Some(other) = super::network::joined_container(&c.host_config.network_mode) {
+        share_network_namespace(store, &mut value, other)?;
+    }
     let spec: oci_spec::runtime::Spec =
         serde_json::from_value(value).map_err(|e| Error::Runtime(format!("generated runtime spec is invalid: {e}")))?;
     let path = bundle.join("config.json");
     spec.save(&path).map_err(|e| Error::Runtime(format!("cannot write {}: {e}", path.display())))
+}
+
+/// `--network container:X`: the network namespace of X's running process, and X's `/etc/hosts`,
+/// `/etc/resolv.conf` and `/etc/hostname` (so names X learns are seen here too), as docker shares them.
+fn share_network_namespace(store: &ContainerStore, doc: &mut Value, other: &str) -> Result<()> {
+    let state = store.state(other).map_err(|e| match e {
+        Error::NotFound(_) => Error::InvalidInput {
+            what: "--network",
+            value: format!("container:{other}"),
+            hint: "the container whose network this one shares was removed; recreate this container".into(),
+        },
+        e => e,
+    })?;
+    if !state.is_running() || state.pid <= 0 {
+        let name = store.load(other).map(|c| c.name).unwrap_or_else(|_| other.to_owned());
+        return Err(Error::InvalidInput {
+            what: "--network",
+            value: format!("container:{name}"),
+            hint: format!("cannot join the network of a non-running container: start {name} first"),
+        });
+    }
+    if let Some(namespaces) = doc.pointer_mut("/linux/namespaces").and_then(Value::as_array_mut) {
+        for ns in namespaces.iter_mut().filter(|ns| ns["type"] == "network") {
+            ns["path"] = json!(format!("/proc/{}/ns/net", state.pid));
+        }
+    }
+    let shared = store.dir(other);
+    if let Some(mounts) = doc.pointer_mut("/mounts").and_then(Value::as_array_mut) {
+        for m in mounts.iter_mut() {
+            for file in ["hosts", "resolv.conf", "hostname"] {
+                if m["destination"] == format!("/etc/{file}") && m["type"] == "bind" {
+                    m["source"] = json!(shared.join(file));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The whole spec document.

@@ -123,6 +123,15 @@ pub struct HostConfig {
     /// `--volumes-from` values as given.
     #[serde(default)]
     pub volumes_from: Vec<String>,
+    /// `--add-host` entries as `NAME:IP` (`host-gateway` kept as given and written at each start).
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
+    #[serde(default)]
+    pub dns: Vec<String>,
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    #[serde(default)]
+    pub dns_options: Vec<String>,
     pub restart_policy: RestartPolicy,
     /// Memory limit in bytes (0: none).
     pub memory: i64,

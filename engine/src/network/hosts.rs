@@ -66,6 +66,31 @@ pub fn rewrite(path: &Path, entries: &[HostsEntry]) -> io::Result<()> {
     file.flush()
 }
 
+/// Adds each of `lines` that the hosts file at `path` lacks, above Drydock's section, in place (same inode).
+pub fn ensure_lines(path: &Path, lines: &[String]) -> io::Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let existing = fs::read_to_string(path)?;
+    let missing: Vec<&String> = lines.iter().filter(|l| !existing.lines().any(|e| e == l.as_str())).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let (head, tail) = match existing.find(MARKER) {
+        Some(i) => existing.split_at(i),
+        None => (existing.as_str(), ""),
+    };
+    let mut text = head.to_owned();
+    for l in missing {
+        text.push_str(l);
+        text.push('\n');
+    }
+    text.push_str(tail);
+    let mut file = OpenOptions::new().write(true).truncate(true).open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.flush()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

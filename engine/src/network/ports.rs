@@ -134,6 +134,18 @@ pub fn parse_exposed(s: &str) -> Result<(u16, Protocol)> {
     }
 }
 
+/// `--expose PORT[/PROTO]` or `--expose START-END[/PROTO]`: the image-config keys (`80/tcp`) it adds.
+pub fn parse_expose(s: &str) -> Result<Vec<String>> {
+    let bindings = parse_publish(s)?;
+    if bindings.iter().any(|b| b.host_ports != (0, 0) || b.host_ip.is_some()) {
+        return Err(Error::Invalid {
+            spec: s.to_owned(),
+            hint: "--expose takes PORT[/PROTOCOL] or a range A-B".into(),
+        });
+    }
+    Ok(bindings.iter().map(|b| format!("{}/{}", b.container_port, b.protocol)).collect())
+}
+
 /// `-P`: every exposed port to a random host port on every address.
 pub fn publish_all<'a>(exposed: impl IntoIterator<Item = &'a str>) -> Result<Vec<PortBinding>> {
     let mut out = Vec::new();
