@@ -318,6 +318,12 @@ fn concurrent_runs_on_one_root_are_safe() {
 fn init_reaps_and_forwards_signals() {
     let Some(e) = engine() else { return };
     e.run(["run", "--rm", "--init", "busybox", "sh", "-c", "echo $$"]).success().stdout_is("2\n");
+    // PID 1 reads as docker's `docker-init -- CMD` does, without the engine's host-side command line (the
+    // argument area keeps its size: NUL padding, shown as trailing blanks by `ps`).
+    let show = "tr '\\0' ' ' < /proc/1/cmdline | sed 's/ *$//'; echo; cat /proc/1/comm";
+    e.run(["run", "--rm", "--init", "busybox", "sh", "-c", show])
+        .success()
+        .stdout_is(&format!("drydock-init -- sh -c {show}\ndrydock-init\n"));
     e.run([
         "run",
         "-d",

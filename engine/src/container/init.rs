@@ -9,6 +9,7 @@ use nix::unistd::{fork, setpgid, ForkResult, Pid};
 
 /// Runs `args` under a reaping, signal-forwarding PID 1. Never returns.
 pub fn run(args: &[String]) -> ! {
+    set_title(args);
     let mut all = SigSet::all();
     // These cannot be caught and must stay deliverable.
     all.remove(Signal::SIGKILL);
@@ -40,6 +41,35 @@ pub fn run(args: &[String]) -> ! {
             }
         }
     }
+}
+
+/// Makes PID 1 read `drydock-init -- CMD…` in `ps` inside the container, as docker's shows `docker-init -- CMD…`,
+/// instead of the engine's own command line (which names host paths): the process name via `PR_SET_NAME`, and
+/// the command line by overwriting the argument area in place (what `setproctitle` does; moving the area with
+/// `PR_SET_MM` would need `CAP_SYS_RESOURCE`). A longer title is cut to the area's size.
+fn set_title(args: &[String]) {
+    // SAFETY: PR_SET_NAME copies at most 16 bytes from a NUL-terminated string.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"drydock-init".as_ptr()) };
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return };
+    // Fields after the `(comm)`, which may itself hold spaces: arg_start and arg_end are fields 48 and 49.
+    let Some((_, rest)) = stat.rsplit_once(')') else { return };
+    let fields: Vec<usize> = rest.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect();
+    let (Some(&start), Some(&end)) = (fields.get(45), fields.get(46)) else { return };
+    if start == 0 || end <= start {
+        return;
+    }
+    let mut title: Vec<u8> = Vec::new();
+    for word in ["drydock-init", "--"].into_iter().chain(args.iter().map(String::as_str)) {
+        title.extend_from_slice(word.as_bytes());
+        title.push(0);
+    }
+    let len = end - start;
+    title.resize(len, 0);
+    // The last byte stays NUL so readers see a terminated list even when the title was cut.
+    title[len - 1] = 0;
+    // SAFETY: [start, end) is this process's own argument area (from the kernel), mapped writable on the stack
+    // of the initial thread; nothing in this forked init reads the old arguments again.
+    unsafe { std::ptr::copy_nonoverlapping(title.as_ptr(), start as *mut u8, len) };
 }
 
 fn exit(code: i32) -> ! {
