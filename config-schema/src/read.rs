@@ -845,7 +845,7 @@ fn workflows(v: &Yaml, report: &mut Report) -> BTreeMap<String, Workflow> {
     out
 }
 
-fn workflow_job(v: &Yaml, path: &str, report: &mut Report) -> Option<WorkflowJob> {
+pub fn workflow_job(v: &Yaml, path: &str, report: &mut Report) -> Option<WorkflowJob> {
     let (job, body, pos) = match &v.value {
         YamlValue::Str(s) => (s.clone(), None, v.pos),
         YamlValue::Map(entries) if entries.len() == 1 => {
