@@ -4,7 +4,8 @@
 //! [`process`](mod@process) expands a checked model for one pipeline (orbs, executors, commands, parameters,
 //! matrices, `when`) into the [`spec`] types the coordinator and the runner consume: jobs, commands, executors
 //! and workflows keep the YAML `body` they were read from, [`template`] substitutes `<< … >>` into it, and the
-//! result is read again with [`read::job`] and friends — as CircleCI itself expands.
+//! result is read again with [`read::job`] and friends — as CircleCI itself expands. [`plan`](mod@plan) decides
+//! which workflows and jobs of a processed configuration run for a trigger (branch, tag or schedule).
 //!
 //! Entry points: [`parse`] (syntax and shapes only), [`check`] (parse, resolve orbs, validate), [`load`] (a file),
 //! [`process_text`] and [`process_file`] (check, then process).
@@ -12,6 +13,7 @@
 pub mod diagnostic;
 pub mod model;
 pub mod orb;
+pub mod plan;
 pub mod process;
 pub mod read;
 pub mod spec;
@@ -23,6 +25,7 @@ use std::path::PathBuf;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use model::Config;
+pub use plan::{plan, Plan, Trigger};
 pub use process::{process, Pipeline};
 pub use spec::{JobSpec, ProcessedConfig};
 
