@@ -23,7 +23,7 @@ use crate::diagnostic::{join, suggest, Diagnostics, Report};
 use crate::model::*;
 use crate::read;
 use crate::spec::*;
-use crate::template::Bindings;
+use crate::template::{truthy, Bindings};
 use crate::yaml::{Pos, Yaml, YamlValue};
 
 /// Commands inside commands are followed this deep (deeper is certainly a loop through `steps` parameters).
@@ -946,19 +946,6 @@ fn overlay(mut base: Environment, job: Environment) -> Environment {
     base.shell = job.shell.or(base.shell);
     base.working_directory = job.working_directory.or(base.working_directory);
     base
-}
-
-/// CircleCI's truthiness: everything but false, null, 0, NaN, the empty string and empty lists or maps.
-fn truthy(v: &Yaml) -> bool {
-    match &v.value {
-        YamlValue::Null => false,
-        YamlValue::Bool(b) => *b,
-        YamlValue::Int(i) => *i != 0,
-        YamlValue::Float(f) => *f != 0.0 && !f.is_nan(),
-        YamlValue::Str(s) => !s.is_empty(),
-        YamlValue::Seq(s) => !s.is_empty(),
-        YamlValue::Map(m) => !m.is_empty(),
-    }
 }
 
 /// Every combination of the matrix's values, the first parameter varying slowest.

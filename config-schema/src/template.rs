@@ -143,6 +143,13 @@ impl Bindings<'_> {
                 Lookup::Keep | Lookup::Unknown => Yaml::at(pos, YamlValue::Str(s.to_string())),
             };
         }
+        let sectioned;
+        let s = if s.contains("<<#") || s.contains("<<^") {
+            sectioned = self.sections(s, pos, path, report);
+            sectioned.as_str()
+        } else {
+            s
+        };
         let mut out = String::with_capacity(s.len());
         let mut rest = s;
         while let Some(start) = rest.find("<<") {
@@ -175,6 +182,85 @@ impl Bindings<'_> {
         }
         out.push_str(rest);
         Yaml::at(pos, YamlValue::Str(out))
+    }
+}
+
+impl Bindings<'_> {
+    /// `s` with its `<<# NAME >>…<</ NAME >>` and `<<^ NAME >>…<</ NAME >>` sections kept or removed (nested ones
+    /// too). A section of an unbound scope is kept as written; one without its closing tag is an error.
+    fn sections(&self, s: &str, pos: Pos, path: &str, report: &mut Report) -> String {
+        let mut out = String::with_capacity(s.len());
+        let mut rest = s;
+        while let Some(start) = rest.find("<<#").into_iter().chain(rest.find("<<^")).min() {
+            out.push_str(&rest[..start]);
+            let after = &rest[start..];
+            let inverted = after.as_bytes().get(2) == Some(&b'^');
+            let Some((name, open_len)) =
+                template_at(&format!("<<{}", &after[3..])).map(|(n, l)| (n.to_string(), l + 1))
+            else {
+                out.push_str(&after[..3]);
+                rest = &after[3..];
+                continue;
+            };
+            let body_and_rest = &after[open_len..];
+            let Some((body, close_len)) = closing(body_and_rest, &name) else {
+                report.error(pos, path, format!("`<<{} {name} >>` has no closing `<</ {name} >>`", &after[2..3]));
+                out.push_str(after);
+                return out;
+            };
+            let keep = match self.lookup(&name, pos, path, report) {
+                Lookup::Value(v) => truthy(&v) != inverted,
+                Lookup::Keep | Lookup::Unknown => {
+                    out.push_str(&after[..open_len + body.len() + close_len]);
+                    rest = &body_and_rest[body.len() + close_len..];
+                    continue;
+                }
+            };
+            if keep {
+                out.push_str(&self.sections(body, pos, path, report));
+            }
+            rest = &body_and_rest[body.len() + close_len..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// The body of a section up to its `<</ NAME >>` (same-name sections nest) and the closing tag's length.
+fn closing<'s>(s: &'s str, name: &str) -> Option<(&'s str, usize)> {
+    let mut depth = 0usize;
+    let mut at = 0;
+    while let Some(i) = s[at..].find("<<") {
+        let i = at + i;
+        let tag = &s[i..];
+        let kind = tag.as_bytes().get(2).copied();
+        let inner_end = tag.find(">>")?;
+        let inner = tag[3.min(inner_end)..inner_end].trim();
+        match kind {
+            Some(b'#' | b'^') if inner == name => depth += 1,
+            Some(b'/') if inner == name => {
+                if depth == 0 {
+                    return Some((&s[..i], inner_end + 2));
+                }
+                depth -= 1;
+            }
+            _ => {}
+        }
+        at = i + 2;
+    }
+    None
+}
+
+/// CircleCI's truthiness: everything but false, null, 0, NaN, the empty string and empty lists or maps.
+pub fn truthy(v: &Yaml) -> bool {
+    match &v.value {
+        YamlValue::Null => false,
+        YamlValue::Bool(b) => *b,
+        YamlValue::Int(i) => *i != 0,
+        YamlValue::Float(f) => *f != 0.0 && !f.is_nan(),
+        YamlValue::Str(s) => !s.is_empty(),
+        YamlValue::Seq(s) => !s.is_empty(),
+        YamlValue::Map(m) => !m.is_empty(),
     }
 }
 
@@ -233,6 +319,38 @@ mod tests {
                 "steps": ["checkout", "checkout", {"run": "make"}, {"run": "cat <<EOF >> out"}],
                 "m": "<< matrix.os >>"})
         );
+    }
+
+    #[test]
+    fn sections_keep_or_drop_their_text() {
+        let params: BTreeMap<String, Yaml> = [
+            ("on".to_string(), Yaml::new(YamlValue::Bool(true))),
+            ("off".to_string(), Yaml::new(YamlValue::Bool(false))),
+            ("dir".to_string(), Yaml::new(YamlValue::Str("app".into()))),
+        ]
+        .into_iter()
+        .collect();
+        let b = Bindings {
+            parameters: Some(&params),
+            matrix: None,
+            pipeline_parameters: &BTreeMap::new(),
+            pipeline_values: &BTreeMap::new(),
+        };
+        let mut report = Report::new("t.yml");
+        let doc = yaml(
+            "a: 'npm ci<<# parameters.on >> --cache<<# parameters.dir >> --prefix << parameters.dir >><</ parameters.dir >><</ parameters.on >>'\n\
+             b: 'x<<#parameters.off>> no<</parameters.off>><<^ parameters.off >> yes<</ parameters.off >>'\n\
+             c: '<<# matrix.os >>kept<</ matrix.os >>'\n",
+        );
+        let out = b.substitute(&doc, "", &mut report).to_json();
+        assert!(report.is_empty(), "{:?}", report.items);
+        assert_eq!(
+            out,
+            serde_json::json!({"a": "npm ci --cache --prefix app", "b": "x yes", "c": "<<# matrix.os >>kept<</ matrix.os >>"})
+        );
+        b.substitute(&yaml("a: '<<# parameters.on >>open'"), "", &mut report);
+        let got: Vec<String> = report.finish().0.iter().map(ToString::to_string).collect();
+        assert_eq!(got, ["t.yml:1:4: a: `<<# parameters.on >>` has no closing `<</ parameters.on >>`"]);
     }
 
     #[test]
