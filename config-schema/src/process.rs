@@ -30,6 +30,11 @@ use crate::yaml::{Pos, Yaml, YamlValue};
 const MAX_DEPTH: usize = 32;
 /// Steps one job may expand to: commands that invoke others several times grow exponentially.
 const MAX_STEPS: usize = 10_000;
+/// Command invocations one configuration may expand (steps dropped by a false `when` count too), so a
+/// hostile configuration cannot make processing take exponential time without producing steps.
+const MAX_INVOCATIONS: usize = 100_000;
+/// Jobs one matrix may expand to.
+const MAX_MATRIX_JOBS: usize = 1_000;
 
 /// The pipeline a configuration is processed for. As JSON (a fixture's `pipeline.json`):
 /// `{"parameters": {"deploy": true}, "values": {"git.branch": "main"}}`.
@@ -56,6 +61,7 @@ pub fn process(config: &Config, file: &str, pipeline: &Pipeline) -> Result<Proce
             pipeline_values: &pipeline.values,
         },
         root: Scope::root(config),
+        invocations: 0,
     };
     let out = p.config(config);
     if p.report.is_empty() {
@@ -192,6 +198,8 @@ struct Processor<'a> {
     /// Pipeline parameters and values; `parameters` and `matrix` are bound per substitution.
     bindings: Bindings<'a>,
     root: Scope<'a>,
+    /// Command invocations expanded so far (see [`MAX_INVOCATIONS`]).
+    invocations: usize,
 }
 
 /// One expanded entry of a workflow's `jobs:` (a matrix entry gives several).
@@ -295,6 +303,16 @@ impl<'a> Processor<'a> {
             };
             let mut params = m.parameters.clone();
             params.sort_by(|a, b| a.0.cmp(&b.0));
+            let count = params.iter().try_fold(1usize, |n, (_, values)| n.checked_mul(values.len()));
+            if count.is_none_or(|n| n > MAX_MATRIX_JOBS) {
+                let sizes: Vec<String> = params.iter().map(|(_, v)| v.len().to_string()).collect();
+                let message = format!(
+                    "the matrix expands to {} jobs, more than {MAX_MATRIX_JOBS}: split it or use fewer values",
+                    sizes.join(" × ")
+                );
+                self.report.error(m.pos, &join(&jp, "matrix"), message);
+                continue;
+            }
             let alias = m.alias.clone().unwrap_or_else(|| j.job.clone());
             let named = entry.entries().first().and_then(|(_, _, b)| b.get("name")).is_some();
             for combo in combinations(&params) {
@@ -674,6 +692,17 @@ impl<'a> Processor<'a> {
             chain.push(name);
             let message = format!("command `{name}` invokes itself: {}", chain.join(" -> "));
             self.report.error(pos, path, message);
+            return;
+        }
+        self.invocations += 1;
+        if self.invocations > MAX_INVOCATIONS {
+            if self.invocations == MAX_INVOCATIONS + 1 {
+                let message = format!(
+                    "the configuration expands more than {MAX_INVOCATIONS} command invocations: do commands invoke \
+                     each other many times over?"
+                );
+                self.report.error(pos, path, message);
+            }
             return;
         }
         if stack.len() >= MAX_DEPTH {

@@ -235,7 +235,7 @@ fn closing<'s>(s: &'s str, name: &str) -> Option<(&'s str, usize)> {
         let tag = &s[i..];
         let kind = tag.as_bytes().get(2).copied();
         let inner_end = tag.find(">>")?;
-        let inner = tag[3.min(inner_end)..inner_end].trim();
+        let inner = tag.get(3..inner_end).map_or("", str::trim);
         match kind {
             Some(b'#' | b'^') if inner == name => depth += 1,
             Some(b'/') if inner == name => {
