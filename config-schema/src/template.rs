@@ -105,6 +105,10 @@ impl Bindings<'_> {
             YamlValue::Seq(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
+                    if !has_template(item) {
+                        out.push(item.clone());
+                        continue;
+                    }
                     let ip = format!("{path}[{i}]");
                     let whole = item.as_str().is_some_and(|s| whole_template(s).is_some());
                     let new = self.substitute(item, &ip, report);
@@ -119,6 +123,9 @@ impl Bindings<'_> {
                 let entries = entries
                     .iter()
                     .map(|(pos, key, value)| {
+                        if !key.contains("<<") && !has_template(value) {
+                            return (*pos, key.clone(), value.clone());
+                        }
                         let kp = crate::diagnostic::join(path, key);
                         let key = if key.contains("<<") {
                             let k = self.string(key, *pos, &kp, report);
@@ -223,6 +230,16 @@ impl Bindings<'_> {
         }
         out.push_str(rest);
         out
+    }
+}
+
+/// Whether any string (or key) in `v` may hold a template: the rest is copied without building key paths.
+fn has_template(v: &Yaml) -> bool {
+    match &v.value {
+        YamlValue::Str(s) => s.contains("<<"),
+        YamlValue::Seq(items) => items.iter().any(has_template),
+        YamlValue::Map(entries) => entries.iter().any(|(_, k, v)| k.contains("<<") || has_template(v)),
+        _ => false,
     }
 }
 
