@@ -154,6 +154,8 @@ fn normalise(decl: &Parameter, v: Yaml) -> Yaml {
 /// What names resolve against: the configuration's own definitions, or inside an orb that orb's.
 #[derive(Clone, Copy)]
 struct Scope<'a> {
+    /// The file definitions of this scope are in, when it is not the configuration (a local orb's).
+    file: Option<&'a str>,
     orbs: &'a BTreeMap<String, Orb>,
     commands: &'a BTreeMap<String, Command>,
     executors: &'a BTreeMap<String, Executor>,
@@ -162,18 +164,20 @@ struct Scope<'a> {
 
 impl<'a> Scope<'a> {
     fn root(c: &'a Config) -> Scope<'a> {
-        Scope { orbs: &c.orbs, commands: &c.commands, executors: &c.executors, jobs: &c.jobs }
+        Scope { file: None, orbs: &c.orbs, commands: &c.commands, executors: &c.executors, jobs: &c.jobs }
     }
 
-    fn orb(o: &'a InlineOrb) -> Scope<'a> {
-        Scope { orbs: &o.orbs, commands: &o.commands, executors: &o.executors, jobs: &o.jobs }
+    /// An orb's scope; an inline orb inside a local orb file is in that file too.
+    fn orb(self, o: &'a InlineOrb) -> Scope<'a> {
+        let file = o.file.as_deref().or(self.file);
+        Scope { file, orbs: &o.orbs, commands: &o.commands, executors: &o.executors, jobs: &o.jobs }
     }
 
     /// The scope `name` lives in and its last part: `node/test` → (orb `node`, `test`).
     fn enter<'n>(self, name: &'n str) -> Option<(Scope<'a>, &'n str)> {
         match name.split_once('/') {
             None => Some((self, name)),
-            Some((orb, rest)) => Scope::orb(self.orbs.get(orb)?.contents()?).enter(rest),
+            Some((orb, rest)) => self.orb(self.orbs.get(orb)?.contents()?).enter(rest),
         }
     }
 
@@ -535,6 +539,16 @@ impl<'a> Processor<'a> {
         out
     }
 
+    /// Runs `f` with problems reported in `file` (a local orb's) instead of the configuration: positions in a
+    /// definition's YAML are that file's.
+    fn in_file<T>(&mut self, file: Option<&str>, f: impl FnOnce(&mut Self) -> T) -> T {
+        let Some(file) = file else { return f(self) };
+        let outer = std::mem::replace(&mut self.report.file, file.to_string());
+        let out = f(self);
+        self.report.file = outer;
+        out
+    }
+
     /// `body` (a job's, command's or executor's YAML) with `parameters` bound, its declarations left out.
     fn substitute_body(&mut self, body: &Yaml, parameters: &BTreeMap<String, Yaml>, path: &str) -> Yaml {
         let bindings = Bindings { parameters: Some(parameters), ..self.bindings };
@@ -568,8 +582,10 @@ impl<'a> Processor<'a> {
             None => join("jobs", job_name),
             Some(_) => format!("jobs.{job_name}"),
         };
-        let body = self.substitute_body(&job.body, &params, &path);
-        let j = read::job(&body, &path, job_name, &mut self.report);
+        let j = self.in_file(scope.file, |p| {
+            let body = p.substitute_body(&job.body, &params, &path);
+            read::job(&body, &path, job_name, &mut p.report)
+        });
         match j.kind {
             JobType::Build => {}
             JobType::Approval => return Expanded::Kind(JobKind::Approval),
@@ -579,17 +595,19 @@ impl<'a> Processor<'a> {
         if let Some(e) = &j.executor {
             let ep = join(&path, "executor");
             match scope.executor(&e.name) {
-                Some((_, ex)) => {
+                Some((ex_scope, ex)) => {
                     let what = format!("executor `{}`", e.name);
                     let call = Call { pos: e.pos, path: &ep, args: &e.args, matrix: &BTreeMap::new() };
-                    let params = self.bind(&ex.parameters, &call, &what);
-                    let body = self.substitute_body(&ex.body, &params, &ep);
-                    env = read::executor(&body, &ep, &e.name, &mut self.report).env;
+                    let params = self.in_file(scope.file, |p| p.bind(&ex.parameters, &call, &what));
+                    env = self.in_file(ex_scope.file, |p| {
+                        let body = p.substitute_body(&ex.body, &params, &ep);
+                        read::executor(&body, &ep, &e.name, &mut p.report).env
+                    });
                 }
                 None => {
                     let message = format!("unknown executor `{}`", e.name);
-                    let names = scope.executors.keys().map(String::as_str);
-                    self.report.push(e.pos, &ep, message, suggest(&e.name, names));
+                    let suggestion = suggest(&e.name, scope.executors.keys().map(String::as_str));
+                    self.in_file(scope.file, |p| p.report.push(e.pos, &ep, message, suggestion));
                 }
             }
         }
@@ -603,7 +621,7 @@ impl<'a> Processor<'a> {
             let pre = read::steps(&pre, &pp, &mut self.report);
             self.steps(self.root, &pre, &pp, &mut stack, &mut steps);
         }
-        self.steps(scope, &j.steps, &join(&path, "steps"), &mut stack, &mut steps);
+        self.in_file(scope.file, |p| p.steps(scope, &j.steps, &join(&path, "steps"), &mut stack, &mut steps));
         if let Some(post) = post {
             let pp = join(call.path, "post-steps");
             let post = scoped.substitute(post, &pp, &mut self.report);
@@ -618,7 +636,7 @@ impl<'a> Processor<'a> {
                 1
             }
         };
-        let spec = self.job_spec(name, &env, parallelism, steps, &path);
+        let spec = self.in_file(scope.file, |p| p.job_spec(name, &env, parallelism, steps, &path));
         if self.report.items.len() > errors_before {
             return Expanded::Failed;
         }
@@ -713,11 +731,13 @@ impl<'a> Processor<'a> {
         let cp = join(path, name);
         let call = Call { pos, path: &cp, args, matrix: &BTreeMap::new() };
         let params = self.bind(&command.parameters, &call, &format!("command `{name}`"));
-        let body = self.substitute_body(&command.body, &params, &cp);
-        let c = read::command(&body, &cp, name, &mut self.report);
-        stack.push((id, name.to_string()));
-        self.steps(inner_scope, &c.steps, &join(&cp, "steps"), stack, out);
-        stack.pop();
+        self.in_file(inner_scope.file, |p| {
+            let body = p.substitute_body(&command.body, &params, &cp);
+            let c = read::command(&body, &cp, name, &mut p.report);
+            stack.push((id, name.to_string()));
+            p.steps(inner_scope, &c.steps, &join(&cp, "steps"), stack, out);
+            stack.pop();
+        });
     }
 
     // --- from located YAML to plain values -------------------------------------------------------------

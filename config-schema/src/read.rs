@@ -236,6 +236,7 @@ pub fn inline_orb(v: &Yaml, pos: Pos, path: &str, what: &str, report: &mut Repor
     );
     InlineOrb {
         pos,
+        file: None,
         description: v.get("description").and_then(Yaml::scalar_text),
         orbs: v.get("orbs").map(|o| orbs(o, &join(path, "orbs"), report)).unwrap_or_default(),
         executors: v.get("executors").map(|o| named(o, &join(path, "executors"), report, executor)).unwrap_or_default(),
