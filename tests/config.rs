@@ -84,3 +84,23 @@ fn config_process_prints_the_expanded_config_and_locates_mistakes() {
     );
     assert!(r.stderr().contains(&want), "{}", r.stderr());
 }
+
+#[test]
+fn config_plan_runs_what_the_filters_allow() {
+    let example = workspace_dir().join("examples/app/.circleci/config.yml");
+    let plan = |args: &[&str]| {
+        let mut c = Command::new(bin_dir().join("runner"));
+        c.args(["config", "plan"]).args(args).arg(&example);
+        Run::of(&mut c)
+    };
+    // `push` only runs on main, after `build-and-test`.
+    plan(&["--branch", "main"])
+        .success()
+        .stdout_has("  - name: build-and-test\n    type: build\n    state: queued\n")
+        .stdout_has("  - name: push\n    type: build\n    state: blocked\n    requires:\n    - job: build-and-test\n");
+    let dev = plan(&["--branch", "dev"]).success();
+    assert!(!dev.stdout().contains("name: push"), "{}", dev.stdout());
+    // No job has a tag filter: a tag runs nothing.
+    plan(&["--tag", "v1.0.0"]).success().stdout_is("workflows: []\n");
+    plan(&[]).code_is(2).stderr_has("give --branch, --tag, or --schedule WORKFLOW with --branch");
+}

@@ -35,6 +35,13 @@ pub struct Plan {
     pub workflows: Vec<PlannedWorkflow>,
 }
 
+impl Plan {
+    /// The plan as YAML, as `runner config plan` prints it.
+    pub fn to_yaml(&self) -> Result<String, serde_saphyr::SerializeError> {
+        serde_saphyr::to_string(self)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedWorkflow {
     pub name: String,
