@@ -163,6 +163,7 @@ pub struct DockerImageSpec {
     pub image: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// As written: a list, or a string as the only element (not split: the runner decides, as for `command`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub entrypoint: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
