@@ -1,6 +1,6 @@
 //! `<< … >>` templates: substitution of `parameters.x` (a job's, command's or executor's arguments),
 //! `pipeline.parameters.x` and pipeline values such as `pipeline.git.branch`, and `matrix.x` into located YAML.
-//! CircleCI expands by substituting text and reading the result again; so does [`crate::process`], with this.
+//! CircleCI expands by substituting text and reading the result again; so does [`crate::process()`], with this.
 //!
 //! A string that is exactly one template takes the value itself (a boolean stays a boolean, a `steps` list
 //! stays a list, an executor map stays a map); a template inside a longer string takes the value's text. A list
