@@ -300,9 +300,7 @@ impl<'a> Processor<'a> {
             let Some(j) = read::workflow_job(&entry, &jp, &mut self.report) else { continue };
             let Some(m) = &j.matrix else {
                 let name = j.display_name().to_string();
-                if let Some(inst) = self.instance(&entry, &jp, j, name, BTreeMap::new(), None) {
-                    out.push(inst);
-                }
+                out.push(self.instance(&entry, &jp, j, name, BTreeMap::new(), None));
                 continue;
             };
             let mut params = m.parameters.clone();
@@ -342,15 +340,15 @@ impl<'a> Processor<'a> {
                 };
                 j.args.retain(|(k, _)| !values.contains_key(k));
                 j.args.extend(combo);
-                if let Some(inst) = self.instance(&entry, &jp, j, name, values, Some(alias.clone())) {
-                    out.push(inst);
-                }
+                out.push(self.instance(&entry, &jp, j, name, values, Some(alias.clone())));
             }
         }
         out
     }
 
-    /// One workflow job with its arguments: the job expanded into a spec (unless it is an approval).
+    /// One workflow job with its arguments: the job expanded into a spec (unless it is an approval). A job that
+    /// cannot be expanded (reported) stays in the workflow without a spec, so jobs requiring it are not reported
+    /// again.
     fn instance(
         &mut self,
         entry: &Yaml,
@@ -359,7 +357,7 @@ impl<'a> Processor<'a> {
         name: String,
         matrix: BTreeMap<String, Yaml>,
         alias: Option<String>,
-    ) -> Option<Instance> {
+    ) -> Instance {
         let filters = filters_spec(&j.filters);
         let mut inst = Instance {
             pos: j.pos,
@@ -373,13 +371,13 @@ impl<'a> Processor<'a> {
         };
         if j.approval {
             inst.kind = JobKind::Approval;
-            return Some(inst);
+            return inst;
         }
         let jp = join(path, &j.job);
         let Some((scope, job)) = self.root.job(&j.job) else {
             let message = format!("unknown job `{}`", j.job);
             self.report.push(j.pos, path, message, suggest(&j.job, self.root.jobs.keys().map(String::as_str)));
-            return None;
+            return inst;
         };
         let body = entry.entries().first().map(|(_, _, b)| b);
         let pre = body.and_then(|b| b.get("pre-steps"));
@@ -388,9 +386,9 @@ impl<'a> Processor<'a> {
         match self.job(scope, &j.job, job, &name, call, pre, post) {
             Expanded::Spec(spec) => inst.spec = Some(*spec),
             Expanded::Kind(kind) => inst.kind = kind,
-            Expanded::Failed => return None,
+            Expanded::Failed => {}
         }
-        Some(inst)
+        inst
     }
 
     /// Requires fanned out over matrix aliases and checked, names checked unique, the graph checked for
