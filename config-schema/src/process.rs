@@ -1048,3 +1048,86 @@ fn filter_spec(f: &Filter) -> Option<FilterSpec> {
 fn filters_spec(f: &Filters) -> FiltersSpec {
     FiltersSpec { branches: filter_spec(&f.branches), tags: filter_spec(&f.tags) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(text: &str, pipeline: &Pipeline) -> Result<ProcessedConfig, String> {
+        crate::process_text(text, "t.yml", &crate::Options::default(), pipeline).map_err(|e| e.to_string())
+    }
+
+    fn names(p: &ProcessedConfig, workflow: &str) -> Vec<String> {
+        p.workflows.get(workflow).map(|w| w.jobs.iter().map(|j| j.name.clone()).collect()).unwrap_or_default()
+    }
+
+    #[test]
+    fn matrix_names_order_values_by_parameter_name() {
+        // CircleCI's documented example: `version` is written first, but `platform` sorts first.
+        let p = run(
+            "version: 2.1\njobs:\n  build:\n    parameters: {version: {type: string}, platform: {type: string}}\n\
+             \x20   docker: [{image: x}]\n    steps: [checkout]\nworkflows:\n  w:\n    jobs:\n      - build:\n\
+             \x20         matrix:\n            parameters:\n              version: ['0.1', '0.2']\n\
+             \x20             platform: [macos, linux]\n            exclude: [{platform: linux, version: '0.1'}]\n\
+             \x20     - build: {name: after, version: '1', platform: x, requires: [build]}\n",
+            &Pipeline::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(names(&p, "w"), ["build-macos-0.1", "build-macos-0.2", "build-linux-0.2", "after"]);
+        let after = &p.workflows["w"].jobs[3];
+        let upstream: Vec<&str> = after.requires.iter().map(|r| r.job.as_str()).collect();
+        assert_eq!(upstream, ["build-macos-0.1", "build-macos-0.2", "build-linux-0.2"]);
+    }
+
+    #[test]
+    fn job_settings_lie_over_the_executor() {
+        let p = run(
+            "version: 2.1\nexecutors:\n  e:\n    docker: [{image: base}]\n    shell: /bin/sh\n    resource_class: large\n\
+             \x20   environment: {A: executor, B: executor}\njobs:\n  j:\n    executor: e\n    resource_class: small\n\
+             \x20   environment: {B: job, C: job}\n    steps: [checkout]\nworkflows:\n  w:\n    jobs: [j]\n",
+            &Pipeline::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let j = &p.jobs["j"];
+        assert_eq!(j.docker[0].image, "base");
+        assert_eq!((j.shell.as_deref(), j.resource_class.as_deref()), (Some("/bin/sh"), Some("small")));
+        let env: Vec<(&str, &str)> = j.environment.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(env, [("A", "executor"), ("B", "job"), ("C", "job")]);
+    }
+
+    #[test]
+    fn logic_statements_follow_circleci_truthiness() {
+        let text = "version: 2.1\nparameters:\n  n: {type: integer, default: 0}\n  s: {type: string, default: ''}\n\
+            jobs:\n  j: {docker: [{image: x}], steps: [checkout]}\nworkflows:\n\
+            \x20 zero: {when: << pipeline.parameters.n >>, jobs: [j]}\n\
+            \x20 empty: {when: << pipeline.parameters.s >>, jobs: [j]}\n\
+            \x20 empty-and: {when: {and: []}, jobs: [j]}\n\
+            \x20 release: {when: {matches: {pattern: '^release/', value: << pipeline.git.branch >>}}, jobs: [j]}\n\
+            \x20 not-main: {unless: {equal: [main, << pipeline.git.branch >>]}, jobs: [j]}\n";
+        let on = |branch: &str, n: i64| {
+            let pipeline = Pipeline {
+                parameters: [("n".to_string(), serde_json::Value::from(n))].into_iter().collect(),
+                values: [("git.branch".to_string(), branch.to_string())].into_iter().collect(),
+            };
+            let p = run(text, &pipeline).unwrap_or_else(|e| panic!("{e}"));
+            p.workflows.keys().cloned().collect::<Vec<_>>()
+        };
+        assert_eq!(on("main", 0), Vec::<String>::new());
+        assert_eq!(on("release/2", 3), ["not-main", "release", "zero"]);
+    }
+
+    #[test]
+    fn pipeline_parameter_errors_say_what_to_do() {
+        let err = run(
+            "version: 2.1\nparameters:\n  go: {type: string}\njobs:\n  j: {docker: [{image: x}], steps: [checkout]}\n\
+             workflows:\n  w: {jobs: [j]}\n",
+            &Pipeline::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "t.yml:3:3: parameters.go: pipeline parameter `go` (string) has no default and no value was given: pass \
+             it (runner: `--pipeline-parameters '{\"go\": …}'`) or give it a default"
+        );
+    }
+}
