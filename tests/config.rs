@@ -49,7 +49,7 @@ fn config_process_prints_the_expanded_config_and_locates_mistakes() {
         .stdout_has("version: 2\n")
         .stdout_has("  push:\n    name: push\n    docker:\n    - image: busybox:latest\n")
         .stdout_has("        name: Log in to the registry\n")
-        .stdout_has("      - job: build-and-test\n");
+        .stdout_has("      requires:\n      - build-and-test\n");
 
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("config.yml");
@@ -97,7 +97,7 @@ fn config_plan_runs_what_the_filters_allow() {
     plan(&["--branch", "main"])
         .success()
         .stdout_has("  - name: build-and-test\n    type: build\n    state: queued\n")
-        .stdout_has("  - name: push\n    type: build\n    state: blocked\n    requires:\n    - job: build-and-test\n");
+        .stdout_has("  - name: push\n    type: build\n    state: blocked\n    requires:\n    - build-and-test\n");
     let dev = plan(&["--branch", "dev"]).success();
     assert!(!dev.stdout().contains("name: push"), "{}", dev.stdout());
     // No job has a tag filter: a tag runs nothing.

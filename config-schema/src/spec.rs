@@ -84,11 +84,47 @@ impl JobKind {
     }
 }
 
-/// `requires:` entry: the upstream job and the statuses of it that satisfy this one.
+/// `requires:` entry: the upstream job and the statuses of it that satisfy this one. Written as CircleCI writes
+/// it: the job's name when only `success` satisfies it, else `{job: [statuses]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "RequirementWire", try_from = "RequirementWire")]
 pub struct RequirementSpec {
     pub job: String,
     pub statuses: Vec<JobStatus>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum RequirementWire {
+    Success(String),
+    Statuses(BTreeMap<String, Vec<JobStatus>>),
+}
+
+impl From<RequirementSpec> for RequirementWire {
+    fn from(r: RequirementSpec) -> RequirementWire {
+        if r.statuses == [JobStatus::Success] {
+            RequirementWire::Success(r.job)
+        } else {
+            RequirementWire::Statuses([(r.job, r.statuses)].into_iter().collect())
+        }
+    }
+}
+
+impl TryFrom<RequirementWire> for RequirementSpec {
+    type Error = String;
+
+    fn try_from(w: RequirementWire) -> Result<RequirementSpec, String> {
+        match w {
+            RequirementWire::Success(job) => Ok(RequirementSpec { job, statuses: vec![JobStatus::Success] }),
+            RequirementWire::Statuses(m) if m.len() == 1 => {
+                let (job, statuses) = m.into_iter().next().unwrap_or_default();
+                Ok(RequirementSpec { job, statuses })
+            }
+            RequirementWire::Statuses(m) => {
+                Err(format!("a requirement names one job and its statuses, found {} jobs", m.len()))
+            }
+        }
+    }
 }
 
 /// A finished job's status, as `requires` names it (`terminal` is any of them).
@@ -155,6 +191,8 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub environment: BTreeMap<String, String>,
     pub parallelism: u32,
+    /// A `checkout` without options is written as the bare word, as in CircleCI's configurations.
+    #[serde(with = "bare_checkout")]
     pub steps: Vec<SpecStep>,
 }
 
@@ -272,6 +310,45 @@ pub struct RunSpec {
     pub when: StepWhen,
 }
 
+/// Steps with a plain `checkout` as the word `- checkout` (serde's externally tagged form would be
+/// `checkout: {}`); both forms read back.
+mod bare_checkout {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::SpecStep;
+
+    #[derive(Serialize)]
+    #[serde(untagged)]
+    enum Out<'a> {
+        Word(&'static str),
+        Step(&'a SpecStep),
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum In {
+        Word(String),
+        Step(SpecStep),
+    }
+
+    const PLAIN: SpecStep = SpecStep::Checkout { path: None, method: None };
+
+    pub fn serialize<S: Serializer>(steps: &[SpecStep], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(steps.iter().map(|step| if *step == PLAIN { Out::Word("checkout") } else { Out::Step(step) }))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SpecStep>, D::Error> {
+        Vec::<In>::deserialize(d)?
+            .into_iter()
+            .map(|step| match step {
+                In::Step(s) => Ok(s),
+                In::Word(w) if w == "checkout" => Ok(PLAIN),
+                In::Word(w) => Err(serde::de::Error::custom(format!("`{w}` is not a step without options"))),
+            })
+            .collect()
+    }
+}
+
 /// Whether a step runs after earlier steps succeeded, failed, or either.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -326,6 +403,32 @@ mod tests {
         assert_eq!(parse_duration("45"), Some(45));
         assert_eq!(parse_duration("10x"), None);
         assert_eq!(parse_duration("10m5"), None);
+    }
+
+    #[test]
+    fn requirements_and_plain_checkouts_are_written_as_circleci_writes_them() {
+        let job = JobSpec {
+            name: "j".into(),
+            steps: vec![
+                SpecStep::Checkout { path: None, method: None },
+                SpecStep::Checkout { path: Some("src".into()), method: None },
+            ],
+            ..JobSpec::default()
+        };
+        let json = serde_json::to_value(&job).unwrap_or_default();
+        assert_eq!(json["steps"], serde_json::json!(["checkout", {"checkout": {"path": "src"}}]));
+        let back: Result<JobSpec, _> = serde_json::from_value(json);
+        assert_eq!(back.ok(), Some(job));
+        let requires = vec![
+            RequirementSpec { job: "a".into(), statuses: vec![JobStatus::Success] },
+            RequirementSpec { job: "b".into(), statuses: vec![JobStatus::Failed, JobStatus::Canceled] },
+        ];
+        let json = serde_json::to_string(&requires).unwrap_or_default();
+        assert_eq!(json, r#"["a",{"b":["failed","canceled"]}]"#);
+        let back: Vec<RequirementSpec> = serde_json::from_str(&json).unwrap_or_default();
+        assert_eq!(back, requires);
+        let two: Result<RequirementSpec, _> = serde_json::from_str(r#"{"a": ["success"], "b": ["failed"]}"#);
+        assert!(two.is_err());
     }
 
     #[test]
