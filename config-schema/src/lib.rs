@@ -1,17 +1,23 @@
 //! CircleCI 2.0/2.1 configuration for Drydock: [`yaml`] reads the file into a located tree (budgets against
 //! alias bombs, merge keys), [`read`] turns it into the typed [`model`], [`orb`] reads registry orbs from a local
 //! orb directory, [`validate`] checks it across references; every problem is a located [`Diagnostic`].
-//! Processing (expansion of orbs, executors, commands, parameters, matrices, `when`) and workflow planning build
-//! on this model: [`Config::job`], [`Config::command`] and [`Config::executor`] resolve names (orb prefixes
-//! included), and jobs, commands, executors and workflows keep the YAML `body` they were read from so
-//! parameters can be substituted into it and the result read again with [`read::job`] and friends.
+//! [`process`](mod@process) expands a checked model for one pipeline (orbs, executors, commands, parameters,
+//! matrices, `when`) into the [`spec`] types the coordinator and the runner consume: jobs, commands, executors
+//! and workflows keep the YAML `body` they were read from, [`template`] substitutes `<< … >>` into it, and the
+//! result is read again with [`read::job`] and friends — as CircleCI itself expands. [`plan`](mod@plan) decides
+//! which workflows and jobs of a processed configuration run for a trigger (branch, tag or schedule).
 //!
-//! Entry points: [`parse`] (syntax and shapes only), [`check`] (parse, resolve orbs, validate), [`load`] (a file).
+//! Entry points: [`parse`] (syntax and shapes only), [`check`] (parse, resolve orbs, validate), [`load`] (a file),
+//! [`process_text`] and [`process_file`] (check, then process).
 
 pub mod diagnostic;
 pub mod model;
 pub mod orb;
+pub mod plan;
+pub mod process;
 pub mod read;
+pub mod spec;
+pub mod template;
 pub mod validate;
 pub mod yaml;
 
@@ -19,6 +25,9 @@ use std::path::PathBuf;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use model::Config;
+pub use plan::{plan, Plan, Trigger};
+pub use process::{process, Pipeline};
+pub use spec::{JobSpec, ProcessedConfig};
 
 /// How to read a configuration.
 #[derive(Debug, Clone, Default)]
@@ -67,6 +76,27 @@ pub fn check(text: &str, file: &str, options: &Options) -> Result<Config, Diagno
         all.0.extend(in_orb_files);
         Err(all)
     }
+}
+
+/// Checks `text` (named `file` in messages) and processes it for `pipeline`.
+pub fn process_text(
+    text: &str,
+    file: &str,
+    options: &Options,
+    pipeline: &Pipeline,
+) -> Result<ProcessedConfig, Diagnostics> {
+    let config = check(text, file, options)?;
+    process(&config, file, pipeline)
+}
+
+/// Reads, checks and processes a configuration file.
+pub fn process_file(
+    path: &std::path::Path,
+    options: &Options,
+    pipeline: &Pipeline,
+) -> Result<ProcessedConfig, Diagnostics> {
+    let config = load(path, options)?;
+    process(&config, &path.display().to_string(), pipeline)
 }
 
 /// Reads and checks a configuration file.

@@ -94,6 +94,9 @@ impl Orb {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct InlineOrb {
     pub pos: Pos,
+    /// The file an orb of the local orb directory was read from (positions inside it are that file's); `None`
+    /// for an orb written inline in the configuration.
+    pub file: Option<String>,
     pub description: Option<String>,
     pub orbs: BTreeMap<String, Orb>,
     pub executors: BTreeMap<String, Executor>,

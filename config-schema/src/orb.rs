@@ -106,7 +106,9 @@ fn load(file: &Path, reference: &str, pos: crate::yaml::Pos, report: &mut Report
         return None;
     }
     // Positions inside the orb are the orb file's; `pos` (where the config declares it) is the orb's own.
-    Some(read::inline_orb(&doc, pos, "", &format!("orb {reference}"), report))
+    let mut orb = read::inline_orb(&doc, pos, "", &format!("orb {reference}"), report);
+    orb.file = Some(file.display().to_string());
+    Some(orb)
 }
 
 #[cfg(test)]

@@ -236,6 +236,7 @@ pub fn inline_orb(v: &Yaml, pos: Pos, path: &str, what: &str, report: &mut Repor
     );
     InlineOrb {
         pos,
+        file: None,
         description: v.get("description").and_then(Yaml::scalar_text),
         orbs: v.get("orbs").map(|o| orbs(o, &join(path, "orbs"), report)).unwrap_or_default(),
         executors: v.get("executors").map(|o| named(o, &join(path, "executors"), report, executor)).unwrap_or_default(),
@@ -845,7 +846,7 @@ fn workflows(v: &Yaml, report: &mut Report) -> BTreeMap<String, Workflow> {
     out
 }
 
-fn workflow_job(v: &Yaml, path: &str, report: &mut Report) -> Option<WorkflowJob> {
+pub fn workflow_job(v: &Yaml, path: &str, report: &mut Report) -> Option<WorkflowJob> {
     let (job, body, pos) = match &v.value {
         YamlValue::Str(s) => (s.clone(), None, v.pos),
         YamlValue::Map(entries) if entries.len() == 1 => {

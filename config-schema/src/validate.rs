@@ -247,7 +247,7 @@ fn is_template(v: &Yaml) -> bool {
 }
 
 /// Checks a value against a parameter's type; `what` names it in messages.
-fn check_value(p: &Parameter, v: &Yaml, path: &str, what: &str, report: &mut Report) {
+pub(crate) fn check_value(p: &Parameter, v: &Yaml, path: &str, what: &str, report: &mut Report) {
     if is_template(v) {
         return;
     }
@@ -709,7 +709,7 @@ fn crate_days_of_week(field: &str) -> Result<String, String> {
     Ok(out.join(","))
 }
 
-fn find_cycle<'a>(edges: &BTreeMap<&'a str, Vec<&'a str>>) -> Option<Vec<String>> {
+pub(crate) fn find_cycle<'a>(edges: &BTreeMap<&'a str, Vec<&'a str>>) -> Option<Vec<String>> {
     fn visit<'a>(
         n: &'a str,
         edges: &BTreeMap<&'a str, Vec<&'a str>>,

@@ -150,6 +150,9 @@ pub fn parse(text: &str) -> Result<Yaml, SyntaxError> {
     budget.max_aliases = 5_000;
     budget.max_anchors = 10_000;
     budget.max_depth = 100;
+    // Not the alias/anchor ratio rule: 100 jobs that each merge `<<: *defaults` are 100 aliases of one anchor,
+    // which that rule calls a bomb. Bombs are what the replay limit below measures.
+    budget.enforce_alias_anchor_ratio = false;
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
     options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
@@ -311,6 +314,17 @@ mod tests {
         assert_eq!(build.get("image").and_then(Yaml::as_str), Some("a"));
         assert_eq!(build.get("shell").and_then(Yaml::as_str), Some("bash"));
         assert_eq!(build.get("shell").unwrap().pos, Pos { line: 7, column: 12 });
+    }
+
+    #[test]
+    fn many_jobs_merging_one_anchor_are_not_an_alias_bomb() {
+        let mut doc = String::from("defaults: &defaults\n  docker: [{image: busybox}]\n  shell: sh\njobs:\n");
+        for i in 0..300 {
+            doc.push_str(&format!("  job-{i}:\n    <<: *defaults\n    steps: [checkout]\n"));
+        }
+        let parsed = parse(&doc).map_err(|e| e.message);
+        let jobs = parsed.as_ref().map(|d| d.get("jobs").map_or(0, |j| j.entries().len()));
+        assert_eq!(jobs, Ok(300));
     }
 
     #[test]

@@ -2,7 +2,11 @@
 //! exactly the messages in `invalid/NAME.expected` (one per line). Set `DRYDOCK_BLESS=1` to rewrite the expected
 //! files after a deliberate change — then read the diff.
 
+mod common;
+
 use std::path::{Path, PathBuf};
+
+use common::diff;
 
 fn fixtures(kind: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(kind);
@@ -19,31 +23,6 @@ fn fixtures(kind: &str) -> Vec<PathBuf> {
 fn options() -> config_schema::Options {
     // Relative (cargo runs tests in the crate directory) so the expected messages are the same everywhere.
     config_schema::Options { orb_dir: Some(PathBuf::from("tests/fixtures/orbs")) }
-}
-
-/// A line diff (longest common subsequence): `  ` same, `- ` only expected, `+ ` only got.
-fn diff(expected: &str, got: &str) -> String {
-    let (a, b): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), got.lines().collect());
-    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
-        }
-    }
-    let (mut i, mut j, mut out) = (0, 0, String::new());
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            out += &format!("    {}\n", a[i]);
-            (i, j) = (i + 1, j + 1);
-        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
-            out += &format!("  - {}\n", a[i]);
-            i += 1;
-        } else {
-            out += &format!("  + {}\n", b[j]);
-            j += 1;
-        }
-    }
-    out
 }
 
 #[test]

@@ -4,8 +4,13 @@
 
 use proptest::prelude::*;
 
+/// Checks, and processes what checks cleanly (processing must not panic either).
 fn check(text: &str) -> Result<config_schema::Config, config_schema::Diagnostics> {
-    config_schema::check(text, "fuzz.yml", &config_schema::Options::default())
+    let checked = config_schema::check(text, "fuzz.yml", &config_schema::Options::default());
+    if let Ok(config) = &checked {
+        let _ = config_schema::process(config, "fuzz.yml", &config_schema::Pipeline::default());
+    }
+    checked
 }
 
 /// A YAML-ish tree whose keys and scalars come from the configuration reference, so random documents get deep
@@ -235,4 +240,45 @@ fn oversize_documents_are_rejected_before_parsing() {
 fn deep_nesting_is_rejected_not_overflowing_the_stack() {
     let doc = format!("version: 2.1\njobs: {}{}\n", "[".repeat(5000), "]".repeat(5000));
     assert!(check(&doc).is_err());
+}
+
+/// Commands that invoke each other ten times over, eight deep: 10^8 invocations whose steps a false `when`
+/// drops. Processing stops at its invocation budget with a message instead of running for hours.
+#[test]
+fn command_fan_out_bomb_is_refused() {
+    let mut doc = String::from(
+        "version: 2.1\ncommands:\n  c0:\n    steps:\n      - when: {condition: false, steps: [checkout]}\n",
+    );
+    for i in 1..=8 {
+        doc.push_str(&format!("  c{i}:\n    steps: [{}]\n", vec![format!("c{}", i - 1); 10].join(", ")));
+    }
+    doc.push_str("jobs:\n  build:\n    docker: [{image: busybox}]\n    steps: [c8]\n");
+    doc.push_str("workflows:\n  main:\n    jobs: [build]\n");
+    let config = check(&doc).unwrap_or_else(|e| panic!("{e}"));
+    let problems = config_schema::process(&config, "fuzz.yml", &config_schema::Pipeline::default())
+        .err()
+        .map(|d| d.to_string())
+        .unwrap_or_default();
+    assert!(problems.contains("more than 100000 command invocations"), "got: {problems}");
+}
+
+/// Ten parameters of ten values: 10^10 combinations are refused before any is made.
+#[test]
+fn matrix_explosion_is_refused() {
+    let values = "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]";
+    let params: String = (0..10).map(|i| format!("      p{i}: {{type: integer}}\n")).collect();
+    let matrix: String = (0..10).map(|i| format!("                p{i}: {values}\n")).collect();
+    let doc = format!(
+        "version: 2.1\njobs:\n  build:\n    parameters:\n{params}    docker: [{{image: busybox}}]\n    steps: [checkout]\n\
+         workflows:\n  main:\n    jobs:\n      - build:\n          matrix:\n            parameters:\n{matrix}"
+    );
+    let config = check(&doc).unwrap_or_else(|e| panic!("{e}"));
+    let problems = config_schema::process(&config, "fuzz.yml", &config_schema::Pipeline::default())
+        .err()
+        .map(|d| d.to_string())
+        .unwrap_or_default();
+    assert!(
+        problems.contains("the matrix expands to 10 × 10 × 10 × 10 × 10 × 10 × 10 × 10 × 10 × 10 jobs"),
+        "got: {problems}"
+    );
 }
