@@ -679,3 +679,84 @@ fn unreachable_registry_is_a_clear_error() {
         .code_is(125)
         .stderr_has(&format!("cannot reach registry 127.0.0.1:{port}"));
 }
+
+/// podman as an independent oracle, with its own storage in a temp dir. It runs in a private mount namespace
+/// without the hybrid host's cgroup2 mount (crun refuses hybrid mode, as in bench/run-latency), and its
+/// containers get rlimits within this host's hard limits (the root shell lacks CAP_SYS_RESOURCE).
+struct Podman {
+    dir: tempfile::TempDir,
+}
+
+impl Podman {
+    fn new() -> Podman {
+        assert!(Path::new("/usr/bin/podman").exists(), "podman is missing: run script/bootstrap");
+        Podman { dir: tempfile::tempdir().expect("podman storage") }
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        let storage = self.dir.path().join("storage").display().to_string();
+        let runroot = self.dir.path().join("run").display().to_string();
+        let mut c = Command::new("unshare");
+        c.args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg("umount /sys/fs/cgroup/unified 2>/dev/null; exec podman \"$@\"")
+            .arg("podman")
+            .args(["--root", &storage, "--runroot", &runroot, "--storage-driver", "overlay"])
+            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"])
+            .args(args);
+        Run::of(&mut c)
+    }
+
+    fn run_container(&self, image: &str) -> Run {
+        self.run(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            image,
+        ])
+    }
+}
+
+#[test]
+fn an_image_built_and_pushed_by_podman_is_pulled_and_run_by_the_engine() {
+    if !can_run_containers() {
+        return;
+    }
+    let registry = Registry::start();
+    let podman = Podman::new();
+    let ctx = tempfile::tempdir().expect("context");
+    fs::copy(crate::util::busybox_tar(), ctx.path().join("busybox.tar.gz")).expect("copy busybox");
+    fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM scratch\nADD busybox.tar.gz /\nRUN echo built-by-podman > /greeting\nCMD [\"cat\", \"/greeting\"]\n",
+    )
+    .expect("Dockerfile");
+    let image = format!("{}/oracle/podman:1", registry.host());
+    podman.run(&["build", "--network", "none", "-t", &image, &ctx.path().display().to_string()]).success();
+    podman.run(&["push", "--tls-verify=false", &image]).success();
+
+    let client = Client::new(TestEngine::new());
+    client.run(&["pull", &image]).success();
+    client.run(&["run", "--rm", "--network", "none", &image]).success().stdout_is("built-by-podman\n");
+}
+
+#[test]
+fn an_archive_saved_by_the_engine_is_loaded_and_run_by_podman() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    e.run(["run", "--name", "mk", "--network", "none", "busybox", "sh", "-c", "echo from-drydock > /msg"]).success();
+    e.run(["commit", "-c", "CMD [\"cat\", \"/msg\"]", "mk", "ours:1"]).success();
+    let dir = tempfile::tempdir().expect("archive dir");
+    let archive = dir.path().join("ours.tar").display().to_string();
+    e.run(["save", "-o", &archive, "ours:1"]).success();
+
+    let podman = Podman::new();
+    podman.run(&["load", "-i", &archive]).success().stdout_has("Loaded image: docker.io/library/ours:1");
+    podman.run_container("docker.io/library/ours:1").success().stdout_is("from-drydock\n");
+}
