@@ -17,13 +17,19 @@
 //! Conformance reference: moby/buildkit `frontend/dockerfile/{parser,instructions,shell}` and
 //! moby/patternmatcher; each module lists the rules it carries over and where it deliberately differs.
 
+pub mod cache;
+pub mod context;
+pub mod copy;
 pub mod dockerignore;
 pub mod error;
+pub mod executor;
 mod flags;
 pub mod heredoc;
+pub mod image_mount;
 pub mod instruction;
 pub mod mount;
 pub mod parser;
+pub mod run;
 pub mod shell_lex;
 pub mod stages;
 

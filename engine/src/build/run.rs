@@ -1,0 +1,140 @@
+//! `RUN` as the classic builder runs it: a throwaway container made from the step's image (its env, workdir,
+//! user; the command already wrapped in the stage's `SHELL`), started through the ordinary monitor with its
+//! output on the build's stdout/stderr (or discarded with `-q`), and — when it exits 0 — its overlay upper
+//! directory turned into the step's layer. The container is removed whatever happens ([`RunGuard`]).
+//!
+//! Network: the default `bridge`, as docker's classic builder does (so `RUN wget …` works); `RUN --network=none`
+//! and `--network=host` are honoured. The image's `VOLUME`s are not mounted and its `HEALTHCHECK` is not run:
+//! a build step is not a service (docker's builder also discards changes under declared volumes; we keep them,
+//! see docs/engine-build.md).
+
+use std::fs::{self, File};
+use std::io::BufWriter;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use crate::build::cache::StepImage;
+use crate::container::create::{create_from_image, CreateOptions};
+use crate::container::monitor::{self, Started};
+use crate::container::rootfs::layer_tar;
+use crate::container::ContainerStore;
+use crate::image::{Image, ImageStore};
+
+/// What a `RUN` step needs beyond the image.
+pub struct RunRequest<'a> {
+    /// The full argv (shell + script, or the exec form).
+    pub argv: Vec<String>,
+    /// Build args in effect, as `KEY=value` (not overriding the image's `ENV`).
+    pub env: Vec<String>,
+    /// `none`, `host` or `bridge`.
+    pub network: &'a str,
+    /// Read-only bind mounts (`host:container:ro`) for heredoc scripts.
+    pub binds: Vec<String>,
+    /// Discard the command's output (`build -q`).
+    pub quiet: bool,
+}
+
+/// How a `RUN` ended.
+pub enum RunOutcome {
+    /// Exit 0: the layer tar of its changes.
+    Done { container: String, layer: PathBuf },
+    /// A non-zero exit code.
+    Failed { container: String, code: i32 },
+}
+
+/// Removes the build container when the step is over, however it ends.
+struct RunGuard<'a> {
+    store: &'a ContainerStore,
+    id: String,
+}
+
+impl Drop for RunGuard<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = crate::container::remove::remove(self.store, &self.id, true, true) {
+            tracing::warn!(container.id = %self.id, "cannot remove the build container: {e}");
+        }
+    }
+}
+
+/// Runs `req` in a container from `step`; on success writes the layer tar into `staging`. `announce` is called
+/// with the container ID once it exists (for ` ---> Running in …`).
+pub fn run(
+    containers: &ContainerStore,
+    images: &ImageStore,
+    step: &StepImage,
+    req: &RunRequest<'_>,
+    staging: &Path,
+    announce: &mut dyn FnMut(&str),
+) -> crate::container::Result<RunOutcome> {
+    let mut config = step.config.clone();
+    config.config.volumes.clear();
+    config.config.healthcheck = None;
+    let id = step.id();
+    let image = Image { id: id.clone(), manifest_digest: id, config, names: Vec::new(), layers: step.layers.clone() };
+    let opts = CreateOptions {
+        image: image.id.to_string(),
+        cmd: req.argv.clone(),
+        entrypoint: Some(String::new()),
+        env: req.env.clone(),
+        network: Some(req.network.to_owned()),
+        binds: req.binds.clone(),
+        ..CreateOptions::default()
+    };
+    let container = create_from_image(containers, images, &image, &opts)?;
+    let guard = RunGuard { store: containers, id: container.id.clone() };
+    announce(&container.id);
+    let stdio = stdio(req.quiet).map_err(crate::container::io_err("cannot set up the build container's output"))?;
+    let mut spawned = monitor::spawn_with_stdio(containers.root(), &container.id, &stdio)?;
+    drop(stdio);
+    let code = match spawned.started()? {
+        Started::Pid(_) => match spawned.exited() {
+            Some(code) => code,
+            None => containers.state(&container.id).map(|s| s.exit_code)?,
+        },
+        Started::Failed(code, message) => {
+            return Err(crate::container::Error::Invoke { code, message });
+        }
+    };
+    if code != 0 {
+        return Ok(RunOutcome::Failed { container: guard.id.clone(), code });
+    }
+    let upper = containers.dir(&container.id).join("upper");
+    drop_mountpoint_stubs(&upper, &image, images);
+    let layer = staging.join("run-layer.tar");
+    let file = File::create(&layer).map_err(crate::container::io_err(format!("cannot create {}", layer.display())))?;
+    layer_tar(&upper, BufWriter::new(file))?;
+    Ok(RunOutcome::Done { container: guard.id.clone(), layer })
+}
+
+/// stdin from /dev/null; stdout and stderr this process's (or /dev/null when quiet).
+fn stdio(quiet: bool) -> std::io::Result<[OwnedFd; 3]> {
+    let null = || -> std::io::Result<OwnedFd> { Ok(File::options().read(true).write(true).open("/dev/null")?.into()) };
+    if quiet {
+        return Ok([null()?, null()?, null()?]);
+    }
+    let out = std::io::stdout();
+    let err = std::io::stderr();
+    use std::os::fd::AsFd;
+    Ok([null()?, out.as_fd().try_clone_to_owned()?, err.as_fd().try_clone_to_owned()?])
+}
+
+/// The runtime creates empty mount points for `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` (and the
+/// `/proc`, `/sys`, `/dev` directories) when the image lacks them; they are not the command's doing, so they do
+/// not belong in the layer (docker keeps them in a hidden init layer).
+fn drop_mountpoint_stubs(upper: &Path, image: &Image, images: &ImageStore) {
+    let lower = images.layer_dirs(image).unwrap_or_default();
+    let in_image = |rel: &str| lower.iter().any(|l| l.join(rel).symlink_metadata().is_ok());
+    for rel in ["etc/hosts", "etc/hostname", "etc/resolv.conf"] {
+        let p = upper.join(rel);
+        if p.metadata().is_ok_and(|m| m.is_file() && m.len() == 0) && !in_image(rel) {
+            let _ = fs::remove_file(&p);
+        }
+    }
+    for rel in ["dev", "proc", "sys", "etc"] {
+        let p = upper.join(rel);
+        let empty = fs::read_dir(&p).is_ok_and(|mut d| d.next().is_none());
+        if empty && !in_image(rel) {
+            let _ = fs::remove_dir(&p);
+        }
+    }
+}
