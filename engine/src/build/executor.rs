@@ -85,6 +85,8 @@ pub struct BuildOptions {
     pub tags: Vec<Reference>,
     /// `-q`: no step output, no `RUN` output.
     pub quiet: bool,
+    /// `--network`: the network of `RUN` steps without `--network=` (default: the `bridge` network).
+    pub network: Option<String>,
 }
 
 /// Finds (or pulls) an image by name; `pull` forces a pull. Supplied by the caller, which knows registries.
@@ -313,6 +315,9 @@ impl Builder<'_> {
                     let i = Instruction { line, end_line: line, ..i };
                     self.execute(&mut state, &i, built)?;
                 }
+            }
+            if let Some(id) = &state.id {
+                self.say(&format!(" ---> {}", id.short()))?;
             }
         }
         for instruction in &stage.instructions {
@@ -556,9 +561,12 @@ impl Builder<'_> {
                     return Err(self.step_error(line, "RUN --security=insecure is not supported"));
                 }
                 let network = match run.network {
-                    Some(NetworkMode::None) => "none",
-                    Some(NetworkMode::Host) => "host",
-                    _ => crate::network::DEFAULT_NETWORK,
+                    Some(NetworkMode::None) => crate::network::NONE_NETWORK.to_owned(),
+                    Some(NetworkMode::Host) => crate::network::HOST_NETWORK.to_owned(),
+                    _ => match self.opts.network.as_deref() {
+                        None | Some("default") => crate::network::DEFAULT_NETWORK.to_owned(),
+                        Some(n) => n.to_owned(),
+                    },
                 };
                 let mut binds = Vec::new();
                 let argv = match run.program() {
@@ -608,7 +616,13 @@ impl Builder<'_> {
                 let created_by = format!("{prefix}{command}");
                 let quiet = self.opts.quiet;
                 self.cached(state, &key, &mut |b, state| {
-                    let req = RunRequest { argv: argv.clone(), env: env.clone(), network, binds: binds.clone(), quiet };
+                    let req = RunRequest {
+                        argv: argv.clone(),
+                        env: env.clone(),
+                        network: &network,
+                        binds: binds.clone(),
+                        quiet,
+                    };
                     let staging = b.staging.path().to_path_buf();
                     let mut announce = |id: &str| {
                         if !quiet {

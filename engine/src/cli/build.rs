@@ -44,6 +44,9 @@ pub struct BuildArgs {
     /// Print only the image ID.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Network for RUN steps: bridge (default), none, host or a network name.
+    #[arg(long)]
+    pub network: Option<String>,
     /// Write the image ID to this file.
     #[arg(long)]
     pub iidfile: Option<PathBuf>,
@@ -156,6 +159,7 @@ fn build_inner(a: BuildArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         labels,
         tags,
         quiet: a.quiet,
+        network: a.network.clone(),
     };
     let mut resolve = |name: &str, pull: bool| -> Result<engine::image::Image, String> {
         if !pull {
