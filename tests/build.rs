@@ -237,3 +237,51 @@ fn built_image_config_is_read_by_skopeo() {
     assert_eq!(config["rootfs"]["diff_ids"].as_array().expect("diff_ids").len(), 3);
     assert_eq!(config["history"].as_array().expect("history").len(), 9);
 }
+
+/// Serves `body` for every request on a loopback port until the test ends; returns the port.
+fn serve(body: &'static [u8]) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(body);
+        }
+    });
+    port
+}
+
+#[test]
+fn onbuild_heredocs_chown_chmod_workdir_and_add_from_a_url() {
+    let Some(e) = engine() else { return };
+    let port = serve(b"downloaded\n");
+    let dockerfile = format!(
+        "FROM busybox AS parent\n\
+         ONBUILD RUN echo triggered > /trigger\n\
+         FROM parent\n\
+         WORKDIR /work/deep\n\
+         RUN <<EOT\n\
+         #!/bin/sh\n\
+         echo \"script in $(pwd)\" > /script.txt\n\
+         EOT\n\
+         COPY <<EOT /etc/app.conf\n\
+         mode=test\n\
+         EOT\n\
+         COPY --chown=daemon:daemon --chmod=640 owned.txt ./\n\
+         ADD http://127.0.0.1:{port}/file.txt /dl/\n\
+         CMD cat /trigger /script.txt /etc/app.conf /dl/file.txt && stat -c '%u:%g %a' owned.txt /dl/file.txt\n"
+    );
+    let ctx = context(&[("Dockerfile", &dockerfile), ("owned.txt", "mine")]);
+    let out = e.run(["build", "-t", "misc", &path(ctx.path())]).success();
+    out.stdout_has("# Executing 1 build trigger");
+    e.run(["run", "--rm", "misc"])
+        .success()
+        .stdout_is("triggered\nscript in /work/deep\nmode=test\ndownloaded\n1:1 640\n0:0 600\n");
+    // The trigger ran in the child and is not passed on to grandchildren.
+    e.run(["inspect", "--format", "{{json .Config.OnBuild}}", "misc"]).success().stdout_is("null\n");
+}
