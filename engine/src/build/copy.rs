@@ -210,6 +210,8 @@ impl<W: Write> LayerWriter<W> {
                 }
                 None => {
                     h.set_mode(0o755);
+                    h.set_uid(0);
+                    h.set_gid(0);
                     h.set_mtime(now());
                 }
             }
@@ -357,5 +359,117 @@ impl<W: Write> LayerWriter<W> {
         self.builder.append_data(&mut h, format!("{path}/"), io::empty())?;
         self.emitted.insert(path.to_owned());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::context::BuildContext;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// (path, mode, uid) of every entry of a layer tar.
+    fn entries(tar: &[u8]) -> Vec<(String, u32, u64)> {
+        let mut a = tar::Archive::new(tar);
+        a.entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (e.path().unwrap().display().to_string(), h.mode().unwrap(), h.uid().unwrap())
+            })
+            .collect()
+    }
+
+    fn setup() -> (tempfile::TempDir, Root, tempfile::TempDir) {
+        let state = tempfile::tempdir().unwrap();
+        let root = Root::open(state.path()).unwrap();
+        let ctx = tempfile::tempdir().unwrap();
+        fs::create_dir_all(ctx.path().join("dir/sub")).unwrap();
+        fs::write(ctx.path().join("a.txt"), "a").unwrap();
+        fs::write(ctx.path().join("dir/sub/b.txt"), "b").unwrap();
+        (state, root, ctx)
+    }
+
+    use crate::root::Root;
+
+    fn layer(
+        root: &Root,
+        ctx: &Path,
+        sources: &[&str],
+        dest: &str,
+        owner: Option<(u32, u32)>,
+        mode: Option<u32>,
+    ) -> Result<Vec<(String, u32, u64)>, String> {
+        let context = BuildContext::from_dir(ctx).unwrap();
+        let mut srcs = Vec::new();
+        for s in sources {
+            srcs.extend(context.select(s)?.into_iter().map(Source::Tree));
+        }
+        let view = ImageMount::new(root, &[]).unwrap();
+        let mut out = Vec::new();
+        write_layer(&CopyPlan { sources: srcs, dest: dest.to_owned(), owner, mode }, &view, &mut out)?;
+        Ok(entries(&out))
+    }
+
+    #[test]
+    fn destination_rules_follow_docker() {
+        let (_s, root, ctx) = setup();
+        let names = |v: Vec<(String, u32, u64)>| v.into_iter().map(|e| e.0).collect::<Vec<_>>();
+        assert_eq!(names(layer(&root, ctx.path(), &["a.txt"], "/x/", None, None).unwrap()), ["x/", "x/a.txt"]);
+        assert_eq!(names(layer(&root, ctx.path(), &["a.txt"], "/x", None, None).unwrap()), ["x"]);
+        // A directory copies its contents.
+        assert_eq!(
+            names(layer(&root, ctx.path(), &["dir"], "/d", None, None).unwrap()),
+            ["d/", "d/sub/", "d/sub/b.txt"]
+        );
+        let err = layer(&root, ctx.path(), &["a.txt", "dir"], "/x", None, None).unwrap_err();
+        assert!(err.contains("must be a directory and end with a /"), "{err}");
+    }
+
+    #[test]
+    fn chown_and_chmod_apply_to_copied_entries_only() {
+        let (_s, root, ctx) = setup();
+        let e = layer(&root, ctx.path(), &["a.txt"], "/opt/app/", Some((1000, 1000)), Some(0o600)).unwrap();
+        assert_eq!(e[0], ("opt/".to_owned(), 0o755, 0), "created parents stay root-owned");
+        assert_eq!(e[2], ("opt/app/a.txt".to_owned(), 0o600, 1000));
+    }
+
+    #[test]
+    fn content_hash_sees_contents_and_modes_not_mtimes() {
+        let (_s, _root, ctx) = setup();
+        let hash = || {
+            let c = BuildContext::from_dir(ctx.path()).unwrap();
+            content_hash(&c.select("dir").unwrap().into_iter().map(Source::Tree).collect::<Vec<_>>()).unwrap()
+        };
+        let first = hash();
+        let f = ctx.path().join("dir/sub/b.txt");
+        fs::write(&f, "b").unwrap();
+        assert_eq!(hash(), first, "rewriting the same bytes is not a change");
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_ne!(hash(), first, "a mode change is a change");
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&f, "c").unwrap();
+        assert_ne!(hash(), first);
+    }
+
+    #[test]
+    fn add_refuses_archive_entries_that_climb_out() {
+        let (_s, root, ctx) = setup();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        let name = b"../escape";
+        h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name);
+        h.set_cksum();
+        b.append(&h, &b"x"[..]).unwrap();
+        let archive = ctx.path().join("evil.tar");
+        fs::write(&archive, b.into_inner().unwrap()).unwrap();
+        assert_eq!(archive_kind(&archive).unwrap(), Some("tar"));
+        let view = ImageMount::new(&root, &[]).unwrap();
+        let plan = CopyPlan { sources: vec![Source::Archive(archive)], dest: "/x/".into(), owner: None, mode: None };
+        let err = write_layer(&plan, &view, Vec::new()).unwrap_err();
+        assert!(err.contains("outside"), "{err}");
     }
 }
