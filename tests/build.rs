@@ -285,3 +285,30 @@ fn onbuild_heredocs_chown_chmod_workdir_and_add_from_a_url() {
     // The trigger ran in the child and is not passed on to grandchildren.
     e.run(["inspect", "--format", "{{json .Config.OnBuild}}", "misc"]).success().stdout_is("null\n");
 }
+
+#[test]
+fn interrupting_a_build_during_run_removes_its_container_and_tags_nothing() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let Some(e) = engine() else { return };
+    let ctx = context(&[("Dockerfile", "FROM busybox\nRUN sleep 600\n")]);
+    let mut child = e
+        .cmd(["build", "-t", "interrupted", &path(ctx.path())])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn build");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    while !line.contains("Running in") {
+        line.clear();
+        assert!(stdout.read_line(&mut line).expect("read") > 0, "the build ended before RUN started");
+    }
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the build was interrupted"));
+    e.run(["ps", "-aq"]).success().stdout_is("");
+    e.run(["images", "-q", "interrupted"]).success().stdout_is("");
+}

@@ -48,6 +48,9 @@ pub enum Error {
     /// A `RUN` exited non-zero (docker's wording).
     #[error("The command '{command}' returned a non-zero code: {code}")]
     RunFailed { command: String, code: i32 },
+    /// `SIGINT`/`SIGTERM` during a `RUN`: its command was killed and its container removed.
+    #[error("the build was interrupted: the running step was stopped and its container removed; nothing was tagged")]
+    Interrupted,
     /// The base image (or a `COPY --from` image) could not be found or pulled.
     #[error("{file}:{line}: cannot get image {name}: {message}")]
     BaseImage { file: String, line: usize, name: String, message: String },
@@ -634,6 +637,7 @@ impl Builder<'_> {
                         crate::build::run::run(b.containers, b.images, &state.image, &req, &staging, &mut announce)?;
                     match outcome {
                         RunOutcome::Failed { code, .. } => Err(Error::RunFailed { command: command.clone(), code }),
+                        RunOutcome::Interrupted => Err(Error::Interrupted),
                         RunOutcome::Done { container, layer } => {
                             b.say(&format!("Removing intermediate container {}", &container[..12]))?;
                             let mut image = state.image.clone();

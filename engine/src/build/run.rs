@@ -40,6 +40,8 @@ pub enum RunOutcome {
     Done { container: String, layer: PathBuf },
     /// A non-zero exit code.
     Failed { container: String, code: i32 },
+    /// `SIGINT`/`SIGTERM` reached the build: the command was killed.
+    Interrupted,
 }
 
 /// Removes the build container when the step is over, however it ends.
@@ -80,6 +82,9 @@ pub fn run(
         binds: req.binds.clone(),
         ..CreateOptions::default()
     };
+    // Block SIGINT/SIGTERM before the container exists: one arriving from here on is read from the signalfd
+    // (and kills the command) instead of killing this process and stranding the container.
+    let signals = SignalBlock::new()?;
     let container = create_from_image(containers, images, &image, &opts)?;
     let guard = RunGuard { store: containers, id: container.id.clone() };
     announce(&container.id);
@@ -87,9 +92,10 @@ pub fn run(
     let mut spawned = monitor::spawn_with_stdio(containers.root(), &container.id, &stdio)?;
     drop(stdio);
     let code = match spawned.started()? {
-        Started::Pid(_) => match spawned.exited() {
-            Some(code) => code,
-            None => containers.state(&container.id).map(|s| s.exit_code)?,
+        Started::Pid(pid) => match wait_killing_on_signal(&mut spawned, pid, &signals)? {
+            (_, true) => return Ok(RunOutcome::Interrupted),
+            (Some(code), false) => code,
+            (None, false) => containers.state(&container.id).map(|s| s.exit_code)?,
         },
         Started::Failed(code, message) => {
             return Err(crate::container::Error::Invoke { code, message });
@@ -104,6 +110,72 @@ pub fn run(
     let file = File::create(&layer).map_err(crate::container::io_err(format!("cannot create {}", layer.display())))?;
     layer_tar(&upper, BufWriter::new(file))?;
     Ok(RunOutcome::Done { container: guard.id.clone(), layer })
+}
+
+/// SIGINT and SIGTERM blocked for this thread and readable from a signalfd; unblocked on drop.
+struct SignalBlock {
+    mask: nix::sys::signal::SigSet,
+    fd: nix::sys::signalfd::SignalFd,
+}
+
+impl SignalBlock {
+    fn new() -> crate::container::Result<SignalBlock> {
+        use nix::sys::signal::{SigSet, Signal};
+        use nix::sys::signalfd::{SfdFlags, SignalFd};
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGINT);
+        mask.add(Signal::SIGTERM);
+        mask.thread_block().map_err(crate::container::sys_err("cannot block signals"))?;
+        match SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) {
+            Ok(fd) => Ok(SignalBlock { mask, fd }),
+            Err(e) => {
+                let _ = mask.thread_unblock();
+                Err(crate::container::sys_err("cannot create a signalfd")(e))
+            }
+        }
+    }
+}
+
+impl Drop for SignalBlock {
+    fn drop(&mut self) {
+        // A signal still pending here was meant for the build: it takes its default action once unblocked.
+        let _ = self.mask.thread_unblock();
+    }
+}
+
+/// Waits for the step's exit code (and whether the build was interrupted). `SIGINT`/`SIGTERM` cancel the build
+/// as they cancel `docker build`: the command is killed (a container's PID 1 ignores `SIGINT`), and the caller
+/// still removes the container on its way out.
+fn wait_killing_on_signal(
+    spawned: &mut monitor::Spawned,
+    pid: i32,
+    signals: &SignalBlock,
+) -> crate::container::Result<(Option<i32>, bool)> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    use std::os::fd::AsFd;
+
+    let mut interrupted = false;
+    loop {
+        let mut fds =
+            [PollFd::new(spawned.fd(), PollFlags::POLLIN), PollFd::new(signals.fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(crate::container::sys_err("cannot wait for the build container")(e)),
+            Ok(_) => {}
+        }
+        let exited = fds[0].revents().is_some_and(|r| !r.is_empty());
+        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+            while let Ok(Some(_)) = signals.fd.read_signal() {
+                interrupted = true;
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        if exited {
+            return Ok((spawned.exited(), interrupted));
+        }
+    }
 }
 
 /// stdin from /dev/null; stdout and stderr this process's (or /dev/null when quiet).
