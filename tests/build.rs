@@ -257,7 +257,7 @@ fn serve(body: &'static [u8]) -> u16 {
 }
 
 #[test]
-fn onbuild_heredocs_chown_chmod_workdir_and_add_from_a_url() {
+fn onbuild_heredocs_chown_chmod_workdir_volume_and_add_from_a_url() {
     let Some(e) = engine() else { return };
     let port = serve(b"downloaded\n");
     let dockerfile = format!(
@@ -273,15 +273,17 @@ fn onbuild_heredocs_chown_chmod_workdir_and_add_from_a_url() {
          mode=test\n\
          EOT\n\
          COPY --chown=daemon:daemon --chmod=640 owned.txt ./\n\
+         VOLUME /data\n\
+         RUN echo lost > /data/lost && mkdir -p /kept && echo kept > /kept/file\n\
          ADD http://127.0.0.1:{port}/file.txt /dl/\n\
-         CMD cat /trigger /script.txt /etc/app.conf /dl/file.txt && stat -c '%u:%g %a' owned.txt /dl/file.txt\n"
+         CMD cat /trigger /script.txt /etc/app.conf /dl/file.txt /kept/file && ls -A /data && stat -c '%u:%g %a' owned.txt /dl/file.txt\n"
     );
     let ctx = context(&[("Dockerfile", &dockerfile), ("owned.txt", "mine")]);
     let out = e.run(["build", "-t", "misc", &path(ctx.path())]).success();
     out.stdout_has("# Executing 1 build trigger");
     e.run(["run", "--rm", "misc"])
         .success()
-        .stdout_is("triggered\nscript in /work/deep\nmode=test\ndownloaded\n1:1 640\n0:0 600\n");
+        .stdout_is("triggered\nscript in /work/deep\nmode=test\ndownloaded\nkept\n1:1 640\n0:0 600\n");
     // The trigger ran in the child and is not passed on to grandchildren.
     e.run(["inspect", "--format", "{{json .Config.OnBuild}}", "misc"]).success().stdout_is("null\n");
 }

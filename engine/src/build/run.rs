@@ -4,9 +4,9 @@
 //! directory turned into the step's layer. The container is removed whatever happens ([`RunGuard`]).
 //!
 //! Network: the default `bridge`, as docker's classic builder does (so `RUN wget …` works); `RUN --network=none`
-//! and `--network=host` are honoured. The image's `VOLUME`s are not mounted and its `HEALTHCHECK` is not run:
-//! a build step is not a service (docker's builder also discards changes under declared volumes; we keep them,
-//! see docs/engine-build.md).
+//! and `--network=host` are honoured. The image's `VOLUME`s are not mounted (no anonymous volumes for a build
+//! step) but what the step writes under them is dropped from the layer, as docker drops it; its `HEALTHCHECK` is
+//! not run: a build step is not a service.
 
 use std::fs::{self, File};
 use std::io::BufWriter;
@@ -69,11 +69,24 @@ pub fn run(
     announce: &mut dyn FnMut(&str),
 ) -> crate::container::Result<RunOutcome> {
     let mut config = step.config.clone();
-    config.config.volumes.clear();
+    let volumes: Vec<String> = std::mem::take(&mut config.config.volumes).into_keys().collect();
     config.config.healthcheck = None;
     let id = step.id();
     let image = Image { id: id.clone(), manifest_digest: id, config, names: Vec::new(), layers: step.layers.clone() };
+    // A volume path the image lacks gets a tmpfs, so the path exists (docker's anonymous volume creates it) and
+    // what is written there vanishes with the step; an existing one stays visible and its changes are dropped
+    // from the layer afterwards (see `discard_volume_changes`).
+    let lower = images.layer_dirs(&image)?;
+    let tmpfs: Vec<String> = volumes
+        .iter()
+        .filter(|v| {
+            let rel = v.trim_matches('/');
+            !rel.is_empty() && !lower.iter().any(|l| l.join(rel).symlink_metadata().is_ok())
+        })
+        .cloned()
+        .collect();
     let opts = CreateOptions {
+        tmpfs,
         image: image.id.to_string(),
         cmd: req.argv.clone(),
         entrypoint: Some(String::new()),
@@ -106,6 +119,8 @@ pub fn run(
     }
     let upper = containers.dir(&container.id).join("upper");
     drop_mountpoint_stubs(&upper, &image, images);
+    discard_volume_changes(&upper, &volumes, &image, images)
+        .map_err(crate::container::io_err("cannot discard the changes under the image's volumes"))?;
     let layer = staging.join("run-layer.tar");
     let file = File::create(&layer).map_err(crate::container::io_err(format!("cannot create {}", layer.display())))?;
     layer_tar(&upper, BufWriter::new(file))?;
@@ -188,6 +203,31 @@ fn stdio(quiet: bool) -> std::io::Result<[OwnedFd; 3]> {
     let err = std::io::stderr();
     use std::os::fd::AsFd;
     Ok([null()?, out.as_fd().try_clone_to_owned()?, err.as_fd().try_clone_to_owned()?])
+}
+
+/// What a `RUN` writes under a path the image declares as a `VOLUME` is not part of the layer: docker mounts an
+/// anonymous volume there for the step and drops it afterwards. We mount nothing and drop the changes instead
+/// (whiteouts under it included), leaving the directory itself, as docker leaves the mount point.
+fn discard_volume_changes(upper: &Path, volumes: &[String], image: &Image, images: &ImageStore) -> std::io::Result<()> {
+    if volumes.is_empty() {
+        return Ok(());
+    }
+    let lower = images.layer_dirs(image).unwrap_or_default();
+    for v in volumes {
+        let rel = v.trim_matches('/');
+        if rel.is_empty() || rel.split('/').any(|c| c == "..") {
+            continue;
+        }
+        let p = upper.join(rel);
+        let Ok(meta) = p.symlink_metadata() else { continue };
+        if meta.is_dir() {
+            fs::remove_dir_all(&p)?;
+            if !lower.iter().any(|l| l.join(rel).symlink_metadata().is_ok()) {
+                fs::create_dir(&p)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The runtime creates empty mount points for `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` (and the
