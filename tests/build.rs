@@ -314,3 +314,12 @@ fn interrupting_a_build_during_run_removes_its_container_and_tags_nothing() {
     e.run(["ps", "-aq"]).success().stdout_is("");
     e.run(["images", "-q", "interrupted"]).success().stdout_is("");
 }
+
+#[test]
+fn a_build_that_changes_nothing_names_the_base_image() {
+    let e = TestEngine::with_busybox();
+    let base = e.run(["inspect", "--format", "{{.Id}}", "busybox"]).success().stdout();
+    let out = e.run_stdin(["build", "-q", "-t", "same", "-"], b"FROM busybox\n").success();
+    assert_eq!(out.stdout(), base);
+    e.run(["inspect", "--format", "{{.Id}}", "same"]).success().stdout_is(&base);
+}

@@ -152,6 +152,8 @@ pub struct Builder<'a> {
     total: usize,
     used_args: BTreeSet<String>,
     globals: BTreeMap<String, String>,
+    /// The stored images stages started from: a build that changes nothing names the base image itself.
+    bases: Vec<Image>,
 }
 
 /// Runs a build; returns the final image, already in the index under `opts.tags`.
@@ -181,6 +183,7 @@ pub fn build<'a>(
         total: 0,
         used_args: BTreeSet::new(),
         globals: BTreeMap::new(),
+        bases: Vec::new(),
     };
     b.run()
 }
@@ -235,6 +238,14 @@ impl Builder<'_> {
 
     /// Writes the final image to the index under every tag (or nameless).
     fn commit(&mut self, last: StepImage) -> Result<Image> {
+        // `FROM image` and nothing that changes it: the result is that very image (docker gives its ID too).
+        if let Some(base) = self.bases.iter().find(|b| b.config == last.config && b.layers == last.layers) {
+            let mut image = base.clone();
+            for t in &self.opts.tags {
+                image = self.images.tag(&base.id.to_string(), &t.to_string())?;
+            }
+            return Ok(image);
+        }
         if self.opts.tags.is_empty() {
             return Ok(self.images.commit_image(last.config, last.layers, None)?);
         }
@@ -292,6 +303,7 @@ impl Builder<'_> {
                     message,
                 })?;
                 let id = image.id.clone();
+                self.bases.push(image.clone());
                 (StepImage { config: image.config, layers: image.layers }, Some(id))
             }
         };
