@@ -1,29 +1,33 @@
-//! The pure front half of `engine build`: Dockerfile parsing ([`parser`], [`instruction`]), BuildKit's
+//! `engine build`. The pure front half reads: Dockerfile parsing ([`parser`], [`instruction`]), BuildKit's
 //! variable expansion ([`shell_lex`]), stages and target selection ([`stages`]) and the `.dockerignore`-aware
-//! context walk ([`dockerignore`]). Nothing here runs containers or writes files; it only reads the
-//! Dockerfile, the `.dockerignore` and the context's directory listing. The executor builds on it:
+//! context walk ([`dockerignore`]) — nothing there runs containers or writes files. The back half builds:
+//! [`executor`] walks the needed stages step by step (classic builder output), [`run`] runs a `RUN` in a
+//! throwaway container and keeps its changes as a layer, [`copy`] writes `COPY`/`ADD`/`WORKDIR` layers directly
+//! from the [`context`] (or a `--from` image seen through [`image_mount`]), and [`cache`] finds earlier results by
+//! parent image + step. The CLI (`engine build`) only reads flags and the context and calls
+//! [`executor::build`]:
 //!
 //! ```text
-//! let df = Dockerfile::from_file(&dockerfile_path, "Dockerfile")?;
-//! let globals = df.global_args(&build_args)?;
-//! let target = df.stage_for_target(target_name)?;
-//! let order = df.needed_stages(target.index, &globals)?;        // build these, in this order
-//! let matcher = IgnoreMatcher::from_file(&context.join(".dockerignore"))?.keep(dockerfile_rel);
-//! let files = walk_context(&context, &matcher)?;
-//! // per instruction: expand args with df.lexer() when instruction.expands_variables(); print
-//! // `Step n/m : {instruction.original}`; RUN uses Run::program().
+//! let context = BuildContext::from_dir(dir)?;                  // or from_tar(root, stdin)
+//! let built = executor::build(&images, &containers, &context, &opts, &mut resolve_or_pull, &mut stdout)?;
 //! ```
 //!
 //! Conformance reference: moby/buildkit `frontend/dockerfile/{parser,instructions,shell}` and
 //! moby/patternmatcher; each module lists the rules it carries over and where it deliberately differs.
 
+pub mod cache;
+pub mod context;
+pub mod copy;
 pub mod dockerignore;
 pub mod error;
+pub mod executor;
 mod flags;
 pub mod heredoc;
+pub mod image_mount;
 pub mod instruction;
 pub mod mount;
 pub mod parser;
+pub mod run;
 pub mod shell_lex;
 pub mod stages;
 

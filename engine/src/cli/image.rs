@@ -277,6 +277,8 @@ fn prune(a: PruneArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let store = store(ctx)?;
     let users = container::image_users(ctx)?;
     let (removals, reclaimed) = store.prune(a.all, &|id| users.iter().any(|(i, _)| i == id))?;
+    // Build cache records whose layers went with the pruned images are misses now: drop them.
+    engine::build::cache::BuildCache::open(store.root()).prune_dangling();
     if !removals.is_empty() {
         println!("Deleted Images:");
         for r in removals {

@@ -2,6 +2,7 @@
 //! Each area has its file (`image.rs`, `container.rs`); a verb parses its flags, calls one library function and
 //! prints the result, nothing more.
 
+mod build;
 mod compose;
 mod container;
 mod image;
@@ -34,6 +35,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Build an image from a Dockerfile.
+    Build(Box<build::BuildArgs>),
     #[command(flatten)]
     Image(image::ImageCommand),
     /// Manage images.
@@ -108,6 +111,7 @@ pub fn main() -> ExitCode {
         .try_init();
     let ctx = Context { root: cli.root };
     let result = match cli.command {
+        Command::Build(args) => build::build(*args, &ctx),
         Command::Image(cmd) => image::run(cmd, &ctx),
         Command::ImageGroup(cmd) => image::run_group(cmd, &ctx),
         Command::Container(cmd) => container::run(cmd, &ctx),

@@ -218,6 +218,13 @@ pub fn pull_missing(store: &ImageStore, name: &str, quiet: bool) -> anyhow::Resu
     Ok(())
 }
 
+/// Pulls a base image for `build` (also with `--pull`): progress on stderr, nothing with `-q`.
+pub fn pull_for_build(store: &ImageStore, name: &str, quiet: bool) -> anyhow::Result<()> {
+    let mut printer = StatusPrinter::to_stderr(quiet);
+    pull_with(store, name, Platform::default(), &[], &mut printer)?;
+    Ok(())
+}
+
 fn pull_with(
     store: &ImageStore,
     name: &str,

@@ -343,6 +343,10 @@ impl ImageStore {
         name: Option<&Reference>,
     ) -> Result<()> {
         let before = store::read_index(&self.root)?;
+        if name.is_some() && before.iter().any(|e| e.name.as_ref() == name && &e.manifest == manifest) {
+            // Already there (a rebuild that hit the cache all the way): no rewrite, no fsync.
+            return Ok(());
+        }
         let mut index = before.clone();
         if let Some(name) = name {
             index.retain(|e| e.name.as_ref() != Some(name));
