@@ -464,3 +464,37 @@ services:
     assert!(files.contains("10.9.8.7\tcache.test\n"), "{files}");
     assert!(files.contains("nameserver 10.0.0.53\n") && files.contains("search corp.test\n"), "{files}");
 }
+
+/// Copies `examples/app` (the seeds' application) into a fresh directory.
+fn example_app() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("app dir");
+    let src = crate::util::workspace_dir().join("examples/app");
+    let out = std::process::Command::new("cp").arg("-a").arg(format!("{}/.", src.display())).arg(dir.path()).output();
+    assert!(out.is_ok_and(|o| o.status.success()), "copy examples/app");
+    dir
+}
+
+#[test]
+fn compose_run_builds_the_example_app_and_its_tests_pass() {
+    if !can_run_containers() {
+        return;
+    }
+    // The seeds' flow: `docker-compose -f docker-compose.test.yml run tests` builds the app image from its
+    // Dockerfile, starts it, waits for its healthcheck, and returns the tests' exit code.
+    let engine = TestEngine::with_busybox();
+    let app = example_app();
+    let project = format!("exapp{}", std::process::id() % 10000);
+    let file = app.path().join("docker-compose.test.yml").display().to_string();
+    let image = format!("app-{project}:test");
+    let mut c = engine.cmd(["compose", "-p", &project, "-f", &file, "run", "--rm", "-T", "tests"]);
+    c.env("APP_IMAGE", &image).env("APP_VERSION", "1.2.3");
+    let run = Run::of(&mut c).success();
+    assert!(run.stdout().contains("3 passed, 0 failed"), "{}", run.stdout());
+    assert!(run.stderr().contains("Step 1/"), "the image was built: {}", run.stderr());
+    let junit = std::fs::read_to_string(app.path().join("test-results/junit.xml")).unwrap_or_default();
+    assert!(junit.contains(r#"tests="3" failures="0""#), "{junit}");
+    engine.run(["inspect", "-f", "{{json .Config.Env}}", &image]).success().stdout_has("APP_VERSION=1.2.3");
+    let mut c = engine.cmd(["compose", "-p", &project, "-f", &file, "down", "-t", "0"]);
+    c.env("APP_IMAGE", &image);
+    Run::of(&mut c).success();
+}
