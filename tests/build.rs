@@ -162,6 +162,11 @@ fn syntax_errors_name_the_dockerfile_line() {
     assert_eq!(before, store_state(e.root()));
     let ctx = context(&[("Dockerfile", "FROM busybox\nCOPY missing.txt /\n")]);
     e.run(["build", &path(ctx.path())]).code_is(1).stderr_has("Dockerfile:2").stderr_has("missing.txt");
+    // BuildKit-only flags are refused by name rather than silently ignored.
+    for (line, flag) in [("COPY --parents a/ /x/", "COPY --parents"), ("COPY --exclude=*.md . /x/", "COPY --exclude")] {
+        let ctx = context(&[("Dockerfile", &format!("FROM busybox\n{line}\n")), ("a/f", "f")]);
+        e.run(["build", &path(ctx.path())]).code_is(1).stderr_has("Dockerfile:2").stderr_has(flag);
+    }
 }
 
 #[test]

@@ -661,6 +661,9 @@ impl Builder<'_> {
                     }
                 })
             }
+            Command::Copy(c) if c.parents => {
+                Err(self.step_error(line, "COPY --parents is not supported by this builder"))
+            }
             Command::Copy(c) => self.transfer(state, line, "COPY", &c.transfer, c.from.as_deref(), false, None, built),
             Command::Add(a) => {
                 if a.checksum.is_some() || a.keep_git_dir.is_some() {
