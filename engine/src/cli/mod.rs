@@ -7,6 +7,7 @@ mod container;
 mod image;
 mod network;
 mod registry;
+mod serve;
 mod table;
 mod volume;
 
@@ -56,6 +57,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Define and run multi-container applications (docker compose).
     Compose(Box<compose::ComposeArgs>),
+    /// Serve the Docker Engine API on a unix socket, for the docker CLI and SDKs.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -105,6 +108,7 @@ pub fn main() -> ExitCode {
         Command::Volume(cmd) => volume::run(cmd, &ctx),
         Command::Inspect(args) => inspect(args, &ctx),
         Command::Compose(args) => compose::run(*args, &ctx),
+        Command::Serve(args) => serve::run(args, &ctx),
     };
     match result {
         Ok(code) => code,

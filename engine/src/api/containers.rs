@@ -1,0 +1,590 @@
+//! Container endpoints: create (docker's `Config` + `HostConfig` JSON mapped onto
+//! [`crate::container::create::CreateOptions`]), list, inspect, start, stop, kill, restart, wait, logs, resize,
+//! remove. Each handler resolves the name or ID prefix, then calls the same library function as the CLI verb.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::attach::{self, channel_body, log_stream};
+use super::{blocking, parse_json, read_body, ApiError, ApiResult, ApiState, Json, Query};
+use crate::container::create::CreateOptions;
+use crate::container::logs::LogOptions;
+use crate::container::monitor::{self, Started};
+use crate::container::{self as ctr, ContainerStore, Error as ContainerError};
+use crate::image::{HealthConfig, ImageStore};
+
+/// A string or a list of strings (docker's `StrSlice`, used by `Cmd` and `Entrypoint`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum StrSlice {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StrSlice {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            StrSlice::One(s) => vec![s],
+            StrSlice::Many(v) => v,
+        }
+    }
+}
+
+/// The parts of docker's create body this engine understands; other fields are ignored, as older daemons do.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct CreateBody {
+    image: Option<String>,
+    cmd: Option<StrSlice>,
+    entrypoint: Option<StrSlice>,
+    env: Option<Vec<String>>,
+    working_dir: Option<String>,
+    user: Option<String>,
+    hostname: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+    tty: Option<bool>,
+    open_stdin: Option<bool>,
+    stop_signal: Option<String>,
+    stop_timeout: Option<i64>,
+    healthcheck: Option<HealthConfig>,
+    host_config: Option<HostConfigBody>,
+    networking_config: Option<NetworkingConfigBody>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct HostConfigBody {
+    binds: Option<Vec<String>>,
+    network_mode: Option<String>,
+    port_bindings: Option<HashMap<String, Option<Vec<PortBindingBody>>>>,
+    publish_all_ports: Option<bool>,
+    auto_remove: Option<bool>,
+    restart_policy: Option<RestartPolicyBody>,
+    memory: Option<i64>,
+    nano_cpus: Option<i64>,
+    pids_limit: Option<i64>,
+    init: Option<bool>,
+    mounts: Option<Vec<MountBody>>,
+    tmpfs: Option<BTreeMap<String, String>>,
+    volumes_from: Option<Vec<String>>,
+    security_opt: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct PortBindingBody {
+    host_ip: Option<String>,
+    host_port: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct RestartPolicyBody {
+    name: Option<String>,
+    maximum_retry_count: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct MountBody {
+    #[serde(rename = "Type")]
+    kind: Option<String>,
+    source: Option<String>,
+    target: Option<String>,
+    read_only: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct NetworkingConfigBody {
+    endpoints_config: Option<HashMap<String, Option<EndpointBody>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct EndpointBody {
+    aliases: Option<Vec<String>>,
+}
+
+/// Maps docker's create body onto the CLI's options (the same merge rules then apply).
+fn create_options(body: CreateBody, name: Option<String>) -> ApiResult<CreateOptions> {
+    let image =
+        body.image.filter(|i| !i.is_empty()).ok_or_else(|| ApiError::bad_request("config: Image is required"))?;
+    let mut cmd = body.cmd.map(StrSlice::into_vec).unwrap_or_default();
+    // The CLI's `--entrypoint` is one word; the API's is a list: its first word is the entrypoint and the rest
+    // go in front of the command, which gives the same argv.
+    let entrypoint = match body.entrypoint.map(StrSlice::into_vec) {
+        None => None,
+        Some(words) => {
+            let mut words = words.into_iter();
+            let first = words.next().unwrap_or_default();
+            let rest: Vec<String> = words.collect();
+            cmd = rest.into_iter().chain(cmd).collect();
+            Some(first)
+        }
+    };
+    let hc = body.host_config.unwrap_or_default();
+    let mut publish = Vec::new();
+    for (container_port, bindings) in hc.port_bindings.unwrap_or_default() {
+        for b in bindings.unwrap_or_default() {
+            let ip = b.host_ip.unwrap_or_default();
+            let port = b.host_port.unwrap_or_default();
+            publish.push(match (ip.is_empty(), port.is_empty()) {
+                (true, true) => container_port.clone(),
+                (true, false) => format!("{port}:{container_port}"),
+                (false, _) if ip.contains(':') => format!("[{ip}]:{port}:{container_port}"),
+                (false, _) => format!("{ip}:{port}:{container_port}"),
+            });
+        }
+    }
+    let restart = match hc.restart_policy {
+        Some(RestartPolicyBody { name: Some(n), maximum_retry_count }) if !n.is_empty() && n != "no" => {
+            Some(match maximum_retry_count {
+                Some(c) if c > 0 && n == "on-failure" => format!("{n}:{c}"),
+                _ => n,
+            })
+        }
+        _ => None,
+    };
+    let mut mounts = Vec::new();
+    for m in hc.mounts.unwrap_or_default() {
+        let kind = m.kind.unwrap_or_else(|| "volume".into());
+        let mut spec = format!("type={kind}");
+        if let Some(s) = m.source.filter(|s| !s.is_empty()) {
+            spec.push_str(&format!(",source={s}"));
+        }
+        let target =
+            m.target.filter(|t| !t.is_empty()).ok_or_else(|| ApiError::bad_request("Mounts: Target is required"))?;
+        spec.push_str(&format!(",target={target}"));
+        if m.read_only == Some(true) {
+            spec.push_str(",readonly");
+        }
+        mounts.push(spec);
+    }
+    let tmpfs = hc
+        .tmpfs
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(target, opts)| if opts.is_empty() { target } else { format!("{target}:{opts}") })
+        .collect();
+    let network = hc.network_mode.filter(|n| !n.is_empty() && n != "default");
+    let network_aliases = body
+        .networking_config
+        .and_then(|n| n.endpoints_config)
+        .map(|eps| eps.into_values().flatten().flat_map(|e| e.aliases.unwrap_or_default()).collect())
+        .unwrap_or_default();
+    let (healthcheck, no_healthcheck) = match body.healthcheck {
+        Some(h) if h.test.first().is_some_and(|t| t == "NONE") => (None, true),
+        other => (other, false),
+    };
+    Ok(CreateOptions {
+        image,
+        cmd,
+        name,
+        // A bare `KEY` would take the *server's* value in the library's CLI rules; the docker CLI has already
+        // expanded those, so the API keeps only `KEY=VALUE` entries.
+        env: body.env.unwrap_or_default().into_iter().filter(|e| e.contains('=')).collect(),
+        workdir: body.working_dir.filter(|w| !w.is_empty()),
+        user: body.user.filter(|u| !u.is_empty()),
+        entrypoint,
+        binds: hc.binds.unwrap_or_default(),
+        mounts,
+        tmpfs,
+        volumes_from: hc.volumes_from.unwrap_or_default(),
+        network,
+        network_aliases,
+        publish,
+        publish_all: hc.publish_all_ports.unwrap_or(false),
+        hostname: body.hostname.filter(|h| !h.is_empty()),
+        memory: hc.memory.filter(|m| *m > 0).map(|m| m.to_string()),
+        cpus: hc.nano_cpus.filter(|n| *n > 0).map(|n| n as f64 / 1e9),
+        pids_limit: hc.pids_limit.filter(|p| *p > 0),
+        restart,
+        auto_remove: hc.auto_remove.unwrap_or(false),
+        init: hc.init.unwrap_or(false),
+        tty: body.tty.unwrap_or(false),
+        open_stdin: body.open_stdin.unwrap_or(false),
+        labels: body.labels.unwrap_or_default().into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        security_opt: hc.security_opt.unwrap_or_default(),
+        stop_signal: body.stop_signal.filter(|s| !s.is_empty()),
+        stop_timeout: body.stop_timeout,
+        healthcheck,
+        no_healthcheck,
+        ..Default::default()
+    })
+}
+
+/// `POST /containers/create?name=`: 201 `{"Id", "Warnings"}`; a missing image is docker's 404
+/// `No such image: …`, on which the docker CLI pulls and tries again.
+pub async fn create(State(state): State<ApiState>, q: Query, body: Body) -> ApiResult<Response> {
+    let bytes = read_body(body).await?;
+    let parsed: CreateBody = parse_json(&bytes)?;
+    let name = q.get("name").filter(|n| !n.is_empty()).map(|n| n.trim_start_matches('/').to_owned());
+    let opts = create_options(parsed, name)?;
+    let root = state.root.clone();
+    let id = blocking(move || {
+        let images = ImageStore::open(&root)?;
+        let store = ContainerStore::open(&root);
+        let c = match ctr::create::create(&store, &images, &opts) {
+            // docker's wording, with the tag the CLI will pull (`busybox` → `busybox:latest`).
+            Err(ContainerError::Image(crate::image::Error::NotFound(_))) => {
+                let familiar = crate::reference::Reference::parse(&opts.image)
+                    .map(|r| r.familiar())
+                    .unwrap_or_else(|_| opts.image.clone());
+                return Err(ApiError::not_found(format!("No such image: {familiar}")));
+            }
+            other => other?,
+        };
+        Ok(c.id)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "Id": id, "Warnings": [] })).into_response()).into_response())
+}
+
+/// docker's `filters` query parameter: `{"status":["exited"]}` or `{"status":{"exited":true}}`, as `key=value`.
+pub fn parse_filters(raw: Option<&str>) -> ApiResult<Vec<String>> {
+    let Some(raw) = raw.filter(|r| !r.is_empty()) else { return Ok(Vec::new()) };
+    let value: Value = serde_json::from_str(raw).map_err(|e| {
+        ApiError::bad_request(format!("invalid filters: {e} (expected JSON such as {{\"status\":[\"exited\"]}})"))
+    })?;
+    let Value::Object(map) = value else {
+        return Err(ApiError::bad_request("invalid filters: expected a JSON object"));
+    };
+    let mut out = Vec::new();
+    for (key, values) in map {
+        match values {
+            Value::Array(items) => {
+                for v in items {
+                    let v = v.as_str().ok_or_else(|| {
+                        ApiError::bad_request(format!("invalid filters: {key} values must be strings"))
+                    })?;
+                    out.push(format!("{key}={v}"));
+                }
+            }
+            Value::Object(set) => out.extend(
+                set.into_iter().filter(|(_, on)| on.as_bool() == Some(true)).map(|(v, _)| format!("{key}={v}")),
+            ),
+            _ => return Err(ApiError::bad_request(format!("invalid filters: {key} must be a list or a set"))),
+        }
+    }
+    Ok(out)
+}
+
+/// `GET /containers/json?all=&filters=&limit=`.
+pub async fn list(State(state): State<ApiState>, q: Query) -> ApiResult<Json<Value>> {
+    let filters = parse_filters(q.get("filters"))?;
+    let all = q.flag("all");
+    let limit = q.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
+    let root = state.root.clone();
+    blocking(move || {
+        let store = ContainerStore::open(&root);
+        let images = ImageStore::open(&root)?;
+        let filters = ctr::list::Filters::parse(&filters)?;
+        let rows = ctr::list::list(&store, Some(&images), all, &filters, limit)?;
+        let out: Vec<Value> = rows
+            .iter()
+            .map(|(c, s)| {
+                let inspect = ctr::inspect::inspect_json(&store, c, s);
+                let created = chrono::DateTime::parse_from_rfc3339(&c.created).map_or(0, |t| t.timestamp());
+                let ports: Vec<Value> = s
+                    .ports
+                    .iter()
+                    .map(|p| json!({"IP": p.host_ip.to_string(), "PrivatePort": p.container_port, "PublicPort": p.host_port, "Type": p.protocol.to_string()}))
+                    .collect();
+                let command = std::iter::once(c.path.as_str()).chain(c.args.iter().map(String::as_str)).collect::<Vec<_>>().join(" ");
+                json!({
+                    "Id": c.id,
+                    "Names": [format!("/{}", c.name)],
+                    "Image": c.config.image,
+                    "ImageID": c.image_id,
+                    "Command": command,
+                    "Created": created,
+                    "Ports": ports,
+                    "Labels": c.config.labels,
+                    "State": s.state_str(),
+                    "Status": ctr::list::status_text(s),
+                    "HostConfig": { "NetworkMode": c.host_config.network_mode },
+                    "NetworkSettings": { "Networks": inspect["NetworkSettings"]["Networks"].clone() },
+                    "Mounts": inspect["Mounts"].clone(),
+                })
+            })
+            .collect();
+        Ok(Json(Value::Array(out)))
+    })
+    .await
+}
+
+/// `GET /containers/{id}/json`.
+pub async fn inspect(State(state): State<ApiState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    let root = state.root.clone();
+    blocking(move || {
+        let store = ContainerStore::open(&root);
+        let c = store.resolve(&name)?;
+        let s = store.state(&c.id)?;
+        Ok(Json(ctr::inspect::inspect_json(&store, &c, &s)))
+    })
+    .await
+}
+
+/// `POST /containers/{id}/start`: 204, or 304 when it already runs. A parked attach (see [`attach`]) becomes
+/// the monitor's stdio; a thread then waits for the monitor's exit report.
+pub async fn start(State(state): State<ApiState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    let root = state.root.clone();
+    let attachments = state.attach.clone();
+    blocking(move || {
+        let store = ContainerStore::open(&root);
+        let c = store.resolve(&name)?;
+        if store.state(&c.id)?.is_running() {
+            return Err(ContainerError::AlreadyRunning(c.id).into());
+        }
+        let Some(stdio) = attachments.take(&c.id) else {
+            ctr::start::start(&store, &c.id)?;
+            return Ok(StatusCode::NO_CONTENT);
+        };
+        let mut spawned = monitor::spawn_with_stdio(&root, &c.id, &stdio)?;
+        // Only the monitor may hold the container ends now, or the attach stream would never see EOF.
+        drop(stdio);
+        match spawned.started()? {
+            Started::Pid(_) => {
+                attachments.watch(&c.id);
+                let id = c.id.clone();
+                let watcher = attachments.clone();
+                std::thread::Builder::new()
+                    .name("engine-api-exit".into())
+                    .spawn(move || watcher.finish_watch(&id, spawned.exited()))
+                    .map_err(|e| ApiError::internal(format!("cannot start a thread: {e}")))?;
+                Ok(StatusCode::NO_CONTENT)
+            }
+            Started::Failed(code, message) if code == ctr::EXIT_ENGINE => {
+                Err(ContainerError::Start { id: c.id, message }.into())
+            }
+            Started::Failed(code, message) => Err(ContainerError::Invoke { code, message }.into()),
+        }
+    })
+    .await
+}
+
+/// `POST /containers/{id}/stop?t=`: 204, or 304 when it was not running.
+pub async fn stop(State(state): State<ApiState>, Path(name): Path<String>, q: Query) -> ApiResult<StatusCode> {
+    let timeout = q.int("t")?;
+    let root = state.root.clone();
+    blocking(move || {
+        let store = ContainerStore::open(&root);
+        let c = store.resolve(&name)?;
+        if ctr::stop::stop(&store, &c.id, timeout)? {
+            Ok(StatusCode::NO_CONTENT)
+        } else {
+            Err(ApiError::new(StatusCode::NOT_MODIFIED, ""))
+        }
+    })
+    .await
+}
+
+/// `POST /containers/{id}/kill?signal=` (default `SIGKILL`): 204, 409 when it is not running.
+pub async fn kill(State(state): State<ApiState>, Path(name): Path<String>, q: Query) -> ApiResult<StatusCode> {
+    let signal = ctr::kill::parse_signal(q.get("signal").filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
+    let root = state.root.clone();
+    blocking(move || {
+        let store = ContainerStore::open(&root);
+        let c = store.resolve(&name)?;
+        if !store.state(&c.id)?.is_running() {
+            return Err(ApiError::conflict(format!("Container {} is not running", c.id)));
+        }
+        ctr::kill::kill(&store, &c.id, signal)?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+/// `POST /containers/{id}/restart?t=`.
+pub async fn restart(State(state): State<ApiState>, Path(name): Path<String>, q: Query) -> ApiResult<StatusCode> {
+    let timeout = q.int("t")?;
+    let root = state.root.clone();
+    blocking(move || {
+        let store = ContainerStore::open(&root);
+        let c = store.resolve(&name)?;
+        ctr::restart::restart(&store, &c.id, timeout)?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+/// `DELETE /containers/{id}?force=&v=`.
+pub async fn remove(State(state): State<ApiState>, Path(name): Path<String>, q: Query) -> ApiResult<StatusCode> {
+    let (force, volumes) = (q.flag("force"), q.flag("v"));
+    let root = state.root.clone();
+    blocking(move || {
+        let store = ContainerStore::open(&root);
+        let c = store.resolve(&name)?;
+        ctr::remove::remove(&store, &c.id, force, volumes)?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+/// `POST /containers/{id}/resize?h=&w=`: accepted and ignored (the pty keeps its size; see docs/engine-api.md).
+pub async fn resize(State(state): State<ApiState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    let root = state.root.clone();
+    blocking(move || ContainerStore::open(&root).resolve(&name).map(|_| StatusCode::OK).map_err(ApiError::from)).await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WaitCondition {
+    NotRunning,
+    NextExit,
+    Removed,
+}
+
+/// `POST /containers/{id}/wait?condition=not-running|next-exit|removed`. The status line and headers go out at
+/// once (the docker CLI waits for them before it starts the container); the body `{"StatusCode": n}` follows
+/// when the condition holds.
+pub async fn wait(State(state): State<ApiState>, Path(name): Path<String>, q: Query) -> ApiResult<Response> {
+    let condition = match q.get("condition").unwrap_or("") {
+        "" | "not-running" => WaitCondition::NotRunning,
+        "next-exit" => WaitCondition::NextExit,
+        "removed" => WaitCondition::Removed,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "invalid condition `{other}`: use not-running, next-exit or removed"
+            )))
+        }
+    };
+    let root = state.root.clone();
+    let (id, initial) = blocking(move || {
+        let store = ContainerStore::open(&root);
+        let c = store.resolve(&name)?;
+        let s = store.state(&c.id)?;
+        Ok((c.id, s))
+    })
+    .await?;
+    let (tx, rx) = mpsc::channel(1);
+    let root = state.root.clone();
+    let attachments = state.attach.clone();
+    tokio::task::spawn_blocking(move || {
+        let store = ContainerStore::open(&root);
+        let mut last = initial.clone();
+        let mut seen_running = initial.is_running();
+        let code = loop {
+            if tx.is_closed() {
+                return;
+            }
+            // A removed container's state reads as the default (not an error): its state file is the witness.
+            let state = store.state(&id).and_then(|s| {
+                if store.dir(&id).join("state.json").exists() {
+                    Ok(s)
+                } else {
+                    Err(ContainerError::NotFound(id.clone()))
+                }
+            });
+            match state {
+                Ok(s) => {
+                    let done = match condition {
+                        WaitCondition::NotRunning => !s.is_running(),
+                        WaitCondition::NextExit => {
+                            !s.is_running() && (seen_running || s.finished_at != initial.finished_at)
+                        }
+                        WaitCondition::Removed => false,
+                    };
+                    seen_running |= s.is_running();
+                    last = s;
+                    if done {
+                        attachments.forget_exit(&id);
+                        break last.exit_code;
+                    }
+                }
+                // Gone (`--rm`, or removed meanwhile): the exit code from the monitor this server watches, else
+                // the last state read.
+                Err(_) => break attachments.await_exit(&id).unwrap_or(last.exit_code),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let body = json!({ "StatusCode": code, "Error": null }).to_string();
+        let _ = tx.blocking_send(axum::body::Bytes::from(body));
+    });
+    Ok(([(header::CONTENT_TYPE, "application/json")], channel_body(rx)).into_response())
+}
+
+/// `GET /containers/{id}/logs?stdout=&stderr=&follow=&tail=&timestamps=&since=`: docker's framing without a
+/// TTY, raw bytes with one.
+pub async fn logs(State(state): State<ApiState>, Path(name): Path<String>, q: Query) -> ApiResult<Response> {
+    let wanted = [q.flag("stdout"), q.flag("stderr")];
+    if !wanted[0] && !wanted[1] {
+        return Err(ApiError::bad_request("Bad parameters: you must choose at least one stream"));
+    }
+    let tail = match q.get("tail").unwrap_or("all") {
+        "all" | "" => None,
+        n => Some(
+            n.parse::<usize>()
+                .map_err(|_| ApiError::bad_request(format!("invalid tail `{n}`: use a number or all")))?,
+        ),
+    };
+    let since = q.get("since").filter(|s| !s.is_empty() && *s != "0").map(str::to_owned);
+    if let Some(s) = &since {
+        ctr::logs::parse_since(s)?;
+    }
+    let opts = LogOptions { follow: q.flag("follow"), tail, timestamps: q.flag("timestamps"), since };
+    let root = state.root.clone();
+    let (id, tty) = blocking(move || {
+        let c = ContainerStore::open(&root).resolve(&name)?;
+        Ok((c.id, c.config.tty))
+    })
+    .await?;
+    let rx = log_stream(state.root.clone(), id, opts, tty, wanted);
+    let content_type = if tty { attach::RAW_STREAM } else { attach::MULTIPLEXED_STREAM };
+    Ok(([(header::CONTENT_TYPE, content_type)], channel_body(rx)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(body: &str) -> ApiResult<CreateOptions> {
+        create_options(parse_json(body.as_bytes())?, None)
+    }
+
+    #[test]
+    fn docker_create_bodies_map_to_options() -> Result<(), String> {
+        let o = options(
+            r#"{"Image":"busybox","Cmd":["echo","hi"],"Entrypoint":null,"Env":["A=1","BARE"],"Tty":false,
+               "HostConfig":{"AutoRemove":true,"NetworkMode":"default","RestartPolicy":{"Name":"no"},
+               "PortBindings":{"80/tcp":[{"HostIp":"","HostPort":"8080"}]},"Memory":67108864,"NanoCpus":1500000000,
+               "Mounts":[{"Type":"bind","Source":"/tmp","Target":"/data","ReadOnly":true}],"Tmpfs":{"/run":"size=1m"}}}"#,
+        )
+        .map_err(|e| e.message)?;
+        assert_eq!(o.image, "busybox");
+        assert_eq!(o.cmd, ["echo", "hi"]);
+        assert_eq!(o.env, ["A=1"]);
+        assert!(o.auto_remove && o.network.is_none() && o.restart.is_none());
+        assert_eq!(o.publish, ["8080:80/tcp"]);
+        assert_eq!(o.memory.as_deref(), Some("67108864"));
+        assert_eq!(o.cpus, Some(1.5));
+        assert_eq!(o.mounts, ["type=bind,source=/tmp,target=/data,readonly"]);
+        assert_eq!(o.tmpfs, ["/run:size=1m"]);
+        let o = options(r#"{"Image":"x","Entrypoint":["sh","-c"],"Cmd":"exit 3"}"#).map_err(|e| e.message)?;
+        assert_eq!((o.entrypoint.as_deref(), o.cmd), (Some("sh"), vec!["-c".to_owned(), "exit 3".to_owned()]));
+        Ok(())
+    }
+
+    #[test]
+    fn bad_create_bodies_are_400s() {
+        assert!(options("{").is_err_and(|e| e.status == StatusCode::BAD_REQUEST));
+        assert!(options(r#"{"Cmd":["true"]}"#).is_err_and(|e| e.message.contains("Image is required")));
+        assert!(options(r#"{"Image":"x","Tty":"yes"}"#).is_err_and(|e| e.status == StatusCode::BAD_REQUEST));
+    }
+
+    #[test]
+    fn filters_accept_both_docker_forms() -> Result<(), String> {
+        assert_eq!(parse_filters(Some(r#"{"status":["exited"]}"#)).map_err(|e| e.message)?, ["status=exited"]);
+        assert_eq!(parse_filters(Some(r#"{"label":{"a=b":true}}"#)).map_err(|e| e.message)?, ["label=a=b"]);
+        assert!(parse_filters(Some("nope")).is_err());
+        Ok(())
+    }
+}

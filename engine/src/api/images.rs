@@ -1,0 +1,262 @@
+//! Image endpoints: create (pull, with docker's JSON-lines progress), list, inspect, history, tag, remove. Image
+//! names contain slashes (`localhost:5000/team/app`), so `/images/{name}/json` cannot be a plain route: one
+//! catch-all route per method hands the rest of the path to [`get_dispatch`] / [`post_dispatch`], which split
+//! off the verb at the end, as dockerd's router does.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::attach::channel_body;
+use super::{blocking, ApiError, ApiResult, ApiState, Json, Query};
+use crate::container::ContainerStore;
+use crate::digest::Digest;
+use crate::image::{ImageStore, Removal};
+use crate::reference::Reference;
+use crate::registry::credentials::CredentialStore;
+use crate::registry::{PullEvent, PullOptions, RegistryOptions};
+use crate::root::Root;
+
+/// `GET /images/json?all=&filters=`: one entry per image, docker's `ImageSummary`.
+pub async fn list(State(state): State<ApiState>, q: Query) -> ApiResult<Json<Value>> {
+    let filters = super::containers::parse_filters(q.get("filters"))?;
+    let reference = filters
+        .iter()
+        .filter_map(|f| f.strip_prefix("reference="))
+        .map(Reference::parse_bare)
+        .collect::<Result<Vec<_>, _>>()?;
+    let dangling_only = filters.iter().any(|f| f == "dangling=true");
+    let root = state.root.clone();
+    blocking(move || {
+        let store = ImageStore::open(&root)?;
+        let users = image_users(&root);
+        let mut out = Vec::new();
+        for image in store.list()? {
+            let tags: Vec<&Reference> = image.names.iter().filter(|n| n.tag.is_some()).collect();
+            if dangling_only && !tags.is_empty() {
+                continue;
+            }
+            if !reference.is_empty()
+                && !tags.iter().any(|n| {
+                    reference.iter().any(|f| n.name() == f.name() && f.tag.as_ref().is_none_or(|t| n.tag.as_ref() == Some(t)))
+                })
+            {
+                continue;
+            }
+            let size = store.image_size(&image);
+            let created = image
+                .config
+                .created
+                .as_deref()
+                .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+                .map_or(0, |t| t.timestamp());
+            out.push(json!({
+                "Id": image.id.to_string(),
+                "ParentId": "",
+                "RepoTags": tags.iter().map(|n| n.familiar()).collect::<Vec<_>>(),
+                "RepoDigests": image.names.iter().filter(|n| n.digest.is_some()).map(Reference::familiar).collect::<Vec<_>>(),
+                "Created": created,
+                "Size": size,
+                "SharedSize": -1,
+                "VirtualSize": size,
+                "Labels": image.config.config.labels,
+                "Containers": users.iter().filter(|(d, _)| *d == image.id).count(),
+            }));
+        }
+        Ok(Json(Value::Array(out)))
+    })
+    .await
+}
+
+/// Every container's image ID and container ID (what `rmi` must not pull out from under a container).
+fn image_users(root: &Root) -> Vec<(Digest, String)> {
+    let store = ContainerStore::open(root);
+    let mut users = Vec::new();
+    for id in store.ids().unwrap_or_default() {
+        if let Ok(c) = store.load(&id) {
+            if let Ok(d) = c.image_id.parse::<Digest>() {
+                users.push((d, id));
+            }
+        }
+    }
+    users
+}
+
+/// Splits `busybox:latest/json` into (`busybox:latest`, `json`).
+fn split_verb<'a>(rest: &'a str, verbs: &[&str]) -> Option<(&'a str, &'a str)> {
+    let (name, verb) = rest.rsplit_once('/')?;
+    (verbs.contains(&verb) && !name.is_empty()).then_some((name, verb))
+}
+
+/// `GET /images/{name}/json` and `GET /images/{name}/history`.
+pub async fn get_dispatch(State(state): State<ApiState>, Path(rest): Path<String>) -> ApiResult<Json<Value>> {
+    let Some((name, verb)) = split_verb(&rest, &["json", "history"]) else {
+        return Err(ApiError::not_found(format!(
+            "page not found: GET /images/{rest} (use /images/NAME/json or /images/NAME/history)"
+        )));
+    };
+    let (name, verb) = (name.to_owned(), verb.to_owned());
+    let root = state.root.clone();
+    blocking(move || {
+        let store = ImageStore::open(&root)?;
+        let image = store.resolve(&name)?;
+        if verb == "json" {
+            return Ok(Json(store.inspect_json(&image)));
+        }
+        let rows: Vec<Value> = store
+            .history(&image)
+            .into_iter()
+            .map(|(id, h, size)| {
+                let created = h
+                    .created
+                    .as_deref()
+                    .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+                    .map_or(0, |t| t.timestamp());
+                json!({
+                    "Id": id.map_or("<missing>".to_owned(), |d| d.to_string()),
+                    "Created": created,
+                    "CreatedBy": h.created_by.clone().unwrap_or_default(),
+                    "Tags": Value::Null,
+                    "Size": size,
+                    "Comment": h.comment.clone().unwrap_or_default(),
+                })
+            })
+            .collect();
+        Ok(Json(Value::Array(rows)))
+    })
+    .await
+}
+
+/// `POST /images/{name}/tag?repo=&tag=`: 201.
+pub async fn post_dispatch(State(state): State<ApiState>, Path(rest): Path<String>, q: Query) -> ApiResult<StatusCode> {
+    let Some((name, _)) = split_verb(&rest, &["tag"]) else {
+        return Err(ApiError::not_found(format!(
+            "page not found: POST /images/{rest} (only /images/NAME/tag is implemented; push is not, see docs/engine-api.md)"
+        )));
+    };
+    let repo = q.get("repo").filter(|r| !r.is_empty()).ok_or_else(|| ApiError::bad_request("repo is required"))?;
+    let target = match q.get("tag").filter(|t| !t.is_empty()) {
+        Some(t) => format!("{repo}:{t}"),
+        None => repo.to_owned(),
+    };
+    let name = name.to_owned();
+    let root = state.root.clone();
+    blocking(move || {
+        ImageStore::open(&root)?.tag(&name, &target)?;
+        Ok(StatusCode::CREATED)
+    })
+    .await
+}
+
+/// `DELETE /images/{name}?force=`: docker's list of `{"Untagged": …}` / `{"Deleted": …}`.
+pub async fn remove(State(state): State<ApiState>, Path(name): Path<String>, q: Query) -> ApiResult<Json<Value>> {
+    let force = q.flag("force");
+    let root = state.root.clone();
+    blocking(move || {
+        let store = ImageStore::open(&root)?;
+        let users = image_users(&root);
+        let used_by = |id: &Digest| users.iter().find(|(i, _)| i == id).map(|(_, c)| c.clone());
+        let removals = store.remove(&name, force, &used_by)?;
+        let out: Vec<Value> = removals
+            .into_iter()
+            .map(|r| match r {
+                Removal::Untagged(n) => json!({ "Untagged": n.familiar() }),
+                Removal::Deleted(d) => json!({ "Deleted": d.to_string() }),
+            })
+            .collect();
+        Ok(Json(Value::Array(out)))
+    })
+    .await
+}
+
+/// One JSON line of docker's progress stream.
+fn progress_line(value: Value) -> Bytes {
+    let mut line = value.to_string();
+    line.push_str("\r\n");
+    Bytes::from(line)
+}
+
+/// `POST /images/create?fromImage=&tag=`: pulls, streaming docker's JSON progress lines. Errors after the 200
+/// went out are reported in the stream as `{"error": …}`, which the docker CLI prints and exits 1 on.
+/// Credentials come from the server's docker config (`X-Registry-Auth` is not read yet; see docs/engine-api.md).
+pub async fn create(State(state): State<ApiState>, q: Query) -> ApiResult<Response> {
+    if q.get("fromSrc").is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "importing with fromSrc is not implemented by engine serve; use `engine import`",
+        ));
+    }
+    let from =
+        q.get("fromImage").filter(|f| !f.is_empty()).ok_or_else(|| ApiError::bad_request("fromImage is required"))?;
+    let name = match q.get("tag").filter(|t| !t.is_empty()) {
+        Some(t) if t.starts_with("sha256:") => format!("{from}@{t}"),
+        Some(t) => format!("{from}:{t}"),
+        None => from.to_owned(),
+    };
+    let reference = Reference::parse(&name)?;
+    let (tx, rx) = mpsc::channel(64);
+    let root = state.root.clone();
+    tokio::task::spawn_blocking(move || {
+        let send = |v: Value| {
+            let _ = tx.blocking_send(progress_line(v));
+        };
+        let store = match ImageStore::open(&root) {
+            Ok(s) => s,
+            Err(e) => return send(json!({ "error": e.to_string(), "errorDetail": { "message": e.to_string() } })),
+        };
+        let options = PullOptions {
+            platform: Default::default(),
+            registry: RegistryOptions::from_flags_and_env(&[]),
+            credentials: CredentialStore::default_location(),
+        };
+        let result = crate::registry::pull(&store, &reference, &options, &mut |event| {
+            let v = match event {
+                PullEvent::Resolved { reference, repository } => {
+                    json!({ "status": format!("Pulling from {repository}"), "id": reference })
+                }
+                PullEvent::Waiting { id } => json!({ "status": "Pulling fs layer", "id": id }),
+                PullEvent::Exists { id } => json!({ "status": "Already exists", "id": id }),
+                PullEvent::Downloading { id, current, total } => json!({
+                    "status": "Downloading", "id": id,
+                    "progressDetail": { "current": current, "total": total },
+                }),
+                PullEvent::Retrying { id, attempt, reason } => {
+                    json!({ "status": format!("Retrying (attempt {attempt}): {reason}"), "id": id })
+                }
+                PullEvent::Downloaded { id } => json!({ "status": "Download complete", "id": id }),
+                PullEvent::Extracting { id } => json!({ "status": "Extracting", "id": id }),
+                PullEvent::Complete { id } => json!({ "status": "Pull complete", "id": id }),
+            };
+            send(v);
+        });
+        match result {
+            Ok(outcome) => {
+                send(json!({ "status": format!("Digest: {}", outcome.digest) }));
+                let status = if outcome.up_to_date {
+                    format!("Status: Image is up to date for {}", reference.familiar())
+                } else {
+                    format!("Status: Downloaded newer image for {}", reference.familiar())
+                };
+                send(json!({ "status": status }));
+            }
+            Err(e) => send(json!({ "error": e.to_string(), "errorDetail": { "message": e.to_string() } })),
+        }
+    });
+    Ok(([(header::CONTENT_TYPE, "application/json")], channel_body(rx)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_paths_split_at_the_verb() {
+        assert_eq!(split_verb("busybox/json", &["json"]), Some(("busybox", "json")));
+        assert_eq!(split_verb("localhost:5000/team/app:1/tag", &["tag"]), Some(("localhost:5000/team/app:1", "tag")));
+        assert_eq!(split_verb("busybox", &["json"]), None);
+        assert_eq!(split_verb("busybox/push", &["tag"]), None);
+    }
+}
