@@ -454,7 +454,7 @@ pub async fn wait(State(state): State<ApiState>, Path(name): Path<String>, q: Qu
         other => {
             return Err(ApiError::bad_request(format!(
                 "invalid condition `{other}`: use not-running, next-exit or removed"
-            )))
+            )));
         }
     };
     let root = state.root.clone();

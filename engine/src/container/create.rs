@@ -229,7 +229,7 @@ pub fn create_from_image(
     };
     let healthcheck =
         super::health::merge_config(ic.healthcheck.as_ref(), opts.healthcheck.as_ref(), opts.no_healthcheck)?;
-    let layers = images.layer_dirs(&image)?;
+    let layers = images.layer_dirs(image)?;
 
     let mut raw = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut raw);

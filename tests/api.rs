@@ -1,0 +1,235 @@
+//! `engine serve` driven by the real `docker` CLI (a static client on the PATH) and by raw HTTP over the unix
+//! socket: version negotiation, `run` with attached output and exit codes, detached runs with logs, stop and
+//! rm, `ps`, `inspect`, images, and bad input (malformed bodies, unknown objects) answered with docker's
+//! statuses while the server keeps serving. Each test starts its own server on a TestEngine root.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{bin_dir, can_run_containers, Run, TestEngine};
+
+/// `engine serve` on a socket in a temp dir, killed when dropped.
+struct Server {
+    child: Child,
+    socket: PathBuf,
+    /// Holds the socket and the docker CLI's config directory.
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(e: &TestEngine) -> Server {
+        let dir = tempfile::Builder::new().prefix("drydock-api-").tempdir().expect("temp dir");
+        let socket = dir.path().join("engine.sock");
+        let mut child = Command::new(bin_dir().join("engine"))
+            .arg("--root")
+            .arg(e.root())
+            .arg("serve")
+            .arg("--socket")
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn engine serve");
+        // Ready when the socket accepts a connection; a server that exits instead fails the test at once.
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            if UnixStream::connect(&socket).is_ok() {
+                break;
+            }
+            if let Some(status) = child.try_wait().expect("poll engine serve") {
+                panic!("engine serve exited before listening: {status}");
+            }
+            assert!(Instant::now() < end, "engine serve did not listen on {} within 30 s", socket.display());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Server { child, socket, dir }
+    }
+
+    /// `docker ARGS` against this server (with an empty docker config, so the host's cannot interfere).
+    fn docker<const N: usize>(&self, args: [&str; N]) -> Run {
+        let mut c = Command::new(docker_bin());
+        c.args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .env_remove("DOCKER_CONTEXT")
+            .stdin(Stdio::null());
+        Run::of(&mut c)
+    }
+
+    /// One HTTP/1.1 request on a fresh connection: (status, body).
+    fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+        raw_http(&self.socket, method, path, body)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn raw_http(socket: &Path, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let mut s = UnixStream::connect(socket).expect("connect to engine serve");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).expect("send request");
+    // The server may answer (413) and close before it has read an oversize body: a failed write is part of that.
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"));
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// The docker CLI this suite drives (`DOCKER_BIN`, else `docker` on the PATH); its absence fails the test.
+fn docker_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("DOCKER_BIN") {
+        return bin.into();
+    }
+    std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("docker")).find(|f| f.is_file()))
+        .expect(
+            "the docker CLI is needed by the API tests: install a static docker client on the PATH or set DOCKER_BIN",
+        )
+}
+
+fn server() -> Option<(TestEngine, Server)> {
+    if !can_run_containers() {
+        return None;
+    }
+    let e = TestEngine::with_busybox();
+    let s = Server::start(&e);
+    Some((e, s))
+}
+
+#[test]
+fn api_docker_version_and_ping_negotiate_the_api() {
+    let Some((_e, s)) = server() else { return };
+    s.docker(["version"])
+        .success()
+        .stdout_has("Server: Drydock Engine")
+        .stdout_has("API version:      1.44 (minimum version 1.24)");
+    let (status, body) = s.http("GET", "/_ping", b"");
+    assert_eq!((status, body.as_str()), (200, "OK"));
+    let (status, body) = s.http("GET", "/v1.44/version", b"");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("version JSON");
+    assert_eq!((v["ApiVersion"].as_str(), v["MinAPIVersion"].as_str()), (Some("1.44"), Some("1.24")));
+    let (status, body) = s.http("GET", "/v1.12/version", b"");
+    assert_eq!(status, 400);
+    assert!(body.contains("client version 1.12 is too old"), "{body}");
+    let (status, body) = s.http("GET", "/v1.44/swarm", b"");
+    assert_eq!(status, 404);
+    assert!(body.contains("GET /swarm is not part of the Docker Engine API subset"), "{body}");
+}
+
+#[test]
+fn api_ping_headers_name_the_api_version_and_os() {
+    let Some((_e, s)) = server() else { return };
+    let mut c = UnixStream::connect(&s.socket).expect("connect");
+    c.write_all(b"HEAD /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n").expect("send");
+    let mut out = String::new();
+    c.read_to_string(&mut out).expect("read");
+    let lower = out.to_ascii_lowercase();
+    for header in ["api-version: 1.44", "ostype: linux", "builder-version: 1"] {
+        assert!(lower.contains(header), "missing {header} in {out}");
+    }
+}
+
+#[test]
+fn api_docker_run_rm_prints_output_and_passes_the_exit_code() {
+    let Some((e, s)) = server() else { return };
+    s.docker(["run", "--rm", "busybox", "echo", "hi"]).success().stdout_is("hi\n");
+    s.docker(["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"])
+        .code_is(3)
+        .stdout_is("out\n")
+        .stderr_has("err");
+    // --rm removed them: nothing left in the store either.
+    s.docker(["ps", "-a", "-q"]).success().stdout_is("");
+    e.run(["ps", "-a", "-q"]).success().stdout_is("");
+}
+
+#[test]
+fn api_docker_run_detached_logs_stop_and_rm() {
+    let Some((_e, s)) = server() else { return };
+    let id = s
+        .docker([
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "busybox",
+            "sh",
+            "-c",
+            "echo ready; trap 'exit 0' TERM; while true; do sleep 0.1; done",
+        ])
+        .success()
+        .stdout()
+        .trim()
+        .to_owned();
+    assert_eq!(id.len(), 64, "docker run -d prints the full ID: {id}");
+    // `logs -f` would follow forever; poll the log until the container has written its line.
+    let end = Instant::now() + Duration::from_secs(20);
+    while !s.docker(["logs", "web"]).success().stdout().contains("ready") {
+        assert!(Instant::now() < end, "the container never logged `ready`");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.docker(["ps"]).success().stdout_has(&id[..12]).stdout_has("web").stdout_has("Up ");
+    let inspect = s.docker(["inspect", "web"]).success().json();
+    assert_eq!(inspect[0]["Id"].as_str(), Some(id.as_str()));
+    assert_eq!(inspect[0]["State"]["Running"].as_bool(), Some(true));
+    s.docker(["inspect", "--format", "{{.Config.Image}}", "web"]).success().stdout_is("busybox\n");
+    s.docker(["stop", "web"]).success().stdout_is("web\n");
+    s.docker(["ps", "-a"]).success().stdout_has("Exited (0)");
+    s.docker(["rm", "web"]).success().stdout_is("web\n");
+    s.docker(["ps", "-a", "-q"]).success().stdout_is("");
+}
+
+#[test]
+fn api_images_list_inspect_tag_and_remove() {
+    let Some((_e, s)) = server() else { return };
+    s.docker(["images"]).success().stdout_has("busybox").stdout_has("latest");
+    s.docker(["tag", "busybox", "localhost:5000/team/box:v1"]).success();
+    s.docker(["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .success()
+        .stdout_has("localhost:5000/team/box:v1\n")
+        .stdout_has("busybox:latest\n");
+    let inspect = s.docker(["image", "inspect", "localhost:5000/team/box:v1"]).success().json();
+    let tags = inspect[0]["RepoTags"].as_array().expect("RepoTags").clone();
+    assert!(tags.contains(&"busybox:latest".into()) && tags.contains(&"localhost:5000/team/box:v1".into()), "{tags:?}");
+    s.docker(["rmi", "localhost:5000/team/box:v1"]).success().stdout_is("Untagged: localhost:5000/team/box:v1\n");
+    s.docker(["rmi", "nosuch:image"]).code_is(1).stderr_has("No such image: nosuch:image");
+    s.docker(["image", "inspect", "busybox"]).success();
+}
+
+#[test]
+fn api_bad_input_gets_docker_statuses_and_the_server_keeps_serving() {
+    let Some((_e, s)) = server() else { return };
+    let (status, body) = s.http("POST", "/v1.44/containers/create", br#"{"Image": "busybox", "Cmd": ["#);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains(r#"{"message":"invalid JSON in the request body: "#), "{body}");
+    assert!(body.contains("line 1 column"), "the message says where: {body}");
+    let (status, body) = s.http("POST", "/v1.44/containers/create", br#"{"Image": "busybox", "Tty": "yes"}"#);
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = s.http("POST", "/v1.44/containers/create", br#"{"Cmd": ["true"]}"#);
+    assert_eq!((status, body.as_str()), (400, r#"{"message":"config: Image is required"}"#));
+    let (status, body) = s.http("GET", "/v1.44/containers/nosuch/json", b"");
+    assert_eq!((status, body.as_str()), (404, r#"{"message":"No such container: nosuch"}"#));
+    let (status, _) = s.http("POST", "/v1.44/containers/nosuch/start", b"");
+    assert_eq!(status, 404);
+    let oversize = vec![b' '; 2 << 20];
+    let (status, body) = s.http("POST", "/v1.44/containers/create", &oversize);
+    assert_eq!(status, 413, "{body}");
+    s.docker(["rm", "nosuch"]).code_is(1).stderr_has("No such container: nosuch");
+    s.docker(["start", "nosuch"]).code_is(1).stderr_has("No such container: nosuch");
+    // Still serving, and nothing half-made was left behind.
+    s.docker(["run", "--rm", "busybox", "echo", "still here"]).success().stdout_is("still here\n");
+    s.docker(["ps", "-a", "-q"]).success().stdout_is("");
+}
