@@ -233,3 +233,38 @@ fn api_bad_input_gets_docker_statuses_and_the_server_keeps_serving() {
     s.docker(["run", "--rm", "busybox", "echo", "still here"]).success().stdout_is("still here\n");
     s.docker(["ps", "-a", "-q"]).success().stdout_is("");
 }
+
+#[test]
+fn api_networks_and_volumes_create_list_use_and_remove() {
+    let Some((e, s)) = server() else { return };
+    let net_id = s.docker(["network", "create", "apitestnet"]).success().stdout().trim().to_owned();
+    assert_eq!(net_id.len(), 64, "{net_id}");
+    s.docker(["network", "ls", "--format", "{{.Name}}"]).success().stdout_has("apitestnet\n").stdout_has("bridge\n");
+    s.docker(["network", "create", "apitestnet"]).code_is(1).stderr_has("network with name apitestnet already exists");
+    s.docker(["volume", "create", "apitestvol"]).success().stdout_is("apitestvol\n");
+    s.docker(["volume", "ls", "-q"]).success().stdout_is("apitestvol\n");
+    s.docker([
+        "run",
+        "--rm",
+        "--network",
+        "apitestnet",
+        "-v",
+        "apitestvol:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /data/f",
+    ])
+    .success();
+    s.docker(["run", "--rm", "-v", "apitestvol:/data", "busybox", "cat", "/data/f"]).success().stdout_is("kept\n");
+    s.docker(["run", "-d", "--name", "user", "-v", "apitestvol:/data", "busybox", "sleep", "60"]).success();
+    s.docker(["volume", "rm", "apitestvol"]).code_is(1).stderr_has("volume is in use");
+    s.docker(["rm", "-f", "user"]).success();
+    s.docker(["volume", "rm", "apitestvol"]).success();
+    s.docker(["volume", "inspect", "apitestvol"]).code_is(1).stderr_has("no such volume");
+    s.docker(["network", "rm", "apitestnet"]).success().stdout_is("apitestnet\n");
+    s.docker(["network", "rm", "bridge"]).code_is(1).stderr_has("pre-defined network");
+    // The CLI sees the same state.
+    assert!(!e.run(["network", "ls"]).success().stdout().contains("apitestnet"));
+    e.run(["volume", "ls", "-q"]).success().stdout_is("");
+}

@@ -9,6 +9,8 @@ use serde_json::json;
 
 use crate::container::Error as ContainerError;
 use crate::image::Error as ImageError;
+use crate::network::Error as NetworkError;
+use crate::volume::Error as VolumeError;
 
 /// An API failure: the HTTP status and docker's message.
 #[derive(Debug)]
@@ -68,11 +70,53 @@ fn image_status(e: &ImageError) -> StatusCode {
     }
 }
 
+fn network_status(e: &NetworkError) -> StatusCode {
+    match e {
+        NetworkError::NotFound(_) => StatusCode::NOT_FOUND,
+        NetworkError::NameTaken(_)
+        | NetworkError::ActiveEndpoints { .. }
+        | NetworkError::AlreadyConnected { .. }
+        | NetworkError::Overlap { .. } => StatusCode::CONFLICT,
+        NetworkError::Predefined(_) => StatusCode::FORBIDDEN,
+        NetworkError::Ambiguous(_)
+        | NetworkError::InvalidName(_)
+        | NetworkError::NotConnectable(..)
+        | NetworkError::NotConnected { .. }
+        | NetworkError::IpOnDefault
+        | NetworkError::InvalidInput { .. } => StatusCode::BAD_REQUEST,
+        NetworkError::UnknownDriver(_) => StatusCode::NOT_FOUND,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn volume_status(e: &VolumeError) -> StatusCode {
+    match e {
+        VolumeError::NotFound(_) => StatusCode::NOT_FOUND,
+        VolumeError::InvalidName(_) => StatusCode::BAD_REQUEST,
+        VolumeError::InUse { .. } => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<NetworkError> for ApiError {
+    fn from(e: NetworkError) -> ApiError {
+        ApiError::new(network_status(&e), e.to_string())
+    }
+}
+
+impl From<VolumeError> for ApiError {
+    fn from(e: VolumeError) -> ApiError {
+        ApiError::new(volume_status(&e), e.to_string())
+    }
+}
+
 impl From<ContainerError> for ApiError {
     fn from(e: ContainerError) -> ApiError {
         let status = match &e {
             ContainerError::NotFound(_) => StatusCode::NOT_FOUND,
             ContainerError::Image(ie) => image_status(ie),
+            ContainerError::Network(ne) => network_status(ne),
+            ContainerError::Volume(ve) => volume_status(ve),
             ContainerError::Ambiguous(_)
             | ContainerError::InvalidName(_)
             | ContainerError::InvalidInput { .. }

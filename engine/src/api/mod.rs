@@ -2,7 +2,7 @@
 //! real `docker` CLI and API clients drive this engine. The handlers call the same library functions as the
 //! `engine` CLI verbs; the library is blocking, so every call runs on tokio's blocking pool
 //! ([`blocking`]). Layout: [`server`] accepts connections and strips the `/v1.xx` prefix, then the router in
-//! [`routes`] dispatches to one file per resource ([`system`], [`containers`], [`images`]); [`attach`] owns
+//! [`routes`] dispatches to one file per resource ([`system`], [`containers`], [`images`], [`networks`], [`volumes`]); [`attach`] owns
 //! the hijacked streams and docker's 8-byte stream framing; [`errors`] maps engine errors to docker's statuses.
 //! See docs/engine-api.md for what is implemented and the decisions behind it.
 
@@ -10,8 +10,10 @@ pub mod attach;
 pub mod containers;
 pub mod errors;
 pub mod images;
+pub mod networks;
 pub mod server;
 pub mod system;
+pub mod volumes;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -144,6 +146,15 @@ pub fn routes(state: ApiState) -> Router {
         .route("/images/create", post(images::create))
         .route("/images/json", get(images::list))
         .route("/images/{*rest}", get(images::get_dispatch).post(images::post_dispatch).delete(images::remove))
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route("/networks/{id}", get(networks::inspect).delete(networks::remove))
+        .route("/networks/{id}/{verb}", post(networks::connect_or_disconnect))
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route("/volumes/{name}", get(volumes::inspect).delete(volumes::remove))
         .fallback(unknown_endpoint)
         .method_not_allowed_fallback(unknown_endpoint)
         .layer(middleware::from_fn(api_headers))
