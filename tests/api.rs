@@ -268,3 +268,41 @@ fn api_networks_and_volumes_create_list_use_and_remove() {
     assert!(!e.run(["network", "ls"]).success().stdout().contains("apitestnet"));
     e.run(["volume", "ls", "-q"]).success().stdout_is("");
 }
+
+#[test]
+fn api_docker_exec_passes_output_stdin_and_exit_codes() {
+    let Some((_e, s)) = server() else { return };
+    s.docker(["run", "-d", "--name", "box", "busybox", "sleep", "120"]).success();
+    s.docker(["exec", "box", "echo", "hi"]).success().stdout_is("hi\n");
+    s.docker(["exec", "box", "sh", "-c", "echo out; echo err >&2; exit 4"])
+        .code_is(4)
+        .stdout_is("out\n")
+        .stderr_has("err");
+    s.docker([
+        "exec",
+        "-u",
+        "nobody",
+        "-w",
+        "/tmp",
+        "-e",
+        "GREETING=hey",
+        "box",
+        "sh",
+        "-c",
+        "id -u; pwd; echo $GREETING",
+    ])
+    .success()
+    .stdout_is("65534\n/tmp\nhey\n");
+    let mut c = Command::new(docker_bin());
+    c.args(["exec", "-i", "box", "cat"])
+        .env("DOCKER_HOST", format!("unix://{}", s.socket.display()))
+        .env("DOCKER_CONFIG", s.dir.path().join("docker-config"));
+    Run::with_stdin(&mut c, b"through stdin\n").success().stdout_is("through stdin\n");
+    s.docker(["exec", "box", "nosuchcommand"]).code_is(127).stderr_has("executable file not found");
+    s.docker(["top", "box"]).success().stdout_has("sleep 120");
+    s.docker(["rm", "-f", "box"]).success();
+    s.docker(["exec", "box", "true"]).code_is(1).stderr_has("No such container: box");
+    s.docker(["run", "--name", "done", "busybox", "true"]).success();
+    s.docker(["container", "prune", "-f"]).success().stdout_has("Deleted Containers:");
+    s.docker(["ps", "-a", "-q"]).success().stdout_is("");
+}

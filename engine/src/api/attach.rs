@@ -152,7 +152,7 @@ pub fn channel_body(rx: mpsc::Receiver<Bytes>) -> Body {
     }))
 }
 
-fn stream_type(tty: bool) -> &'static str {
+pub(super) fn stream_type(tty: bool) -> &'static str {
     if tty {
         RAW_STREAM
     } else {
@@ -161,7 +161,7 @@ fn stream_type(tty: bool) -> &'static str {
 }
 
 /// Both ends of a pipe, close-on-exec (the monitor gets its ends through `dup2`, which clears the flag).
-fn pipe_pair() -> ApiResult<(OwnedFd, OwnedFd)> {
+pub(super) fn pipe_pair() -> ApiResult<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| ApiError::internal(format!("cannot create a pipe: {e}")))
 }
 
@@ -288,7 +288,7 @@ async fn pump<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static>
     let _ = client_out.shutdown().await;
 }
 
-async fn copy_output<W: tokio::io::AsyncWrite + Unpin>(
+pub(super) async fn copy_output<W: tokio::io::AsyncWrite + Unpin>(
     mut out: pipe::Receiver,
     mut err: pipe::Receiver,
     client: &mut W,

@@ -542,6 +542,31 @@ pub async fn logs(State(state): State<ApiState>, Path(name): Path<String>, q: Qu
     Ok(([(header::CONTENT_TYPE, content_type)], channel_body(rx)).into_response())
 }
 
+/// `GET /containers/{id}/top`: `{"Titles", "Processes"}` (`ps_args` is ignored: the columns are fixed).
+pub async fn top(State(state): State<ApiState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    let root = state.root.clone();
+    blocking(move || {
+        let store = ContainerStore::open(&root);
+        let c = store.resolve(&name)?;
+        if !store.state(&c.id)?.is_running() {
+            return Err(ApiError::conflict(format!("Container {} is not running", c.id)));
+        }
+        let rows = ctr::top::top(&store, &c.id)?;
+        Ok(Json(json!({ "Titles": ctr::top::HEADER, "Processes": rows })))
+    })
+    .await
+}
+
+/// `POST /containers/prune`: removes stopped containers; `{"ContainersDeleted", "SpaceReclaimed"}`.
+pub async fn prune(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
+    let root = state.root.clone();
+    blocking(move || {
+        let (ids, bytes) = ctr::prune::prune(&ContainerStore::open(&root))?;
+        Ok(Json(json!({ "ContainersDeleted": ids, "SpaceReclaimed": bytes })))
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@
 pub mod attach;
 pub mod containers;
 pub mod errors;
+pub mod exec;
 pub mod images;
 pub mod networks;
 pub mod server;
@@ -44,11 +45,12 @@ pub const MAX_BODY: usize = 1 << 20;
 pub struct ApiState {
     pub root: Root,
     pub attach: Arc<attach::Attachments>,
+    pub execs: Arc<exec::Execs>,
 }
 
 impl ApiState {
     pub fn new(root: Root) -> ApiState {
-        ApiState { root, attach: Arc::new(attach::Attachments::default()) }
+        ApiState { root, attach: Arc::new(attach::Attachments::default()), execs: Arc::new(exec::Execs::default()) }
     }
 }
 
@@ -143,6 +145,12 @@ pub fn routes(state: ApiState) -> Router {
         .route("/containers/{id}/attach", post(attach::attach))
         .route("/containers/{id}/resize", post(containers::resize))
         .route("/containers/{id}", delete(containers::remove))
+        .route("/containers/{id}/top", get(containers::top))
+        .route("/containers/prune", post(containers::prune))
+        .route("/containers/{id}/exec", post(exec::create))
+        .route("/exec/{id}/start", post(exec::start))
+        .route("/exec/{id}/json", get(exec::inspect))
+        .route("/exec/{id}/resize", post(exec::resize))
         .route("/images/create", post(images::create))
         .route("/images/json", get(images::list))
         .route("/images/{*rest}", get(images::get_dispatch).post(images::post_dispatch).delete(images::remove))
