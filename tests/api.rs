@@ -306,3 +306,22 @@ fn api_docker_exec_passes_output_stdin_and_exit_codes() {
     s.docker(["container", "prune", "-f"]).success().stdout_has("Deleted Containers:");
     s.docker(["ps", "-a", "-q"]).success().stdout_is("");
 }
+
+#[test]
+fn api_docker_pull_and_run_pull_from_a_local_registry() {
+    let Some((e, s)) = server() else { return };
+    let registry = crate::registry::Registry::start();
+    let image = format!("{}/team/box:1", registry.host());
+    e.run(["tag", "busybox", &image]).success();
+    e.run(["push", &image]).success();
+    s.docker(["rmi", &image]).success().stdout_has(&format!("Untagged: {image}"));
+    s.docker(["pull", &image]).success().stdout_has(&format!("Status: Downloaded newer image for {image}"));
+    s.docker(["pull", &image]).success().stdout_has(&format!("Status: Image is up to date for {image}"));
+    s.docker(["rmi", &image]).success();
+    // `run` of a missing image: a 404 on create, the CLI pulls through the API and tries again.
+    s.docker(["run", "--rm", &image, "echo", "pulled"])
+        .success()
+        .stdout_is("pulled\n")
+        .stderr_has(&format!("Unable to find image '{image}' locally"));
+    s.docker(["pull", &format!("{}/team/nosuch:1", registry.host())]).code_is(1).stderr_has("team/nosuch");
+}

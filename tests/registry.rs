@@ -39,14 +39,14 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
 }
 
 /// A real distribution registry on 127.0.0.1, killed when dropped.
-struct Registry {
+pub(crate) struct Registry {
     child: Child,
     port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl Registry {
-    fn start() -> Registry {
+    pub(crate) fn start() -> Registry {
         Registry::start_with_auth(None)
     }
 
@@ -92,7 +92,7 @@ impl Registry {
         registry
     }
 
-    fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 }
