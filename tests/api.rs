@@ -325,3 +325,41 @@ fn api_docker_pull_and_run_pull_from_a_local_registry() {
         .stderr_has(&format!("Unable to find image '{image}' locally"));
     s.docker(["pull", &format!("{}/team/nosuch:1", registry.host())]).code_is(1).stderr_has("team/nosuch");
 }
+
+#[test]
+fn api_a_client_killed_mid_attach_leaves_the_container_running_and_the_server_serving() {
+    let Some((_e, s)) = server() else { return };
+    let script = "i=0; while true; do i=$((i+1)); echo line$i; sleep 0.05; done";
+    let mut client = Command::new(docker_bin())
+        .args(["run", "--rm", "--name", "talker", "busybox", "sh", "-c", script])
+        .env("DOCKER_HOST", format!("unix://{}", s.socket.display()))
+        .env("DOCKER_CONFIG", s.dir.path().join("docker-config"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn docker run");
+    let mut first = String::new();
+    let stdout = client.stdout.take().expect("piped stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first).expect("read attached output");
+    assert_eq!(first, "line1\n");
+    client.kill().expect("kill docker run");
+    let _ = client.wait();
+    // The container goes on (its monitor keeps logging without the attached client), as with dockerd.
+    let last = || s.docker(["logs", "--tail", "1", "talker"]).success().stdout();
+    let before = last();
+    let end = Instant::now() + Duration::from_secs(20);
+    while last() == before {
+        assert!(Instant::now() < end, "the container stopped writing after its client went away");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.docker(["ps", "--format", "{{.Names}}"]).success().stdout_is("talker\n");
+    s.docker(["stop", "-t", "1", "talker"]).success();
+    // --rm still applies once it stops.
+    let end = Instant::now() + Duration::from_secs(20);
+    while !s.docker(["ps", "-a", "-q"]).success().stdout().is_empty() {
+        assert!(Instant::now() < end, "the --rm container was not removed after stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.docker(["run", "--rm", "-t", "busybox", "echo", "tty"]).success().stdout_is("tty\r\n");
+}
