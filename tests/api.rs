@@ -21,6 +21,11 @@ struct Server {
 
 impl Server {
     fn start(e: &TestEngine) -> Server {
+        Server::start_with(e, &[])
+    }
+
+    /// `engine serve` with extra arguments (`--scope …`).
+    fn start_with(e: &TestEngine, extra: &[&str]) -> Server {
         let dir = tempfile::Builder::new().prefix("drydock-api-").tempdir().expect("temp dir");
         let socket = dir.path().join("engine.sock");
         let mut child = Command::new(bin_dir().join("engine"))
@@ -29,6 +34,7 @@ impl Server {
             .arg("serve")
             .arg("--socket")
             .arg(&socket)
+            .args(extra)
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn engine serve");
@@ -362,4 +368,46 @@ fn api_a_client_killed_mid_attach_leaves_the_container_running_and_the_server_se
         std::thread::sleep(Duration::from_millis(50));
     }
     s.docker(["run", "--rm", "-t", "busybox", "echo", "tty"]).success().stdout_is("tty\r\n");
+}
+
+#[test]
+fn api_scoped_servers_do_not_see_each_others_containers_networks_and_volumes() {
+    let Some((e, _unscoped)) = server() else { return };
+    let a = Server::start_with(&e, &["--scope", "drydock.job=a"]);
+    let b = Server::start_with(&e, &["--scope", "drydock.job=b"]);
+    a.docker(["run", "-d", "--name", "a-box", "-v", "a-vol:/data", "busybox", "sleep", "60"]).success();
+    a.docker(["network", "create", "a-net"]).success();
+    b.docker(["create", "--name", "b-box", "busybox", "true"]).success();
+    // Each sees its own, and only its own; images and the built-in networks are shared.
+    a.docker(["ps", "-a", "--format", "{{.Names}}"]).success().stdout_is("a-box\n");
+    b.docker(["ps", "-a", "--format", "{{.Names}}"]).success().stdout_is("b-box\n");
+    a.docker(["volume", "ls", "-q"]).success().stdout_is("a-vol\n");
+    b.docker(["volume", "ls", "-q"]).success().stdout_is("");
+    b.docker(["network", "ls", "--format", "{{.Name}}"]).success().stdout_has("bridge\n").stdout_has("none\n");
+    assert!(!b.docker(["network", "ls"]).success().stdout().contains("a-net"));
+    b.docker(["images", "--format", "{{.Repository}}"]).success().stdout_has("busybox");
+    a.docker(["inspect", "--format", "{{index .Config.Labels \"drydock.job\"}}", "a-box"]).success().stdout_is("a\n");
+    // Nothing of another scope can be named: it does not exist for this server.
+    b.docker(["inspect", "a-box"]).code_is(1).stderr_has("No such object: a-box");
+    b.docker(["stop", "a-box"]).code_is(1).stderr_has("No such container: a-box");
+    // (docker's `rm -f` exits 0 on a missing container, but says so.)
+    b.docker(["rm", "-f", "a-box"]).stderr_has("No such container: a-box");
+    b.docker(["exec", "a-box", "true"]).code_is(1).stderr_has("No such container: a-box");
+    b.docker(["network", "rm", "a-net"]).code_is(1).stderr_has("network a-net not found");
+    b.docker(["volume", "rm", "a-vol"]).code_is(1).stderr_has("no such volume");
+    b.docker(["run", "--rm", "--network", "a-net", "busybox", "true"])
+        .code_is(125)
+        .stderr_has("network a-net not found");
+    b.docker(["run", "--rm", "-v", "a-vol:/data", "busybox", "true"]).code_is(125).stderr_has("no such volume");
+    // Pruning in one scope leaves the other's alone.
+    b.docker(["container", "prune", "-f"]).success();
+    b.docker(["network", "prune", "-f"]).success();
+    b.docker(["volume", "prune", "-af"]).success();
+    a.docker(["ps", "-a", "--format", "{{.Names}}"]).success().stdout_is("a-box\n");
+    a.docker(["volume", "ls", "-q"]).success().stdout_is("a-vol\n");
+    a.docker(["rm", "-f", "a-box"]).success();
+    a.docker(["network", "rm", "a-net"]).success();
+    a.docker(["volume", "rm", "a-vol"]).success();
+    // The unscoped server (and the CLI) see everything.
+    e.run(["ps", "-a", "--format", "{{.Names}}"]).success().stdout_is("");
 }

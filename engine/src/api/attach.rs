@@ -210,9 +210,10 @@ pub async fn attach(
         ));
     }
     let root = state.root.clone();
+    let scope = state.scope.clone();
     let (id, tty, open_stdin, running) = blocking(move || {
         let store = ContainerStore::open(&root);
-        let c = store.resolve(&name)?;
+        let c = super::scoped_container(scope.as_ref(), &store, &name)?;
         let s = store.state(&c.id)?;
         Ok((c.id, c.config.tty, c.config.open_stdin, s.is_running()))
     })

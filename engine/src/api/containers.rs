@@ -14,12 +14,14 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::attach::{self, channel_body, log_stream};
-use super::{blocking, parse_json, read_body, ApiError, ApiResult, ApiState, Json, Query};
+use super::{blocking, parse_json, read_body, ApiError, ApiResult, ApiState, Json, Query, Scope};
 use crate::container::create::CreateOptions;
 use crate::container::logs::LogOptions;
 use crate::container::monitor::{self, Started};
 use crate::container::{self as ctr, ContainerStore, Error as ContainerError};
 use crate::image::{HealthConfig, ImageStore};
+use crate::network::{Error as NetworkError, NetworkStore};
+use crate::volume::{Error as VolumeError, VolumeStore};
 
 /// A string or a list of strings (docker's `StrSlice`, used by `Cmd` and `Entrypoint`).
 #[derive(Debug, Deserialize)]
@@ -228,11 +230,21 @@ pub async fn create(State(state): State<ApiState>, q: Query, body: Body) -> ApiR
     let bytes = read_body(body).await?;
     let parsed: CreateBody = parse_json(&bytes)?;
     let name = q.get("name").filter(|n| !n.is_empty()).map(|n| n.trim_start_matches('/').to_owned());
-    let opts = create_options(parsed, name)?;
+    let mut opts = create_options(parsed, name)?;
     let root = state.root.clone();
+    let scope = state.scope.clone();
     let id = blocking(move || {
         let images = ImageStore::open(&root)?;
         let store = ContainerStore::open(&root);
+        // The docker CLI pulls the image on *any* 404 from create: only a missing image may be one; a missing
+        // network, volume or container named by the body is bad input (400).
+        let not_image = |e: ApiError| match e.status {
+            StatusCode::NOT_FOUND => ApiError::bad_request(e.message),
+            _ => e,
+        };
+        if let Some(scope) = &scope {
+            enforce_scope(scope, &store, &mut opts).map_err(not_image)?;
+        }
         let c = match ctr::create::create(&store, &images, &opts) {
             // docker's wording, with the tag the CLI will pull (`busybox` → `busybox:latest`).
             Err(ContainerError::Image(crate::image::Error::NotFound(_))) => {
@@ -241,12 +253,55 @@ pub async fn create(State(state): State<ApiState>, q: Query, body: Body) -> ApiR
                     .unwrap_or_else(|_| opts.image.clone());
                 return Err(ApiError::not_found(format!("No such image: {familiar}")));
             }
-            other => other?,
+            other => other.map_err(|e| not_image(e.into()))?,
         };
         Ok(c.id)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(json!({ "Id": id, "Warnings": [] })).into_response()).into_response())
+}
+
+/// A scoped server's create: the container gets the scope's label, and everything it names — a user-defined
+/// network, named volumes, containers whose volumes or network namespace it shares — must be in the scope
+/// (else 404, as if it did not exist). A named volume that does not exist yet is made here, with the label,
+/// rather than by the library without it.
+fn enforce_scope(scope: &Scope, store: &ContainerStore, opts: &mut CreateOptions) -> ApiResult<()> {
+    opts.labels.retain(|l| l.split_once('=').map_or(l.as_str(), |(k, _)| k) != scope.key);
+    opts.labels.push(format!("{}={}", scope.key, scope.value));
+    let mut containers: Vec<&str> = opts.volumes_from.iter().map(|v| v.split(':').next().unwrap_or(v)).collect();
+    if let Some(network) = opts.network.as_deref() {
+        if let Some(other) = network.strip_prefix("container:") {
+            containers.push(other);
+        } else if !matches!(network, "bridge" | "host" | "none") {
+            let n = NetworkStore::open(store.root())?.resolve(network)?;
+            if !n.builtin && !scope.holds(&n.labels) {
+                return Err(NetworkError::NotFound(network.to_owned()).into());
+            }
+        }
+    }
+    for name in containers {
+        super::scoped_container(Some(scope), store, name)?;
+    }
+    let volumes = VolumeStore::open(store.root())?;
+    let named = opts
+        .binds
+        .iter()
+        .filter_map(|b| b.split(':').next().filter(|src| !src.starts_with('/') && b.contains(':')))
+        .chain(opts.mounts.iter().filter(|m| m.starts_with("type=volume,")).filter_map(|m| {
+            m.split(',').find_map(|kv| kv.strip_prefix("source=").or_else(|| kv.strip_prefix("src=")))
+        }));
+    for name in named {
+        match volumes.get(name) {
+            Ok(v) if scope.holds(&v.labels) => {}
+            Ok(_) => return Err(VolumeError::NotFound(name.to_owned()).into()),
+            Err(VolumeError::NotFound(_)) => {
+                let labels = BTreeMap::from([(scope.key.clone(), scope.value.clone())]);
+                volumes.create(Some(name), labels, BTreeMap::new())?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// docker's `filters` query parameter: `{"status":["exited"]}` or `{"status":{"exited":true}}`, as `key=value`.
@@ -284,11 +339,14 @@ pub async fn list(State(state): State<ApiState>, q: Query) -> ApiResult<Json<Val
     let all = q.flag("all");
     let limit = q.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
     let root = state.root.clone();
+    let scope = state.scope.clone();
     blocking(move || {
         let store = ContainerStore::open(&root);
         let images = ImageStore::open(&root)?;
         let filters = ctr::list::Filters::parse(&filters)?;
-        let rows = ctr::list::list(&store, Some(&images), all, &filters, limit)?;
+        let mut rows = ctr::list::list(&store, Some(&images), all, &filters, None)?;
+        rows.retain(|(c, _)| super::in_scope(scope.as_ref(), &c.config.labels));
+        rows.truncate(limit.unwrap_or(usize::MAX));
         let out: Vec<Value> = rows
             .iter()
             .map(|(c, s)| {
@@ -325,9 +383,10 @@ pub async fn list(State(state): State<ApiState>, q: Query) -> ApiResult<Json<Val
 /// `GET /containers/{id}/json`.
 pub async fn inspect(State(state): State<ApiState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let root = state.root.clone();
+    let scope = state.scope.clone();
     blocking(move || {
         let store = ContainerStore::open(&root);
-        let c = store.resolve(&name)?;
+        let c = super::scoped_container(scope.as_ref(), &store, &name)?;
         let s = store.state(&c.id)?;
         Ok(Json(ctr::inspect::inspect_json(&store, &c, &s)))
     })
@@ -339,9 +398,10 @@ pub async fn inspect(State(state): State<ApiState>, Path(name): Path<String>) ->
 pub async fn start(State(state): State<ApiState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
     let root = state.root.clone();
     let attachments = state.attach.clone();
+    let scope = state.scope.clone();
     blocking(move || {
         let store = ContainerStore::open(&root);
-        let c = store.resolve(&name)?;
+        let c = super::scoped_container(scope.as_ref(), &store, &name)?;
         if store.state(&c.id)?.is_running() {
             return Err(ContainerError::AlreadyRunning(c.id).into());
         }
@@ -376,9 +436,10 @@ pub async fn start(State(state): State<ApiState>, Path(name): Path<String>) -> A
 pub async fn stop(State(state): State<ApiState>, Path(name): Path<String>, q: Query) -> ApiResult<StatusCode> {
     let timeout = q.int("t")?;
     let root = state.root.clone();
+    let scope = state.scope.clone();
     blocking(move || {
         let store = ContainerStore::open(&root);
-        let c = store.resolve(&name)?;
+        let c = super::scoped_container(scope.as_ref(), &store, &name)?;
         if ctr::stop::stop(&store, &c.id, timeout)? {
             Ok(StatusCode::NO_CONTENT)
         } else {
@@ -392,9 +453,10 @@ pub async fn stop(State(state): State<ApiState>, Path(name): Path<String>, q: Qu
 pub async fn kill(State(state): State<ApiState>, Path(name): Path<String>, q: Query) -> ApiResult<StatusCode> {
     let signal = ctr::kill::parse_signal(q.get("signal").filter(|s| !s.is_empty()).unwrap_or("SIGKILL"))?;
     let root = state.root.clone();
+    let scope = state.scope.clone();
     blocking(move || {
         let store = ContainerStore::open(&root);
-        let c = store.resolve(&name)?;
+        let c = super::scoped_container(scope.as_ref(), &store, &name)?;
         if !store.state(&c.id)?.is_running() {
             return Err(ApiError::conflict(format!("Container {} is not running", c.id)));
         }
@@ -408,9 +470,10 @@ pub async fn kill(State(state): State<ApiState>, Path(name): Path<String>, q: Qu
 pub async fn restart(State(state): State<ApiState>, Path(name): Path<String>, q: Query) -> ApiResult<StatusCode> {
     let timeout = q.int("t")?;
     let root = state.root.clone();
+    let scope = state.scope.clone();
     blocking(move || {
         let store = ContainerStore::open(&root);
-        let c = store.resolve(&name)?;
+        let c = super::scoped_container(scope.as_ref(), &store, &name)?;
         ctr::restart::restart(&store, &c.id, timeout)?;
         Ok(StatusCode::NO_CONTENT)
     })
@@ -421,9 +484,10 @@ pub async fn restart(State(state): State<ApiState>, Path(name): Path<String>, q:
 pub async fn remove(State(state): State<ApiState>, Path(name): Path<String>, q: Query) -> ApiResult<StatusCode> {
     let (force, volumes) = (q.flag("force"), q.flag("v"));
     let root = state.root.clone();
+    let scope = state.scope.clone();
     blocking(move || {
         let store = ContainerStore::open(&root);
-        let c = store.resolve(&name)?;
+        let c = super::scoped_container(scope.as_ref(), &store, &name)?;
         ctr::remove::remove(&store, &c.id, force, volumes)?;
         Ok(StatusCode::NO_CONTENT)
     })
@@ -433,7 +497,12 @@ pub async fn remove(State(state): State<ApiState>, Path(name): Path<String>, q: 
 /// `POST /containers/{id}/resize?h=&w=`: accepted and ignored (the pty keeps its size; see docs/engine-api.md).
 pub async fn resize(State(state): State<ApiState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
     let root = state.root.clone();
-    blocking(move || ContainerStore::open(&root).resolve(&name).map(|_| StatusCode::OK).map_err(ApiError::from)).await
+    let scope = state.scope.clone();
+    blocking(move || {
+        super::scoped_container(scope.as_ref(), &ContainerStore::open(&root), &name)?;
+        Ok(StatusCode::OK)
+    })
+    .await
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -458,9 +527,10 @@ pub async fn wait(State(state): State<ApiState>, Path(name): Path<String>, q: Qu
         }
     };
     let root = state.root.clone();
+    let scope = state.scope.clone();
     let (id, initial) = blocking(move || {
         let store = ContainerStore::open(&root);
-        let c = store.resolve(&name)?;
+        let c = super::scoped_container(scope.as_ref(), &store, &name)?;
         let s = store.state(&c.id)?;
         Ok((c.id, s))
     })
@@ -532,8 +602,9 @@ pub async fn logs(State(state): State<ApiState>, Path(name): Path<String>, q: Qu
     }
     let opts = LogOptions { follow: q.flag("follow"), tail, timestamps: q.flag("timestamps"), since };
     let root = state.root.clone();
+    let scope = state.scope.clone();
     let (id, tty) = blocking(move || {
-        let c = ContainerStore::open(&root).resolve(&name)?;
+        let c = super::scoped_container(scope.as_ref(), &ContainerStore::open(&root), &name)?;
         Ok((c.id, c.config.tty))
     })
     .await?;
@@ -545,9 +616,10 @@ pub async fn logs(State(state): State<ApiState>, Path(name): Path<String>, q: Qu
 /// `GET /containers/{id}/top`: `{"Titles", "Processes"}` (`ps_args` is ignored: the columns are fixed).
 pub async fn top(State(state): State<ApiState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let root = state.root.clone();
+    let scope = state.scope.clone();
     blocking(move || {
         let store = ContainerStore::open(&root);
-        let c = store.resolve(&name)?;
+        let c = super::scoped_container(scope.as_ref(), &store, &name)?;
         if !store.state(&c.id)?.is_running() {
             return Err(ApiError::conflict(format!("Container {} is not running", c.id)));
         }
@@ -560,8 +632,23 @@ pub async fn top(State(state): State<ApiState>, Path(name): Path<String>) -> Api
 /// `POST /containers/prune`: removes stopped containers; `{"ContainersDeleted", "SpaceReclaimed"}`.
 pub async fn prune(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
     let root = state.root.clone();
+    let scope = state.scope.clone();
     blocking(move || {
-        let (ids, bytes) = ctr::prune::prune(&ContainerStore::open(&root))?;
+        let store = ContainerStore::open(&root);
+        let Some(scope) = scope else {
+            let (ids, bytes) = ctr::prune::prune(&store)?;
+            return Ok(Json(json!({ "ContainersDeleted": ids, "SpaceReclaimed": bytes })));
+        };
+        let mut ids = Vec::new();
+        let mut bytes = 0;
+        for (c, s) in store.list()? {
+            if s.is_running() || !scope.holds(&c.config.labels) {
+                continue;
+            }
+            bytes += crate::image::layer::dir_size(&store.dir(&c.id).join("upper"));
+            ctr::remove::remove(&store, &c.id, false, false)?;
+            ids.push(c.id);
+        }
         Ok(Json(json!({ "ContainersDeleted": ids, "SpaceReclaimed": bytes })))
     })
     .await

@@ -86,9 +86,10 @@ pub async fn create(State(state): State<ApiState>, Path(name): Path<String>, bod
         return Err(ApiError::bad_request("privileged exec is not supported by this engine"));
     }
     let root = state.root.clone();
+    let scope = state.scope.clone();
     let container_id = blocking(move || {
         let store = ContainerStore::open(&root);
-        let c = store.resolve(&name)?;
+        let c = super::scoped_container(scope.as_ref(), &store, &name)?;
         if !store.state(&c.id)?.is_running() {
             return Err(ApiError::conflict(format!("Container {} is not running", c.id)));
         }

@@ -46,12 +46,61 @@ pub struct ApiState {
     pub root: Root,
     pub attach: Arc<attach::Attachments>,
     pub execs: Arc<exec::Execs>,
+    /// With `--scope`, the one label this server's containers, networks and volumes carry.
+    pub scope: Option<Scope>,
 }
 
 impl ApiState {
-    pub fn new(root: Root) -> ApiState {
-        ApiState { root, attach: Arc::new(attach::Attachments::default()), execs: Arc::new(exec::Execs::default()) }
+    pub fn new(root: Root, scope: Option<Scope>) -> ApiState {
+        ApiState {
+            root,
+            attach: Arc::new(attach::Attachments::default()),
+            execs: Arc::new(exec::Execs::default()),
+            scope,
+        }
     }
+}
+
+/// `--scope KEY=VALUE`: a server started for one CI job creates every container, network and volume with this
+/// label and sees, touches and prunes only objects that carry it; objects of other scopes answer 404 as if they
+/// did not exist. Images are shared, as are the built-in networks (`bridge`, `host`, `none`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub key: String,
+    pub value: String,
+}
+
+impl Scope {
+    /// Parses `KEY=VALUE` (both non-empty).
+    pub fn parse(s: &str) -> Result<Scope, String> {
+        match s.split_once('=') {
+            Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok(Scope { key: k.to_owned(), value: v.to_owned() }),
+            _ => Err(format!("invalid scope `{s}`: expected LABEL=VALUE, e.g. drydock.job=1234")),
+        }
+    }
+
+    /// Whether labels carry this scope.
+    pub fn holds(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        labels.get(&self.key).is_some_and(|v| *v == self.value)
+    }
+}
+
+/// True when `labels` are visible to a server with `scope` (every object is, without one).
+pub fn in_scope(scope: Option<&Scope>, labels: &std::collections::BTreeMap<String, String>) -> bool {
+    scope.is_none_or(|s| s.holds(labels))
+}
+
+/// Resolves a container by name or ID prefix, as `404 No such container` when it is out of this server's scope.
+pub fn scoped_container(
+    scope: Option<&Scope>,
+    store: &crate::container::ContainerStore,
+    name: &str,
+) -> ApiResult<crate::container::Container> {
+    let c = store.resolve(name)?;
+    if !in_scope(scope, &c.config.labels) {
+        return Err(crate::container::Error::NotFound(name.to_owned()).into());
+    }
+    Ok(c)
 }
 
 /// A JSON response body (axum's own `Json` needs its `json` feature, which pulls in more than this needs).
@@ -195,6 +244,17 @@ async fn api_headers(req: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scopes_parse_and_match_one_label() {
+        let s = Scope::parse("drydock.job=42").expect("valid scope");
+        assert!(s.holds(&[("drydock.job".to_owned(), "42".to_owned())].into()));
+        assert!(!s.holds(&[("drydock.job".to_owned(), "43".to_owned())].into()));
+        assert!(in_scope(None, &Default::default()) && !in_scope(Some(&s), &Default::default()));
+        for bad in ["", "job", "=1", "job="] {
+            assert!(Scope::parse(bad).is_err_and(|m| m.contains("LABEL=VALUE")), "{bad}");
+        }
+    }
 
     #[test]
     fn docker_booleans_parse() {

@@ -11,11 +11,20 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::containers::parse_filters;
-use super::{blocking, parse_json, read_body, ApiError, ApiResult, ApiState, Json, Query};
+use super::{blocking, in_scope, parse_json, read_body, ApiError, ApiResult, ApiState, Json, Query, Scope};
 use crate::container::ContainerStore;
 use crate::network::create::CreateOptions;
 use crate::network::inspect::inspect_json;
-use crate::network::NetworkStore;
+use crate::network::{Error as NetworkError, Network, NetworkStore};
+
+/// Resolves a network, as 404 when it is out of this server's scope (built-in networks are in every scope).
+fn scoped_network(scope: Option<&Scope>, store: &NetworkStore, name: &str) -> ApiResult<Network> {
+    let n = store.resolve(name)?;
+    if !n.builtin && !in_scope(scope, &n.labels) {
+        return Err(NetworkError::NotFound(name.to_owned()).into());
+    }
+    Ok(n)
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -64,10 +73,12 @@ fn create_options(body: CreateBody) -> ApiResult<CreateOptions> {
 pub async fn list(State(state): State<ApiState>, q: Query) -> ApiResult<Json<Value>> {
     let filters = parse_filters(q.get("filters"))?;
     let root = state.root.clone();
+    let scope = state.scope.clone();
     blocking(move || {
         let networks = NetworkStore::open(&root)?.list()?;
         let out: Vec<Value> = networks
             .iter()
+            .filter(|n| n.builtin || in_scope(scope.as_ref(), &n.labels))
             .filter(|n| {
                 filters.iter().all(|f| match f.split_once('=') {
                     Some(("name", v)) => n.name.contains(v),
@@ -90,12 +101,16 @@ pub async fn list(State(state): State<ApiState>, q: Query) -> ApiResult<Json<Val
 /// `GET /networks/{id}`.
 pub async fn inspect(State(state): State<ApiState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let root = state.root.clone();
-    blocking(move || Ok(Json(inspect_json(&NetworkStore::open(&root)?.resolve(&name)?)))).await
+    let scope = state.scope.clone();
+    blocking(move || Ok(Json(inspect_json(&scoped_network(scope.as_ref(), &NetworkStore::open(&root)?, &name)?)))).await
 }
 
 /// `POST /networks/create`: 201 `{"Id", "Warning"}`.
 pub async fn create(State(state): State<ApiState>, body: Body) -> ApiResult<Response> {
-    let opts = create_options(parse_json(&read_body(body).await?)?)?;
+    let mut opts = create_options(parse_json(&read_body(body).await?)?)?;
+    if let Some(scope) = &state.scope {
+        opts.labels.insert(scope.key.clone(), scope.value.clone());
+    }
     let root = state.root.clone();
     let id = blocking(move || Ok(NetworkStore::open(&root)?.create(&opts)?.id)).await?;
     Ok((StatusCode::CREATED, Json(json!({ "Id": id, "Warning": "" }))).into_response())
@@ -104,8 +119,11 @@ pub async fn create(State(state): State<ApiState>, body: Body) -> ApiResult<Resp
 /// `DELETE /networks/{id}`: 204.
 pub async fn remove(State(state): State<ApiState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
     let root = state.root.clone();
+    let scope = state.scope.clone();
     blocking(move || {
-        NetworkStore::open(&root)?.remove(&name)?;
+        let store = NetworkStore::open(&root)?;
+        let n = scoped_network(scope.as_ref(), &store, &name)?;
+        store.remove(&n.id)?;
         Ok(StatusCode::NO_CONTENT)
     })
     .await
@@ -114,7 +132,20 @@ pub async fn remove(State(state): State<ApiState>, Path(name): Path<String>) -> 
 /// `POST /networks/prune`: `{"NetworksDeleted": [...]}`.
 pub async fn prune(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
     let root = state.root.clone();
-    blocking(move || Ok(Json(json!({ "NetworksDeleted": NetworkStore::open(&root)?.prune()? })))).await
+    let scope = state.scope.clone();
+    blocking(move || {
+        let store = NetworkStore::open(&root)?;
+        let Some(scope) = scope else { return Ok(Json(json!({ "NetworksDeleted": store.prune()? }))) };
+        let mut deleted = Vec::new();
+        for n in store.list()? {
+            if !n.builtin && scope.holds(&n.labels) && n.endpoints.is_empty() {
+                store.remove(&n.id)?;
+                deleted.push(n.name);
+            }
+        }
+        Ok(Json(json!({ "NetworksDeleted": deleted })))
+    })
+    .await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,9 +193,11 @@ pub async fn connect_or_disconnect(
         })?),
     };
     let root = state.root.clone();
+    let scope = state.scope.clone();
     blocking(move || {
         let store = ContainerStore::open(&root);
-        let c = store.resolve(&container)?;
+        let c = super::scoped_container(scope.as_ref(), &store, &container)?;
+        scoped_network(scope.as_ref(), &NetworkStore::open(&root)?, &network)?;
         if connect {
             crate::container::network::connect(&store, &c.id, &network, endpoint.aliases.unwrap_or_default(), ip)?;
         } else {

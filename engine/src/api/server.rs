@@ -19,11 +19,11 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tower::ServiceExt;
 
-use super::{errors, routes, ApiState, API_VERSION, MIN_API_VERSION};
+use super::{errors, routes, ApiState, Scope, API_VERSION, MIN_API_VERSION};
 use crate::root::Root;
 
 /// Serves the API until SIGINT or SIGTERM; the socket file is removed on the way out.
-pub fn serve(root: Root, socket: &Path, tcp: Option<SocketAddr>) -> anyhow::Result<()> {
+pub fn serve(root: Root, socket: &Path, tcp: Option<SocketAddr>, scope: Option<Scope>) -> anyhow::Result<()> {
     if let Some(addr) = tcp {
         // The API is root on this host to whoever reaches it, and it has no authentication: loopback only.
         anyhow::ensure!(
@@ -36,7 +36,7 @@ pub fn serve(root: Root, socket: &Path, tcp: Option<SocketAddr>) -> anyhow::Resu
         .thread_name("engine-api")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(ApiState::new(root), socket, tcp))
+    runtime.block_on(run(ApiState::new(root, scope), socket, tcp))
 }
 
 async fn run(state: ApiState, socket: &Path, tcp: Option<SocketAddr>) -> anyhow::Result<()> {

@@ -11,10 +11,19 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::containers::parse_filters;
-use super::{blocking, parse_json, read_body, ApiError, ApiResult, ApiState, Json, Query};
+use super::{blocking, in_scope, parse_json, read_body, ApiError, ApiResult, ApiState, Json, Query, Scope};
 use crate::container::mounts::volume_users;
 use crate::container::ContainerStore;
-use crate::volume::VolumeStore;
+use crate::volume::{Error as VolumeError, Volume, VolumeStore};
+
+/// Reads a volume, as 404 when it is out of this server's scope.
+fn scoped_volume(scope: Option<&Scope>, store: &VolumeStore, name: &str) -> ApiResult<Volume> {
+    let v = store.get(name)?;
+    if !in_scope(scope, &v.labels) {
+        return Err(VolumeError::NotFound(name.to_owned()).into());
+    }
+    Ok(v)
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -29,12 +38,14 @@ struct CreateBody {
 pub async fn list(State(state): State<ApiState>, q: Query) -> ApiResult<Json<Value>> {
     let filters = parse_filters(q.get("filters"))?;
     let root = state.root.clone();
+    let scope = state.scope.clone();
     blocking(move || {
         let store = VolumeStore::open(&root)?;
         let users = volume_users(&ContainerStore::open(&root))?;
         let out: Vec<Value> = store
             .list()?
             .iter()
+            .filter(|v| in_scope(scope.as_ref(), &v.labels))
             .filter(|v| {
                 filters.iter().all(|f| match f.split_once('=') {
                     Some(("name", n)) => v.name.contains(n),
@@ -56,9 +67,10 @@ pub async fn list(State(state): State<ApiState>, q: Query) -> ApiResult<Json<Val
 /// `GET /volumes/{name}`.
 pub async fn inspect(State(state): State<ApiState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let root = state.root.clone();
+    let scope = state.scope.clone();
     blocking(move || {
         let store = VolumeStore::open(&root)?;
-        let v = store.get(&name)?;
+        let v = scoped_volume(scope.as_ref(), &store, &name)?;
         Ok(Json(store.inspect_json(&v)))
     })
     .await
@@ -71,10 +83,21 @@ pub async fn create(State(state): State<ApiState>, body: Body) -> ApiResult<Resp
         return Err(ApiError::not_found(format!("plugin \"{d}\" not found: only the local volume driver exists")));
     }
     let root = state.root.clone();
+    let scope = state.scope.clone();
     let value = blocking(move || {
         let store = VolumeStore::open(&root)?;
         let name = body.name.filter(|n| !n.is_empty());
-        let v = store.create(name.as_deref(), body.labels.unwrap_or_default(), body.driver_opts.unwrap_or_default())?;
+        let mut labels = body.labels.unwrap_or_default();
+        if let Some(scope) = &scope {
+            labels.insert(scope.key.clone(), scope.value.clone());
+        }
+        let v = store.create(name.as_deref(), labels, body.driver_opts.unwrap_or_default())?;
+        if !in_scope(scope.as_ref(), &v.labels) {
+            return Err(ApiError::conflict(format!(
+                "volume name {} is taken outside this server's scope: choose another name",
+                v.name
+            )));
+        }
         Ok(store.inspect_json(&v))
     })
     .await?;
@@ -85,10 +108,13 @@ pub async fn create(State(state): State<ApiState>, body: Body) -> ApiResult<Resp
 pub async fn remove(State(state): State<ApiState>, Path(name): Path<String>, q: Query) -> ApiResult<StatusCode> {
     let force = q.flag("force");
     let root = state.root.clone();
+    let scope = state.scope.clone();
     blocking(move || {
         let users = volume_users(&ContainerStore::open(&root))?;
         let used_by = |n: &str| users.iter().find(|(v, _)| v == n).map(|(_, c)| c.clone());
-        VolumeStore::open(&root)?.remove(&name, force, &used_by)?;
+        let store = VolumeStore::open(&root)?;
+        let v = scoped_volume(scope.as_ref(), &store, &name)?;
+        store.remove(&v.name, force, &used_by)?;
         Ok(StatusCode::NO_CONTENT)
     })
     .await
@@ -99,10 +125,15 @@ pub async fn remove(State(state): State<ApiState>, Path(name): Path<String>, q: 
 pub async fn prune(State(state): State<ApiState>, q: Query) -> ApiResult<Json<Value>> {
     let all = parse_filters(q.get("filters"))?.iter().any(|f| f == "all=true" || f == "all=1");
     let root = state.root.clone();
+    let scope = state.scope.clone();
     blocking(move || {
         let users = volume_users(&ContainerStore::open(&root))?;
-        let in_use = |n: &str| users.iter().any(|(v, _)| v == n);
-        let (removed, reclaimed) = VolumeStore::open(&root)?.prune(all, &in_use)?;
+        let store = VolumeStore::open(&root)?;
+        // Volumes of other scopes count as in use: this server never removes them.
+        let foreign: Vec<String> =
+            store.list()?.into_iter().filter(|v| !in_scope(scope.as_ref(), &v.labels)).map(|v| v.name).collect();
+        let in_use = |n: &str| users.iter().any(|(v, _)| v == n) || foreign.iter().any(|f| f == n);
+        let (removed, reclaimed) = store.prune(all, &in_use)?;
         Ok(Json(json!({ "VolumesDeleted": removed, "SpaceReclaimed": reclaimed })))
     })
     .await

@@ -14,10 +14,14 @@ pub struct ServeArgs {
     /// Also listen on this loopback TCP address (no TLS, no authentication: loopback only).
     #[arg(long, value_name = "127.0.0.1:PORT")]
     pub tcp: Option<SocketAddr>,
+    /// Only see and touch containers, networks and volumes labelled LABEL=VALUE (and label what is created);
+    /// images are shared. One scope per CI job.
+    #[arg(long, value_name = "LABEL=VALUE", value_parser = engine::api::Scope::parse)]
+    pub scope: Option<engine::api::Scope>,
 }
 
 pub fn run(args: ServeArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let root = ctx.open_root()?;
-    engine::api::serve(root, &args.socket, args.tcp)?;
+    engine::api::serve(root, &args.socket, args.tcp, args.scope)?;
     Ok(ExitCode::SUCCESS)
 }
