@@ -411,3 +411,37 @@ fn api_scoped_servers_do_not_see_each_others_containers_networks_and_volumes() {
     // The unscoped server (and the CLI) see everything.
     e.run(["ps", "-a", "--format", "{{.Names}}"]).success().stdout_is("");
 }
+
+#[test]
+fn api_save_load_commit_diff_rename_and_export() {
+    let Some((_e, s)) = server() else { return };
+    let archive = s.dir.path().join("box.tar");
+    let archive = archive.to_str().expect("utf-8 path");
+    s.docker(["tag", "busybox", "saved:1"]).success();
+    s.docker(["save", "-o", archive, "saved:1"]).success();
+    s.docker(["rmi", "saved:1"]).success();
+    s.docker(["load", "-i", archive]).success().stdout_has("Loaded image: saved:1");
+    s.docker(["save", "nosuch:image"]).code_is(1).stderr_has("No such image: nosuch:image");
+    let not_a_tar = s.dir.path().join("not.tar");
+    std::fs::write(&not_a_tar, b"not a tar").expect("write");
+    s.docker(["load", "-i", not_a_tar.to_str().expect("utf-8 path")])
+        .code_is(1)
+        .stderr_has("invalid image archive")
+        .stderr_has("nothing was loaded");
+    s.docker(["run", "--name", "c1", "busybox", "sh", "-c", "echo made > /new; rm /etc/group"]).success();
+    s.docker(["diff", "c1"]).success().stdout_has("A /new\n").stdout_has("D /etc/group\n");
+    s.docker(["rename", "c1", "c2"]).success();
+    s.docker(["ps", "-a", "--format", "{{.Names}}"]).success().stdout_is("c2\n");
+    let export = s.docker(["export", "c2"]).success();
+    let mut names = Vec::new();
+    let mut tar = tar::Archive::new(&export.out.stdout[..]);
+    for entry in tar.entries().expect("export is a tar") {
+        names.push(entry.expect("tar entry").path().expect("path").display().to_string());
+    }
+    assert!(names.iter().any(|n| n.trim_start_matches("./") == "new"), "{names:?}");
+    s.docker(["commit", "-c", "ENV FOO=bar", "c2", "committed:1"]).success().stdout_has("sha256:");
+    s.docker(["run", "--rm", "committed:1", "sh", "-c", "cat /new; echo $FOO"]).success().stdout_is("made\nbar\n");
+    s.docker(["rm", "c2"]).success();
+    s.docker(["rmi", "committed:1"]).success();
+    s.docker(["image", "prune", "-f"]).success().stdout_has("Total reclaimed space");
+}

@@ -129,6 +129,35 @@ impl Write for FrameWriter {
     }
 }
 
+/// A `Write` that sends raw chunks down a channel, for tar streams produced on a blocking thread (`export`,
+/// `images/get`). Wrap it in a `BufWriter`: tar writes 512-byte pieces.
+pub struct ChannelWriter(pub mpsc::Sender<Bytes>);
+
+impl Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.blocking_send(Bytes::copy_from_slice(buf)).map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A response body produced by `write` on a blocking thread. Errors after the status went out can only end the
+/// stream early (the client sees a truncated tar); check what can fail before calling this.
+pub fn tar_body(write: impl FnOnce(&mut dyn Write) -> Result<(), String> + Send + 'static) -> Body {
+    let (tx, rx) = mpsc::channel(16);
+    tokio::task::spawn_blocking(move || {
+        let mut out = io::BufWriter::with_capacity(64 * 1024, ChannelWriter(tx));
+        match write(&mut out).and_then(|()| out.flush().map_err(|e| e.to_string())) {
+            Ok(()) => {}
+            Err(e) => tracing::warn!("tar stream ended early: {e}"),
+        }
+    });
+    channel_body(rx)
+}
+
 /// Runs the log reader of container `id` on a blocking thread; its frames arrive on the returned channel,
 /// which closes when the log ends (or, with `follow`, when the container stops). Dropping the receiver stops
 /// the reader at its next write.

@@ -629,6 +629,90 @@ pub async fn top(State(state): State<ApiState>, Path(name): Path<String>) -> Api
     .await
 }
 
+/// `POST /containers/{id}/rename?name=`: 204.
+pub async fn rename(State(state): State<ApiState>, Path(name): Path<String>, q: Query) -> ApiResult<StatusCode> {
+    let new_name = q.get("name").filter(|n| !n.is_empty()).map(|n| n.trim_start_matches('/').to_owned());
+    let new_name =
+        new_name.ok_or_else(|| ApiError::bad_request("name is required: POST /containers/ID/rename?name=NEW"))?;
+    let root = state.root.clone();
+    let scope = state.scope.clone();
+    blocking(move || {
+        let store = ContainerStore::open(&root);
+        let c = super::scoped_container(scope.as_ref(), &store, &name)?;
+        ctr::rename::rename(&store, &c.id, &new_name)?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+/// `GET /containers/{id}/changes`: `[{"Path", "Kind"}]` with docker's kinds (0 changed, 1 added, 2 deleted).
+pub async fn changes(State(state): State<ApiState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    let root = state.root.clone();
+    let scope = state.scope.clone();
+    blocking(move || {
+        let store = ContainerStore::open(&root);
+        let c = super::scoped_container(scope.as_ref(), &store, &name)?;
+        let out: Vec<Value> = ctr::diff::diff(&store, &c.id)?
+            .into_iter()
+            .map(|ch| {
+                let kind = match ch.kind {
+                    'A' => 1,
+                    'D' => 2,
+                    _ => 0,
+                };
+                json!({ "Path": ch.path, "Kind": kind })
+            })
+            .collect();
+        Ok(Json(Value::Array(out)))
+    })
+    .await
+}
+
+/// `GET /containers/{id}/export`: the container's filesystem as a tar stream.
+pub async fn export(State(state): State<ApiState>, Path(name): Path<String>) -> ApiResult<Response> {
+    let root = state.root.clone();
+    let scope = state.scope.clone();
+    let id =
+        blocking(move || Ok(super::scoped_container(scope.as_ref(), &ContainerStore::open(&root), &name)?.id)).await?;
+    let root = state.root.clone();
+    let body = attach::tar_body(move |out| {
+        ctr::export::export(&ContainerStore::open(&root), &id, out).map_err(|e| e.to_string())
+    });
+    Ok(([(header::CONTENT_TYPE, "application/x-tar")], body).into_response())
+}
+
+/// `POST /commit?container=&repo=&tag=&comment=&author=&pause=&changes=`: 201 `{"Id"}`.
+pub async fn commit(State(state): State<ApiState>, q: Query) -> ApiResult<Response> {
+    let name =
+        q.get("container").filter(|c| !c.is_empty()).ok_or_else(|| ApiError::bad_request("container is required"))?;
+    let name = name.to_owned();
+    let reference = match (q.get("repo").filter(|r| !r.is_empty()), q.get("tag").filter(|t| !t.is_empty())) {
+        (Some(r), Some(t)) => Some(format!("{r}:{t}")),
+        (Some(r), None) => Some(r.to_owned()),
+        (None, _) => None,
+    };
+    let opts = ctr::commit::CommitOptions {
+        message: q.get("comment").filter(|m| !m.is_empty()).map(str::to_owned),
+        author: q.get("author").filter(|a| !a.is_empty()).map(str::to_owned),
+        changes: q
+            .get("changes")
+            .filter(|c| !c.is_empty())
+            .map(|c| c.lines().map(str::to_owned).collect())
+            .unwrap_or_default(),
+        reference,
+        pause: q.get("pause").is_none_or(|p| q.flag("pause") || p.is_empty()),
+    };
+    let root = state.root.clone();
+    let scope = state.scope.clone();
+    let id = blocking(move || {
+        let store = ContainerStore::open(&root);
+        let c = super::scoped_container(scope.as_ref(), &store, &name)?;
+        Ok(ctr::commit::commit(&store, &ImageStore::open(&root)?, &c.id, &opts)?.id.to_string())
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "Id": id }))).into_response())
+}
+
 /// `POST /containers/prune`: removes stopped containers; `{"ContainersDeleted", "SpaceReclaimed"}`.
 pub async fn prune(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
     let root = state.root.clone();

@@ -98,6 +98,20 @@ fn volume_status(e: &VolumeError) -> StatusCode {
     }
 }
 
+impl From<crate::archive::Error> for ApiError {
+    fn from(e: crate::archive::Error) -> ApiError {
+        use crate::archive::Error as A;
+        let status = match &e {
+            A::Invalid(_) | A::Escape(_) | A::Missing(_) | A::DigestMismatch { .. } | A::UnknownFormat | A::Read(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            A::Image(ie) => image_status(ie),
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
 impl From<NetworkError> for ApiError {
     fn from(e: NetworkError) -> ApiError {
         ApiError::new(network_status(&e), e.to_string())

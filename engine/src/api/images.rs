@@ -91,20 +91,23 @@ fn split_verb<'a>(rest: &'a str, verbs: &[&str]) -> Option<(&'a str, &'a str)> {
     (verbs.contains(&verb) && !name.is_empty()).then_some((name, verb))
 }
 
-/// `GET /images/{name}/json` and `GET /images/{name}/history`.
-pub async fn get_dispatch(State(state): State<ApiState>, Path(rest): Path<String>) -> ApiResult<Json<Value>> {
-    let Some((name, verb)) = split_verb(&rest, &["json", "history"]) else {
+/// `GET /images/{name}/json`, `/history` and `/get`.
+pub async fn get_dispatch(State(state): State<ApiState>, Path(rest): Path<String>) -> ApiResult<Response> {
+    let Some((name, verb)) = split_verb(&rest, &["json", "history", "get"]) else {
         return Err(ApiError::not_found(format!(
-            "page not found: GET /images/{rest} (use /images/NAME/json or /images/NAME/history)"
+            "page not found: GET /images/{rest} (use /images/NAME/json, /images/NAME/history or /images/NAME/get)"
         )));
     };
+    if verb == "get" {
+        return save(state, vec![name.to_owned()]).await;
+    }
     let (name, verb) = (name.to_owned(), verb.to_owned());
     let root = state.root.clone();
     blocking(move || {
         let store = ImageStore::open(&root)?;
         let image = store.resolve(&name)?;
         if verb == "json" {
-            return Ok(Json(store.inspect_json(&image)));
+            return Ok(Json(store.inspect_json(&image)).into_response());
         }
         let rows: Vec<Value> = store
             .history(&image)
@@ -125,7 +128,92 @@ pub async fn get_dispatch(State(state): State<ApiState>, Path(rest): Path<String
                 })
             })
             .collect();
-        Ok(Json(Value::Array(rows)))
+        Ok(Json(Value::Array(rows)).into_response())
+    })
+    .await
+}
+
+/// Streams `names` as a docker archive (`docker save`); a name that does not resolve is a 404 before anything
+/// is sent.
+async fn save(state: ApiState, names: Vec<String>) -> ApiResult<Response> {
+    if names.is_empty() {
+        return Err(ApiError::bad_request("names is required: GET /images/get?names=IMAGE"));
+    }
+    let root = state.root.clone();
+    let checked = names.clone();
+    blocking(move || {
+        let store = ImageStore::open(&root)?;
+        for n in &checked {
+            store.resolve(n)?;
+        }
+        Ok(())
+    })
+    .await?;
+    let root = state.root.clone();
+    let body = super::attach::tar_body(move |out| {
+        let store = ImageStore::open(&root).map_err(|e| e.to_string())?;
+        crate::archive::save(&store, &names, out).map_err(|e| e.to_string())
+    });
+    Ok(([(header::CONTENT_TYPE, "application/x-tar")], body).into_response())
+}
+
+/// `GET /images/get?names=A&names=B`.
+pub async fn get_many(State(state): State<ApiState>, uri: axum::http::Uri) -> ApiResult<Response> {
+    let axum::extract::Query(pairs) = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri)
+        .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
+    save(state, pairs.into_iter().filter(|(k, _)| k == "names").map(|(_, v)| v).collect()).await
+}
+
+/// `POST /images/load?quiet=`: a docker or OCI archive in the body (streamed to a staging file first, then
+/// loaded all or nothing); answers docker's JSON lines `{"stream": "Loaded image: …"}`.
+pub async fn load(State(state): State<ApiState>, body: axum::body::Body) -> ApiResult<Response> {
+    use futures_util::StreamExt as _;
+    use std::io::Write as _;
+    let staging = tempfile::NamedTempFile::new_in(state.root.tmp_dir())
+        .or_else(|_| tempfile::NamedTempFile::new())
+        .map_err(|e| ApiError::internal(format!("cannot stage the archive: {e}")))?;
+    let mut file = staging.reopen().map_err(|e| ApiError::internal(format!("cannot stage the archive: {e}")))?;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("cannot read the archive from the request: {e}")))?;
+        file.write_all(&chunk).map_err(|e| ApiError::internal(format!("cannot stage the archive: {e}")))?;
+    }
+    drop(file);
+    let root = state.root.clone();
+    let lines = blocking(move || {
+        let store = ImageStore::open(&root)?;
+        let input = staging.reopen().map_err(|e| ApiError::internal(format!("cannot read the staged archive: {e}")))?;
+        let loaded = crate::archive::load(&store, std::io::BufReader::new(input))?;
+        Ok(crate::archive::describe(&loaded))
+    })
+    .await?;
+    let mut out = String::new();
+    for l in lines {
+        out.push_str(&json!({ "stream": format!("{l}\n") }).to_string());
+        out.push_str("\r\n");
+    }
+    Ok(([(header::CONTENT_TYPE, "application/json")], out).into_response())
+}
+
+/// `POST /images/prune?filters=`: nameless unused images (every unused image with `dangling=false`).
+pub async fn prune(State(state): State<ApiState>, q: Query) -> ApiResult<Json<Value>> {
+    let all =
+        super::containers::parse_filters(q.get("filters"))?.iter().any(|f| f == "dangling=false" || f == "dangling=0");
+    let root = state.root.clone();
+    blocking(move || {
+        let store = ImageStore::open(&root)?;
+        let users = image_users(&root);
+        let in_use = |id: &Digest| users.iter().any(|(d, _)| d == id);
+        let (removals, reclaimed) = store.prune(all, &in_use)?;
+        let deleted: Vec<Value> = removals
+            .into_iter()
+            .map(|r| match r {
+                Removal::Untagged(n) => json!({ "Untagged": n.familiar() }),
+                Removal::Deleted(d) => json!({ "Deleted": d.to_string() }),
+            })
+            .collect();
+        Ok(Json(json!({ "ImagesDeleted": deleted, "SpaceReclaimed": reclaimed })))
     })
     .await
 }
