@@ -445,3 +445,26 @@ fn api_save_load_commit_diff_rename_and_export() {
     s.docker(["rmi", "committed:1"]).success();
     s.docker(["image", "prune", "-f"]).success().stdout_has("Total reclaimed space");
 }
+
+#[test]
+fn api_docker_cp_copies_both_ways() {
+    let Some((_e, s)) = server() else { return };
+    let host = s.dir.path().join("host");
+    std::fs::create_dir_all(host.join("tree/sub")).expect("mkdir");
+    std::fs::write(host.join("file"), "from the host\n").expect("write");
+    std::fs::write(host.join("tree/sub/deep"), "deep\n").expect("write");
+    let h = |p: &str| host.join(p).display().to_string();
+    s.docker(["run", "-d", "--name", "cpbox", "busybox", "sleep", "120"]).success();
+    s.docker(["cp", &h("file"), "cpbox:/tmp/"]).success();
+    s.docker(["cp", &h("file"), "cpbox:/tmp/renamed"]).success();
+    s.docker(["cp", &h("tree"), "cpbox:/root/"]).success();
+    s.docker(["exec", "cpbox", "cat", "/tmp/file", "/tmp/renamed", "/root/tree/sub/deep"])
+        .success()
+        .stdout_is("from the host\nfrom the host\ndeep\n");
+    s.docker(["cp", "cpbox:/etc/passwd", &h("")]).success();
+    assert!(std::fs::read_to_string(host.join("passwd")).expect("copied out").starts_with("root:x:0:0"));
+    s.docker(["cp", "cpbox:/root/tree", &h("back")]).success();
+    assert_eq!(std::fs::read_to_string(host.join("back/sub/deep")).expect("copied tree"), "deep\n");
+    s.docker(["cp", "cpbox:/nosuch", &h("")]).code_is(1).stderr_has("Could not find the file /nosuch");
+    s.docker(["rm", "-f", "cpbox"]).success();
+}

@@ -713,6 +713,98 @@ pub async fn commit(State(state): State<ApiState>, q: Query) -> ApiResult<Respon
     Ok((StatusCode::CREATED, Json(json!({ "Id": id }))).into_response())
 }
 
+/// docker's `X-Docker-Container-Path-Stat` header (base64 of the JSON stat), or 404 naming the path.
+fn path_stat_header(store: &ContainerStore, id: &str, path: &str) -> ApiResult<axum::http::HeaderValue> {
+    use base64::Engine as _;
+    let stat = ctr::cp::path_stat(store, id, path)?
+        .ok_or_else(|| ApiError::not_found(format!("Could not find the file {path} in container {id}")))?;
+    let json = json!({
+        "name": stat.name, "size": stat.size, "mode": stat.mode, "mtime": stat.mtime, "linkTarget": stat.link_target,
+    });
+    let encoded = base64::engine::general_purpose::STANDARD.encode(json.to_string());
+    axum::http::HeaderValue::from_str(&encoded).map_err(|e| ApiError::internal(format!("cannot encode the stat: {e}")))
+}
+
+const PATH_STAT: &str = "X-Docker-Container-Path-Stat";
+
+/// `HEAD /containers/{id}/archive?path=`: the stat header only (`docker cp` asks before copying).
+pub async fn archive_head(State(state): State<ApiState>, Path(name): Path<String>, q: Query) -> ApiResult<Response> {
+    let path = q.get("path").filter(|p| !p.is_empty()).ok_or_else(|| ApiError::bad_request("path is required"))?;
+    let path = path.to_owned();
+    let root = state.root.clone();
+    let scope = state.scope.clone();
+    let header = blocking(move || {
+        let store = ContainerStore::open(&root);
+        let c = super::scoped_container(scope.as_ref(), &store, &name)?;
+        path_stat_header(&store, &c.id, &path)
+    })
+    .await?;
+    Ok(([(PATH_STAT, header)], StatusCode::OK).into_response())
+}
+
+/// `GET /containers/{id}/archive?path=`: the path as a tar stream, with the stat header.
+pub async fn archive_get(State(state): State<ApiState>, Path(name): Path<String>, q: Query) -> ApiResult<Response> {
+    let path = q.get("path").filter(|p| !p.is_empty()).ok_or_else(|| ApiError::bad_request("path is required"))?;
+    let path = path.to_owned();
+    let root = state.root.clone();
+    let scope = state.scope.clone();
+    let p = path.clone();
+    let (id, header) = blocking(move || {
+        let store = ContainerStore::open(&root);
+        let c = super::scoped_container(scope.as_ref(), &store, &name)?;
+        let header = path_stat_header(&store, &c.id, &p)?;
+        Ok((c.id, header))
+    })
+    .await?;
+    let root = state.root.clone();
+    let body = attach::tar_body(move |out| {
+        ctr::cp::archive(&ContainerStore::open(&root), &id, &path, out).map_err(|e| e.to_string())
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/x-tar")),
+            (PATH_STAT.parse().map_err(|_| ApiError::internal("bad header name"))?, header),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// `PUT /containers/{id}/archive?path=DIR`: unpacks the tar body into directory `DIR` (staged to a file first;
+/// the same protections as image layers: nothing lands outside the container's root).
+pub async fn archive_put(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    q: Query,
+    body: Body,
+) -> ApiResult<StatusCode> {
+    use futures_util::StreamExt as _;
+    use std::io::Write as _;
+    let dir = q.get("path").filter(|p| !p.is_empty()).ok_or_else(|| ApiError::bad_request("path is required"))?;
+    let dir = dir.to_owned();
+    let staging = tempfile::NamedTempFile::new_in(state.root.tmp_dir())
+        .or_else(|_| tempfile::NamedTempFile::new())
+        .map_err(|e| ApiError::internal(format!("cannot stage the archive: {e}")))?;
+    let mut file = staging.reopen().map_err(|e| ApiError::internal(format!("cannot stage the archive: {e}")))?;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("cannot read the archive from the request: {e}")))?;
+        file.write_all(&chunk).map_err(|e| ApiError::internal(format!("cannot stage the archive: {e}")))?;
+    }
+    drop(file);
+    let root = state.root.clone();
+    let scope = state.scope.clone();
+    blocking(move || {
+        let store = ContainerStore::open(&root);
+        let c = super::scoped_container(scope.as_ref(), &store, &name)?;
+        let input = staging.reopen().map_err(|e| ApiError::internal(format!("cannot read the staged archive: {e}")))?;
+        ctr::cp::extract(&store, &c.id, &dir, std::io::BufReader::new(input))?;
+        Ok(StatusCode::OK)
+    })
+    .await
+}
+
 /// `POST /containers/prune`: removes stopped containers; `{"ContainersDeleted", "SpaceReclaimed"}`.
 pub async fn prune(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
     let root = state.root.clone();

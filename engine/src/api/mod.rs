@@ -199,6 +199,10 @@ pub fn routes(state: ApiState) -> Router {
         .route("/containers/{id}/rename", post(containers::rename))
         .route("/containers/{id}/changes", get(containers::changes))
         .route("/containers/{id}/export", get(containers::export))
+        .route(
+            "/containers/{id}/archive",
+            get(containers::archive_get).head(containers::archive_head).put(containers::archive_put),
+        )
         .route("/commit", post(containers::commit))
         .route("/images/get", get(images::get_many))
         .route("/images/load", post(images::load))
