@@ -468,3 +468,48 @@ fn api_docker_cp_copies_both_ways() {
     s.docker(["cp", "cpbox:/nosuch", &h("")]).code_is(1).stderr_has("Could not find the file /nosuch");
     s.docker(["rm", "-f", "cpbox"]).success();
 }
+
+#[test]
+fn api_docker_events_reports_a_containers_life() {
+    let Some((_e, s)) = server() else { return };
+    // The stream ends by itself 30 s from now at the latest, so a missing event fails instead of hanging.
+    let until = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() + 30;
+    let mut events = Command::new(docker_bin())
+        .args(["events", "--filter", "container=lived", "--until", &until.to_string()])
+        .args(["--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}"])
+        .env("DOCKER_HOST", format!("unix://{}", s.socket.display()))
+        .env("DOCKER_CONFIG", s.dir.path().join("docker-config"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn docker events");
+    // The request is in once the server has a second connection open; a container made before could be missed.
+    s.docker(["run", "--name", "other", "busybox", "true"]).success();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(events.stdout.take().expect("stdout")));
+    s.docker(["run", "--name", "lived", "busybox", "sh", "-c", "exit 2"]).code_is(2);
+    let mut seen = Vec::new();
+    let mut read_until = |action: &str, seen: &mut Vec<String>| {
+        while !seen.iter().any(|l| l.contains(action)) {
+            match lines.next() {
+                Some(line) => seen.push(line.expect("event line")),
+                None => break,
+            }
+        }
+    };
+    // The server notices changes by looking at the store: wait for the exit to be seen before removing.
+    read_until("die", &mut seen);
+    s.docker(["rm", "lived"]).success();
+    read_until("destroy", &mut seen);
+    let _ = events.kill();
+    let _ = events.wait();
+    assert_eq!(
+        seen,
+        [
+            "container create lived <no value>",
+            "container start lived <no value>",
+            "container die lived 2",
+            "container destroy lived <no value>"
+        ],
+        "events seen"
+    );
+}

@@ -9,6 +9,7 @@
 pub mod attach;
 pub mod containers;
 pub mod errors;
+pub mod events;
 pub mod exec;
 pub mod images;
 pub mod networks;
@@ -182,6 +183,7 @@ pub fn routes(state: ApiState) -> Router {
         .route("/_ping", get(system::ping).head(system::ping))
         .route("/version", get(system::version))
         .route("/info", get(system::info))
+        .route("/events", get(events::events))
         .route("/containers/create", post(containers::create))
         .route("/containers/json", get(containers::list))
         .route("/containers/{id}/json", get(containers::inspect))
