@@ -513,3 +513,36 @@ fn api_docker_events_reports_a_containers_life() {
         "events seen"
     );
 }
+
+#[test]
+fn api_docker_push_and_login_with_a_local_registry() {
+    let Some((_e, s)) = server() else { return };
+    let open = crate::registry::Registry::start();
+    let image = format!("{}/team/pushed:v1", open.host());
+    s.docker(["tag", "busybox", &image]).success();
+    s.docker(["push", &image])
+        .success()
+        .stdout_has(&format!("The push refers to repository [{}/team/pushed]", open.host()))
+        .stdout_has("v1: digest: sha256:");
+    s.docker(["push", &image]).success().stdout_has("Layer already exists");
+    s.docker(["push", &format!("{}/team/nosuch:v1", open.host())]).code_is(1).stderr_has("does not exist locally");
+
+    // With authentication: login checks the credentials, the CLI keeps them and sends them with push and pull.
+    let locked = crate::registry::Registry::start_with_auth(Some(("ci", "s3cret")));
+    let private = format!("{}/team/private:v1", locked.host());
+    s.docker(["tag", "busybox", &private]).success();
+    s.docker(["push", &private]).code_is(1);
+    let mut c = Command::new(docker_bin());
+    c.args(["login", "-u", "ci", "--password-stdin", &locked.host()])
+        .env("DOCKER_HOST", format!("unix://{}", s.socket.display()))
+        .env("DOCKER_CONFIG", s.dir.path().join("docker-config"));
+    Run::with_stdin(&mut c, b"wrong\n").code_is(1);
+    let mut c = Command::new(docker_bin());
+    c.args(["login", "-u", "ci", "--password-stdin", &locked.host()])
+        .env("DOCKER_HOST", format!("unix://{}", s.socket.display()))
+        .env("DOCKER_CONFIG", s.dir.path().join("docker-config"));
+    Run::with_stdin(&mut c, b"s3cret\n").success().stdout_has("Login Succeeded");
+    s.docker(["push", &private]).success().stdout_has("v1: digest: sha256:");
+    s.docker(["rmi", &private]).success();
+    s.docker(["pull", &private]).success().stdout_has("Downloaded newer image");
+}

@@ -51,7 +51,7 @@ impl Registry {
     }
 
     /// With `Some((user, password))`, the registry requires htpasswd basic auth.
-    fn start_with_auth(auth: Option<(&str, &str)>) -> Registry {
+    pub(crate) fn start_with_auth(auth: Option<(&str, &str)>) -> Registry {
         assert!(Path::new(REGISTRY_BIN).exists(), "{REGISTRY_BIN} is missing: run script/bootstrap");
         let dir = tempfile::tempdir().expect("registry dir");
         let port = free_port();

@@ -176,7 +176,7 @@ impl From<crate::registry::Error> for ApiError {
             R::Image(ie) => image_status(ie),
             R::Reference(_) | R::InvalidPlatform(_) => StatusCode::BAD_REQUEST,
             R::ManifestUnknown { .. } => StatusCode::NOT_FOUND,
-            R::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            R::Unauthorized { .. } | R::Login { .. } => StatusCode::UNAUTHORIZED,
             R::Denied { .. } => StatusCode::FORBIDDEN,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -5,7 +5,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -16,8 +16,9 @@ use crate::container::ContainerStore;
 use crate::digest::Digest;
 use crate::image::{ImageStore, Removal};
 use crate::reference::Reference;
+use crate::registry::auth::Credentials;
 use crate::registry::credentials::CredentialStore;
-use crate::registry::{PullEvent, PullOptions, RegistryOptions};
+use crate::registry::{PullEvent, PullOptions, PushEvent, RegistryOptions};
 use crate::root::Root;
 
 /// `GET /images/json?all=&filters=`: one entry per image, docker's `ImageSummary`.
@@ -218,13 +219,55 @@ pub async fn prune(State(state): State<ApiState>, q: Query) -> ApiResult<Json<Va
     .await
 }
 
-/// `POST /images/{name}/tag?repo=&tag=`: 201.
-pub async fn post_dispatch(State(state): State<ApiState>, Path(rest): Path<String>, q: Query) -> ApiResult<StatusCode> {
-    let Some((name, _)) = split_verb(&rest, &["tag"]) else {
+/// The credentials a request brings in docker's `X-Registry-Auth` header (base64url JSON with `username` and
+/// `password`), as a credential store for `registry` in a private temporary directory (kept alive by the
+/// returned guard); without them, the server's own docker config (`$DOCKER_CONFIG`, `~/.docker`).
+fn request_credentials(headers: &HeaderMap, registry: &str) -> ApiResult<(CredentialStore, Option<tempfile::TempDir>)> {
+    use base64::Engine as _;
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default)]
+    struct AuthConfig {
+        username: String,
+        password: String,
+    }
+    let Some(raw) = headers.get("X-Registry-Auth").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) else {
+        return Ok((CredentialStore::default_location(), None));
+    };
+    let trimmed = raw.trim_end_matches('=');
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(trimmed)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(trimmed))
+        .map_err(|e| ApiError::bad_request(format!("X-Registry-Auth is not base64: {e}")))?;
+    let auth: AuthConfig = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("X-Registry-Auth is not docker's auth JSON: {e}")))?;
+    if auth.username.is_empty() {
+        return Ok((CredentialStore::default_location(), None));
+    }
+    let dir = tempfile::tempdir().map_err(|e| ApiError::internal(format!("cannot hold the credentials: {e}")))?;
+    let store = CredentialStore::at(dir.path().join("config.json"));
+    store.set(registry, &Credentials { username: auth.username, password: auth.password })?;
+    Ok((store, Some(dir)))
+}
+
+/// `POST /images/{name}/tag?repo=&tag=` (201) and `POST /images/{name}/push?tag=` (docker's progress stream).
+pub async fn post_dispatch(
+    State(state): State<ApiState>,
+    Path(rest): Path<String>,
+    q: Query,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let Some((name, verb)) = split_verb(&rest, &["tag", "push"]) else {
         return Err(ApiError::not_found(format!(
-            "page not found: POST /images/{rest} (only /images/NAME/tag is implemented; push is not, see docs/engine-api.md)"
+            "page not found: POST /images/{rest} (use /images/NAME/tag or /images/NAME/push)"
         )));
     };
+    if verb == "push" {
+        let name = match q.get("tag").filter(|t| !t.is_empty()) {
+            Some(t) => format!("{name}:{t}"),
+            None => name.to_owned(),
+        };
+        return push(state, &name, &headers);
+    }
     let repo = q.get("repo").filter(|r| !r.is_empty()).ok_or_else(|| ApiError::bad_request("repo is required"))?;
     let target = match q.get("tag").filter(|t| !t.is_empty()) {
         Some(t) => format!("{repo}:{t}"),
@@ -234,9 +277,58 @@ pub async fn post_dispatch(State(state): State<ApiState>, Path(rest): Path<Strin
     let root = state.root.clone();
     blocking(move || {
         ImageStore::open(&root)?.tag(&name, &target)?;
-        Ok(StatusCode::CREATED)
+        Ok(StatusCode::CREATED.into_response())
     })
     .await
+}
+
+/// Pushes `name`, streaming docker's JSON progress; the last lines are the digest line and the `aux` object
+/// the CLI reads. Errors after the 200 are `{"error": …}` lines, which the docker CLI prints and exits 1 on.
+fn push(state: ApiState, name: &str, headers: &HeaderMap) -> ApiResult<Response> {
+    let reference = Reference::parse(name)?;
+    let (credentials, guard) = request_credentials(headers, &reference.registry)?;
+    let (tx, rx) = mpsc::channel(64);
+    let root = state.root.clone();
+    tokio::task::spawn_blocking(move || {
+        let _guard = guard;
+        let send = |v: Value| {
+            let _ = tx.blocking_send(progress_line(v));
+        };
+        let error = |e: String| json!({ "error": e, "errorDetail": { "message": e } });
+        let store = match ImageStore::open(&root) {
+            Ok(s) => s,
+            Err(e) => return send(error(e.to_string())),
+        };
+        let options = RegistryOptions::from_flags_and_env(&[]);
+        let result = crate::registry::push(&store, &reference, &options, &credentials, &mut |event| {
+            send(match event {
+                PushEvent::Repository { name } => {
+                    json!({ "status": format!("The push refers to repository [{name}]") })
+                }
+                PushEvent::Preparing { id } => json!({ "status": "Preparing", "id": id, "progressDetail": {} }),
+                PushEvent::Pushing { id, size } => {
+                    json!({ "status": "Pushing", "id": id, "progressDetail": { "current": 0, "total": size } })
+                }
+                PushEvent::Pushed { id } => json!({ "status": "Pushed", "id": id, "progressDetail": {} }),
+                PushEvent::Exists { id } => json!({ "status": "Layer already exists", "id": id, "progressDetail": {} }),
+                PushEvent::Mounted { id, from } => {
+                    json!({ "status": format!("Mounted from {from}"), "id": id, "progressDetail": {} })
+                }
+            })
+        });
+        match result {
+            Ok(o) => {
+                send(
+                    json!({ "status": format!("{}: digest: {} size: {}", o.tag, o.digest, o.size), "progressDetail": {} }),
+                );
+                send(
+                    json!({ "progressDetail": {}, "aux": { "Tag": o.tag, "Digest": o.digest.to_string(), "Size": o.size } }),
+                );
+            }
+            Err(e) => send(error(format!("cannot push {}: {e}", reference.familiar()))),
+        }
+    });
+    Ok(([(header::CONTENT_TYPE, "application/json")], channel_body(rx)).into_response())
 }
 
 /// `DELETE /images/{name}?force=`: docker's list of `{"Untagged": …}` / `{"Deleted": …}`.
@@ -269,8 +361,8 @@ fn progress_line(value: Value) -> Bytes {
 
 /// `POST /images/create?fromImage=&tag=`: pulls, streaming docker's JSON progress lines. Errors after the 200
 /// went out are reported in the stream as `{"error": …}`, which the docker CLI prints and exits 1 on.
-/// Credentials come from the server's docker config (`X-Registry-Auth` is not read yet; see docs/engine-api.md).
-pub async fn create(State(state): State<ApiState>, q: Query) -> ApiResult<Response> {
+/// Credentials come from `X-Registry-Auth` when the client sends some, else from the server's docker config.
+pub async fn create(State(state): State<ApiState>, q: Query, headers: HeaderMap) -> ApiResult<Response> {
     if q.get("fromSrc").is_some_and(|s| !s.is_empty()) {
         return Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
@@ -285,9 +377,11 @@ pub async fn create(State(state): State<ApiState>, q: Query) -> ApiResult<Respon
         None => from.to_owned(),
     };
     let reference = Reference::parse(&name)?;
+    let (credentials, guard) = request_credentials(&headers, &reference.registry)?;
     let (tx, rx) = mpsc::channel(64);
     let root = state.root.clone();
     tokio::task::spawn_blocking(move || {
+        let _guard = guard;
         let send = |v: Value| {
             let _ = tx.blocking_send(progress_line(v));
         };
@@ -298,7 +392,7 @@ pub async fn create(State(state): State<ApiState>, q: Query) -> ApiResult<Respon
         let options = PullOptions {
             platform: Default::default(),
             registry: RegistryOptions::from_flags_and_env(&[]),
-            credentials: CredentialStore::default_location(),
+            credentials,
         };
         let result = crate::registry::pull(&store, &reference, &options, &mut |event| {
             let v = match event {

@@ -113,3 +113,29 @@ pub async fn info(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
         "Warnings": [],
     })))
 }
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct AuthBody {
+    username: String,
+    password: String,
+    serveraddress: String,
+}
+
+/// `POST /auth`: checks the credentials against the registry (`docker login`); 200 `{"Status": "Login
+/// Succeeded"}`, 401 when the registry refuses them. The client keeps the credentials and sends them with each
+/// pull and push (`X-Registry-Auth`); the server stores nothing.
+pub async fn auth(body: axum::body::Body) -> ApiResult<Json<Value>> {
+    let body: AuthBody = super::parse_json(&super::read_body(body).await?)?;
+    let registry = crate::registry::login::normalise_registry(Some(&body.serveraddress));
+    blocking(move || {
+        let scratch =
+            tempfile::tempdir().map_err(|e| super::ApiError::internal(format!("cannot check the login: {e}")))?;
+        let store = crate::registry::credentials::CredentialStore::at(scratch.path().join("config.json"));
+        let credentials = crate::registry::auth::Credentials { username: body.username, password: body.password };
+        let options = crate::registry::RegistryOptions::from_flags_and_env(&[]);
+        crate::registry::login::login(&registry, credentials, &options, &store)?;
+        Ok(Json(json!({ "Status": "Login Succeeded", "IdentityToken": "" })))
+    })
+    .await
+}
