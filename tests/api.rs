@@ -306,6 +306,10 @@ fn api_docker_exec_passes_output_stdin_and_exit_codes() {
     Run::with_stdin(&mut c, b"through stdin\n").success().stdout_is("through stdin\n");
     s.docker(["exec", "box", "nosuchcommand"]).code_is(127).stderr_has("executable file not found");
     s.docker(["top", "box"]).success().stdout_has("sleep 120");
+    s.docker(["pause", "box"]).success();
+    s.docker(["ps", "--format", "{{.Status}}"]).success().stdout_has("(Paused)");
+    s.docker(["unpause", "box"]).success();
+    s.docker(["unpause", "box"]).code_is(1).stderr_has("is not paused");
     s.docker(["rm", "-f", "box"]).success();
     s.docker(["exec", "box", "true"]).code_is(1).stderr_has("No such container: box");
     s.docker(["run", "--name", "done", "busybox", "true"]).success();

@@ -629,6 +629,31 @@ pub async fn top(State(state): State<ApiState>, Path(name): Path<String>) -> Api
     .await
 }
 
+/// `POST /containers/{id}/pause` and `/unpause` (the cgroup freezer): 204.
+pub async fn pause_or_unpause(
+    State(state): State<ApiState>,
+    Path((name, verb)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let pause = match verb.as_str() {
+        "pause" => true,
+        "unpause" => false,
+        other => return Err(ApiError::not_found(format!("page not found: POST /containers/{name}/{other}"))),
+    };
+    let root = state.root.clone();
+    let scope = state.scope.clone();
+    blocking(move || {
+        let store = ContainerStore::open(&root);
+        let c = super::scoped_container(scope.as_ref(), &store, &name)?;
+        if pause {
+            ctr::pause::pause(&store, &c.id)?;
+        } else {
+            ctr::pause::unpause(&store, &c.id)?;
+        }
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
 /// `POST /containers/{id}/rename?name=`: 204.
 pub async fn rename(State(state): State<ApiState>, Path(name): Path<String>, q: Query) -> ApiResult<StatusCode> {
     let new_name = q.get("name").filter(|n| !n.is_empty()).map(|n| n.trim_start_matches('/').to_owned());

@@ -200,6 +200,7 @@ pub fn routes(state: ApiState) -> Router {
         .route("/containers/{id}/top", get(containers::top))
         .route("/containers/prune", post(containers::prune))
         .route("/containers/{id}/rename", post(containers::rename))
+        .route("/containers/{id}/{verb}", post(containers::pause_or_unpause))
         .route("/containers/{id}/changes", get(containers::changes))
         .route("/containers/{id}/export", get(containers::export))
         .route(
