@@ -550,3 +550,21 @@ fn api_docker_push_and_login_with_a_local_registry() {
     s.docker(["rmi", &private]).success();
     s.docker(["pull", &private]).success().stdout_has("Downloaded newer image");
 }
+
+#[test]
+fn api_serve_refuses_a_non_socket_path_a_public_address_and_a_bad_scope() {
+    let e = TestEngine::new();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("precious");
+    std::fs::write(&file, "keep me").expect("write");
+    e.run(["serve", "--socket", file.to_str().expect("utf-8")])
+        .code_is(125)
+        .stderr_has("exists and is not a socket: choose another --socket path");
+    assert_eq!(std::fs::read_to_string(&file).expect("still there"), "keep me");
+    let socket = dir.path().join("api.sock");
+    let socket = socket.to_str().expect("utf-8");
+    e.run(["serve", "--socket", socket, "--tcp", "0.0.0.0:2399"])
+        .code_is(125)
+        .stderr_has("only a loopback address is safe (use 127.0.0.1:PORT)");
+    e.run(["serve", "--socket", socket, "--scope", "nolabel"]).code_is(125).stderr_has("expected LABEL=VALUE");
+}

@@ -13,7 +13,8 @@ use crate::network::Error as NetworkError;
 use crate::volume::Error as VolumeError;
 
 /// An API failure: the HTTP status and docker's message.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{message} (HTTP {status})")]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,

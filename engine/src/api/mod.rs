@@ -30,7 +30,7 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 
 pub use errors::{ApiError, ApiResult};
-pub use server::serve;
+pub use server::{serve, ServeError};
 
 use crate::root::Root;
 

@@ -6,9 +6,8 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{StatusCode, Uri};
@@ -22,34 +21,49 @@ use tower::ServiceExt;
 use super::{errors, routes, ApiState, Scope, API_VERSION, MIN_API_VERSION};
 use crate::root::Root;
 
+/// Why `engine serve` could not start (or had to stop).
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("refusing to serve the API on {0}: without TLS and authentication only a loopback address is safe (use 127.0.0.1:PORT)")]
+    NotLoopback(SocketAddr),
+    #[error("{0} exists and is not a socket: choose another --socket path")]
+    NotASocket(PathBuf),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
+    let context = context.into();
+    move |source| ServeError::Io { context, source }
+}
+
 /// Serves the API until SIGINT or SIGTERM; the socket file is removed on the way out.
-pub fn serve(root: Root, socket: &Path, tcp: Option<SocketAddr>, scope: Option<Scope>) -> anyhow::Result<()> {
+pub fn serve(root: Root, socket: &Path, tcp: Option<SocketAddr>, scope: Option<Scope>) -> Result<(), ServeError> {
     if let Some(addr) = tcp {
         // The API is root on this host to whoever reaches it, and it has no authentication: loopback only.
-        anyhow::ensure!(
-            addr.ip().is_loopback(),
-            "refusing to serve the API on {addr}: without TLS and authentication only a loopback address is safe (use 127.0.0.1:PORT)"
-        );
+        if !addr.ip().is_loopback() {
+            return Err(ServeError::NotLoopback(addr));
+        }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("engine-api")
         .build()
-        .context("cannot start the async runtime")?;
+        .map_err(io_err("cannot start the async runtime"))?;
     runtime.block_on(run(ApiState::new(root, scope), socket, tcp))
 }
 
-async fn run(state: ApiState, socket: &Path, tcp: Option<SocketAddr>) -> anyhow::Result<()> {
+async fn run(state: ApiState, socket: &Path, tcp: Option<SocketAddr>) -> Result<(), ServeError> {
     match std::fs::symlink_metadata(socket) {
         Ok(m) if m.file_type().is_socket() => std::fs::remove_file(socket)
-            .with_context(|| format!("cannot remove the stale socket {}", socket.display()))?,
-        Ok(_) => anyhow::bail!("{} exists and is not a socket: choose another --socket path", socket.display()),
+            .map_err(io_err(format!("cannot remove the stale socket {}", socket.display())))?,
+        Ok(_) => return Err(ServeError::NotASocket(socket.to_owned())),
         Err(_) => {}
     }
     let unix =
-        tokio::net::UnixListener::bind(socket).with_context(|| format!("cannot listen on {}", socket.display()))?;
+        tokio::net::UnixListener::bind(socket).map_err(io_err(format!("cannot listen on {}", socket.display())))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))
-        .with_context(|| format!("cannot restrict the permissions of {}", socket.display()))?;
+        .map_err(io_err(format!("cannot restrict the permissions of {}", socket.display())))?;
     let router = routes(state);
     tracing::info!(socket = %socket.display(), "serving the Docker Engine API");
     let unix_router = router.clone();
@@ -62,7 +76,7 @@ async fn run(state: ApiState, socket: &Path, tcp: Option<SocketAddr>) -> anyhow:
         }
     });
     if let Some(addr) = tcp {
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(io_err(format!("cannot listen on {addr}")))?;
         tracing::info!(%addr, "serving the Docker Engine API over TCP");
         tokio::spawn(async move {
             loop {
@@ -74,7 +88,7 @@ async fn run(state: ApiState, socket: &Path, tcp: Option<SocketAddr>) -> anyhow:
         });
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot listen for SIGTERM")?;
+        .map_err(io_err("cannot listen for SIGTERM"))?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
