@@ -391,6 +391,8 @@ fn api_scoped_servers_do_not_see_each_others_containers_networks_and_volumes() {
     assert!(!b.docker(["network", "ls"]).success().stdout().contains("a-net"));
     b.docker(["images", "--format", "{{.Repository}}"]).success().stdout_has("busybox");
     a.docker(["inspect", "--format", "{{index .Config.Labels \"drydock.job\"}}", "a-box"]).success().stdout_is("a\n");
+    a.docker(["info", "--format", "{{.Containers}} {{.ContainersRunning}}"]).success().stdout_is("1 1\n");
+    b.docker(["info", "--format", "{{.Containers}} {{.ContainersRunning}}"]).success().stdout_is("1 0\n");
     // Nothing of another scope can be named: it does not exist for this server.
     b.docker(["inspect", "a-box"]).code_is(1).stderr_has("No such object: a-box");
     b.docker(["stop", "a-box"]).code_is(1).stderr_has("No such container: a-box");

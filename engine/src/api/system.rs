@@ -52,11 +52,13 @@ pub async fn version() -> Json<Value> {
     }))
 }
 
-/// `GET /info`: counts from the stores and facts about the host.
+/// `GET /info`: counts from the stores (containers within the server's scope) and facts about the host.
 pub async fn info(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
     let root = state.root.clone();
+    let scope = state.scope.clone();
     let (containers, images) = blocking(move || {
-        let containers = ContainerStore::open(&root).list()?;
+        let mut containers = ContainerStore::open(&root).list()?;
+        containers.retain(|(c, _)| super::in_scope(scope.as_ref(), &c.config.labels));
         let images = ImageStore::open(&root)?.list()?.len();
         Ok((containers, images))
     })
@@ -82,6 +84,7 @@ pub async fn info(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
         "Images": images,
         "Driver": "overlay2",
         "DriverStatus": [],
+        "Plugins": { "Volume": ["local"], "Network": ["bridge", "host", "null"], "Log": ["json-file"] },
         "DockerRootDir": state.root.path(),
         "MemoryLimit": true,
         "SwapLimit": false,
