@@ -157,6 +157,11 @@ fn api_docker_run_rm_prints_output_and_passes_the_exit_code() {
         .code_is(3)
         .stdout_is("out\n")
         .stderr_has("err");
+    let mut c = Command::new(docker_bin());
+    c.args(["run", "--rm", "-i", "busybox", "sh", "-c", "tr a-z A-Z; echo done"])
+        .env("DOCKER_HOST", format!("unix://{}", s.socket.display()))
+        .env("DOCKER_CONFIG", s.dir.path().join("docker-config"));
+    Run::with_stdin(&mut c, b"through attach\n").success().stdout_is("THROUGH ATTACH\ndone\n");
     // --rm removed them: nothing left in the store either.
     s.docker(["ps", "-a", "-q"]).success().stdout_is("");
     e.run(["ps", "-a", "-q"]).success().stdout_is("");
