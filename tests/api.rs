@@ -162,6 +162,21 @@ fn api_docker_run_rm_prints_output_and_passes_the_exit_code() {
         .env("DOCKER_HOST", format!("unix://{}", s.socket.display()))
         .env("DOCKER_CONFIG", s.dir.path().join("docker-config"));
     Run::with_stdin(&mut c, b"through attach\n").success().stdout_is("THROUGH ATTACH\ndone\n");
+    // The stream ends on the monitor's exit report, before its --rm cleanup: nothing may be cut off.
+    let many = s.docker(["run", "--rm", "busybox", "sh", "-c", "seq 1 50000; seq 1 3000 >&2"]).success();
+    let lines: Vec<&str> = many
+        .out
+        .stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| std::str::from_utf8(l).expect("utf-8"))
+        .collect();
+    assert_eq!((lines.len(), lines.last().copied()), (50000, Some("50000")));
+    assert!(
+        many.stderr().ends_with("\n3000\n"),
+        "stderr cut off: {:?}",
+        &many.stderr()[many.stderr().len().saturating_sub(20)..]
+    );
     // --rm removed them: nothing left in the store either.
     s.docker(["ps", "-a", "-q"]).success().stdout_is("");
     e.run(["ps", "-a", "-q"]).success().stdout_is("");

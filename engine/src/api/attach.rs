@@ -22,7 +22,7 @@ use hyper_util::rt::TokioIo;
 use nix::fcntl::OFlag;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{blocking, ApiError, ApiResult, ApiState, Query};
 use crate::container::logs::LogOptions;
@@ -38,6 +38,8 @@ pub struct Attachments {
     pending: Mutex<HashMap<String, [OwnedFd; 3]>>,
     /// Containers whose monitor's status pipe a thread reads: `None` until the exit is reported.
     exits: Mutex<HashMap<String, Option<i32>>>,
+    /// Tells an attach stream its container has exited (see [`Attachments::finish_watch`]).
+    exit_signals: Mutex<HashMap<String, oneshot::Sender<()>>>,
 }
 
 impl Attachments {
@@ -56,12 +58,21 @@ impl Attachments {
     }
 
     /// The monitor of `id` reported `code` (`None`: it went away without a report).
+    ///
+    /// The attach stream is told as well: the monitor relays all of the container's output before it reports
+    /// the exit, but a `--rm` monitor keeps the pipes open through its cleanup (unmount, cgroups, files), tens
+    /// of milliseconds the client would otherwise wait for EOF.
     pub fn finish_watch(&self, id: &str, code: Option<i32>) {
-        let mut exits = self.exits.lock().unwrap_or_else(|p| p.into_inner());
-        match code {
-            Some(c) => exits.insert(id.to_owned(), Some(c)),
-            None => exits.remove(id),
-        };
+        {
+            let mut exits = self.exits.lock().unwrap_or_else(|p| p.into_inner());
+            match code {
+                Some(c) => exits.insert(id.to_owned(), Some(c)),
+                None => exits.remove(id),
+            };
+        }
+        if let Some(tx) = self.exit_signals.lock().unwrap_or_else(|p| p.into_inner()).remove(id) {
+            let _ = tx.send(());
+        }
     }
 
     /// The exit code of a watched container, waiting (at most 10 s) for a report on its way: a `--rm`
@@ -199,6 +210,8 @@ struct HostEnds {
     stdout: OwnedFd,
     stderr: OwnedFd,
     stdin: Option<OwnedFd>,
+    /// Fires when the container's monitor reports the exit.
+    exited: oneshot::Receiver<()>,
 }
 
 /// Makes the pipes of an attach and parks the container ends for `start`.
@@ -221,7 +234,9 @@ fn prepare(attachments: &Attachments, id: &str, tty: bool, stdin: bool) -> ApiRe
         (OwnedFd::from(null), None)
     };
     attachments.park(id, [in_container, out_w, err_w]);
-    Ok(HostEnds { stdout: out_r, stderr: err_r, stdin: in_host })
+    let (tx, exited) = oneshot::channel();
+    attachments.exit_signals.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned(), tx);
+    Ok(HostEnds { stdout: out_r, stderr: err_r, stdin: in_host, exited })
 }
 
 /// `POST /containers/{id}/attach?stream=&stdin=&stdout=&stderr=&logs=`: hijacks the connection.
@@ -307,7 +322,7 @@ async fn pump<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static>
             let out = pipe::Receiver::from_owned_fd(ends.stdout);
             let err = pipe::Receiver::from_owned_fd(ends.stderr);
             match (out, err) {
-                (Ok(out), Ok(err)) => copy_output(out, err, &mut client_out, tty, wanted).await,
+                (Ok(out), Ok(err)) => copy_output(out, err, &mut client_out, tty, wanted, Some(ends.exited)).await,
                 (Err(e), _) | (_, Err(e)) => tracing::warn!("cannot use the output pipes: {e}"),
             }
             if let Some(t) = stdin_task {
@@ -318,19 +333,48 @@ async fn pump<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static>
     let _ = client_out.shutdown().await;
 }
 
+/// Copies the container's output pipes to the client until both close — or, once `exited` fires, until both
+/// are drained (non-blocking reads: everything written before the exit report is in the pipe by then; only the
+/// writes to the client are waited for, so a slow client loses nothing).
 pub(super) async fn copy_output<W: tokio::io::AsyncWrite + Unpin>(
     mut out: pipe::Receiver,
     mut err: pipe::Receiver,
     client: &mut W,
     tty: bool,
     wanted: [bool; 2],
+    exited: Option<oneshot::Receiver<()>>,
 ) {
     let mut open = [true, !tty];
     let (mut b1, mut b2) = (vec![0u8; 32 * 1024], vec![0u8; 32 * 1024]);
+    let mut exited = exited;
+    let mut draining = false;
     while open[0] || open[1] {
-        let (stream, n) = tokio::select! {
-            r = out.read(&mut b1), if open[0] => (0usize, r),
-            r = err.read(&mut b2), if open[1] => (1usize, r),
+        let (stream, n) = if draining {
+            // Drain what is already in the pipes without waiting: stdout, then stderr.
+            let (stream, r) = if open[0] { (0usize, out.try_read(&mut b1)) } else { (1usize, err.try_read(&mut b2)) };
+            match r {
+                Ok(n) if n > 0 => (stream, Ok(n)),
+                _ => {
+                    open[stream] = false;
+                    continue;
+                }
+            }
+        } else {
+            tokio::select! {
+                r = out.read(&mut b1), if open[0] => (0usize, r.map_err(|_| ())),
+                r = err.read(&mut b2), if open[1] => (1usize, r.map_err(|_| ())),
+                r = async {
+                    match exited.as_mut() {
+                        Some(rx) => rx.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    // A dropped sender means nobody will report the exit: keep waiting for EOF instead.
+                    draining = r.is_ok();
+                    exited = None;
+                    continue;
+                }
+            }
         };
         match n {
             Ok(0) | Err(_) => open[stream] = false,

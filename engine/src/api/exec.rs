@@ -223,7 +223,7 @@ pub async fn start(State(state): State<ApiState>, Path(id): Path<String>, mut re
             })
         });
         if let (Ok(out), Ok(err)) = (pipe::Receiver::from_owned_fd(out_r), pipe::Receiver::from_owned_fd(err_r)) {
-            let copy = copy_output(out, err, &mut client_out, tty, wanted);
+            let copy = copy_output(out, err, &mut client_out, tty, wanted, None);
             tokio::pin!(copy);
             let mut done_rx = done_rx;
             tokio::select! {
