@@ -39,19 +39,19 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
 }
 
 /// A real distribution registry on 127.0.0.1, killed when dropped.
-struct Registry {
+pub(crate) struct Registry {
     child: Child,
     port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl Registry {
-    fn start() -> Registry {
+    pub(crate) fn start() -> Registry {
         Registry::start_with_auth(None)
     }
 
     /// With `Some((user, password))`, the registry requires htpasswd basic auth.
-    fn start_with_auth(auth: Option<(&str, &str)>) -> Registry {
+    pub(crate) fn start_with_auth(auth: Option<(&str, &str)>) -> Registry {
         assert!(Path::new(REGISTRY_BIN).exists(), "{REGISTRY_BIN} is missing: run script/bootstrap");
         let dir = tempfile::tempdir().expect("registry dir");
         let port = free_port();
@@ -92,7 +92,7 @@ impl Registry {
         registry
     }
 
-    fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 }

@@ -2,6 +2,7 @@
 //! operations behind the docker-like `engine` CLI. Daemonless: every call works on a state directory guarded by
 //! file locks (see [`root`]). The CLI (`src/main.rs`, `src/cli/`) only parses arguments and prints.
 
+pub mod api;
 pub mod archive;
 pub mod build;
 pub mod compose;

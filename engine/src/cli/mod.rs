@@ -8,6 +8,7 @@ mod container;
 mod image;
 mod network;
 mod registry;
+mod serve;
 mod table;
 mod volume;
 
@@ -59,6 +60,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Define and run multi-container applications (docker compose).
     Compose(Box<compose::ComposeArgs>),
+    /// Serve the Docker Engine API on a unix socket, for the docker CLI and SDKs.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -121,6 +124,7 @@ pub fn main() -> ExitCode {
         Command::Volume(cmd) => volume::run(cmd, &ctx),
         Command::Inspect(args) => inspect(args, &ctx),
         Command::Compose(args) => compose::run(*args, &ctx),
+        Command::Serve(args) => serve::run(args, &ctx),
     };
     match result {
         Ok(code) => code,

@@ -47,6 +47,43 @@ pub fn stat(store: &ContainerStore, id: &str, path: &str) -> Result<Option<PathK
     Ok(meta.ok().map(|meta| if meta.is_dir() { PathKind::Dir } else { PathKind::Other }))
 }
 
+/// What docker's `X-Docker-Container-Path-Stat` header says about a path (`mode` in Go's `os.FileMode` bits:
+/// permissions plus 1<<31 for a directory, 1<<27 for a symlink).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathStat {
+    pub name: String,
+    pub size: u64,
+    pub mode: u32,
+    /// RFC 3339.
+    pub mtime: String,
+    pub link_target: String,
+}
+
+/// Stat of `path` in container `id` (the last component is not followed, as docker's `stat`), `None` if it does
+/// not exist.
+pub fn path_stat(store: &ContainerStore, id: &str, path: &str) -> Result<Option<PathStat>> {
+    use std::os::unix::fs::MetadataExt;
+    let m = mounted(store, id)?;
+    let full = resolve(m.path(), path)?;
+    let Ok(meta) = fs::symlink_metadata(&full) else { return Ok(None) };
+    let ft = meta.file_type();
+    let mut mode = meta.mode() & 0o777;
+    if ft.is_dir() {
+        mode |= 1 << 31;
+    }
+    if ft.is_symlink() {
+        mode |= 1 << 27;
+    }
+    let link_target = if ft.is_symlink() {
+        fs::read_link(&full).map(|t| t.display().to_string()).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let mtime = chrono::DateTime::from_timestamp(meta.mtime(), 0).unwrap_or_default().to_rfc3339();
+    let name = full.file_name().map_or_else(|| "/".to_owned(), |n| n.to_string_lossy().into_owned());
+    Ok(Some(PathStat { name, size: meta.len(), mode, mtime, link_target }))
+}
+
 /// Writes `path` of container `id` as a tar stream to `out`.
 pub fn archive(store: &ContainerStore, id: &str, path: &str, out: impl Write) -> Result<()> {
     let m = mounted(store, id)?;

@@ -1,0 +1,592 @@
+//! `engine serve` driven by the real `docker` CLI (a static client on the PATH) and by raw HTTP over the unix
+//! socket: version negotiation, `run` with attached output and exit codes, detached runs with logs, stop and
+//! rm, `ps`, `inspect`, images, and bad input (malformed bodies, unknown objects) answered with docker's
+//! statuses while the server keeps serving. Each test starts its own server on a TestEngine root.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{bin_dir, can_run_containers, Run, TestEngine};
+
+/// `engine serve` on a socket in a temp dir, killed when dropped.
+struct Server {
+    child: Child,
+    socket: PathBuf,
+    /// Holds the socket and the docker CLI's config directory.
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(e: &TestEngine) -> Server {
+        Server::start_with(e, &[])
+    }
+
+    /// `engine serve` with extra arguments (`--scope …`).
+    fn start_with(e: &TestEngine, extra: &[&str]) -> Server {
+        let dir = tempfile::Builder::new().prefix("drydock-api-").tempdir().expect("temp dir");
+        let socket = dir.path().join("engine.sock");
+        let mut child = Command::new(bin_dir().join("engine"))
+            .arg("--root")
+            .arg(e.root())
+            .arg("serve")
+            .arg("--socket")
+            .arg(&socket)
+            .args(extra)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn engine serve");
+        // Ready when the socket accepts a connection; a server that exits instead fails the test at once.
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            if UnixStream::connect(&socket).is_ok() {
+                break;
+            }
+            if let Some(status) = child.try_wait().expect("poll engine serve") {
+                panic!("engine serve exited before listening: {status}");
+            }
+            assert!(Instant::now() < end, "engine serve did not listen on {} within 30 s", socket.display());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Server { child, socket, dir }
+    }
+
+    /// `docker ARGS` against this server (with an empty docker config, so the host's cannot interfere).
+    fn docker<const N: usize>(&self, args: [&str; N]) -> Run {
+        let mut c = Command::new(docker_bin());
+        c.args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .env_remove("DOCKER_CONTEXT")
+            .stdin(Stdio::null());
+        Run::of(&mut c)
+    }
+
+    /// One HTTP/1.1 request on a fresh connection: (status, body).
+    fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+        raw_http(&self.socket, method, path, body)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn raw_http(socket: &Path, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let mut s = UnixStream::connect(socket).expect("connect to engine serve");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).expect("send request");
+    // The server may answer (413) and close before it has read an oversize body: a failed write is part of that.
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"));
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// The docker CLI this suite drives (`DOCKER_BIN`, else `docker` on the PATH); its absence fails the test.
+fn docker_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("DOCKER_BIN") {
+        return bin.into();
+    }
+    std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("docker")).find(|f| f.is_file()))
+        .expect(
+            "the docker CLI is needed by the API tests: install a static docker client on the PATH or set DOCKER_BIN",
+        )
+}
+
+fn server() -> Option<(TestEngine, Server)> {
+    if !can_run_containers() {
+        return None;
+    }
+    let e = TestEngine::with_busybox();
+    let s = Server::start(&e);
+    Some((e, s))
+}
+
+#[test]
+fn api_docker_version_and_ping_negotiate_the_api() {
+    let Some((_e, s)) = server() else { return };
+    s.docker(["version"])
+        .success()
+        .stdout_has("Server: Drydock Engine")
+        .stdout_has("API version:      1.44 (minimum version 1.24)");
+    let (status, body) = s.http("GET", "/_ping", b"");
+    assert_eq!((status, body.as_str()), (200, "OK"));
+    let (status, body) = s.http("GET", "/v1.44/version", b"");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("version JSON");
+    assert_eq!((v["ApiVersion"].as_str(), v["MinAPIVersion"].as_str()), (Some("1.44"), Some("1.24")));
+    let (status, body) = s.http("GET", "/v1.12/version", b"");
+    assert_eq!(status, 400);
+    assert!(body.contains("client version 1.12 is too old"), "{body}");
+    let (status, body) = s.http("GET", "/v1.44/swarm", b"");
+    assert_eq!(status, 404);
+    assert!(body.contains("GET /swarm is not part of the Docker Engine API subset"), "{body}");
+}
+
+#[test]
+fn api_ping_headers_name_the_api_version_and_os() {
+    let Some((_e, s)) = server() else { return };
+    let mut c = UnixStream::connect(&s.socket).expect("connect");
+    c.write_all(b"HEAD /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n").expect("send");
+    let mut out = String::new();
+    c.read_to_string(&mut out).expect("read");
+    let lower = out.to_ascii_lowercase();
+    for header in ["api-version: 1.44", "ostype: linux", "builder-version: 1"] {
+        assert!(lower.contains(header), "missing {header} in {out}");
+    }
+}
+
+#[test]
+fn api_docker_run_rm_prints_output_and_passes_the_exit_code() {
+    let Some((e, s)) = server() else { return };
+    s.docker(["run", "--rm", "busybox", "echo", "hi"]).success().stdout_is("hi\n");
+    s.docker(["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"])
+        .code_is(3)
+        .stdout_is("out\n")
+        .stderr_has("err");
+    let mut c = Command::new(docker_bin());
+    c.args(["run", "--rm", "-i", "busybox", "sh", "-c", "tr a-z A-Z; echo done"])
+        .env("DOCKER_HOST", format!("unix://{}", s.socket.display()))
+        .env("DOCKER_CONFIG", s.dir.path().join("docker-config"));
+    Run::with_stdin(&mut c, b"through attach\n").success().stdout_is("THROUGH ATTACH\ndone\n");
+    // The stream ends on the monitor's exit report, before its --rm cleanup: nothing may be cut off.
+    let many = s.docker(["run", "--rm", "busybox", "sh", "-c", "seq 1 50000; seq 1 3000 >&2"]).success();
+    let lines: Vec<&str> = many
+        .out
+        .stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| std::str::from_utf8(l).expect("utf-8"))
+        .collect();
+    assert_eq!((lines.len(), lines.last().copied()), (50000, Some("50000")));
+    assert!(
+        many.stderr().ends_with("\n3000\n"),
+        "stderr cut off: {:?}",
+        &many.stderr()[many.stderr().len().saturating_sub(20)..]
+    );
+    // --rm removed them: nothing left in the store either.
+    s.docker(["ps", "-a", "-q"]).success().stdout_is("");
+    e.run(["ps", "-a", "-q"]).success().stdout_is("");
+}
+
+#[test]
+fn api_docker_run_detached_logs_stop_and_rm() {
+    let Some((_e, s)) = server() else { return };
+    let id = s
+        .docker([
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "busybox",
+            "sh",
+            "-c",
+            "echo ready; trap 'exit 0' TERM; while true; do sleep 0.1; done",
+        ])
+        .success()
+        .stdout()
+        .trim()
+        .to_owned();
+    assert_eq!(id.len(), 64, "docker run -d prints the full ID: {id}");
+    // `logs -f` would follow forever; poll the log until the container has written its line.
+    let end = Instant::now() + Duration::from_secs(20);
+    while !s.docker(["logs", "web"]).success().stdout().contains("ready") {
+        assert!(Instant::now() < end, "the container never logged `ready`");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.docker(["ps"]).success().stdout_has(&id[..12]).stdout_has("web").stdout_has("Up ");
+    let inspect = s.docker(["inspect", "web"]).success().json();
+    assert_eq!(inspect[0]["Id"].as_str(), Some(id.as_str()));
+    assert_eq!(inspect[0]["State"]["Running"].as_bool(), Some(true));
+    s.docker(["inspect", "--format", "{{.Config.Image}}", "web"]).success().stdout_is("busybox\n");
+    s.docker(["stop", "web"]).success().stdout_is("web\n");
+    s.docker(["ps", "-a"]).success().stdout_has("Exited (0)");
+    s.docker(["rm", "web"]).success().stdout_is("web\n");
+    s.docker(["ps", "-a", "-q"]).success().stdout_is("");
+}
+
+#[test]
+fn api_images_list_inspect_tag_and_remove() {
+    let Some((_e, s)) = server() else { return };
+    s.docker(["images"]).success().stdout_has("busybox").stdout_has("latest");
+    s.docker(["tag", "busybox", "localhost:5000/team/box:v1"]).success();
+    s.docker(["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .success()
+        .stdout_has("localhost:5000/team/box:v1\n")
+        .stdout_has("busybox:latest\n");
+    let inspect = s.docker(["image", "inspect", "localhost:5000/team/box:v1"]).success().json();
+    let tags = inspect[0]["RepoTags"].as_array().expect("RepoTags").clone();
+    assert!(tags.contains(&"busybox:latest".into()) && tags.contains(&"localhost:5000/team/box:v1".into()), "{tags:?}");
+    s.docker(["rmi", "localhost:5000/team/box:v1"]).success().stdout_is("Untagged: localhost:5000/team/box:v1\n");
+    s.docker(["rmi", "nosuch:image"]).code_is(1).stderr_has("No such image: nosuch:image");
+    s.docker(["image", "inspect", "busybox"]).success();
+}
+
+#[test]
+fn api_bad_input_gets_docker_statuses_and_the_server_keeps_serving() {
+    let Some((_e, s)) = server() else { return };
+    let (status, body) = s.http("POST", "/v1.44/containers/create", br#"{"Image": "busybox", "Cmd": ["#);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains(r#"{"message":"invalid JSON in the request body: "#), "{body}");
+    assert!(body.contains("line 1 column"), "the message says where: {body}");
+    let (status, body) = s.http("POST", "/v1.44/containers/create", br#"{"Image": "busybox", "Tty": "yes"}"#);
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = s.http("POST", "/v1.44/containers/create", br#"{"Cmd": ["true"]}"#);
+    assert_eq!((status, body.as_str()), (400, r#"{"message":"config: Image is required"}"#));
+    let (status, body) = s.http("GET", "/v1.44/containers/nosuch/json", b"");
+    assert_eq!((status, body.as_str()), (404, r#"{"message":"No such container: nosuch"}"#));
+    let (status, _) = s.http("POST", "/v1.44/containers/nosuch/start", b"");
+    assert_eq!(status, 404);
+    let oversize = vec![b' '; 2 << 20];
+    let (status, body) = s.http("POST", "/v1.44/containers/create", &oversize);
+    assert_eq!(status, 413, "{body}");
+    s.docker(["rm", "nosuch"]).code_is(1).stderr_has("No such container: nosuch");
+    s.docker(["start", "nosuch"]).code_is(1).stderr_has("No such container: nosuch");
+    // Still serving, and nothing half-made was left behind.
+    s.docker(["run", "--rm", "busybox", "echo", "still here"]).success().stdout_is("still here\n");
+    s.docker(["ps", "-a", "-q"]).success().stdout_is("");
+}
+
+#[test]
+fn api_networks_and_volumes_create_list_use_and_remove() {
+    let Some((e, s)) = server() else { return };
+    let net_id = s.docker(["network", "create", "apitestnet"]).success().stdout().trim().to_owned();
+    assert_eq!(net_id.len(), 64, "{net_id}");
+    s.docker(["network", "ls", "--format", "{{.Name}}"]).success().stdout_has("apitestnet\n").stdout_has("bridge\n");
+    s.docker(["network", "create", "apitestnet"]).code_is(1).stderr_has("network with name apitestnet already exists");
+    s.docker(["volume", "create", "apitestvol"]).success().stdout_is("apitestvol\n");
+    s.docker(["volume", "ls", "-q"]).success().stdout_is("apitestvol\n");
+    s.docker([
+        "run",
+        "--rm",
+        "--network",
+        "apitestnet",
+        "-v",
+        "apitestvol:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /data/f",
+    ])
+    .success();
+    s.docker(["run", "--rm", "-v", "apitestvol:/data", "busybox", "cat", "/data/f"]).success().stdout_is("kept\n");
+    s.docker(["run", "-d", "--name", "user", "-v", "apitestvol:/data", "busybox", "sleep", "60"]).success();
+    s.docker(["volume", "rm", "apitestvol"]).code_is(1).stderr_has("volume is in use");
+    s.docker(["rm", "-f", "user"]).success();
+    s.docker(["volume", "rm", "apitestvol"]).success();
+    s.docker(["volume", "inspect", "apitestvol"]).code_is(1).stderr_has("no such volume");
+    s.docker(["network", "rm", "apitestnet"]).success().stdout_is("apitestnet\n");
+    s.docker(["network", "rm", "bridge"]).code_is(1).stderr_has("pre-defined network");
+    // The CLI sees the same state.
+    assert!(!e.run(["network", "ls"]).success().stdout().contains("apitestnet"));
+    e.run(["volume", "ls", "-q"]).success().stdout_is("");
+}
+
+#[test]
+fn api_docker_exec_passes_output_stdin_and_exit_codes() {
+    let Some((_e, s)) = server() else { return };
+    s.docker(["run", "-d", "--name", "box", "busybox", "sleep", "120"]).success();
+    s.docker(["exec", "box", "echo", "hi"]).success().stdout_is("hi\n");
+    s.docker(["exec", "box", "sh", "-c", "echo out; echo err >&2; exit 4"])
+        .code_is(4)
+        .stdout_is("out\n")
+        .stderr_has("err");
+    s.docker([
+        "exec",
+        "-u",
+        "nobody",
+        "-w",
+        "/tmp",
+        "-e",
+        "GREETING=hey",
+        "box",
+        "sh",
+        "-c",
+        "id -u; pwd; echo $GREETING",
+    ])
+    .success()
+    .stdout_is("65534\n/tmp\nhey\n");
+    let mut c = Command::new(docker_bin());
+    c.args(["exec", "-i", "box", "cat"])
+        .env("DOCKER_HOST", format!("unix://{}", s.socket.display()))
+        .env("DOCKER_CONFIG", s.dir.path().join("docker-config"));
+    Run::with_stdin(&mut c, b"through stdin\n").success().stdout_is("through stdin\n");
+    s.docker(["exec", "box", "nosuchcommand"]).code_is(127).stderr_has("executable file not found");
+    s.docker(["top", "box"]).success().stdout_has("sleep 120");
+    s.docker(["pause", "box"]).success();
+    s.docker(["ps", "--format", "{{.Status}}"]).success().stdout_has("(Paused)");
+    s.docker(["unpause", "box"]).success();
+    s.docker(["unpause", "box"]).code_is(1).stderr_has("is not paused");
+    s.docker(["rm", "-f", "box"]).success();
+    s.docker(["exec", "box", "true"]).code_is(1).stderr_has("No such container: box");
+    s.docker(["run", "--name", "done", "busybox", "true"]).success();
+    s.docker(["container", "prune", "-f"]).success().stdout_has("Deleted Containers:");
+    s.docker(["ps", "-a", "-q"]).success().stdout_is("");
+}
+
+#[test]
+fn api_docker_pull_and_run_pull_from_a_local_registry() {
+    let Some((e, s)) = server() else { return };
+    let registry = crate::registry::Registry::start();
+    let image = format!("{}/team/box:1", registry.host());
+    e.run(["tag", "busybox", &image]).success();
+    e.run(["push", &image]).success();
+    s.docker(["rmi", &image]).success().stdout_has(&format!("Untagged: {image}"));
+    s.docker(["pull", &image]).success().stdout_has(&format!("Status: Downloaded newer image for {image}"));
+    s.docker(["pull", &image]).success().stdout_has(&format!("Status: Image is up to date for {image}"));
+    s.docker(["rmi", &image]).success();
+    // `run` of a missing image: a 404 on create, the CLI pulls through the API and tries again.
+    s.docker(["run", "--rm", &image, "echo", "pulled"])
+        .success()
+        .stdout_is("pulled\n")
+        .stderr_has(&format!("Unable to find image '{image}' locally"));
+    s.docker(["pull", &format!("{}/team/nosuch:1", registry.host())]).code_is(1).stderr_has("team/nosuch");
+}
+
+#[test]
+fn api_a_client_killed_mid_attach_leaves_the_container_running_and_the_server_serving() {
+    let Some((_e, s)) = server() else { return };
+    let script = "i=0; while true; do i=$((i+1)); echo line$i; sleep 0.05; done";
+    let mut client = Command::new(docker_bin())
+        .args(["run", "--rm", "--name", "talker", "busybox", "sh", "-c", script])
+        .env("DOCKER_HOST", format!("unix://{}", s.socket.display()))
+        .env("DOCKER_CONFIG", s.dir.path().join("docker-config"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn docker run");
+    let mut first = String::new();
+    let stdout = client.stdout.take().expect("piped stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first).expect("read attached output");
+    assert_eq!(first, "line1\n");
+    client.kill().expect("kill docker run");
+    let _ = client.wait();
+    // The container goes on (its monitor keeps logging without the attached client), as with dockerd.
+    let last = || s.docker(["logs", "--tail", "1", "talker"]).success().stdout();
+    let before = last();
+    let end = Instant::now() + Duration::from_secs(20);
+    while last() == before {
+        assert!(Instant::now() < end, "the container stopped writing after its client went away");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.docker(["ps", "--format", "{{.Names}}"]).success().stdout_is("talker\n");
+    s.docker(["stop", "-t", "1", "talker"]).success();
+    // --rm still applies once it stops.
+    let end = Instant::now() + Duration::from_secs(20);
+    while !s.docker(["ps", "-a", "-q"]).success().stdout().is_empty() {
+        assert!(Instant::now() < end, "the --rm container was not removed after stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.docker(["run", "--rm", "-t", "busybox", "echo", "tty"]).success().stdout_is("tty\r\n");
+}
+
+#[test]
+fn api_scoped_servers_do_not_see_each_others_containers_networks_and_volumes() {
+    let Some((e, _unscoped)) = server() else { return };
+    let a = Server::start_with(&e, &["--scope", "drydock.job=a"]);
+    let b = Server::start_with(&e, &["--scope", "drydock.job=b"]);
+    a.docker(["run", "-d", "--name", "a-box", "-v", "a-vol:/data", "busybox", "sleep", "60"]).success();
+    a.docker(["network", "create", "a-net"]).success();
+    b.docker(["create", "--name", "b-box", "busybox", "true"]).success();
+    // Each sees its own, and only its own; images and the built-in networks are shared.
+    a.docker(["ps", "-a", "--format", "{{.Names}}"]).success().stdout_is("a-box\n");
+    b.docker(["ps", "-a", "--format", "{{.Names}}"]).success().stdout_is("b-box\n");
+    a.docker(["volume", "ls", "-q"]).success().stdout_is("a-vol\n");
+    b.docker(["volume", "ls", "-q"]).success().stdout_is("");
+    b.docker(["network", "ls", "--format", "{{.Name}}"]).success().stdout_has("bridge\n").stdout_has("none\n");
+    assert!(!b.docker(["network", "ls"]).success().stdout().contains("a-net"));
+    b.docker(["images", "--format", "{{.Repository}}"]).success().stdout_has("busybox");
+    a.docker(["inspect", "--format", "{{index .Config.Labels \"drydock.job\"}}", "a-box"]).success().stdout_is("a\n");
+    a.docker(["info", "--format", "{{.Containers}} {{.ContainersRunning}}"]).success().stdout_is("1 1\n");
+    b.docker(["info", "--format", "{{.Containers}} {{.ContainersRunning}}"]).success().stdout_is("1 0\n");
+    // Nothing of another scope can be named: it does not exist for this server.
+    b.docker(["inspect", "a-box"]).code_is(1).stderr_has("No such object: a-box");
+    b.docker(["stop", "a-box"]).code_is(1).stderr_has("No such container: a-box");
+    // (docker's `rm -f` exits 0 on a missing container, but says so.)
+    b.docker(["rm", "-f", "a-box"]).stderr_has("No such container: a-box");
+    b.docker(["exec", "a-box", "true"]).code_is(1).stderr_has("No such container: a-box");
+    b.docker(["network", "rm", "a-net"]).code_is(1).stderr_has("network a-net not found");
+    b.docker(["volume", "rm", "a-vol"]).code_is(1).stderr_has("no such volume");
+    b.docker(["run", "--rm", "--network", "a-net", "busybox", "true"])
+        .code_is(125)
+        .stderr_has("network a-net not found");
+    b.docker(["run", "--rm", "-v", "a-vol:/data", "busybox", "true"]).code_is(125).stderr_has("no such volume");
+    // Pruning in one scope leaves the other's alone.
+    b.docker(["container", "prune", "-f"]).success();
+    b.docker(["network", "prune", "-f"]).success();
+    b.docker(["volume", "prune", "-af"]).success();
+    a.docker(["ps", "-a", "--format", "{{.Names}}"]).success().stdout_is("a-box\n");
+    a.docker(["volume", "ls", "-q"]).success().stdout_is("a-vol\n");
+    a.docker(["rm", "-f", "a-box"]).success();
+    a.docker(["network", "rm", "a-net"]).success();
+    a.docker(["volume", "rm", "a-vol"]).success();
+    // The unscoped server (and the CLI) see everything.
+    e.run(["ps", "-a", "--format", "{{.Names}}"]).success().stdout_is("");
+}
+
+#[test]
+fn api_save_load_commit_diff_rename_and_export() {
+    let Some((_e, s)) = server() else { return };
+    let archive = s.dir.path().join("box.tar");
+    let archive = archive.to_str().expect("utf-8 path");
+    s.docker(["tag", "busybox", "saved:1"]).success();
+    s.docker(["save", "-o", archive, "saved:1"]).success();
+    s.docker(["rmi", "saved:1"]).success();
+    s.docker(["load", "-i", archive]).success().stdout_has("Loaded image: saved:1");
+    s.docker(["save", "nosuch:image"]).code_is(1).stderr_has("No such image: nosuch:image");
+    let not_a_tar = s.dir.path().join("not.tar");
+    std::fs::write(&not_a_tar, b"not a tar").expect("write");
+    s.docker(["load", "-i", not_a_tar.to_str().expect("utf-8 path")])
+        .code_is(1)
+        .stderr_has("invalid image archive")
+        .stderr_has("nothing was loaded");
+    s.docker(["run", "--name", "c1", "busybox", "sh", "-c", "echo made > /new; rm /etc/group"]).success();
+    s.docker(["diff", "c1"]).success().stdout_has("A /new\n").stdout_has("D /etc/group\n");
+    s.docker(["rename", "c1", "c2"]).success();
+    s.docker(["ps", "-a", "--format", "{{.Names}}"]).success().stdout_is("c2\n");
+    let export = s.docker(["export", "c2"]).success();
+    let mut names = Vec::new();
+    let mut tar = tar::Archive::new(&export.out.stdout[..]);
+    for entry in tar.entries().expect("export is a tar") {
+        names.push(entry.expect("tar entry").path().expect("path").display().to_string());
+    }
+    assert!(names.iter().any(|n| n.trim_start_matches("./") == "new"), "{names:?}");
+    s.docker(["commit", "-c", "ENV FOO=bar", "c2", "committed:1"]).success().stdout_has("sha256:");
+    s.docker(["run", "--rm", "committed:1", "sh", "-c", "cat /new; echo $FOO"]).success().stdout_is("made\nbar\n");
+    s.docker(["rm", "c2"]).success();
+    s.docker(["rmi", "committed:1"]).success();
+    s.docker(["image", "prune", "-f"]).success().stdout_has("Total reclaimed space");
+}
+
+#[test]
+fn api_docker_cp_copies_both_ways() {
+    let Some((_e, s)) = server() else { return };
+    let host = s.dir.path().join("host");
+    std::fs::create_dir_all(host.join("tree/sub")).expect("mkdir");
+    std::fs::write(host.join("file"), "from the host\n").expect("write");
+    std::fs::write(host.join("tree/sub/deep"), "deep\n").expect("write");
+    let h = |p: &str| host.join(p).display().to_string();
+    s.docker(["run", "-d", "--name", "cpbox", "busybox", "sleep", "120"]).success();
+    s.docker(["cp", &h("file"), "cpbox:/tmp/"]).success();
+    s.docker(["cp", &h("file"), "cpbox:/tmp/renamed"]).success();
+    s.docker(["cp", &h("tree"), "cpbox:/root/"]).success();
+    s.docker(["exec", "cpbox", "cat", "/tmp/file", "/tmp/renamed", "/root/tree/sub/deep"])
+        .success()
+        .stdout_is("from the host\nfrom the host\ndeep\n");
+    s.docker(["cp", "cpbox:/etc/passwd", &h("")]).success();
+    assert!(std::fs::read_to_string(host.join("passwd")).expect("copied out").starts_with("root:x:0:0"));
+    s.docker(["cp", "cpbox:/root/tree", &h("back")]).success();
+    assert_eq!(std::fs::read_to_string(host.join("back/sub/deep")).expect("copied tree"), "deep\n");
+    s.docker(["cp", "cpbox:/nosuch", &h("")]).code_is(1).stderr_has("Could not find the file /nosuch");
+    s.docker(["rm", "-f", "cpbox"]).success();
+}
+
+#[test]
+fn api_docker_events_reports_a_containers_life() {
+    let Some((_e, s)) = server() else { return };
+    // The stream ends by itself 30 s from now at the latest, so a missing event fails instead of hanging.
+    let until = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() + 30;
+    let mut events = Command::new(docker_bin())
+        .args(["events", "--filter", "container=lived", "--until", &until.to_string()])
+        .args(["--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}"])
+        .env("DOCKER_HOST", format!("unix://{}", s.socket.display()))
+        .env("DOCKER_CONFIG", s.dir.path().join("docker-config"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn docker events");
+    // The request is in once the server has a second connection open; a container made before could be missed.
+    s.docker(["run", "--name", "other", "busybox", "true"]).success();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(events.stdout.take().expect("stdout")));
+    s.docker(["run", "--name", "lived", "busybox", "sh", "-c", "exit 2"]).code_is(2);
+    let mut seen = Vec::new();
+    let mut read_until = |action: &str, seen: &mut Vec<String>| {
+        while !seen.iter().any(|l| l.contains(action)) {
+            match lines.next() {
+                Some(line) => seen.push(line.expect("event line")),
+                None => break,
+            }
+        }
+    };
+    // The server notices changes by looking at the store: wait for the exit to be seen before removing.
+    read_until("die", &mut seen);
+    s.docker(["rm", "lived"]).success();
+    read_until("destroy", &mut seen);
+    let _ = events.kill();
+    let _ = events.wait();
+    assert_eq!(
+        seen,
+        [
+            "container create lived <no value>",
+            "container start lived <no value>",
+            "container die lived 2",
+            "container destroy lived <no value>"
+        ],
+        "events seen"
+    );
+}
+
+#[test]
+fn api_docker_push_and_login_with_a_local_registry() {
+    let Some((_e, s)) = server() else { return };
+    let open = crate::registry::Registry::start();
+    let image = format!("{}/team/pushed:v1", open.host());
+    s.docker(["tag", "busybox", &image]).success();
+    s.docker(["push", &image])
+        .success()
+        .stdout_has(&format!("The push refers to repository [{}/team/pushed]", open.host()))
+        .stdout_has("v1: digest: sha256:");
+    s.docker(["push", &image]).success().stdout_has("Layer already exists");
+    s.docker(["push", &format!("{}/team/nosuch:v1", open.host())]).code_is(1).stderr_has("does not exist locally");
+
+    // With authentication: login checks the credentials, the CLI keeps them and sends them with push and pull.
+    let locked = crate::registry::Registry::start_with_auth(Some(("ci", "s3cret")));
+    let private = format!("{}/team/private:v1", locked.host());
+    s.docker(["tag", "busybox", &private]).success();
+    s.docker(["push", &private]).code_is(1);
+    let mut c = Command::new(docker_bin());
+    c.args(["login", "-u", "ci", "--password-stdin", &locked.host()])
+        .env("DOCKER_HOST", format!("unix://{}", s.socket.display()))
+        .env("DOCKER_CONFIG", s.dir.path().join("docker-config"));
+    Run::with_stdin(&mut c, b"wrong\n").code_is(1);
+    let mut c = Command::new(docker_bin());
+    c.args(["login", "-u", "ci", "--password-stdin", &locked.host()])
+        .env("DOCKER_HOST", format!("unix://{}", s.socket.display()))
+        .env("DOCKER_CONFIG", s.dir.path().join("docker-config"));
+    Run::with_stdin(&mut c, b"s3cret\n").success().stdout_has("Login Succeeded");
+    s.docker(["push", &private]).success().stdout_has("v1: digest: sha256:");
+    s.docker(["rmi", &private]).success();
+    s.docker(["pull", &private]).success().stdout_has("Downloaded newer image");
+}
+
+#[test]
+fn api_serve_refuses_a_non_socket_path_a_public_address_and_a_bad_scope() {
+    let e = TestEngine::new();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("precious");
+    std::fs::write(&file, "keep me").expect("write");
+    e.run(["serve", "--socket", file.to_str().expect("utf-8")])
+        .code_is(125)
+        .stderr_has("exists and is not a socket: choose another --socket path");
+    assert_eq!(std::fs::read_to_string(&file).expect("still there"), "keep me");
+    let socket = dir.path().join("api.sock");
+    let socket = socket.to_str().expect("utf-8");
+    e.run(["serve", "--socket", socket, "--tcp", "0.0.0.0:2399"])
+        .code_is(125)
+        .stderr_has("only a loopback address is safe (use 127.0.0.1:PORT)");
+    e.run(["serve", "--socket", socket, "--scope", "nolabel"]).code_is(125).stderr_has("expected LABEL=VALUE");
+}
