@@ -378,6 +378,23 @@ mod tests {
         assert!(fast_count * 10 >= texts.len() * 8, "only {fast_count} of {} files took the fast path", texts.len());
     }
 
+    proptest::proptest! {
+        /// Random documents of anchors, aliases, merge keys, flow collections and number-like scalars: whenever
+        /// the fast path takes one, it reads what serde-saphyr reads.
+        #[test]
+        fn fast_path_agrees_on_random_documents(
+            lines in proptest::collection::vec(
+                "( {0,4})(- )?([ab]|<<|1|\"x\"): ?(&a |&b )?(\\*a|\\*b|[0-9.+-]{1,4}|x|null|true|~|\\[x, \\*a\\]|\\{k: 1, <<: \\*b\\}|'q')?",
+                1..12,
+            )
+        ) {
+            let text = lines.join("\n") + "\n";
+            if let Some(quick) = fast::parse(&text) {
+                proptest::prop_assert_eq!(Ok(quick), slow(&text), "{}", text);
+            }
+        }
+    }
+
     #[test]
     fn alias_bombs_fail_fast() {
         let mut doc = String::from("a: &a [x,x,x,x,x,x,x,x,x,x]\n");
