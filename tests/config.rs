@@ -104,3 +104,16 @@ fn config_plan_runs_what_the_filters_allow() {
     plan(&["--tag", "v1.0.0"]).success().stdout_is("workflows: []\n");
     plan(&[]).code_is(2).stderr_has("give --branch, --tag, or --schedule WORKFLOW with --branch");
 }
+
+#[test]
+fn config_schema_prints_a_json_schema_of_the_accepted_keys() {
+    let mut c = Command::new(bin_dir().join("runner"));
+    c.args(["config", "schema"]);
+    let r = Run::of(&mut c).success();
+    let schema: serde_json::Value = serde_json::from_str(&r.stdout()).expect("the schema is JSON");
+    assert_eq!(schema["$schema"], "http://json-schema.org/draft-07/schema#");
+    // Built from the reader's tables: a job knows `steps`, a run step knows `no_output_timeout`.
+    assert!(schema["definitions"]["job"]["properties"].get("steps").is_some(), "{schema}");
+    let step = &schema["definitions"]["step"]["oneOf"][1]["properties"]["run"]["oneOf"][1]["properties"];
+    assert!(step.get("no_output_timeout").is_some(), "{schema}");
+}

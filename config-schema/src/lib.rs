@@ -6,6 +6,8 @@
 //! and workflows keep the YAML `body` they were read from, [`template`] substitutes `<< … >>` into it, and the
 //! result is read again with [`read::job`] and friends — as CircleCI itself expands. [`plan`](mod@plan) decides
 //! which workflows and jobs of a processed configuration run for a trigger (branch, tag or schedule).
+//! [`schema`] builds the JSON Schema of the accepted configuration from the reader's key tables.
+//! [`wire`] holds the messages between runners and the coordinator (job assignment, events, result).
 //!
 //! Entry points: [`parse`] (syntax and shapes only), [`check`] (parse, resolve orbs, validate), [`load`] (a file),
 //! [`process_text`] and [`process_file`] (check, then process).
@@ -16,9 +18,11 @@ pub mod orb;
 pub mod plan;
 pub mod process;
 pub mod read;
+pub mod schema;
 pub mod spec;
 pub mod template;
 pub mod validate;
+pub mod wire;
 pub mod yaml;
 
 use std::path::PathBuf;

@@ -17,7 +17,7 @@
 //! short names. Problems are collected, located like the validator's (FILE:LINE:COL: PATH: message); nothing is
 //! returned half-processed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::diagnostic::{join, suggest, Diagnostics, Report};
 use crate::model::*;
@@ -62,6 +62,7 @@ pub fn process(config: &Config, file: &str, pipeline: &Pipeline) -> Result<Proce
         },
         root: Scope::root(config),
         invocations: 0,
+        expanded: HashMap::new(),
     };
     let out = p.config(config);
     if p.report.is_empty() {
@@ -204,6 +205,10 @@ struct Processor<'a> {
     root: Scope<'a>,
     /// Command invocations expanded so far (see [`MAX_INVOCATIONS`]).
     invocations: usize,
+    /// Commands already expanded without a problem, by command, nesting depth and bound arguments: the steps
+    /// they gave and the invocations inside them. Jobs invoking the same command with the same arguments (a
+    /// shared `setup` command, nested commands with fixed arguments) expand it once.
+    expanded: HashMap<(usize, usize, String), (Vec<SpecStep>, usize)>,
 }
 
 /// One expanded entry of a workflow's `jobs:` (a matrix entry gives several).
@@ -729,6 +734,22 @@ impl<'a> Processor<'a> {
         let cp = join(path, name);
         let call = Call { pos, path: &cp, args, matrix: &BTreeMap::new() };
         let params = self.bind(&command.parameters, &call, &format!("command `{name}`"));
+        // The expansion depends only on the command, the bound arguments and (for the depth limit) the depth;
+        // paths and file names only show in problems, and an expansion with problems is not remembered.
+        let key = (
+            id,
+            stack.len(),
+            serde_json::to_string(&params.iter().map(|(k, v)| (k, v.to_json())).collect::<Vec<_>>())
+                .unwrap_or_default(),
+        );
+        if let Some((steps, count)) = self.expanded.get(&key) {
+            if self.invocations + count <= MAX_INVOCATIONS {
+                self.invocations += count;
+                out.extend(steps.iter().cloned());
+                return;
+            }
+        }
+        let (problems, invocations, first) = (self.report.items.len(), self.invocations, out.len());
         self.in_file(inner_scope.file, |p| {
             let body = p.substitute_body(&command.body, &params, &cp);
             let c = read::command(&body, &cp, name, &mut p.report);
@@ -736,6 +757,9 @@ impl<'a> Processor<'a> {
             p.steps(inner_scope, &c.steps, &join(&cp, "steps"), stack, out);
             stack.pop();
         });
+        if self.report.items.len() == problems {
+            self.expanded.insert(key, (out[first..].to_vec(), self.invocations - invocations));
+        }
     }
 
     // --- from located YAML to plain values -------------------------------------------------------------

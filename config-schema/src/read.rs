@@ -12,19 +12,48 @@ use crate::diagnostic::{join, suggest, Report};
 use crate::model::*;
 use crate::yaml::{Pos, Yaml, YamlValue};
 
-const TOP_KEYS: &[&str] = &["version", "setup", "orbs", "executors", "commands", "parameters", "jobs", "workflows"];
-const ENV_KEYS: &[&str] =
+// The keys each part of a configuration accepts: the reader checks them, and `crate::schema` builds the JSON
+// Schema from them, so the two cannot drift apart.
+pub(crate) const TOP_KEYS: &[&str] =
+    &["version", "setup", "orbs", "executors", "commands", "parameters", "jobs", "workflows"];
+pub(crate) const ORB_KEYS: &[&str] =
+    &["orbs", "executors", "commands", "jobs", "description", "display", "version", "parameters", "examples"];
+pub(crate) const ENV_KEYS: &[&str] =
     &["docker", "machine", "macos", "resource_class", "shell", "working_directory", "environment"];
-const JOB_KEYS: &[&str] =
+pub(crate) const JOB_KEYS: &[&str] =
     &["executor", "parallelism", "steps", "parameters", "type", "description", "circleci_ip_ranges", "branches"];
-const EXECUTOR_KEYS: &[&str] = &["parameters", "description"];
-const DOCKER_KEYS: &[&str] = &["image", "name", "entrypoint", "command", "user", "environment", "auth", "aws_auth"];
-const COMMAND_KEYS: &[&str] = &["description", "parameters", "steps"];
-const PARAMETER_KEYS: &[&str] = &["type", "description", "default", "enum"];
-const WORKFLOW_KEYS: &[&str] = &["jobs", "triggers", "when", "unless"];
+pub(crate) const EXECUTOR_KEYS: &[&str] = &["parameters", "description"];
+pub(crate) const DOCKER_KEYS: &[&str] =
+    &["image", "name", "entrypoint", "command", "user", "environment", "auth", "aws_auth"];
+pub(crate) const COMMAND_KEYS: &[&str] = &["description", "parameters", "steps"];
+pub(crate) const PARAMETER_KEYS: &[&str] = &["type", "description", "default", "enum"];
+pub(crate) const WORKFLOW_KEYS: &[&str] = &["jobs", "triggers", "when", "unless"];
 
-const RUN_KEYS: &[&str] =
+pub(crate) const RUN_KEYS: &[&str] =
     &["command", "name", "shell", "environment", "background", "working_directory", "no_output_timeout", "when"];
+/// Arguments of the other built-in steps (`run`/`deploy` take [`RUN_KEYS`] or a string).
+pub(crate) const STEP_KEYS: &[(&str, &[&str])] = &[
+    ("checkout", &["path", "method", "name"]),
+    ("save_cache", &["paths", "key", "name", "when"]),
+    ("restore_cache", &["key", "keys", "name"]),
+    ("store_artifacts", &["path", "destination", "name"]),
+    ("store_test_results", &["path", "name"]),
+    ("persist_to_workspace", &["root", "paths", "name"]),
+    ("attach_workspace", &["at", "name"]),
+    ("setup_remote_docker", &["version", "docker_layer_caching", "name"]),
+    ("add_ssh_keys", &["fingerprints", "name"]),
+    ("when", &["condition", "steps"]),
+    ("unless", &["condition", "steps"]),
+];
+pub(crate) const FILTERS_KEYS: &[&str] = &["branches", "tags"];
+pub(crate) const FILTER_KEYS: &[&str] = &["only", "ignore"];
+pub(crate) const MATRIX_KEYS: &[&str] = &["parameters", "exclude", "alias"];
+pub(crate) const TRIGGER_KEYS: &[&str] = &["schedule"];
+pub(crate) const SCHEDULE_KEYS: &[&str] = &["cron", "filters"];
+
+fn step_keys(name: &str) -> &'static [&'static str] {
+    STEP_KEYS.iter().find(|(n, _)| *n == name).map_or(&[], |(_, keys)| keys)
+}
 
 /// Reads a parsed document. Problems go to `report`; the returned model holds everything that could be read.
 pub fn config(doc: &Yaml, report: &mut Report) -> Config {
@@ -227,13 +256,7 @@ pub fn is_orb_reference(s: &str) -> bool {
 
 /// An orb's body: inline under `orbs:`, or a whole file of the local orb directory. `what` names it in messages.
 pub fn inline_orb(v: &Yaml, pos: Pos, path: &str, what: &str, report: &mut Report) -> InlineOrb {
-    check_keys(
-        v,
-        path,
-        what,
-        &[&["orbs", "executors", "commands", "jobs", "description", "display", "version", "parameters", "examples"]],
-        report,
-    );
+    check_keys(v, path, what, &[ORB_KEYS], report);
     InlineOrb {
         pos,
         file: None,
@@ -584,7 +607,7 @@ fn step(v: &Yaml, path: &str, report: &mut Report) -> Option<Step> {
     };
     let kind = match name.as_str() {
         "checkout" => {
-            arg_map(&["path", "method", "name"], report);
+            arg_map(step_keys("checkout"), report);
             StepKind::Checkout { path: a.get("path").cloned(), method: a.get("method").cloned() }
         }
         "run" | "deploy" => {
@@ -644,13 +667,13 @@ fn step(v: &Yaml, path: &str, report: &mut Report) -> Option<Step> {
             }
         }
         "save_cache" => {
-            arg_map(&["paths", "key", "name", "when"], report);
+            arg_map(step_keys("save_cache"), report);
             let key = require("key", report)?;
             let paths = require("paths", report).map(|p| values(&p)).unwrap_or_default();
             StepKind::SaveCache { name: a.get("name").cloned(), key, paths, when: a.get("when").cloned() }
         }
         "restore_cache" => {
-            arg_map(&["key", "keys", "name"], report);
+            arg_map(step_keys("restore_cache"), report);
             let mut keys: Vec<Yaml> = a.get("key").map(values).unwrap_or_default();
             keys.extend(a.get("keys").map(values).unwrap_or_default());
             if keys.is_empty() {
@@ -659,36 +682,36 @@ fn step(v: &Yaml, path: &str, report: &mut Report) -> Option<Step> {
             StepKind::RestoreCache { name: a.get("name").cloned(), keys }
         }
         "store_artifacts" => {
-            arg_map(&["path", "destination", "name"], report);
+            arg_map(step_keys("store_artifacts"), report);
             StepKind::StoreArtifacts { path: require("path", report)?, destination: a.get("destination").cloned() }
         }
         "store_test_results" => {
-            arg_map(&["path", "name"], report);
+            arg_map(step_keys("store_test_results"), report);
             StepKind::StoreTestResults { path: require("path", report)? }
         }
         "persist_to_workspace" => {
-            arg_map(&["root", "paths", "name"], report);
+            arg_map(step_keys("persist_to_workspace"), report);
             let root = require("root", report)?;
             let paths = require("paths", report).map(|p| values(&p)).unwrap_or_default();
             StepKind::PersistToWorkspace { root, paths }
         }
         "attach_workspace" => {
-            arg_map(&["at", "name"], report);
+            arg_map(step_keys("attach_workspace"), report);
             StepKind::AttachWorkspace { at: require("at", report)? }
         }
         "setup_remote_docker" => {
-            arg_map(&["version", "docker_layer_caching", "name"], report);
+            arg_map(step_keys("setup_remote_docker"), report);
             StepKind::SetupRemoteDocker {
                 version: a.get("version").cloned(),
                 docker_layer_caching: a.get("docker_layer_caching").cloned(),
             }
         }
         "add_ssh_keys" => {
-            arg_map(&["fingerprints", "name"], report);
+            arg_map(step_keys("add_ssh_keys"), report);
             StepKind::AddSshKeys { fingerprints: a.get("fingerprints").map(values).unwrap_or_default() }
         }
         "when" | "unless" => {
-            arg_map(&["condition", "steps"], report);
+            arg_map(step_keys(&name), report);
             let condition = logic(&require("condition", report)?, &join(&p, "condition"), report);
             let inner = require("steps", report).map(|s| steps(&s, &join(&p, "steps"), report)).unwrap_or_default();
             if name == "when" {
@@ -817,13 +840,13 @@ fn workflows(v: &Yaml, report: &mut Report) -> BTreeMap<String, Workflow> {
             if let Some(items) = list(t, &tp, report) {
                 for (i, item) in items.iter().enumerate() {
                     let ip = format!("{tp}[{i}]");
-                    check_keys(item, &ip, "a trigger", &[&["schedule"]], report);
+                    check_keys(item, &ip, "a trigger", &[TRIGGER_KEYS], report);
                     let Some(s) = item.get("schedule") else {
                         report.error(item.pos, &ip, "a trigger needs `schedule:`");
                         continue;
                     };
                     let sp = join(&ip, "schedule");
-                    check_keys(s, &sp, "a schedule", &[&["cron", "filters"]], report);
+                    check_keys(s, &sp, "a schedule", &[SCHEDULE_KEYS], report);
                     let Some(cron) = s.get("cron") else {
                         report.error(s.pos, &sp, "a schedule needs `cron:`");
                         continue;
@@ -954,7 +977,7 @@ fn filters(v: &Yaml, path: &str, report: &mut Report) -> Filters {
     if map(v, path, report).is_none() {
         return f;
     }
-    check_keys(v, path, "filters", &[&["branches", "tags"]], report);
+    check_keys(v, path, "filters", &[FILTERS_KEYS], report);
     if let Some(b) = v.get("branches") {
         f.branches = filter(b, &join(path, "branches"), report);
     }
@@ -969,7 +992,7 @@ fn filter(v: &Yaml, path: &str, report: &mut Report) -> Filter {
     if map(v, path, report).is_none() {
         return f;
     }
-    check_keys(v, path, "a filter", &[&["only", "ignore"]], report);
+    check_keys(v, path, "a filter", &[FILTER_KEYS], report);
     for (key, target) in [("only", &mut f.only), ("ignore", &mut f.ignore)] {
         let Some(x) = v.get(key) else { continue };
         for (i, item) in values(x).iter().enumerate() {
@@ -997,7 +1020,7 @@ fn filter(v: &Yaml, path: &str, report: &mut Report) -> Filter {
 
 fn matrix(v: &Yaml, path: &str, report: &mut Report) -> Option<Matrix> {
     map(v, path, report)?;
-    check_keys(v, path, "matrix", &[&["parameters", "exclude", "alias"]], report);
+    check_keys(v, path, "matrix", &[MATRIX_KEYS], report);
     let mut m = Matrix { pos: v.pos, alias: v.get("alias").and_then(Yaml::scalar_text), ..Matrix::default() };
     match v.get("parameters") {
         None => report.error(v.pos, path, "matrix needs `parameters:`"),

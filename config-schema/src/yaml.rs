@@ -9,6 +9,8 @@
 //! `<< parameters.n >>` template in an integer slot without a custom type per field; the tree lets the reader
 //! collect every problem with `FILE:LINE:COL: PATH`, and lets processing substitute templates and read again.
 
+mod fast;
+
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -144,6 +146,14 @@ pub fn parse(text: &str) -> Result<Yaml, SyntaxError> {
     if text.trim().is_empty() {
         return Ok(Yaml::new(YamlValue::Map(Vec::new())));
     }
+    if let Some(doc) = fast::parse(text) {
+        return Ok(doc);
+    }
+    slow(text)
+}
+
+/// The serde-saphyr path: every document the fast path declines, and every error message.
+fn slow(text: &str) -> Result<Yaml, SyntaxError> {
     // Both types are non-exhaustive: start from the defaults and tighten what a CI config never needs.
     let mut budget = serde_saphyr::Budget::default();
     budget.max_events = 200_000;
@@ -325,6 +335,64 @@ mod tests {
         let parsed = parse(&doc).map_err(|e| e.message);
         let jobs = parsed.as_ref().map(|d| d.get("jobs").map_or(0, |j| j.entries().len()));
         assert_eq!(jobs, Ok(300));
+    }
+
+    /// Every fixture, and the benchmark's shapes, read the same through the fast path as through serde-saphyr
+    /// (positions included); the fast path must take the common shapes, not decline them.
+    #[test]
+    fn same_tree_as_serde_saphyr() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let mut files = Vec::new();
+        let mut dirs = vec![root];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let p = entry.path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if p.extension().is_some_and(|x| x == "yml") {
+                    files.push(p);
+                }
+            }
+        }
+        let mut texts: Vec<(String, String)> =
+            files.iter().map(|p| (p.display().to_string(), std::fs::read_to_string(p).unwrap())).collect();
+        texts.push(("merge".into(), "d: &d\n  a: 1\n  b: [x]\nj:\n  <<: *d\n  b: 2\n  c: *d\n".into()));
+        texts.push(("merge-list".into(), "a: &a {x: 1}\nb: &b {x: 2, y: 3}\nc:\n  <<: [*a, *b]\n".into()));
+        texts.push(("inline-merge".into(), "c:\n  k: v\n  <<: {x: 1, k: 2}\n".into()));
+        texts.push((
+            "scalars".into(),
+            "a: [1, -2, +3, 0, 00, 012, 0x1f, 0o17, 1.5, 2.1, -.5, .inf, -.Inf, .nan, 1e3, 1_000, 99999999999999999999]\n\
+             b: [true, True, yes, no, on, null, ~, Null, '', \"1\", inf, nan, info, banana, 2024-01-01, 1.2.3, v1]\n\
+             1: one\n2.0: two\nnull: three\ntrue: four\n"
+                .into(),
+        ));
+        let mut fast_count = 0;
+        for (name, text) in &texts {
+            let Some(quick) = fast::parse(text) else { continue };
+            fast_count += 1;
+            match slow(text) {
+                Ok(expected) => assert_eq!(quick, expected, "{name}: the fast path reads a different tree"),
+                Err(e) => panic!("{name}: the fast path accepted what serde-saphyr refuses: {e:?}"),
+            }
+        }
+        assert!(fast_count * 10 >= texts.len() * 8, "only {fast_count} of {} files took the fast path", texts.len());
+    }
+
+    proptest::proptest! {
+        /// Random documents of anchors, aliases, merge keys, flow collections and number-like scalars: whenever
+        /// the fast path takes one, it reads what serde-saphyr reads.
+        #[test]
+        fn fast_path_agrees_on_random_documents(
+            lines in proptest::collection::vec(
+                "( {0,4})(- )?([ab]|<<|1|\"x\"): ?(&a |&b )?(\\*a|\\*b|[0-9.+-]{1,4}|x|null|true|~|\\[x, \\*a\\]|\\{k: 1, <<: \\*b\\}|'q')?",
+                1..12,
+            )
+        ) {
+            let text = lines.join("\n") + "\n";
+            if let Some(quick) = fast::parse(&text) {
+                proptest::prop_assert_eq!(Ok(quick), slow(&text), "{}", text);
+            }
+        }
     }
 
     #[test]

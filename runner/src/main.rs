@@ -1,4 +1,4 @@
-//! The `runner` binary: `runner config validate`, `process` and `plan` today; `runner exec` (run a job locally)
+//! The `runner` binary: `runner config validate`, `process`, `plan` and `schema` today; `runner exec` (run a job locally)
 //! and `runner agent` (take jobs from a coordinator) come with issue 6/9. The CLI only parses and prints: every
 //! verb is one `config_schema` call.
 
@@ -51,6 +51,9 @@ enum ConfigCommand {
         #[arg(long, value_name = "WORKFLOW")]
         schedule: Option<String>,
     },
+    /// Print a JSON Schema (draft 7) of the accepted configuration, for editors: the keys of every section,
+    /// job, step and workflow as the validator knows them (built from its key tables).
+    Schema,
 }
 
 /// The configuration and the pipeline it is processed for.
@@ -173,6 +176,9 @@ fn main() -> ExitCode {
                 processed.to_yaml().map_err(|e| e.to_string())
             })
         }
+        Command::Config(ConfigCommand::Schema) => print(
+            serde_json::to_string_pretty(&config_schema::schema::schema()).map(|t| t + "\n").map_err(|e| e.to_string()),
+        ),
         Command::Config(ConfigCommand::Plan { pipeline, schedule }) => {
             let trigger = match (&pipeline.tag, &pipeline.branch, schedule) {
                 (Some(tag), None, None) => config_schema::Trigger::Tag(tag.clone()),
