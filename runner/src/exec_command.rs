@@ -125,6 +125,12 @@ pub fn run(args: ExecArgs) -> ExitCode {
             }
         },
         (None, 1) => processed.jobs.values().next().cloned().unwrap_or_default(),
+        (None, 0) => {
+            return config_error(format!(
+                "{} runs no job for this pipeline (a job runs when a workflow lists it)",
+                args.config.display()
+            ))
+        }
         (None, _) => {
             let names: Vec<&str> = processed.jobs.keys().map(String::as_str).collect();
             return config_error(format!("name the job to run: {}", names.join(", ")));

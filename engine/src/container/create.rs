@@ -255,7 +255,7 @@ pub fn create_from_image(
     };
     let healthcheck =
         super::health::merge_config(ic.healthcheck.as_ref(), opts.healthcheck.as_ref(), opts.no_healthcheck)?;
-    let layers = images.layer_dirs(&image)?;
+    let layers = images.layer_dirs(image)?;
 
     let mut raw = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut raw);
@@ -439,9 +439,7 @@ fn write_etc_files(dir: &std::path::Path, hostname: &str, host_network: bool, hc
     let mut hosts = if host_network {
         fs::read_to_string("/etc/hosts").unwrap_or_default()
     } else {
-        format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
-        )
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n".to_owned()
     };
     // `host-gateway` entries are written at start, once the gateway is known (see `extra_hosts_at_start`).
     // Stored as docker does, `NAME:IP`: names have no colons, so the first one splits (IPv6 addresses keep theirs).

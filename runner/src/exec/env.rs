@@ -140,9 +140,9 @@ mod tests {
     #[test]
     fn later_layers_win_and_order_is_kept() {
         let builtins = builtins(&BuildInfo { job: "build".into(), ..BuildInfo::default() });
-        let project = vec![kv("CIRCLE_JOB", "p"), kv("A", "project")];
-        let job = vec![kv("A", "job"), kv("B", "job")];
-        let step = vec![kv("B", "step")];
+        let project = [kv("CIRCLE_JOB", "p"), kv("A", "project")];
+        let job = [kv("A", "job"), kv("B", "job")];
+        let step = [kv("B", "step")];
         let env = merge([&builtins[..], &project[..], &job[..], &step[..]]);
         let get = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
         assert_eq!(get("CIRCLE_JOB"), Some("p"));
