@@ -203,3 +203,48 @@ fn runner_exec_config_errors_exit_2() {
     runner_exec(&e, ok.path(), &["nope"]).code_is(2).stderr_has("has no job `nope`; jobs: build");
     runner_exec(&e, ok.path(), &["-e", "1BAD=x"]).code_is(2).stderr_has("is not a variable name");
 }
+
+#[test]
+fn runner_exec_ctrl_c_stops_the_step_and_removes_the_containers() {
+    use std::io::BufRead;
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let p = project(
+        "version: 2.1\njobs:\n  build:\n    docker: [{image: busybox:latest}, {image: busybox:latest, command: sleep 1000}]\n\
+         \x20   steps:\n      - run: {command: sleep 1000, background: true}\n\
+         \x20     - run: echo started; sleep 1000\nworkflows:\n  main:\n    jobs: [build]\n",
+        &[],
+    );
+    let mut child = Command::new(bin_dir().join("runner"))
+        .args(["exec", "--json"])
+        .current_dir(p.path())
+        .env("DRYDOCK_ROOT", e.root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn runner");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("read");
+        let started = line.contains("started\\n");
+        seen.push(line);
+        if started {
+            break;
+        }
+    }
+    assert!(seen.last().is_some_and(|l| l.contains("started")), "the step never started: {seen:?}");
+    let running = e.run(["ps", "-q"]).success();
+    assert_eq!(running.stdout().lines().count(), 2, "primary and service run");
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    seen.extend(lines.map_while(Result::ok));
+    let code = child.wait().expect("wait");
+    assert_eq!(code.code(), Some(1), "{seen:?}");
+    let last: serde_json::Value = serde_json::from_str(seen.last().expect("events")).expect("JSON event");
+    assert_eq!(last["event"], "job_finished", "{seen:?}");
+    assert_eq!(last["status"], "canceled", "{seen:?}");
+    assert_no_containers(&e);
+}
