@@ -248,3 +248,34 @@ fn runner_exec_ctrl_c_stops_the_step_and_removes_the_containers() {
     assert_eq!(last["status"], "canceled", "{seen:?}");
     assert_no_containers(&e);
 }
+
+#[test]
+fn runner_exec_cache_saved_by_one_run_is_restored_by_the_next() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let data = tempfile::tempdir().expect("data dir");
+    let config = "version: 2.1\njobs:\n  build:\n    docker: [{image: busybox:latest}]\n    steps:\n\
+                  \x20     - checkout\n\
+                  \x20     - restore_cache: {keys: ['deps-{{ .Branch }}-{{ checksum \"lock.txt\" }}', 'deps-{{ .Branch }}-']}\n\
+                  \x20     - run: cat deps/stamp || (mkdir deps && echo built by $CIRCLE_BUILD_NUM > deps/stamp)\n\
+                  \x20     - save_cache: {key: 'deps-{{ .Branch }}-{{ checksum \"lock.txt\" }}', paths: [deps]}\n\
+                  workflows:\n  main:\n    jobs: [build]\n";
+    let p = project(config, &[("lock.txt", "v1\n")]);
+    let data_dir = data.path().to_string_lossy().into_owned();
+    let run = |n: &str| runner_exec(&e, p.path(), &["--data-dir", &data_dir, "--build-num", n, "--branch", "main"]);
+    run("1").success().stdout_has("No cache is found for keys: deps-main-").stdout_has("Saving /root/project/deps (");
+    // Same lock file: the exact key; the key exists, so nothing is saved again.
+    run("2")
+        .success()
+        .stdout_has("Restored /root/project/deps\n")
+        .stdout_has("built by 1\n")
+        .stdout_has("Skipping cache generation, cache already exists for key: deps-main-");
+    // A new lock file: the exact key misses, the prefix finds the newest cache of the branch.
+    let repo = git2::Repository::open(p.path()).expect("open");
+    std::fs::write(p.path().join("lock.txt"), "v2\n").expect("write");
+    commit_all(&repo, "bump");
+    run("3").success().stdout_has("Found a cache from key deps-main-").stdout_has("built by 1\n");
+    assert_no_containers(&e);
+}

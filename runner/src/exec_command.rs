@@ -50,6 +50,9 @@ pub struct ExecArgs {
     /// `CIRCLE_BUILD_NUM`.
     #[arg(long, default_value_t = 1)]
     build_num: u64,
+    /// The runner's data directory (the cache store is DIR/caches).
+    #[arg(long, env = "DRYDOCK_RUNNER_DATA", default_value = "/var/lib/drydock-runner")]
+    data_dir: PathBuf,
     /// Keep the job's containers when it ends (their IDs are printed).
     #[arg(long)]
     keep: bool,
@@ -169,7 +172,16 @@ pub fn run(args: ExecArgs) -> ExitCode {
         node_index: 0,
         node_total: job.parallelism.max(1),
     };
-    let req = ExecRequest { job, engine_root: args.root.clone(), repo, info, project_env, secrets, keep: args.keep };
+    let req = ExecRequest {
+        job,
+        engine_root: args.root.clone(),
+        repo,
+        info,
+        project_env,
+        secrets,
+        keep: args.keep,
+        data_dir: args.data_dir.clone(),
+    };
     install_signal_handlers();
     let sink: Arc<dyn EventSink> = Arc::new(Printer { json: args.json, out: Mutex::new(std::io::stdout()) });
     match runner::exec::run_job(&req, &sink, &CANCEL) {

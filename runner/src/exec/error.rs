@@ -23,6 +23,8 @@ pub enum ExecError {
     Root(#[from] engine::root::Error),
     #[error("image store: {0}")]
     Image(#[from] engine::image::Error),
+    #[error("cache key `{key}`: {hint}")]
+    CacheKey { key: String, hint: String },
     #[error("checkout: {0}")]
     Checkout(String),
     #[error("{context}: {source}")]

@@ -2,8 +2,9 @@
 //! then each step runs when its `when` matches the job's state so far (`on_success` while nothing failed,
 //! `on_fail` once something did, `always`). `run` steps are exec'd into the primary container with the
 //! environment of [`super::env`] and their output streamed through the [`Masker`]; background steps stream
-//! from their own thread and are stopped when the job ends. Steps `runner exec` does not support yet (caches,
-//! workspaces, artifacts, test results, remote docker, ssh keys) are reported and skipped.
+//! from their own thread and are stopped when the job ends; caches go through [`super::cache`]. Steps
+//! `runner exec` does not support yet (workspaces, artifacts, test results, remote docker, ssh keys) are
+//! reported and skipped.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +18,7 @@ use engine::container::ContainerStore;
 use engine::image::ImageStore;
 use engine::root::Root;
 
+use super::cache::{render_key, CacheStore, KeyContext};
 use super::checkout::{self, RepoInfo};
 use super::containers;
 use super::env::{self, BuildInfo};
@@ -42,6 +44,8 @@ pub struct ExecRequest {
     pub secrets: Secrets,
     /// Leave the containers after the job (for debugging).
     pub keep: bool,
+    /// The runner's own data (the cache store).
+    pub data_dir: PathBuf,
 }
 
 /// How the job ended.
@@ -220,6 +224,14 @@ fn run_steps(
                 Ok(()) => (Status::Success, None),
                 Err(e) => step_error(&ctx, index, &e),
             },
+            SpecStep::SaveCache { key, paths, .. } => match save_cache(&ctx, index, key, paths) {
+                Ok(()) => (Status::Success, None),
+                Err(e) => step_error(&ctx, index, &e),
+            },
+            SpecStep::RestoreCache { keys, .. } => match restore_cache(&ctx, index, keys) {
+                Ok(()) => (Status::Success, None),
+                Err(e) => step_error(&ctx, index, &e),
+            },
             other => {
                 sink.event(&Event::Output {
                     step: index,
@@ -275,7 +287,7 @@ fn step_error(ctx: &Ctx, step: usize, e: &ExecError) -> (Status, Option<i32>) {
 }
 
 /// `~` and `~/x` are under `home`; a relative path is under `base`.
-fn expand_home(path: &str, home: &str, base: &str) -> String {
+pub(crate) fn expand_home(path: &str, home: &str, base: &str) -> String {
     let joined = |dir: &str, rest: &str| {
         if rest.is_empty() {
             dir.to_owned()
@@ -435,6 +447,51 @@ fn start_background(
         let _ = exec_streamed(&store, &primary, &opts, None, &stop, &mut |chunk| out.push(s, chunk));
         out.finish(s);
     }))
+}
+
+fn key_context<'a>(ctx: &'a Ctx) -> KeyContext<'a> {
+    KeyContext {
+        store: ctx.store,
+        container: &ctx.primary,
+        working_dir: &ctx.working_dir,
+        home: &ctx.home,
+        branch: &ctx.req.info.branch,
+        revision: &ctx.req.info.revision,
+        build_num: ctx.req.info.build_num,
+        env: &ctx.job_env,
+    }
+}
+
+fn save_cache(ctx: &Ctx, index: usize, key: &str, paths: &[String]) -> Result<(), ExecError> {
+    let key = render_key(key, &key_context(ctx))?;
+    let paths: Vec<String> = paths.iter().map(|p| expand_home(p, &ctx.home, &ctx.working_dir)).collect();
+    let cache = CacheStore::new(&ctx.req.data_dir);
+    let mut note = |text: String| {
+        ctx.sink.event(&Event::Output { step: index, text: ctx.req.secrets.mask_str(&text) });
+    };
+    note(format!("Creating cache {key}\n"));
+    if !cache.save(ctx.store, &ctx.primary, &key, &paths, &mut note)? {
+        note(format!("Skipping cache generation, cache already exists for key: {key}\n"));
+    }
+    Ok(())
+}
+
+fn restore_cache(ctx: &Ctx, index: usize, keys: &[String]) -> Result<(), ExecError> {
+    let cache = CacheStore::new(&ctx.req.data_dir);
+    let mut note = |text: String| {
+        ctx.sink.event(&Event::Output { step: index, text: ctx.req.secrets.mask_str(&text) });
+    };
+    let mut tried = Vec::new();
+    for template in keys {
+        let key = render_key(template, &key_context(ctx))?;
+        if let Some((found, dir)) = cache.find(&key) {
+            note(format!("Found a cache from key {found}\n"));
+            return cache.restore(ctx.store, &ctx.primary, &dir, &mut note);
+        }
+        tried.push(key);
+    }
+    note(format!("No cache is found for keys: {}\n", tried.join(", ")));
+    Ok(())
 }
 
 fn checkout_step(ctx: &Ctx, index: usize, path: Option<&str>) -> Result<(), ExecError> {

@@ -3,6 +3,7 @@
 //! ([`mask`]) and the step loop ([`job`]). Progress is reported as [`Event`]s to an [`EventSink`]: the CLI
 //! prints them as text or JSON lines, and the agent will send the same events to the coordinator.
 
+pub mod cache;
 pub mod checkout;
 pub mod containers;
 pub mod env;
