@@ -279,3 +279,47 @@ fn runner_exec_cache_saved_by_one_run_is_restored_by_the_next() {
     run("3").success().stdout_has("Found a cache from key deps-main-").stdout_has("built by 1\n");
     assert_no_containers(&e);
 }
+
+#[test]
+fn runner_exec_workflow_passes_the_workspace_and_stops_after_a_failure() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let data = tempfile::tempdir().expect("data dir");
+    let config = "version: 2.1\njobs:\n  build:\n    docker: [{image: busybox:latest}]\n    steps:\n\
+                  \x20     - run: mkdir -p out/sub && echo made by $CIRCLE_JOB > out/sub/result.txt && echo hi > report.html\n\
+                  \x20     - persist_to_workspace: {root: ., paths: [out]}\n\
+                  \x20     - store_artifacts: {path: report.html, destination: reports/index.html}\n\
+                  \x20 test:\n    docker: [{image: busybox:latest}]\n    steps:\n\
+                  \x20     - attach_workspace: {at: /tmp/ws}\n      - run: cat /tmp/ws/out/sub/result.txt; exit $FAIL\n\
+                  \x20 deploy:\n    docker: [{image: busybox:latest}]\n    steps: [{run: echo deploying}]\n\
+                  workflows:\n  main:\n    jobs:\n      - build\n      - test: {requires: [build]}\n\
+                  \x20     - hold: {type: approval, requires: [test]}\n      - deploy: {requires: [hold]}\n";
+    let p = project(config, &[]);
+    let data_dir = data.path().to_string_lossy().into_owned();
+    let args = ["--workflow", "main", "--data-dir", &data_dir, "--branch", "main"];
+    let ok: Vec<&str> = args.iter().copied().chain(["-e", "FAIL=0"]).collect();
+    runner_exec(&e, p.path(), &ok)
+        .success()
+        .stdout_has("Stored 1 file(s) from /root/project/report.html in ")
+        .stdout_has("  reports/index.html (3B)\n")
+        .stdout_has("Attached the workspace at /tmp/ws\n")
+        .stdout_has("made by build\n")
+        .stdout_has("Job hold: approval job, approved by this local run\n")
+        .stdout_has("deploying\n")
+        .stdout_has("Workflow main: success\n");
+    assert_eq!(
+        std::fs::read_to_string(data.path().join("artifacts/1/build/reports/index.html")).expect("artifact"),
+        "hi\n"
+    );
+    let failing: Vec<&str> = args.iter().copied().chain(["-e", "FAIL=1"]).collect();
+    let r = runner_exec(&e, p.path(), &failing).code_is(1);
+    let r = r
+        .stdout_has("Job test: failed")
+        .stdout_has("Job hold: not run (requires test to end success, it ended failed)\n")
+        .stdout_has("Job deploy: not run (requires hold to end success, it ended not_run)\n")
+        .stdout_has("Workflow main: failed\n");
+    assert!(!r.stdout().contains("deploying"), "{}", r.stdout());
+    assert_no_containers(&e);
+}

@@ -19,6 +19,9 @@ use runner::exec::{Event, EventSink, ExecRequest, Status};
 pub struct ExecArgs {
     /// The job to run (a key of the processed configuration's jobs); optional when there is only one.
     job: Option<String>,
+    /// Run this workflow's jobs in dependency order (filtered for --branch / --tag), passing workspaces.
+    #[arg(long, value_name = "WORKFLOW", conflicts_with = "job")]
+    workflow: Option<String>,
     /// The configuration file.
     #[arg(short = 'c', long = "config", default_value = ".circleci/config.yml")]
     config: PathBuf,
@@ -116,6 +119,7 @@ pub fn run(args: ExecArgs) -> ExitCode {
         }
     };
     let job = match (&args.job, processed.jobs.len()) {
+        _ if args.workflow.is_some() => config_schema::JobSpec::default(),
         (Some(name), _) => match processed.jobs.get(name) {
             Some(j) => j.clone(),
             None => {
@@ -157,33 +161,57 @@ pub fn run(args: ExecArgs) -> ExitCode {
     let origin = repo.as_ref().and_then(|r| r.origin_url.clone()).unwrap_or_default();
     let (username, reponame) = project_names(&origin, repo.as_ref().map(|r| r.dir.clone()).unwrap_or(cwd));
     let ids = ids();
-    let info = BuildInfo {
-        job: job.name.clone(),
-        branch,
-        tag: args.tag.clone(),
-        revision,
-        build_num: args.build_num,
-        repository_url: origin,
-        project_username: username,
-        project_reponame: reponame,
-        workflow_id: ids.0,
-        pipeline_id: ids.1,
-        working_directory: job.working_directory.clone(),
-        node_index: 0,
-        node_total: job.parallelism.max(1),
-    };
-    let req = ExecRequest {
-        job,
+    let request_for = |job: &config_schema::JobSpec, n: usize| ExecRequest {
+        job: job.clone(),
         engine_root: args.root.clone(),
-        repo,
-        info,
-        project_env,
-        secrets,
+        repo: repo.clone(),
+        info: BuildInfo {
+            job: job.name.clone(),
+            branch: branch.clone(),
+            tag: args.tag.clone(),
+            revision: revision.clone(),
+            build_num: args.build_num + n as u64,
+            repository_url: origin.clone(),
+            project_username: username.clone(),
+            project_reponame: reponame.clone(),
+            workflow_id: ids.0.clone(),
+            pipeline_id: ids.1.clone(),
+            working_directory: job.working_directory.clone(),
+            node_index: 0,
+            node_total: job.parallelism.max(1),
+        },
+        project_env: project_env.clone(),
+        secrets: secrets.clone(),
         keep: args.keep,
         data_dir: args.data_dir.clone(),
     };
-    install_signal_handlers();
     let sink: Arc<dyn EventSink> = Arc::new(Printer { json: args.json, out: Mutex::new(std::io::stdout()) });
+    if let Some(name) = &args.workflow {
+        let trigger = match &args.tag {
+            Some(tag) => config_schema::Trigger::Tag(tag.clone()),
+            None => config_schema::Trigger::Branch(branch.clone()),
+        };
+        let plan = match config_schema::plan(&processed, &trigger) {
+            Ok(p) => p,
+            Err(e) => return config_error(format!("{}: {e}", args.config.display())),
+        };
+        let Some(workflow) = plan.workflows.iter().find(|w| &w.name == name) else {
+            let known: Vec<&str> = processed.workflows.keys().map(String::as_str).collect();
+            return config_error(if processed.workflows.contains_key(name) {
+                format!("workflow `{name}` does not run for this branch or tag (its filters or triggers exclude it)")
+            } else {
+                format!("{} has no workflow `{name}`; workflows: {}", args.config.display(), known.join(", "))
+            });
+        };
+        install_signal_handlers();
+        let status = runner::exec::workflow::run_workflow(workflow, &processed, &request_for, &sink, &CANCEL);
+        if !args.json {
+            println!("Workflow {name}: {}", status_word(status));
+        }
+        return if status == Status::Success { ExitCode::SUCCESS } else { ExitCode::from(1) };
+    }
+    let req = request_for(&job, 0);
+    install_signal_handlers();
     match runner::exec::run_job(&req, &sink, &CANCEL) {
         Ok(outcome) => {
             if !outcome.kept.is_empty() && !args.json {
@@ -213,14 +241,15 @@ fn project_names(origin: &str, dir: PathBuf) -> (String, String) {
     }
 }
 
-/// A workflow and a pipeline ID for this local run, UUID-shaped.
+/// A workflow and a pipeline ID for this local run, UUID-shaped (SHA-256 of the time and the process ID).
 fn ids() -> (String, String) {
+    use sha2::Digest;
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-    let uuid = |n: u128| {
-        let h = format!("{:032x}", n ^ (u128::from(std::process::id()) << 64));
+    let uuid = |what: &str| {
+        let h = hex::encode(sha2::Sha256::digest(format!("{what}-{seed}-{}", std::process::id())));
         format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
     };
-    (uuid(seed), uuid(seed.rotate_left(17)))
+    (uuid("workflow"), uuid("pipeline"))
 }
 
 /// Prints events: text for people, JSON lines for programs.
@@ -253,6 +282,9 @@ impl EventSink for Printer {
                     writeln!(out, "<== [{step}] {name}: {}{code} in {}", status_word(*status), seconds(*duration_ms))
                 }
             },
+            Event::JobError { job, message } => writeln!(out, "error: job {job}: {message}"),
+            Event::JobNotRun { job, reason } => writeln!(out, "Job {job}: not run ({reason})"),
+            Event::Approved { job } => writeln!(out, "Job {job}: approval job, approved by this local run"),
             Event::JobFinished { job, status, steps, failed, skipped, duration_ms } => writeln!(
                 out,
                 "Job {job}: {} — {steps} steps, {failed} failed, {skipped} skipped, in {}",

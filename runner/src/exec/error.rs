@@ -25,6 +25,8 @@ pub enum ExecError {
     Image(#[from] engine::image::Error),
     #[error("cache key `{key}`: {hint}")]
     CacheKey { key: String, hint: String },
+    #[error("{field}: `{value}`: {hint}")]
+    StepInput { field: String, value: String, hint: String },
     #[error("checkout: {0}")]
     Checkout(String),
     #[error("{context}: {source}")]

@@ -2,9 +2,9 @@
 //! then each step runs when its `when` matches the job's state so far (`on_success` while nothing failed,
 //! `on_fail` once something did, `always`). `run` steps are exec'd into the primary container with the
 //! environment of [`super::env`] and their output streamed through the [`Masker`]; background steps stream
-//! from their own thread and are stopped when the job ends; caches go through [`super::cache`]. Steps
-//! `runner exec` does not support yet (workspaces, artifacts, test results, remote docker, ssh keys) are
-//! reported and skipped.
+//! from their own thread and are stopped when the job ends; caches go through [`super::cache`], workspaces and
+//! artifacts through [`super::files`]. Steps `runner exec` does not support yet (test results, remote docker,
+//! ssh keys) are reported and skipped.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +22,7 @@ use super::cache::{render_key, CacheStore, KeyContext};
 use super::checkout::{self, RepoInfo};
 use super::containers;
 use super::env::{self, BuildInfo};
+use super::files;
 use super::mask::{Masker, Secrets};
 use super::{Event, EventSink, ExecError, Status};
 
@@ -232,6 +233,20 @@ fn run_steps(
                 Ok(()) => (Status::Success, None),
                 Err(e) => step_error(&ctx, index, &e),
             },
+            SpecStep::PersistToWorkspace { root, paths } => match persist(&ctx, index, root, paths) {
+                Ok(()) => (Status::Success, None),
+                Err(e) => step_error(&ctx, index, &e),
+            },
+            SpecStep::AttachWorkspace { at } => match attach(&ctx, index, at) {
+                Ok(()) => (Status::Success, None),
+                Err(e) => step_error(&ctx, index, &e),
+            },
+            SpecStep::StoreArtifacts { path, destination } => {
+                match store_artifacts(&ctx, index, path, destination.as_deref()) {
+                    Ok(()) => (Status::Success, None),
+                    Err(e) => step_error(&ctx, index, &e),
+                }
+            }
             other => {
                 sink.event(&Event::Output {
                     step: index,
@@ -297,6 +312,8 @@ pub(crate) fn expand_home(path: &str, home: &str, base: &str) -> String {
     };
     if path == "~" {
         home.to_owned()
+    } else if path == "." || path.is_empty() {
+        base.to_owned()
     } else if let Some(rest) = path.strip_prefix("~/") {
         joined(home, rest)
     } else if path.starts_with('/') {
@@ -494,6 +511,37 @@ fn restore_cache(ctx: &Ctx, index: usize, keys: &[String]) -> Result<(), ExecErr
     Ok(())
 }
 
+fn persist(ctx: &Ctx, index: usize, root: &str, paths: &[String]) -> Result<(), ExecError> {
+    let root = expand_home(root, &ctx.home, &ctx.working_dir);
+    let workspace = files::workspace_dir(&ctx.req.data_dir, &ctx.req.info.workflow_id);
+    let mut note = |text: String| ctx.sink.event(&Event::Output { step: index, text });
+    files::persist(ctx.store, &ctx.primary, &workspace, &root, paths, &mut note)
+}
+
+fn attach(ctx: &Ctx, index: usize, at: &str) -> Result<(), ExecError> {
+    let at = expand_home(at, &ctx.home, &ctx.working_dir);
+    let workspace = files::workspace_dir(&ctx.req.data_dir, &ctx.req.info.workflow_id);
+    let text = if files::attach(ctx.store, &ctx.primary, &workspace, &at)? {
+        format!("Attached the workspace at {at}\n")
+    } else {
+        "No workspace to attach: no earlier job of this workflow run persisted one\n".to_owned()
+    };
+    ctx.sink.event(&Event::Output { step: index, text });
+    Ok(())
+}
+
+fn store_artifacts(ctx: &Ctx, index: usize, path: &str, destination: Option<&str>) -> Result<(), ExecError> {
+    let path = expand_home(path, &ctx.home, &ctx.working_dir);
+    let dir = ctx.req.data_dir.join("artifacts").join(ctx.req.info.build_num.to_string()).join(&ctx.req.job.name);
+    let stored = files::store_artifacts(ctx.store, &ctx.primary, &dir, &path, destination)?;
+    let mut text = format!("Stored {} file(s) from {path} in {}\n", stored.len(), dir.display());
+    for (file, size) in stored {
+        text.push_str(&format!("  {file} ({})\n", engine::humanize::size(size)));
+    }
+    ctx.sink.event(&Event::Output { step: index, text: ctx.req.secrets.mask_str(&text) });
+    Ok(())
+}
+
 fn checkout_step(ctx: &Ctx, index: usize, path: Option<&str>) -> Result<(), ExecError> {
     let Some(repo) = &ctx.req.repo else {
         return Err(ExecError::Checkout(
@@ -552,5 +600,6 @@ mod tests {
         assert_eq!(expand_home("~", "/home/circleci", "/"), "/home/circleci");
         assert_eq!(expand_home("sub/dir", "/root", "/root/project"), "/root/project/sub/dir");
         assert_eq!(expand_home("/abs", "/root", "/root/project"), "/abs");
+        assert_eq!(expand_home(".", "/root", "/root/project"), "/root/project");
     }
 }

@@ -8,8 +8,10 @@ pub mod checkout;
 pub mod containers;
 pub mod env;
 pub mod error;
+pub mod files;
 pub mod job;
 pub mod mask;
+pub mod workflow;
 
 use serde::Serialize;
 
@@ -74,6 +76,20 @@ pub enum Event {
         failed: usize,
         skipped: usize,
         duration_ms: u64,
+    },
+    /// A workflow job that could not start (containers, pull) — after its `job_finished`.
+    JobError {
+        job: String,
+        message: String,
+    },
+    /// A workflow job not run: an upstream job did not end as it requires, or the run was canceled.
+    JobNotRun {
+        job: String,
+        reason: String,
+    },
+    /// An approval job, approved by the local run.
+    Approved {
+        job: String,
     },
 }
 
