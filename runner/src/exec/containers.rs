@@ -9,6 +9,8 @@ use engine::container::create::CreateOptions;
 use engine::container::ContainerStore;
 use engine::image::ImageStore;
 use engine::reference::Reference;
+use engine::registry::auth::Credentials;
+use engine::registry::credentials::CredentialStore;
 use engine::registry::{PullOptions, RegistryOptions};
 
 use super::error::ExecError;
@@ -42,8 +44,43 @@ impl<'a> JobContainers<'a> {
     }
 }
 
-/// Pulls `image` unless the store has it; `on_pull` is told before a pull starts.
-pub fn ensure_image(images: &ImageStore, image: &str, on_pull: &mut dyn FnMut(&str)) -> Result<(), ExecError> {
+/// `$NAME` and `${NAME}` in `text` replaced from `vars` (later entries win); unknown names become empty, as a
+/// shell would expand them.
+pub fn expand_vars(text: &str, vars: &[(String, String)]) -> String {
+    let lookup = |name: &str| vars.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(braced) = after.strip_prefix('{') {
+            if let Some(end) = braced.find('}') {
+                out.push_str(&lookup(&braced[..end]));
+                rest = &braced[end + 1..];
+                continue;
+            }
+        }
+        let len = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
+        if len == 0 {
+            out.push('$');
+        } else {
+            out.push_str(&lookup(&after[..len]));
+        }
+        rest = &after[len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Pulls `spec.image` unless the store has it, with the entry's `auth` (its `$VARS` expanded from `vars`) for
+/// that pull only, else `engine login`'s credentials; `on_pull` is told before a pull starts.
+pub fn ensure_image(
+    images: &ImageStore,
+    spec: &DockerImageSpec,
+    vars: &[(String, String)],
+    on_pull: &mut dyn FnMut(&str),
+) -> Result<(), ExecError> {
+    let image = spec.image.as_str();
     match images.resolve(image) {
         Ok(_) => return Ok(()),
         Err(engine::image::Error::NotFound(_)) => {}
@@ -52,11 +89,24 @@ pub fn ensure_image(images: &ImageStore, image: &str, on_pull: &mut dyn FnMut(&s
     on_pull(image);
     let pull_err = |message: String| ExecError::Pull { image: image.to_owned(), message };
     let reference = Reference::parse(image).map_err(|e| pull_err(e.to_string()))?;
-    let options = PullOptions {
-        platform: Default::default(),
-        registry: RegistryOptions::from_flags_and_env(&[]),
-        credentials: engine::registry::credentials::CredentialStore::default_location(),
+    // `auth:` goes to a throwaway docker config for this pull: the user's own file is not touched.
+    let auth_dir;
+    let credentials = match &spec.auth {
+        Some(auth) => {
+            auth_dir =
+                tempfile::tempdir().map_err(|e| pull_err(format!("cannot create a temporary directory: {e}")))?;
+            let store = CredentialStore::at(auth_dir.path().join("config.json"));
+            let credentials = Credentials {
+                username: expand_vars(&auth.username, vars),
+                password: expand_vars(&auth.password, vars),
+            };
+            store.set(&reference.registry, &credentials).map_err(|e| pull_err(e.to_string()))?;
+            store
+        }
+        None => CredentialStore::default_location(),
     };
+    let options =
+        PullOptions { platform: Default::default(), registry: RegistryOptions::from_flags_and_env(&[]), credentials };
     engine::registry::pull(images, &reference, &options, &mut |_| {}).map_err(|e| pull_err(e.to_string()))?;
     Ok(())
 }
@@ -138,6 +188,14 @@ pub fn start<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auth_values_expand_variables() {
+        let vars = [("USER".to_owned(), "bot".to_owned()), ("PASS".to_owned(), "p4ss".to_owned())];
+        assert_eq!(expand_vars("$USER", &vars), "bot");
+        assert_eq!(expand_vars("${PASS}-x $NOPE $ end$", &vars), "p4ss-x  $ end$");
+        assert_eq!(expand_vars("plain", &vars), "plain");
+    }
 
     #[test]
     fn entrypoint_and_command_follow_docker() {

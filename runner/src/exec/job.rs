@@ -121,8 +121,9 @@ fn run_steps(
     sink.event(&Event::StepStarted { step: 0, name: spin_name.clone() });
     let output = |text: String| sink.event(&Event::Output { step: 0, text });
     let env_ready = (|| {
+        let vars = env::merge([&req.project_env[..], &env::layer(&req.job.environment)[..]]);
         for image in &req.job.docker {
-            containers::ensure_image(&images, &image.image, &mut |image| {
+            containers::ensure_image(&images, image, &vars, &mut |image| {
                 sink.event(&Event::Pulling { image: image.to_owned() });
             })?;
         }
