@@ -760,3 +760,43 @@ fn an_archive_saved_by_the_engine_is_loaded_and_run_by_podman() {
     podman.run(&["load", "-i", &archive]).success().stdout_has("Loaded image: docker.io/library/ours:1");
     podman.run_container("docker.io/library/ours:1").success().stdout_is("from-drydock\n");
 }
+
+/// `runner exec` pulls a private primary image with the image entry's `auth:`, its `$VAR` taken from a project
+/// variable; without the variable the pull is refused and the job exits 1 naming the image.
+#[test]
+fn runner_exec_pulls_a_private_image_with_the_jobs_auth() {
+    if !can_run_containers() {
+        return;
+    }
+    let reg = Registry::start_with_auth(Some(("ci", "s3cret")));
+    let c = Client::new(TestEngine::with_busybox());
+    let name = format!("{}/private:1", reg.host());
+    c.run(&["tag", "busybox", &name]).success();
+    c.run_stdin(&["login", "-u", "ci", "--password-stdin", &reg.host()], b"s3cret\n").success();
+    c.run(&["push", &name]).success();
+
+    let e = TestEngine::new();
+    let project = tempfile::tempdir().expect("project");
+    fs::create_dir_all(project.path().join(".circleci")).expect("mkdir");
+    fs::write(
+        project.path().join(".circleci/config.yml"),
+        format!(
+            "version: 2.1\njobs:\n  build:\n    docker:\n      - image: {name}\n        auth: {{username: ci, password: $REG_PASSWORD}}\n\
+             \x20   steps: [{{run: echo pulled and running}}]\nworkflows:\n  main:\n    jobs: [build]\n"
+        ),
+    )
+    .expect("config");
+    let no_login = tempfile::tempdir().expect("docker config");
+    let runner = |args: &[&str]| {
+        let mut cmd = Command::new(crate::util::bin_dir().join("runner"));
+        cmd.arg("exec").args(args).current_dir(project.path()).env("DRYDOCK_ROOT", e.root());
+        cmd.env("DOCKER_CONFIG", no_login.path()).env_remove("DRYDOCK_INSECURE_REGISTRIES");
+        Run::of(&mut cmd)
+    };
+    runner(&[]).code_is(1).stdout_has(&format!("cannot pull image {name}")).stdout_has("unauthorized");
+    runner(&["-e", "REG_PASSWORD=s3cret"])
+        .success()
+        .stdout_has(&format!("Pulling {name}\n"))
+        .stdout_has("pulled and running\n");
+    assert!(!no_login.path().join("config.json").exists(), "the user's docker config is not written");
+}

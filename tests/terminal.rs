@@ -30,13 +30,13 @@ fn exec_t_follows_the_callers_terminal_when_it_is_resized() {
     let e = TestEngine::with_busybox();
     e.run(["run", "-d", "--name", "resize", "busybox", "sleep", "60"]).success();
     let engine = format!("{} --root {}", bin_dir().join("engine").display(), e.root().display());
-    // The exec waits, after printing its first size, until the test has resized the terminal; every wait is a
-    // readiness check on a marker file, not a guess at how long things take.
-    let inner = "stty size; touch /tmp/first; until [ -e /tmp/resized ]; do sleep 0.05; done; stty size";
+    // The exec prints its size, then polls its own terminal (up to 10 s) until the size changes; the outer shell
+    // resizes once the first size is out. Every wait is a readiness check, not a guess at how long things take.
+    let inner = "stty size; touch /tmp/first; i=0; \
+                 while [ \"$(stty size)\" = \"24 80\" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; stty size";
     let script = format!(
         "stty cols 80 rows 24; {engine} exec -t resize sh -c '{inner}' </dev/tty & \
-         until {engine} exec resize test -e /tmp/first; do sleep 0.05; done; \
-         stty cols 132 rows 50; {engine} exec resize touch /tmp/resized; wait"
+         until {engine} exec resize test -e /tmp/first; do sleep 0.05; done; stty cols 132 rows 50; wait"
     );
     let out = Command::new("script").args(["-qec", &script, "/dev/null"]).output().expect("script(1) from bsdutils");
     let text = String::from_utf8_lossy(&out.stdout);

@@ -9,6 +9,7 @@ mod containers;
 mod images;
 mod networks;
 mod registry;
+mod runner_exec;
 mod terminal;
 mod util;
 mod volumes;

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod exec_command;
+
 /// Drydock's job runner.
 #[derive(Parser)]
 #[command(version, about)]
@@ -20,6 +22,8 @@ enum Command {
     /// Work with a pipeline configuration (.circleci/config.yml).
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run a job of .circleci/config.yml locally in containers (see docs/runner-exec.md).
+    Exec(exec_command::ExecArgs),
 }
 
 #[derive(Subcommand)]
@@ -153,8 +157,13 @@ fn print(text: Result<String, String>) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // The engine re-executes this binary as a container's monitor process.
+    if let Some(code) = engine::container::monitor::run_if_monitor() {
+        return ExitCode::from((code & 0xff) as u8);
+    }
     let cli = Cli::parse();
     match cli.command {
+        Command::Exec(args) => exec_command::run(args),
         Command::Config(ConfigCommand::Validate { file, orb_dir }) => {
             let options = config_schema::Options { orb_dir };
             match config_schema::load(&file, &options) {

@@ -439,9 +439,7 @@ fn write_etc_files(dir: &std::path::Path, hostname: &str, host_network: bool, hc
     let mut hosts = if host_network {
         fs::read_to_string("/etc/hosts").unwrap_or_default()
     } else {
-        format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
-        )
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n".to_owned()
     };
     // `host-gateway` entries are written at start, once the gateway is known (see `extra_hosts_at_start`).
     // Stored as docker does, `NAME:IP`: names have no colons, so the first one splits (IPv6 addresses keep theirs).

@@ -67,8 +67,13 @@ fn write_process(store: &ContainerStore, id: &str, opts: &ExecOptions) -> Result
     }
     let env = spec::process_env(&env, &c.config.hostname, &u.home, opts.tty);
     let cwd = opts.workdir.clone().unwrap_or_else(|| c.config.working_dir.clone());
-    let process =
+    let mut process =
         spec::process_json(&spec::ProcessSpec { args: &opts.cmd, env, cwd: &cwd, user: &u, terminal: opts.tty });
+    // The exec'd process starts before we receive the pty's master: its size travels in the spec, and our
+    // executor sets it on the pty before `execve`, so the command never sees a 0x0 terminal.
+    if let Some((rows, cols)) = opts.tty.then(|| super::tty::window_size(0)).flatten() {
+        process["consoleSize"] = serde_json::json!({"height": rows, "width": cols});
+    }
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let n = SEQ.fetch_add(1, Ordering::Relaxed);
     let process_path = dir.join(format!("exec-{}-{n}.json", std::process::id()));
@@ -154,6 +159,13 @@ pub fn exec_captured(
     timeout: Duration,
     limit: usize,
 ) -> Result<CapturedExec> {
+    let (pid, read_end) = spawn_piped(store, id, opts)?;
+    Ok(collect(pid, &read_end, Instant::now() + timeout, limit))
+}
+
+/// Starts `opts.cmd` in container `id` with stdin from `/dev/null` and stdout and stderr into one pipe; returns
+/// the process (our child) and the pipe's non-blocking read end.
+fn spawn_piped(store: &ContainerStore, id: &str, opts: &ExecOptions) -> Result<(Pid, OwnedFd)> {
     let opts = ExecOptions { tty: false, interactive: false, detach: false, ..opts.clone() };
     let process_path = write_process(store, id, &opts)?;
     let built = (|| {
@@ -175,8 +187,82 @@ pub fn exec_captured(
         Ok::<_, Error>((pid, read_end))
     })();
     let _ = std::fs::remove_file(&process_path);
-    let (pid, read_end) = built?;
-    Ok(collect(pid, &read_end, Instant::now() + timeout, limit))
+    built
+}
+
+/// How [`exec_streamed`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamedExit {
+    /// The process exited with this code (128+N if killed by signal N).
+    Exited(i32),
+    /// It wrote nothing for the idle timeout and was SIGKILLed.
+    IdleTimeout,
+    /// `cancel` was set and it was SIGKILLed.
+    Canceled,
+}
+
+/// Runs `opts.cmd` in container `id` as [`exec_captured`] does, but hands its output (stdout and stderr
+/// interleaved) to `on_output` as it arrives. It is SIGKILLed when it has written nothing for `idle_timeout`
+/// (CircleCI's `no_output_timeout`) or when `cancel` becomes true (checked every 10 ms). The runner's steps run
+/// through here.
+pub fn exec_streamed(
+    store: &ContainerStore,
+    id: &str,
+    opts: &ExecOptions,
+    idle_timeout: Option<Duration>,
+    cancel: &std::sync::atomic::AtomicBool,
+    on_output: &mut dyn FnMut(&[u8]),
+) -> Result<StreamedExit> {
+    let (pid, output) = spawn_piped(store, id, opts)?;
+    let mut buf = [0u8; 8192];
+    let mut open = true;
+    let mut last_output = Instant::now();
+    let mut drain = |open: &mut bool, last: &mut Instant| loop {
+        match nix::unistd::read(output.as_raw_fd(), &mut buf) {
+            Ok(0) => {
+                *open = false;
+                return;
+            }
+            Ok(n) => {
+                *last = Instant::now();
+                on_output(&buf[..n]);
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return,
+        }
+    };
+    let kill = |pid: Pid| {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+    };
+    loop {
+        let exit_code = match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => Some(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => Some(128 + sig as i32),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => None,
+            Err(_) => Some(-1),
+        };
+        if let Some(code) = exit_code {
+            drain(&mut open, &mut last_output);
+            return Ok(StreamedExit::Exited(code));
+        }
+        if cancel.load(Ordering::Relaxed) {
+            kill(pid);
+            return Ok(StreamedExit::Canceled);
+        }
+        if idle_timeout.is_some_and(|t| last_output.elapsed() >= t) {
+            kill(pid);
+            return Ok(StreamedExit::IdleTimeout);
+        }
+        if open {
+            let mut fds = [PollFd::new(output.as_fd(), PollFlags::POLLIN)];
+            if poll(&mut fds, PollTimeout::from(10u16)).is_ok_and(|n| n > 0) {
+                drain(&mut open, &mut last_output);
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 /// Reads `output` until `pid` exits (its children may keep the pipe open: the exit is what counts) or the

@@ -191,6 +191,31 @@ fn spawn_inner(root: &Root, id: &str, attach: bool, stdio: Option<[RawFd; 3]>) -
     }
 }
 
+/// For a binary that embeds the engine library (`runner`, …): [`spawn`] re-executes `/proc/self/exe` as
+/// `engine --root ROOT --log-level off container-monitor ID --status-fd FD [--attach]`, which only the `engine`
+/// CLI parses. Such a binary calls this first thing in `main` and exits with the code when it returns `Some`.
+pub fn run_if_monitor() -> Option<i32> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [root_flag, root, log_flag, _, verb, id, rest @ ..] = args.as_slice() else {
+        return None;
+    };
+    if root_flag != "--root" || log_flag != "--log-level" || verb != "container-monitor" {
+        return None;
+    }
+    let (status_fd, attach) = match rest {
+        [flag, fd] if flag == "--status-fd" => (fd.parse().ok(), false),
+        [flag, fd, a] if flag == "--status-fd" && a == "--attach" => (fd.parse().ok(), true),
+        _ => return None,
+    };
+    match Root::open(std::path::Path::new(root)) {
+        Ok(root) => Some(run(&root, id, status_fd, attach)),
+        Err(e) => {
+            eprintln!("container monitor: {e}");
+            Some(i32::from(super::EXIT_ENGINE))
+        }
+    }
+}
+
 /// Entry point of `engine container-monitor`: supervises container `id` until it is gone. Returns the
 /// process exit code.
 pub fn run(root: &Root, id: &str, status_fd: Option<RawFd>, attach: bool) -> i32 {

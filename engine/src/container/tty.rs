@@ -68,6 +68,14 @@ pub fn copy_window_size(from: RawFd, to: RawFd) {
     }
 }
 
+/// The (rows, columns) of terminal `fd`, if it is one with a size.
+pub fn window_size(fd: RawFd) -> Option<(u16, u16)> {
+    let mut ws: libc::winsize = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes a `winsize` we own.
+    let ok = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0;
+    (ok && ws.ws_row > 0 && ws.ws_col > 0).then_some((ws.ws_row, ws.ws_col))
+}
+
 /// Puts terminal `fd` in raw mode; the original mode comes back when the guard is dropped.
 pub struct RawMode {
     fd: RawFd,

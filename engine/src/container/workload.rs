@@ -31,6 +31,13 @@ impl Executor for DrydockExecutor {
             return Err(ExecutorError::InvalidArg);
         }
         reset_signals();
+        // `consoleSize` (set by `exec -t`): the size of the caller's terminal, on our pty before the command runs.
+        if let Some(size) = spec.process().as_ref().and_then(|p| p.console_size()) {
+            let ws =
+                libc::winsize { ws_row: size.height() as u16, ws_col: size.width() as u16, ws_xpixel: 0, ws_ypixel: 0 };
+            // SAFETY: TIOCSWINSZ reads a `winsize` we own; fd 0 is the pty slave when a console size is given.
+            unsafe { libc::ioctl(0, libc::TIOCSWINSZ, &ws) };
+        }
         if let Some(program) = &self.seccomp {
             if let Err(e) = super::seccomp::load(program) {
                 let line = format!("drydock: cannot install the seccomp profile: {}\n", e.desc());

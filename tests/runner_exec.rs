@@ -1,0 +1,325 @@
+//! `runner exec` as a user runs it: a job of a project's `.circleci/config.yml` run in real containers on the
+//! busybox fixture — steps and their output, a failing step and `when: on_fail`, a service container on
+//! `localhost`, `checkout` of a git repository at a revision, secret masking and the order of environment
+//! layers. The engine root is the test engine's, passed as `DRYDOCK_ROOT`.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::util::{bin_dir, can_run_containers, Run, TestEngine};
+
+/// A git repository holding `.circleci/config.yml` (and `files`), committed; returns its directory.
+fn project(config: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix("drydock-project-").tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join(".circleci")).expect("mkdir");
+    std::fs::write(dir.path().join(".circleci/config.yml"), config).expect("write config");
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).expect("write file");
+    }
+    let repo = git2::Repository::init(dir.path()).expect("git init");
+    commit_all(&repo, "first");
+    dir
+}
+
+fn commit_all(repo: &git2::Repository, message: &str) -> git2::Oid {
+    let mut index = repo.index().expect("index");
+    index.add_all(["*"], git2::IndexAddOption::DEFAULT, None).expect("add");
+    index.write().expect("write index");
+    let tree = repo.find_tree(index.write_tree().expect("tree")).expect("find tree");
+    let sig = git2::Signature::now("Test", "test@drydock.invalid").expect("signature");
+    let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+    let parents: Vec<&git2::Commit> = parent.iter().collect();
+    repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents).expect("commit")
+}
+
+fn runner_exec(e: &TestEngine, dir: &Path, args: &[&str]) -> Run {
+    let mut c = Command::new(bin_dir().join("runner"));
+    c.arg("exec").args(args).current_dir(dir).env("DRYDOCK_ROOT", e.root());
+    Run::of(&mut c)
+}
+
+/// No container of the job is left behind.
+fn assert_no_containers(e: &TestEngine) {
+    let ps = e.run(["ps", "-aq"]).success();
+    assert_eq!(ps.stdout(), "", "containers left behind");
+}
+
+#[test]
+fn runner_exec_runs_steps_and_prints_headers_output_and_summary() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let p = project(
+        "version: 2.1\njobs:\n  build:\n    docker: [{image: busybox:latest}]\n    steps:\n\
+         \x20     - run: {name: Greet, command: 'echo hello from $CIRCLE_JOB in $(pwd)'}\n\
+         \x20     - run: echo second step\nworkflows:\n  main:\n    jobs: [build]\n",
+        &[],
+    );
+    let r = runner_exec(&e, p.path(), &["build"]).success();
+    r.stdout_has("==> [1] Greet\nhello from build in /root/project\n")
+        .stdout_has("<== [1] Greet: success in ")
+        .stdout_has("second step\n")
+        .stdout_has("Job build: success — 3 steps, 0 failed, 0 skipped, in ");
+    assert_no_containers(&e);
+}
+
+#[test]
+fn runner_exec_failing_step_exits_1_and_runs_on_fail_steps() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let p = project(
+        "version: 2.1\njobs:\n  build:\n    docker: [{image: busybox:latest}]\n    steps:\n\
+         \x20     - run: {name: breaks, command: 'echo breaking; exit 3'}\n\
+         \x20     - run: {name: next, command: echo must not run}\n\
+         \x20     - run: {name: report, command: echo reporting the failure, when: on_fail}\n\
+         \x20     - run: {name: always, command: echo always runs, when: always}\n\
+         workflows:\n  main:\n    jobs: [build]\n",
+        &[],
+    );
+    let r = runner_exec(&e, p.path(), &[]).code_is(1);
+    let r = r
+        .stdout_has("<== [1] breaks: failed (exit 3) in ")
+        .stdout_has("--- [2] next: skipped\n")
+        .stdout_has("reporting the failure\n")
+        .stdout_has("always runs\n")
+        .stdout_has("Job build: failed — 5 steps, 1 failed, 1 skipped");
+    assert!(!r.stdout().contains("must not run"), "{}", r.stdout());
+    assert_no_containers(&e);
+}
+
+#[test]
+fn runner_exec_service_container_is_reachable_on_localhost_and_by_name() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let p = project(
+        "version: 2.1\njobs:\n  build:\n    docker:\n      - image: busybox:latest\n\
+         \x20     - image: busybox:latest\n        name: web\n        entrypoint: [httpd, -f, -p, '8000', -h, /etc]\n\
+         \x20   steps:\n      - run: |\n          for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O /tmp/h http://localhost:8000/passwd && break; sleep 0.2; done\n\
+         \x20         head -1 /tmp/h\n          wget -q -O - http://web:8000/group | head -1\n\
+         workflows:\n  main:\n    jobs: [build]\n",
+        &[],
+    );
+    runner_exec(&e, p.path(), &["build"])
+        .success()
+        .stdout_has("root:x:0:0:root:/root:/bin/sh\n")
+        .stdout_has("root:x:0:");
+    assert_no_containers(&e);
+}
+
+#[test]
+fn runner_exec_checkout_copies_the_repository_at_the_revision() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let config = "version: 2.1\njobs:\n  build:\n    docker: [{image: busybox:latest}]\n    steps:\n\
+                  \x20     - checkout\n      - run: cat version.txt; ls -d .git\n\
+                  \x20     - checkout: {path: ~/other}\n      - run: cat ~/other/version.txt\n\
+                  workflows:\n  main:\n    jobs: [build]\n";
+    let p = project(config, &[("version.txt", "one\n")]);
+    let repo = git2::Repository::open(p.path()).expect("open");
+    let first = repo.head().expect("head").peel_to_commit().expect("commit").id().to_string();
+    std::fs::write(p.path().join("version.txt"), "two\n").expect("write");
+    commit_all(&repo, "second");
+    // Uncommitted changes are not part of a checkout.
+    std::fs::write(p.path().join("version.txt"), "dirty\n").expect("write");
+
+    runner_exec(&e, p.path(), &[]).success().stdout_has("two\n.git\n").stdout_has("two\n<== [4]");
+    let r = runner_exec(&e, p.path(), &["--revision", &first, "--branch", "feature"]).success();
+    r.stdout_has(&format!("Checked out {first} on branch feature into /root/project\n")).stdout_has("one\n.git\n");
+    assert_no_containers(&e);
+}
+
+#[test]
+fn runner_exec_masks_secrets_in_every_form() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    // The value is printed raw, split across two writes (two chunks), base64'd and URL-encoded, and the
+    // env-file's multi-line value line by line.
+    let p = project(
+        "version: 2.1\njobs:\n  build:\n    docker: [{image: busybox:latest}]\n    steps:\n\
+         \x20     - run: |\n          echo \"raw: $TOKEN\"\n          printf 'split: s3cr'; sleep 0.2; printf 'et-tok/en\\n'\n\
+         \x20         printf %s \"$TOKEN\" | base64\n          echo 'url: s3cret-tok%2Fen'\n\
+         \x20         echo \"$KEY\" | tail -1\n          echo \"short: $PIN\"\n\
+         workflows:\n  main:\n    jobs: [build]\n",
+        &[],
+    );
+    let env_file = p.path().join("vars.env");
+    std::fs::write(&env_file, "KEY=first-line\nPIN=12\n").expect("write env file");
+    let r = runner_exec(
+        &e,
+        p.path(),
+        &["-e", "TOKEN=s3cret-tok/en", "-e", "KEY=line-one\nline-two-secret", "-e", "PIN=12", "--env-file", "vars.env"],
+    )
+    .success();
+    let out = r.stdout();
+    for leak in ["s3cret-tok/en", "s3cret-tok%2Fen", "czNjcmV0LXRvay9lbg==", "line-two-secret"] {
+        assert!(!out.contains(leak), "`{leak}` leaked:\n{out}");
+    }
+    r.stdout_has("raw: ********\n")
+        .stdout_has("split: ********\n")
+        .stdout_has("url: ********\n")
+        .stdout_has("\n********\n")
+        .stdout_has("short: 12\n");
+}
+
+#[test]
+fn runner_exec_environment_layers_override_in_order() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    // Project variables (-e) override built-ins, the job's override the project's, the step's the job's. Values
+    // are shorter than 4 characters so they are shown, not masked.
+    let p = project(
+        "version: 2.1\njobs:\n  build:\n    docker: [{image: busybox:latest}]\n\
+         \x20   environment: {B: job, C: job}\n    steps:\n\
+         \x20     - run:\n          command: echo \"CI=$CI JOB=$CIRCLE_JOB A=$A B=$B C=$C N=$CIRCLE_NODE_TOTAL\"\n\
+         \x20         environment: {C: stp}\nworkflows:\n  main:\n    jobs: [build]\n",
+        &[],
+    );
+    runner_exec(&e, p.path(), &["-e", "CIRCLE_JOB=prj", "-e", "A=prj", "-e", "B=prj", "-e", "C=prj"])
+        .success()
+        .stdout_has("CI=true JOB=prj A=prj B=job C=stp N=1\n");
+}
+
+#[test]
+fn runner_exec_config_errors_exit_2() {
+    let dir = project("version: 2.1\njobs:\n  build:\n    docker: [{image: busybox}]\n    step: [checkout]\n", &[]);
+    let e = TestEngine::new();
+    runner_exec(&e, dir.path(), &[]).code_is(2);
+    let ok = project(
+        "version: 2.1\njobs:\n  build:\n    docker: [{image: busybox}]\n    steps: [checkout]\n\
+         workflows:\n  main:\n    jobs: [build]\n",
+        &[],
+    );
+    runner_exec(&e, ok.path(), &["nope"]).code_is(2).stderr_has("has no job `nope`; jobs: build");
+    runner_exec(&e, ok.path(), &["-e", "1BAD=x"]).code_is(2).stderr_has("is not a variable name");
+}
+
+#[test]
+fn runner_exec_ctrl_c_stops_the_step_and_removes_the_containers() {
+    use std::io::BufRead;
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let p = project(
+        "version: 2.1\njobs:\n  build:\n    docker: [{image: busybox:latest}, {image: busybox:latest, command: sleep 1000}]\n\
+         \x20   steps:\n      - run: {command: sleep 1000, background: true}\n\
+         \x20     - run: echo started; sleep 1000\nworkflows:\n  main:\n    jobs: [build]\n",
+        &[],
+    );
+    let mut child = Command::new(bin_dir().join("runner"))
+        .args(["exec", "--json"])
+        .current_dir(p.path())
+        .env("DRYDOCK_ROOT", e.root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn runner");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("read");
+        let started = line.contains("started\\n");
+        seen.push(line);
+        if started {
+            break;
+        }
+    }
+    assert!(seen.last().is_some_and(|l| l.contains("started")), "the step never started: {seen:?}");
+    let running = e.run(["ps", "-q"]).success();
+    assert_eq!(running.stdout().lines().count(), 2, "primary and service run");
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    seen.extend(lines.map_while(Result::ok));
+    let code = child.wait().expect("wait");
+    assert_eq!(code.code(), Some(1), "{seen:?}");
+    let last: serde_json::Value = serde_json::from_str(seen.last().expect("events")).expect("JSON event");
+    assert_eq!(last["event"], "job_finished", "{seen:?}");
+    assert_eq!(last["status"], "canceled", "{seen:?}");
+    assert_no_containers(&e);
+}
+
+#[test]
+fn runner_exec_cache_saved_by_one_run_is_restored_by_the_next() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let data = tempfile::tempdir().expect("data dir");
+    let config = "version: 2.1\njobs:\n  build:\n    docker: [{image: busybox:latest}]\n    steps:\n\
+                  \x20     - checkout\n\
+                  \x20     - restore_cache: {keys: ['deps-{{ .Branch }}-{{ checksum \"lock.txt\" }}', 'deps-{{ .Branch }}-']}\n\
+                  \x20     - run: cat deps/stamp || (mkdir deps && echo built by $CIRCLE_BUILD_NUM > deps/stamp)\n\
+                  \x20     - save_cache: {key: 'deps-{{ .Branch }}-{{ checksum \"lock.txt\" }}', paths: [deps]}\n\
+                  workflows:\n  main:\n    jobs: [build]\n";
+    let p = project(config, &[("lock.txt", "v1\n")]);
+    let data_dir = data.path().to_string_lossy().into_owned();
+    let run = |n: &str| runner_exec(&e, p.path(), &["--data-dir", &data_dir, "--build-num", n, "--branch", "main"]);
+    run("1").success().stdout_has("No cache is found for keys: deps-main-").stdout_has("Saving /root/project/deps (");
+    // Same lock file: the exact key; the key exists, so nothing is saved again.
+    run("2")
+        .success()
+        .stdout_has("Restored /root/project/deps\n")
+        .stdout_has("built by 1\n")
+        .stdout_has("Skipping cache generation, cache already exists for key: deps-main-");
+    // A new lock file: the exact key misses, the prefix finds the newest cache of the branch.
+    let repo = git2::Repository::open(p.path()).expect("open");
+    std::fs::write(p.path().join("lock.txt"), "v2\n").expect("write");
+    commit_all(&repo, "bump");
+    run("3").success().stdout_has("Found a cache from key deps-main-").stdout_has("built by 1\n");
+    assert_no_containers(&e);
+}
+
+#[test]
+fn runner_exec_workflow_passes_the_workspace_and_stops_after_a_failure() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let data = tempfile::tempdir().expect("data dir");
+    let config = "version: 2.1\njobs:\n  build:\n    docker: [{image: busybox:latest}]\n    steps:\n\
+                  \x20     - run: mkdir -p out/sub && echo made by $CIRCLE_JOB > out/sub/result.txt && echo hi > report.html\n\
+                  \x20     - persist_to_workspace: {root: ., paths: [out]}\n\
+                  \x20     - store_artifacts: {path: report.html, destination: reports/index.html}\n\
+                  \x20 test:\n    docker: [{image: busybox:latest}]\n    steps:\n\
+                  \x20     - attach_workspace: {at: /tmp/ws}\n      - run: cat /tmp/ws/out/sub/result.txt; exit $FAIL\n\
+                  \x20 deploy:\n    docker: [{image: busybox:latest}]\n    steps: [{run: echo deploying}]\n\
+                  workflows:\n  main:\n    jobs:\n      - build\n      - test: {requires: [build]}\n\
+                  \x20     - hold: {type: approval, requires: [test]}\n      - deploy: {requires: [hold]}\n";
+    let p = project(config, &[]);
+    let data_dir = data.path().to_string_lossy().into_owned();
+    let args = ["--workflow", "main", "--data-dir", &data_dir, "--branch", "main"];
+    let ok: Vec<&str> = args.iter().copied().chain(["-e", "FAIL=0"]).collect();
+    runner_exec(&e, p.path(), &ok)
+        .success()
+        .stdout_has("Stored 1 file(s) from /root/project/report.html in ")
+        .stdout_has("  reports/index.html (3B)\n")
+        .stdout_has("Attached the workspace at /tmp/ws\n")
+        .stdout_has("made by build\n")
+        .stdout_has("Job hold: approval job, approved by this local run\n")
+        .stdout_has("deploying\n")
+        .stdout_has("Workflow main: success\n");
+    assert_eq!(
+        std::fs::read_to_string(data.path().join("artifacts/1/build/reports/index.html")).expect("artifact"),
+        "hi\n"
+    );
+    let failing: Vec<&str> = args.iter().copied().chain(["-e", "FAIL=1"]).collect();
+    let r = runner_exec(&e, p.path(), &failing).code_is(1);
+    let r = r
+        .stdout_has("Job test: failed")
+        .stdout_has("Job hold: not run (requires test to end success, it ended failed)\n")
+        .stdout_has("Job deploy: not run (requires hold to end success, it ended not_run)\n")
+        .stdout_has("Workflow main: failed\n");
+    assert!(!r.stdout().contains("deploying"), "{}", r.stdout());
+    assert_no_containers(&e);
+}
