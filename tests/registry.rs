@@ -477,11 +477,18 @@ fn serve_connection(conn: TcpStream, routes: &Routes, port: u16, token: Option<&
             ))
         };
         let mut response = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", payload.len());
+        // A route with `X-Test-Drop` announces its whole body, sends half of it and hangs up.
+        let drop_midway = extra.iter().any(|(k, _)| k == "X-Test-Drop");
         for (k, v) in extra {
             response.push_str(&format!("{k}: {v}\r\n"));
         }
         response.push_str("\r\n");
-        if writer.write_all(response.as_bytes()).is_err() || (method != "HEAD" && writer.write_all(&payload).is_err()) {
+        let body = if drop_midway { &payload[..payload.len() / 2] } else { &payload[..] };
+        if writer.write_all(response.as_bytes()).is_err() || (method != "HEAD" && writer.write_all(body).is_err()) {
+            return;
+        }
+        if drop_midway {
+            let _ = writer.shutdown(std::net::Shutdown::Both);
             return;
         }
     }
@@ -551,6 +558,36 @@ fn a_tampered_blob_fails_verification_and_changes_nothing() {
     assert_eq!(store_state(c.root()), before);
     // The honest image from the same server pulls fine.
     c.run(&["pull", &format!("{}/evil:latest", fake.host())]).success().stdout_has("Pull complete");
+}
+
+#[test]
+fn registry_errors_and_a_dropped_connection_are_clear_and_store_nothing() {
+    let layer = small_layer(b"a layer that will not arrive");
+    let blob_route = ("GET".to_owned(), format!("/v2/flaky/blobs/{}", sha256(&layer)));
+    let c = Client::new(TestEngine::with_busybox());
+    let before = store_state(c.root());
+
+    // A server error on the layer (after the engine's retries).
+    let (mut routes, _) = image_routes("flaky", &layer, &layer);
+    routes.insert(blob_route.clone(), (500, vec![], b"{\"errors\":[{\"code\":\"UNKNOWN\"}]}".to_vec()));
+    let fake = FakeRegistry::start(routes, None);
+    c.run(&["pull", &format!("{}/flaky:latest", fake.host())]).code_is(125).stderr_has("500");
+    assert_eq!(store_state(c.root()), before, "a failed pull left something behind");
+
+    // The connection dropped halfway through the layer.
+    let (mut routes, _) = image_routes("flaky", &layer, &layer);
+    routes.insert(blob_route, (200, vec![("X-Test-Drop".into(), "1".into())], layer.clone()));
+    let fake = FakeRegistry::start(routes, None);
+    c.run(&["pull", &format!("{}/flaky:latest", fake.host())])
+        .code_is(125)
+        .stderr_has("broke while downloading layer")
+        .stderr_has("from flaky")
+        .stderr_has("nothing was stored");
+    assert_eq!(store_state(c.root()), before, "a dropped pull left something behind");
+
+    // An unknown image is a 404 named as such.
+    c.run(&["pull", &format!("{}/nosuch:latest", fake.host())]).code_is(125).stderr_has("nosuch");
+    assert_eq!(store_state(c.root()), before);
 }
 
 #[test]

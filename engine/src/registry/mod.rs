@@ -55,6 +55,8 @@ pub enum Error {
     Status { registry: String, method: String, path: String, status: u16, detail: String },
     #[error("cannot reach registry {registry}: {message} (check the address; a registry serving plain HTTP must be listed with --insecure-registry or {INSECURE_ENV})")]
     Connect { registry: String, message: String },
+    #[error("the connection to registry {registry} broke while {message}, {attempts} times; nothing was stored (try again; if it keeps failing, check the registry's logs or a proxy in between)")]
+    Interrupted { registry: String, message: String, attempts: u32 },
     #[error("registry {registry} sent an invalid {what}: {message}")]
     Protocol { registry: String, what: String, message: String },
     #[error("{what} {expected} from {registry}/{repository} failed verification: its content hashes to {actual} (the registry or a proxy corrupted it; nothing was stored)")]

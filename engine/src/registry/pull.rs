@@ -232,13 +232,14 @@ fn fetch_blob(
                     std::thread::sleep(super::client::FIRST_BACKOFF * attempt);
                 }
                 Some(reason) => {
-                    return Err(Error::Connect {
+                    return Err(Error::Interrupted {
                         registry: client.registry().to_owned(),
                         message: format!(
-                            "downloading {what} {} from {}: {reason}",
+                            "downloading {what} {} from {} ({reason})",
                             descriptor.digest,
                             client.repository()
                         ),
+                        attempts: BLOB_ATTEMPTS + 1,
                     })
                 }
                 None => return Err(e.into()),
