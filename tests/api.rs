@@ -56,6 +56,8 @@ impl Server {
     /// `docker ARGS` against this server (with an empty docker config, so the host's cannot interfere).
     fn docker<const N: usize>(&self, args: [&str; N]) -> Run {
         let mut c = Command::new(docker_bin());
+        // The classic builder's API (`POST /build`); BuildKit sessions are not served.
+        c.env("DOCKER_BUILDKIT", "0");
         c.args(args)
             .env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
             .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
@@ -589,4 +591,38 @@ fn api_serve_refuses_a_non_socket_path_a_public_address_and_a_bad_scope() {
         .code_is(125)
         .stderr_has("only a loopback address is safe (use 127.0.0.1:PORT)");
     e.run(["serve", "--socket", socket, "--scope", "nolabel"]).code_is(125).stderr_has("expected LABEL=VALUE");
+}
+
+#[test]
+fn api_docker_build_with_the_classic_builder_tags_and_runs_the_image() {
+    let Some((_e, s)) = server() else { return };
+    let ctx = tempfile::tempdir().expect("context");
+    std::fs::write(ctx.path().join("greeting.txt"), "built through the API\n").expect("file");
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nARG WHO=nobody\nCOPY greeting.txt /greeting.txt\nRUN echo \"for $WHO\" >> /greeting.txt\nCMD [\"cat\", \"/greeting.txt\"]\n",
+    )
+    .expect("Dockerfile");
+    let dir = ctx.path().display().to_string();
+    s.docker([
+        "build",
+        "-t",
+        "api-built:1",
+        "-t",
+        "api-built:latest",
+        "--build-arg",
+        "WHO=ci",
+        "--network",
+        "none",
+        &dir,
+    ])
+    .success()
+    .stdout_has("Step 1/5 : FROM busybox")
+    .stdout_has("Successfully tagged api-built:1");
+    s.docker(["run", "--rm", "--network", "none", "api-built:latest"])
+        .success()
+        .stdout_is("built through the API\nfor ci\n");
+    // A failing step: docker prints the builder's error and exits 1.
+    std::fs::write(ctx.path().join("Dockerfile"), "FROM busybox\nRUN exit 3\n").expect("Dockerfile");
+    s.docker(["build", "--network", "none", &dir]).code_is(1).stderr_has("returned a non-zero code: 3");
 }

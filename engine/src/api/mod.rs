@@ -7,6 +7,7 @@
 //! See docs/engine-api.md for what is implemented and the decisions behind it.
 
 pub mod attach;
+pub mod build;
 pub mod containers;
 pub mod errors;
 pub mod events;
@@ -208,6 +209,7 @@ pub fn routes(state: ApiState) -> Router {
             get(containers::archive_get).head(containers::archive_head).put(containers::archive_put),
         )
         .route("/commit", post(containers::commit))
+        .route("/build", post(build::build))
         .route("/images/get", get(images::get_many))
         .route("/images/load", post(images::load))
         .route("/images/prune", post(images::prune))
