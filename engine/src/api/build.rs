@@ -6,8 +6,8 @@
 //! The build runs as an `engine build … -` child process fed the tar on stdin, as `exec` does: the builder forks
 //! container monitors, which must not happen from this multi-threaded server. Its output lines are streamed as
 //! `{"stream": "…\n"}`; at the end come `{"aux": {"ID": "sha256:…"}}` on success, or `{"error": …,
-//! "errorDetail": {"message": …}}` with the builder's last error line, which the docker CLI prints before it exits
-//! 1. BuildKit sessions (`version=2`) are refused with a clear message: the docker CLI then needs
+//! "errorDetail": {"message": …}}` with the builder's last error line, which the docker CLI prints before it
+//! exits with code 1. BuildKit sessions (`version=2`) are refused with a clear message: the docker CLI then needs
 //! `DOCKER_BUILDKIT=0`.
 
 use std::collections::BTreeMap;
