@@ -837,3 +837,36 @@ fn runner_exec_pulls_a_private_image_with_the_jobs_auth() {
         .stdout_has("pulled and running\n");
     assert!(!no_login.path().join("config.json").exists(), "the user's docker config is not written");
 }
+
+/// The flow end to end: `engine build` → `push` → skopeo sees our manifest and config (with the built
+/// image's history and CMD) → a pull into a fresh engine root runs.
+#[test]
+fn a_built_image_is_pushed_read_by_skopeo_and_runs_after_a_pull_elsewhere() {
+    if !can_run_containers() {
+        return;
+    }
+    let reg = Registry::start();
+    let c = Client::new(TestEngine::with_busybox());
+    let ctx = tempfile::tempdir().expect("context");
+    fs::write(ctx.path().join("msg.txt"), "shipped\n").expect("file");
+    fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nCOPY msg.txt /msg.txt\nRUN echo built >> /msg.txt\nCMD [\"cat\", \"/msg.txt\"]\n",
+    )
+    .expect("Dockerfile");
+    let name = format!("{}/built/app:1", reg.host());
+    c.run(&["build", "--network", "none", "-t", &name, &ctx.path().display().to_string()]).success();
+    let pushed = c.run(&["push", &name]).success();
+    let digest = digest_line(&pushed);
+
+    let inspect = skopeo(&["inspect", "--tls-verify=false", &format!("docker://{name}")]).success().json();
+    assert_eq!(inspect["Digest"], digest.as_str());
+    let config = skopeo(&["inspect", "--config", "--tls-verify=false", &format!("docker://{name}")]).success().json();
+    assert_eq!(config["config"]["Cmd"], serde_json::json!(["cat", "/msg.txt"]), "{config}");
+    let history = config["history"].as_array().map(Vec::len).unwrap_or(0);
+    assert!(history >= 3, "the build's steps are in the history: {config}");
+
+    let fresh = Client::new(TestEngine::new());
+    fresh.run(&["pull", &name]).success();
+    fresh.run(&["run", "--rm", "--network", "none", &name]).success().stdout_is("shipped\nbuilt\n");
+}

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Mutex;
 
 use axum::body::{Body, Bytes};
@@ -351,7 +351,14 @@ pub(super) async fn copy_output<W: tokio::io::AsyncWrite + Unpin>(
     while open[0] || open[1] {
         let (stream, n) = if draining {
             // Drain what is already in the pipes without waiting: stdout, then stderr.
-            let (stream, r) = if open[0] { (0usize, out.try_read(&mut b1)) } else { (1usize, err.try_read(&mut b2)) };
+            // A read(2) on the descriptor itself, not tokio's `try_read`: that one answers WouldBlock from its cached
+            // readiness until the reactor has seen the pipe's last event, which would drop output written just
+            // before the exit report.
+            let (stream, r) = if open[0] {
+                (0usize, read_now(out.as_raw_fd(), &mut b1))
+            } else {
+                (1usize, read_now(err.as_raw_fd(), &mut b2))
+            };
             match r {
                 Ok(n) if n > 0 => (stream, Ok(n)),
                 _ => {
@@ -392,6 +399,17 @@ pub(super) async fn copy_output<W: tokio::io::AsyncWrite + Unpin>(
         }
     }
     let _ = client.flush().await;
+}
+
+/// One non-blocking read(2) of what is in pipe `fd` now (the descriptor is in non-blocking mode).
+fn read_now(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match nix::unistd::read(fd, buf) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(io::Error::from(e)),
+            Ok(n) => return Ok(n),
+        }
+    }
 }
 
 #[cfg(test)]
