@@ -3,8 +3,8 @@
 //! the Dockerfile inside the context (`dockerfile`), `buildargs` and `labels` (JSON objects), `target`,
 //! `nocache`, `pull`, `q` and `networkmode`.
 //!
-//! The build runs as an `engine build … -` child process fed the tar on stdin, as `exec` does: the builder forks
-//! container monitors, which must not happen from this multi-threaded server. Its output lines are streamed as
+//! The context is staged in a file under the engine root; the build runs as an `engine build … -` child process
+//! with that file as its stdin, as `exec` does: the builder forks container monitors, which must not happen from this multi-threaded server. Its output lines are streamed as
 //! `{"stream": "…\n"}`; at the end come `{"aux": {"ID": "sha256:…"}}` on success, or `{"error": …,
 //! "errorDetail": {"message": …}}` with the builder's last error line, which the docker CLI prints before it
 //! exits with code 1. BuildKit sessions (`version=2`) are refused with a clear message: the docker CLI then needs
@@ -24,9 +24,6 @@ use tokio::sync::mpsc;
 use super::attach::channel_body;
 use super::errors::{ApiError, ApiResult};
 use super::ApiState;
-
-/// The largest build context accepted (a tar of the whole context arrives in the request).
-pub const MAX_CONTEXT: usize = 2 << 30;
 
 /// The `engine build` arguments for a request's query pairs.
 fn build_args(pairs: &[(String, String)]) -> ApiResult<Vec<String>> {
@@ -85,15 +82,23 @@ pub async fn build(State(state): State<ApiState>, uri: Uri, body: Body) -> ApiRe
     let axum::extract::Query(pairs) = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri)
         .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
     let args = build_args(&pairs)?;
-    let context = axum::body::to_bytes(body, MAX_CONTEXT).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("cannot read the build context (at most {MAX_CONTEXT} bytes): {e}"),
-        )
-    })?;
-    if context.is_empty() {
+    // The context is staged in a file under the engine root (not held in memory), then is the child's stdin.
+    let staged = tempfile::NamedTempFile::new_in(state.root.tmp_dir())
+        .or_else(|_| tempfile::NamedTempFile::new())
+        .map_err(|e| ApiError::internal(format!("cannot stage the build context: {e}")))?;
+    let mut file = staged.reopen().map_err(|e| ApiError::internal(format!("cannot stage the build context: {e}")))?;
+    let mut stream = body.into_data_stream();
+    let mut size = 0usize;
+    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("cannot read the build context: {e}")))?;
+        size += chunk.len();
+        file.write_all(&chunk).map_err(|e| ApiError::internal(format!("cannot stage the build context: {e}")))?;
+    }
+    drop(file);
+    if size == 0 {
         return Err(ApiError::bad_request("the request body must be the build context as a tar"));
     }
+    let context = staged.reopen().map_err(|e| ApiError::internal(format!("cannot reopen the build context: {e}")))?;
     let exe = std::env::current_exe().map_err(|e| ApiError::internal(format!("cannot find the engine binary: {e}")))?;
     let iid = tempfile::NamedTempFile::new().map_err(|e| ApiError::internal(format!("cannot create a file: {e}")))?;
     let (out_r, out_w) = super::attach::pipe_pair()?;
@@ -106,21 +111,14 @@ pub async fn build(State(state): State<ApiState>, uri: Uri, body: Body) -> ApiRe
         .arg("--iidfile")
         .arg(iid.path())
         .arg("-")
-        .stdin(Stdio::piped())
+        .stdin(Stdio::from(context))
         .stdout(Stdio::from(out_w))
         .stderr(Stdio::from(err_w))
         .spawn()
         .map_err(|e| ApiError::internal(format!("cannot run engine build: {e}")))?;
-    let mut stdin = child.stdin.take();
     let (tx, rx) = mpsc::channel(64);
     tokio::task::spawn_blocking(move || {
-        // The tar goes in on its own thread: a builder that fails early stops reading, and its output must still
-        // be drained meanwhile.
-        let feeder = std::thread::spawn(move || {
-            if let Some(mut s) = stdin.take() {
-                let _ = s.write_all(&context);
-            }
-        });
+        let _staged = staged;
         let mut last_error = String::new();
         for text in BufReader::new(std::fs::File::from(out_r)).lines() {
             let Ok(text) = text else { break };
@@ -130,7 +128,6 @@ pub async fn build(State(state): State<ApiState>, uri: Uri, body: Body) -> ApiRe
             }
             let _ = tx.blocking_send(line(json!({ "stream": format!("{text}\n") })));
         }
-        let _ = feeder.join();
         let status = child.wait();
         match status {
             Ok(s) if s.success() => {
