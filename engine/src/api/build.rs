@@ -14,15 +14,16 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::attach::channel_body;
 use super::errors::{ApiError, ApiResult};
+use super::images::progress_line as line;
 use super::ApiState;
 
 /// The `engine build` arguments for a request's query pairs.
@@ -38,7 +39,16 @@ fn build_args(pairs: &[(String, String)]) -> ApiResult<Vec<String>> {
     for (key, value) in pairs {
         match key.as_str() {
             "t" if !value.is_empty() => args.extend(["-t".to_owned(), value.clone()]),
-            "dockerfile" if !value.is_empty() => args.extend(["-f".to_owned(), value.clone()]),
+            "dockerfile" if !value.is_empty() => {
+                // The Dockerfile lives in the context: a path out of it would read the server's files.
+                let inside = crate::image::layer::clean_relative(std::ffi::OsStr::new(value));
+                if value.starts_with('/') || inside.is_none() {
+                    return Err(ApiError::bad_request(format!(
+                        "dockerfile `{value}` must be a path inside the build context"
+                    )));
+                }
+                args.extend(["-f".to_owned(), value.clone()])
+            }
             "target" if !value.is_empty() => args.extend(["--target".to_owned(), value.clone()]),
             "networkmode" if !value.is_empty() && value != "default" => {
                 args.extend(["--network".to_owned(), value.clone()])
@@ -69,12 +79,6 @@ fn build_args(pairs: &[(String, String)]) -> ApiResult<Vec<String>> {
         }
     }
     Ok(args)
-}
-
-fn line(value: Value) -> Bytes {
-    let mut s = value.to_string();
-    s.push_str("\r\n");
-    Bytes::from(s)
 }
 
 /// `POST /build`.

@@ -353,7 +353,7 @@ pub async fn remove(State(state): State<ApiState>, Path(name): Path<String>, q: 
 }
 
 /// One JSON line of docker's progress stream.
-fn progress_line(value: Value) -> Bytes {
+pub(super) fn progress_line(value: Value) -> Bytes {
     let mut line = value.to_string();
     line.push_str("\r\n");
     Bytes::from(line)

@@ -215,14 +215,18 @@ fn discard_volume_changes(upper: &Path, volumes: &[String], image: &Image, image
     let lower = images.layer_dirs(image).unwrap_or_default();
     for v in volumes {
         let rel = v.trim_matches('/');
-        if rel.is_empty() || rel.split('/').any(|c| c == "..") {
+        // A RUN step may have made a parent a symlink to a host path: never follow it from here.
+        if rel.is_empty() || !crate::image::layer::parents_stay_in_root(upper, Path::new(rel)) {
             continue;
         }
         let p = upper.join(rel);
         let Ok(meta) = p.symlink_metadata() else { continue };
         if meta.is_dir() {
             fs::remove_dir_all(&p)?;
-            if !lower.iter().any(|l| l.join(rel).symlink_metadata().is_ok()) {
+            let in_lower = |l: &PathBuf| {
+                crate::image::layer::parents_stay_in_root(l, Path::new(rel)) && l.join(rel).symlink_metadata().is_ok()
+            };
+            if !lower.iter().any(in_lower) {
                 fs::create_dir(&p)?;
             }
         }
@@ -235,10 +239,15 @@ fn discard_volume_changes(upper: &Path, volumes: &[String], image: &Image, image
 /// not belong in the layer (docker keeps them in a hidden init layer).
 fn drop_mountpoint_stubs(upper: &Path, image: &Image, images: &ImageStore) {
     let lower = images.layer_dirs(image).unwrap_or_default();
-    let in_image = |rel: &str| lower.iter().any(|l| l.join(rel).symlink_metadata().is_ok());
+    let stays = |root: &Path, rel: &str| crate::image::layer::parents_stay_in_root(root, Path::new(rel));
+    let in_image = |rel: &str| lower.iter().any(|l| stays(l, rel) && l.join(rel).symlink_metadata().is_ok());
     for rel in ["etc/hosts", "etc/hostname", "etc/resolv.conf"] {
         let p = upper.join(rel);
-        if p.metadata().is_ok_and(|m| m.is_file() && m.len() == 0) && !in_image(rel) {
+        // `RUN ln -s /root /etc` must not make this remove a host file.
+        if !stays(upper, rel) {
+            continue;
+        }
+        if p.symlink_metadata().is_ok_and(|m| m.is_file() && m.len() == 0) && !in_image(rel) {
             let _ = fs::remove_file(&p);
         }
     }

@@ -143,6 +143,14 @@ fn build_inner(a: BuildArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
                 Some(f) => (PathBuf::from(f), f.to_owned()),
                 None => (context.dir().join("Dockerfile"), "Dockerfile".to_owned()),
             };
+            // In a tar context, the file must be a regular file of the context, not a link out of it.
+            if matches!(stdin, Some(StdinContext::Tar(_))) {
+                let rel = Path::new(&name);
+                let regular = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file());
+                if !engine::image::layer::parents_stay_in_root(context.dir(), rel) || !regular || rel.is_absolute() {
+                    anyhow::bail!("the Dockerfile {name} must be a regular file inside the build context");
+                }
+            }
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("unable to read the Dockerfile {} (give one with -f)", path.display()))?;
             let name = Path::new(&name).file_name().map_or(name.clone(), |n| n.to_string_lossy().into_owned());

@@ -110,7 +110,8 @@ pub fn archive(store: &ContainerStore, id: &str, path: &str, out: impl Write) ->
 /// Unpacks the tar stream `input` into directory `dir` of container `id`.
 pub fn extract(store: &ContainerStore, id: &str, dir: &str, input: impl Read) -> Result<()> {
     let m = mounted(store, id)?;
-    let rel = clean_relative(std::ffi::OsStr::new(dir)).unwrap_or_default();
+    let rel = clean_relative(std::ffi::OsStr::new(dir))
+        .ok_or_else(|| Error::NoSuchPath { container: id.to_owned(), path: dir.to_owned() })?;
     let target = resolve_in_root(m.path(), &rel, dir).map_err(|e| Error::Runtime(e.to_string()))?;
     if !target.is_dir() {
         return Err(Error::NoSuchPath { container: id.to_owned(), path: dir.to_owned() });

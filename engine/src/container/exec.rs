@@ -214,70 +214,61 @@ pub fn exec_streamed(
     on_output: &mut dyn FnMut(&[u8]),
 ) -> Result<StreamedExit> {
     let (pid, output) = spawn_piped(store, id, opts)?;
-    let mut buf = [0u8; 8192];
-    let mut open = true;
-    let mut last_output = Instant::now();
-    let mut drain = |open: &mut bool, last: &mut Instant| loop {
-        match nix::unistd::read(output.as_raw_fd(), &mut buf) {
-            Ok(0) => {
-                *open = false;
-                return;
+    let last_output = std::cell::Cell::new(Instant::now());
+    let mut reason = StreamedExit::Canceled;
+    let code = pump_until_exit(
+        pid,
+        &output,
+        &mut |bytes| {
+            last_output.set(Instant::now());
+            on_output(bytes);
+        },
+        &mut || {
+            if cancel.load(Ordering::Relaxed) {
+                reason = StreamedExit::Canceled;
+                return true;
             }
-            Ok(n) => {
-                *last = Instant::now();
-                on_output(&buf[..n]);
+            if idle_timeout.is_some_and(|t| last_output.get().elapsed() >= t) {
+                reason = StreamedExit::IdleTimeout;
+                return true;
             }
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => return,
-        }
-    };
-    let kill = |pid: Pid| {
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        let _ = waitpid(pid, None);
-    };
-    loop {
-        let exit_code = match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => Some(code),
-            Ok(WaitStatus::Signaled(_, sig, _)) => Some(128 + sig as i32),
-            Ok(_) | Err(nix::errno::Errno::EINTR) => None,
-            Err(_) => Some(-1),
-        };
-        if let Some(code) = exit_code {
-            drain(&mut open, &mut last_output);
-            return Ok(StreamedExit::Exited(code));
-        }
-        if cancel.load(Ordering::Relaxed) {
-            kill(pid);
-            return Ok(StreamedExit::Canceled);
-        }
-        if idle_timeout.is_some_and(|t| last_output.elapsed() >= t) {
-            kill(pid);
-            return Ok(StreamedExit::IdleTimeout);
-        }
-        if open {
-            let mut fds = [PollFd::new(output.as_fd(), PollFlags::POLLIN)];
-            if poll(&mut fds, PollTimeout::from(10u16)).is_ok_and(|n| n > 0) {
-                drain(&mut open, &mut last_output);
-            }
-        } else {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
+            false
+        },
+    );
+    Ok(code.map_or(reason, StreamedExit::Exited))
 }
 
 /// Reads `output` until `pid` exits (its children may keep the pipe open: the exit is what counts) or the
 /// deadline passes, when it is killed.
 fn collect(pid: Pid, output: &OwnedFd, deadline: Instant, limit: usize) -> CapturedExec {
     let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
+    let exit_code = pump_until_exit(
+        pid,
+        output,
+        &mut |bytes| out.extend_from_slice(&bytes[..bytes.len().min(limit.saturating_sub(out.len()))]),
+        &mut || Instant::now() >= deadline,
+    );
+    CapturedExec { exit_code, output: out }
+}
+
+/// The loop under [`collect`] and [`exec_streamed`]: hands what `pid` writes to `output` to `on_output` until it
+/// exits (its exit code, 128+N if killed by signal N; its children may keep the pipe open, the exit is what
+/// counts), or until `stop` says so, checked at least every 10 ms — then it is SIGKILLed and `None` returned.
+fn pump_until_exit(
+    pid: Pid,
+    output: &OwnedFd,
+    on_output: &mut dyn FnMut(&[u8]),
+    stop: &mut dyn FnMut() -> bool,
+) -> Option<i32> {
+    let mut buf = [0u8; 8192];
     let mut open = true;
-    let mut drain = |open: &mut bool, out: &mut Vec<u8>| loop {
+    let mut drain = |open: &mut bool| loop {
         match nix::unistd::read(output.as_raw_fd(), &mut buf) {
             Ok(0) => {
                 *open = false;
                 return;
             }
-            Ok(n) => out.extend_from_slice(&buf[..n.min(limit.saturating_sub(out.len()))]),
+            Ok(n) => on_output(&buf[..n]),
             Err(nix::errno::Errno::EINTR) => {}
             Err(_) => return,
         }
@@ -291,25 +282,22 @@ fn collect(pid: Pid, output: &OwnedFd, deadline: Instant, limit: usize) -> Captu
             Err(_) => Some(-1),
         };
         if let Some(code) = exit_code {
-            drain(&mut open, &mut out);
-            return CapturedExec { exit_code: Some(code), output: out };
+            drain(&mut open);
+            return Some(code);
         }
-        let now = Instant::now();
-        if now >= deadline {
+        if stop() {
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             let _ = waitpid(pid, None);
-            return CapturedExec { exit_code: None, output: out };
+            return None;
         }
         // Wake for output, else every 10 ms to look for the exit.
-        let wait = deadline.saturating_duration_since(now).min(Duration::from_millis(10));
         if open {
             let mut fds = [PollFd::new(output.as_fd(), PollFlags::POLLIN)];
-            let ms = u16::try_from(wait.as_millis()).unwrap_or(10);
-            if poll(&mut fds, PollTimeout::from(ms)).is_ok_and(|n| n > 0) {
-                drain(&mut open, &mut out);
+            if poll(&mut fds, PollTimeout::from(10u16)).is_ok_and(|n| n > 0) {
+                drain(&mut open);
             }
         } else {
-            std::thread::sleep(wait);
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }

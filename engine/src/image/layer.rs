@@ -215,6 +215,27 @@ pub fn clean_relative(name: &OsStr) -> Option<PathBuf> {
     Some(parts.iter().collect())
 }
 
+/// True if acting on `root.join(rel)` from the host stays under `root`: `rel` is relative without `..`, and no
+/// directory on the way (the last component excluded) is a symlink — one made by a container or an image could
+/// point anywhere on the host. Parts that do not exist yet are fine.
+pub fn parents_stay_in_root(root: &Path, rel: &Path) -> bool {
+    let parts: Vec<Component<'_>> = rel.components().filter(|c| *c != Component::CurDir).collect();
+    let mut cur = root.to_path_buf();
+    for (i, c) in parts.iter().enumerate() {
+        let Component::Normal(name) = c else { return false };
+        if i + 1 == parts.len() {
+            break;
+        }
+        cur.push(name);
+        match fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_symlink() => return false,
+            Ok(_) => {}
+            Err(_) => return true,
+        }
+    }
+    true
+}
+
 /// Resolves `rel` (a directory path) inside `root`, following existing symlinks as the container would see them:
 /// absolute targets restart at `root`, `..` never climbs above it. The result is always under `root`.
 pub fn resolve_in_root(root: &Path, rel: &Path, entry: &str) -> Result<PathBuf> {
@@ -437,5 +458,25 @@ mod tests {
         let tar = tar_with(&[("file", tar::EntryType::Regular, &[7u8; 4096], None)]);
         let dir = tempfile::tempdir().expect("tmp");
         assert!(unpack(&tar[..1000], dir.path()).is_err());
+    }
+}
+
+#[cfg(test)]
+mod stay_in_root_tests {
+    use super::*;
+
+    #[test]
+    fn a_symlinked_parent_or_a_climb_leaves_the_root() -> io::Result<()> {
+        let root = tempfile::tempdir()?;
+        fs::create_dir_all(root.path().join("real/sub"))?;
+        symlink("/etc", root.path().join("out"))?;
+        assert!(parents_stay_in_root(root.path(), Path::new("real/sub/file")));
+        assert!(parents_stay_in_root(root.path(), Path::new("not/yet/made")));
+        // The last component may itself be a link: acting on it (removing, replacing) does not follow it.
+        assert!(parents_stay_in_root(root.path(), Path::new("out")));
+        assert!(!parents_stay_in_root(root.path(), Path::new("out/passwd")));
+        assert!(!parents_stay_in_root(root.path(), Path::new("real/../../x")));
+        assert!(!parents_stay_in_root(root.path(), Path::new("/etc/passwd")));
+        Ok(())
     }
 }

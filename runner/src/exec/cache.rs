@@ -180,6 +180,10 @@ impl CacheStore {
 
     /// The cache for `key`: an exact match, else the newest whose key starts with it.
     pub fn find(&self, key: &str) -> Option<(String, PathBuf)> {
+        // An empty key (a template that rendered to nothing) would be a prefix of every key: it finds nothing.
+        if key.is_empty() {
+            return None;
+        }
         let exact = self.path_of(key);
         if exact.join("paths.json").is_file() {
             return Some((key.to_owned(), exact));

@@ -22,14 +22,28 @@ pub fn workspace_dir(data_dir: &Path, workflow_id: &str) -> PathBuf {
 /// A relative path that stays below its root (no `..`, not absolute), or an error naming the step's field.
 fn relative(field: &str, path: &str) -> Result<PathBuf, ExecError> {
     let p = Path::new(path.trim_start_matches("./"));
-    if p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {
+    let names_nothing = !p.components().any(|c| matches!(c, Component::Normal(_)));
+    if p.is_absolute() || names_nothing || p.components().any(|c| matches!(c, Component::ParentDir)) {
         return Err(ExecError::StepInput {
             field: field.to_owned(),
             value: path.to_owned(),
-            hint: "give a path relative to the root, without `..`".into(),
+            hint: "give a path relative to the root, without `..`, naming a file or directory".into(),
         });
     }
     Ok(p.to_path_buf())
+}
+
+/// Refuses `rel` when a directory on its way below `root` is a symlink (see
+/// [`engine::image::layer::parents_stay_in_root`]), naming the step's field.
+fn stays_in(field: &str, value: &str, root: &Path, rel: &Path) -> Result<(), ExecError> {
+    if engine::image::layer::parents_stay_in_root(root, rel) {
+        return Ok(());
+    }
+    Err(ExecError::StepInput {
+        field: field.to_owned(),
+        value: value.to_owned(),
+        hint: format!("a directory on the way in {} is a symlink; refusing to write through it", root.display()),
+    })
 }
 
 /// Copies `path` (absolute, in the container) to the host directory `dest_dir`, as `dest_dir/<base name>`.
@@ -63,6 +77,8 @@ pub fn persist(
                 hint: format!("{source} does not exist in the container"),
             });
         }
+        // An earlier step may have persisted a symlink: never write through one onto the host.
+        stays_in("persist_to_workspace.paths", path, workspace, &rel)?;
         let dest_dir = match rel.parent() {
             Some(p) if !p.as_os_str().is_empty() => workspace.join(p),
             _ => workspace.to_path_buf(),
@@ -115,6 +131,7 @@ pub fn store_artifacts(
 ) -> Result<Vec<(String, u64)>, ExecError> {
     let base = path.trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_owned();
     let dest = relative("store_artifacts.destination", destination.unwrap_or(&base))?;
+    stays_in("store_artifacts.destination", destination.unwrap_or(&base), artifacts_dir, &dest)?;
     let dest_path = artifacts_dir.join(&dest);
     let parent = dest_path.parent().unwrap_or(artifacts_dir).to_path_buf();
     std::fs::create_dir_all(&parent).map_err(io(format!("cannot create {}", parent.display())))?;

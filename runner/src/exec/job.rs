@@ -533,7 +533,12 @@ fn attach(ctx: &Ctx, index: usize, at: &str) -> Result<(), ExecError> {
 
 fn store_artifacts(ctx: &Ctx, index: usize, path: &str, destination: Option<&str>) -> Result<(), ExecError> {
     let path = expand_home(path, &ctx.home, &ctx.working_dir);
-    let dir = ctx.req.data_dir.join("artifacts").join(ctx.req.info.build_num.to_string()).join(&ctx.req.job.name);
+    // The job's name is config text (matrix values included): one path component, whatever it holds.
+    let job_dir = match ctx.req.job.name.replace('/', "_").as_str() {
+        "" | "." | ".." => "_".to_owned(),
+        name => name.to_owned(),
+    };
+    let dir = ctx.req.data_dir.join("artifacts").join(ctx.req.info.build_num.to_string()).join(job_dir);
     let stored = files::store_artifacts(ctx.store, &ctx.primary, &dir, &path, destination)?;
     let mut text = format!("Stored {} file(s) from {path} in {}\n", stored.len(), dir.display());
     for (file, size) in stored {
