@@ -116,7 +116,10 @@ pub fn write_layer(plan: &CopyPlan, view: &ImageMount, out: impl Write) -> Resul
     let root = view.path();
     let host = view.host_path(&plan.dest);
     let canonical = host.strip_prefix(&root).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-    let dest_exists_dir = host.is_dir();
+    // Followed inside the image (a destination that is a symlink to a directory of the image is a directory), never
+    // onto the host's own files.
+    let dest_exists_dir =
+        crate::image::layer::resolve_in_root(&root, Path::new(&canonical), &plan.dest).is_ok_and(|p| p.is_dir());
     let mut w = LayerWriter { builder: tar::Builder::new(out), emitted: BTreeSet::new(), view: root };
     let owner = plan.owner.unwrap_or((0, 0));
     let io = |e: io::Error| format!("cannot write the layer: {e}");
@@ -188,6 +191,15 @@ fn now() -> u64 {
 }
 
 impl<W: Write> LayerWriter<W> {
+    /// The metadata of the image's directory at `path`, read only if no directory on the way is a symlink (which
+    /// would lead to the host's files).
+    fn existing_dir(&self, path: &str) -> Option<fs::Metadata> {
+        let rel = Path::new(path);
+        crate::image::layer::parents_stay_in_root(&self.view, rel)
+            .then(|| fs::symlink_metadata(self.view.join(rel)).ok().filter(|m| m.is_dir()))
+            .flatten()
+    }
+
     /// Adds every missing parent directory of `path` (relative, no leading `/`).
     fn parents(&mut self, path: &str) -> io::Result<()> {
         let mut cur = String::new();
@@ -197,7 +209,7 @@ impl<W: Write> LayerWriter<W> {
             if self.emitted.contains(&cur) {
                 continue;
             }
-            let existing = fs::symlink_metadata(self.view.join(&cur)).ok().filter(|m| m.is_dir());
+            let existing = self.existing_dir(&cur);
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(tar::EntryType::Directory);
             h.set_size(0);
@@ -227,7 +239,7 @@ impl<W: Write> LayerWriter<W> {
             return Ok(());
         }
         self.parents(path)?;
-        let existing = fs::symlink_metadata(self.view.join(path)).ok().filter(|m| m.is_dir());
+        let existing = self.existing_dir(path);
         let meta = fs::symlink_metadata(src)?;
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Directory);

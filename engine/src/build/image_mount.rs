@@ -66,36 +66,14 @@ fn escape(p: &Path) -> String {
 pub fn resolve_parents(root: &Path, rel: &str) -> PathBuf {
     let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
     let Some((last, parents)) = parts.split_last() else { return root.to_path_buf() };
-    let mut cur: Vec<String> = Vec::new();
-    let mut pending: Vec<String> = parents.iter().rev().map(|s| s.to_string()).collect();
-    let mut hops = 0;
-    while let Some(part) = pending.pop() {
-        if part == ".." {
-            cur.pop();
-            continue;
-        }
-        let candidate = root.join(cur.join("/")).join(&part);
-        match fs::read_link(&candidate) {
-            Ok(target) if hops < 64 => {
-                hops += 1;
-                let target = target.to_string_lossy().into_owned();
-                if target.starts_with('/') {
-                    cur.clear();
-                }
-                for t in target.split('/').filter(|p| !p.is_empty() && *p != ".").rev() {
-                    pending.push(t.to_owned());
-                }
-            }
-            _ => cur.push(part),
-        }
-    }
-    let mut out = root.join(cur.join("/"));
+    // The engine's own in-root resolution; on a link loop the root itself, never a path outside it.
+    let resolve = |p: &[&str]| {
+        crate::image::layer::resolve_in_root(root, Path::new(&p.join("/")), rel).unwrap_or_else(|_| root.to_path_buf())
+    };
     if *last == ".." {
-        out.pop();
-        return out;
+        return resolve(&parts);
     }
-    out.push(last);
-    out
+    resolve(parents).join(last)
 }
 
 #[cfg(test)]
@@ -113,5 +91,7 @@ mod tests {
         assert_eq!(resolve_parents(root, "/usr/up/etc/passwd"), root.join("etc/passwd"));
         assert_eq!(resolve_parents(root, "/lib"), root.join("lib"), "the last component is not followed");
         assert_eq!(resolve_parents(root, "/"), root.to_path_buf());
+        assert_eq!(resolve_parents(root, "/.."), root.to_path_buf(), "`..` never climbs above the root");
+        assert_eq!(resolve_parents(root, "/usr/../../../etc"), root.join("etc"));
     }
 }
