@@ -3,6 +3,7 @@
 //! selection of `COPY`/`ADD` sources in it (and in `--from` images) by Go's `filepath.Match` globs, as docker
 //! selects them.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -206,16 +207,29 @@ fn has_glob(s: &str) -> bool {
 pub fn glob_match(pattern: &str, name: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
-    match_from(&p, &n)
+    match_from(&p, &n, &mut HashSet::new())
 }
 
-fn match_from(p: &[char], n: &[char]) -> bool {
+/// Matches suffix `p` against suffix `n`. `failed` remembers the (pattern, name) suffix pairs known not to match,
+/// so patterns with many `*` (`*a*a*a*b`) cost at most |p|·|n| steps instead of exponential backtracking.
+fn match_from(p: &[char], n: &[char], failed: &mut HashSet<(usize, usize)>) -> bool {
+    if failed.contains(&(p.len(), n.len())) {
+        return false;
+    }
+    let matched = match_step(p, n, failed);
+    if !matched {
+        failed.insert((p.len(), n.len()));
+    }
+    matched
+}
+
+fn match_step(p: &[char], n: &[char], failed: &mut HashSet<(usize, usize)>) -> bool {
     let Some((&first, rest)) = p.split_first() else { return n.is_empty() };
     match first {
-        '*' => (0..=n.len()).any(|i| match_from(rest, &n[i..])),
-        '?' => !n.is_empty() && match_from(rest, &n[1..]),
+        '*' => (0..=n.len()).any(|i| match_from(rest, &n[i..], failed)),
+        '?' => !n.is_empty() && match_from(rest, &n[1..], failed),
         '\\' => match rest.split_first() {
-            Some((&c, rest)) => n.first() == Some(&c) && match_from(rest, &n[1..]),
+            Some((&c, rest)) => n.first() == Some(&c) && match_from(rest, &n[1..], failed),
             None => false,
         },
         '[' => {
@@ -237,9 +251,9 @@ fn match_from(p: &[char], n: &[char]) -> bool {
                     i += 1;
                 }
             }
-            hit != negate && match_from(&rest[end + 1..], &n[1..])
+            hit != negate && match_from(&rest[end + 1..], &n[1..], failed)
         }
-        c => n.first() == Some(&c) && match_from(rest, &n[1..]),
+        c => n.first() == Some(&c) && match_from(rest, &n[1..], failed),
     }
 }
 
@@ -254,6 +268,10 @@ mod tests {
         assert!(glob_match("f?le[0-9]", "file7"));
         assert!(!glob_match("[^a]x", "ax"));
         assert!(glob_match("\\*", "*"));
+        // Many stars against a long name that fails at the end: bounded work, not exponential backtracking.
+        let hostile = format!("{}b", "*a".repeat(20));
+        assert!(!glob_match(&hostile, &"a".repeat(200)));
+        assert!(glob_match(&hostile, &format!("{}b", "a".repeat(200))));
     }
 
     #[test]
