@@ -3,7 +3,8 @@
 //! the end ([`JobResult`]). Plain serde data with stable JSON — fields in declaration order, maps sorted,
 //! timestamps as Unix milliseconds, enums as lowercase strings — so either side can be upgraded independently:
 //! unknown fields are ignored on read, and [`WIRE_VERSION`] changes only when a field changes meaning.
-//! `tests/wire.rs` holds a golden example of each message (`tests/fixtures/wire/*.json`).
+//! `tests/wire.rs` holds a golden example of each message (`tests/fixtures/wire/*.json`); the endpoints that carry
+//! them are specified in `docs/runner-protocol.md`.
 
 use std::collections::BTreeMap;
 
@@ -188,4 +189,40 @@ pub struct StepResult {
     pub exit_code: Option<i32>,
     pub started_at: UnixMillis,
     pub finished_at: UnixMillis,
+}
+
+/// The test results of one `store_test_results` step: the JUnit XML files under its path, parsed by the runner.
+/// Sent once per step; a job's results are the union.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestResults {
+    pub job_id: String,
+    /// The step's `path` (the directory or file the results were read from).
+    pub path: String,
+    pub cases: Vec<TestCase>,
+}
+
+/// One `<testcase>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestCase {
+    /// The `classname` attribute (or the enclosing `<testsuite name>` when absent).
+    pub classname: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    pub result: TestStatus,
+    /// A failure's or error's `message` attribute followed by its text, or a skip's message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The `time` attribute (seconds in JUnit) in milliseconds.
+    #[serde(default)]
+    pub run_time_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TestStatus {
+    Success,
+    Failure,
+    Error,
+    Skipped,
 }

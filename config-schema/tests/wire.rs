@@ -114,6 +114,31 @@ fn job_result_is_stable() {
     check("result", &result());
 }
 
+fn test_results() -> TestResults {
+    let case = |name: &str, result, message: Option<&str>, run_time_ms| TestCase {
+        classname: "app.tests.test_api".into(),
+        name: name.into(),
+        file: Some("app/tests/test_api.py".into()),
+        result,
+        message: message.map(Into::into),
+        run_time_ms,
+    };
+    TestResults {
+        job_id: "j-88e0".into(),
+        path: "test-results".into(),
+        cases: vec![
+            case("test_health", TestStatus::Success, None, 12),
+            case("test_create", TestStatus::Failure, Some("AssertionError: 500 != 201"), 48),
+            case("test_slow", TestStatus::Skipped, Some("needs network"), 0),
+        ],
+    }
+}
+
+#[test]
+fn test_results_are_stable() {
+    check("test-results", &test_results());
+}
+
 #[test]
 fn unknown_fields_are_ignored_and_defaults_filled() {
     // A newer coordinator may add fields; an older one leaves out the optional ones.
