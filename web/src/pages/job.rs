@@ -143,7 +143,8 @@ pub struct StreamQuery {
 }
 
 /// `GET /jobs/{id}/steps/{n}/log/stream?from=…`: server-sent events, each a `log` event whose data is the new
-/// lines rendered as HTML (escaped) and whose id is the byte offset after them, then one `end` event. A browser
+/// lines rendered as HTML (escaped) and whose id is the byte offset after them, then one `end` event (data
+/// `done`: browsers drop events without data). A browser
 /// that reconnects sends `Last-Event-ID` and continues from there.
 pub async fn log_stream<S: Dashboard>(
     State(state): State<AppState<S>>,
@@ -161,14 +162,14 @@ pub async fn log_stream<S: Dashboard>(
             let html = view::context(&Layout::empty(), &serde_json::json!({ "log": { "lines": lines } }))
                 .and_then(|c| view::render("log_lines.html", &c));
             match html {
-                Ok(html) => Ok(Event::default().event("log").id(end.to_string()).data(html)),
+                Ok(html) => Ok(Event::default().event("log").id(end.to_string()).data(html.trim_end())),
                 Err(e) => {
                     tracing::error!(error = %e, "a live log chunk failed to render");
                     Ok(Event::default().event("log").id(end.to_string()).data(""))
                 }
             }
         })
-        .chain(stream::once(async { Ok(Event::default().event("end").data("")) }));
+        .chain(stream::once(async { Ok(Event::default().event("end").data("done")) }));
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
