@@ -69,6 +69,7 @@ impl IntoResponse for WebError {
             user: None,
             csrf: String::new(),
             section: "",
+            refresh_s: None,
         };
         let body = view::context(&layout, &page).and_then(|c| view::render("error.html", &c));
         match body {

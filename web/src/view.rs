@@ -71,23 +71,32 @@ pub struct Layout {
     pub csrf: String,
     /// Which top-level section to highlight.
     pub section: &'static str,
+    /// Reload the page after this many seconds (pages of things still running; the script does it, and not
+    /// while a live log is open).
+    pub refresh_s: Option<u32>,
 }
 
 impl Layout {
     /// For fragments rendered without the layout (live log lines).
     pub fn empty() -> Layout {
-        Layout { title: String::new(), favicon: "idle", user: None, csrf: String::new(), section: "" }
+        Layout { title: String::new(), favicon: "idle", user: None, csrf: String::new(), section: "", refresh_s: None }
     }
 
     /// A page about something with a status: the title says it first ("● failed — acme #12").
     pub fn with_status(mut self, status: Status) -> Layout {
         self.favicon = status.favicon();
+        if !status.is_finished() {
+            self.refresh_s = Some(RUNNING_REFRESH_S);
+        }
         if matches!(self.favicon, "running" | "failed") {
             self.title = format!("● {} — {}", status.label(), self.title);
         }
         self
     }
 }
+
+/// How often a page of something running reloads itself.
+pub const RUNNING_REFRESH_S: u32 = 10;
 
 /// A context holding `layout` under `layout` and each field of `page` at the top level.
 pub fn context(layout: &Layout, page: &impl Serialize) -> Result<Context, RenderError> {

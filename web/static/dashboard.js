@@ -61,4 +61,10 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   });
   document.querySelectorAll("pre.log").forEach((pre) => { pre.scrollTop = pre.scrollHeight; });
+  // Pages of running things reload themselves (statuses, durations, title, favicon), unless a live log is
+  // streaming: that page reloads when the step ends.
+  const refresh = Number(document.body.dataset.refresh);
+  if (refresh > 0 && !document.querySelector("details[data-log-stream]")) {
+    window.setTimeout(() => window.location.reload(), refresh * 1000);
+  }
 });

@@ -18,7 +18,14 @@ use crate::view::{self, Layout};
 
 /// The layout of a signed-in page.
 fn layout(auth: &Authenticated, title: impl Into<String>, section: &'static str) -> Layout {
-    Layout { title: title.into(), favicon: "idle", user: Some(auth.user.clone()), csrf: auth.csrf.clone(), section }
+    Layout {
+        title: title.into(),
+        favicon: "idle",
+        user: Some(auth.user.clone()),
+        csrf: auth.csrf.clone(),
+        section,
+        refresh_s: None,
+    }
 }
 
 /// Renders `template` with `layout` and `page`.

@@ -40,8 +40,14 @@ struct SignInPage<'a> {
 }
 
 fn render_form(token: &str, secure: bool, page: &SignInPage<'_>, status: StatusCode) -> WebResult<Response> {
-    let layout =
-        Layout { title: "Sign in".into(), favicon: "idle", user: None, csrf: token.to_string(), section: "sign-in" };
+    let layout = Layout {
+        title: "Sign in".into(),
+        favicon: "idle",
+        user: None,
+        csrf: token.to_string(),
+        section: "sign-in",
+        refresh_s: None,
+    };
     let html = view::render("sign_in.html", &view::context(&layout, page)?)?;
     let cookie = auth::set_cookie(SIGN_IN_COOKIE, token, SIGN_IN_TOKEN_TTL_S, secure);
     Ok((status, [(header::SET_COOKIE, cookie)], axum::response::Html(html)).into_response())

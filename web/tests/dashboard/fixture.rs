@@ -324,6 +324,8 @@ impl Fixture {
         lint.id = "job-lint".into();
         lint.name = "lint".into();
         lint.status = Status::Failed;
+        lint.queued_at = t0 + 1_000;
+        lint.started_at = Some(t0 + 5_000);
         lint.finished_at = Some(t0 + 17_000);
         lint.exit_code = Some(1);
         let lint_log = b"\x1b[1merror\x1b[0m: unused variable `x`\nexit status 1\n".to_vec();
