@@ -102,7 +102,41 @@ impl Style {
 
 /// Splits `text` into lines (a trailing newline makes no empty last line) and styles them.
 pub fn render(text: &str) -> Vec<LogLine> {
-    let mut style = Style::default();
+    render_with(&mut Style::default(), text)
+}
+
+/// Renders a log that arrives in chunks (the live tail): the style carries from one chunk to the next, and a
+/// chunk that goes on with a line the previous one left open says so.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkRenderer {
+    style: Style,
+    mid_line: bool,
+}
+
+/// One chunk's lines; `continues`: its first line goes on with the last line already shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Chunk {
+    pub lines: Vec<LogLine>,
+    pub continues: bool,
+}
+
+impl ChunkRenderer {
+    /// `mid_line`: the text shown so far does not end with a newline.
+    pub fn new(mid_line: bool) -> ChunkRenderer {
+        ChunkRenderer { style: Style::default(), mid_line }
+    }
+
+    pub fn push(&mut self, text: &str) -> Chunk {
+        let continues = self.mid_line && !text.is_empty();
+        let lines = render_with(&mut self.style, text);
+        if !text.is_empty() {
+            self.mid_line = !text.ends_with('\n');
+        }
+        Chunk { lines, continues }
+    }
+}
+
+fn render_with(style: &mut Style, text: &str) -> Vec<LogLine> {
     let mut lines = Vec::new();
     let body = text.strip_suffix('\n').unwrap_or(text);
     if text.is_empty() {
@@ -115,9 +149,9 @@ pub fn render(text: &str) -> Vec<LogLine> {
             Some(at) => (&raw[..at], &raw[at + 1..]),
             None => ("", raw),
         };
-        scan(before, &mut style, &mut Vec::new());
+        scan(before, style, &mut Vec::new());
         let mut spans: Vec<Span> = Vec::new();
-        scan(visible, &mut style, &mut spans);
+        scan(visible, style, &mut spans);
         lines.push(LogLine { spans });
     }
     lines
@@ -207,6 +241,19 @@ mod tests {
         let lines = render("\u{1b}[2K\u{1b}]0;title\u{7}10%\r50%\r100%\u{0}\r\nnext");
         assert_eq!(spans(&lines[0]), vec![("", "100%")]);
         assert_eq!(spans(&lines[1]), vec![("", "next")]);
+    }
+
+    #[test]
+    fn chunks_carry_style_and_open_lines() {
+        let mut renderer = ChunkRenderer::new(false);
+        let first = renderer.push("a \u{1b}[33mye");
+        assert!(!first.continues);
+        let second = renderer.push("llow\u{1b}[0m\nnext\n");
+        assert!(second.continues);
+        assert_eq!(spans(&second.lines[0]), vec![("fg-3", "llow")]);
+        assert_eq!(spans(&second.lines[1]), vec![("", "next")]);
+        assert!(!renderer.push("x").continues);
+        assert!(ChunkRenderer::new(true).push("rest").continues);
     }
 
     #[test]

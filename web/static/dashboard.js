@@ -10,7 +10,19 @@ function followLog(details) {
   const source = new EventSource(url);
   source.addEventListener("log", (event) => {
     const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-    pre.insertAdjacentHTML("beforeend", event.data);
+    const holder = document.createElement("template");
+    holder.innerHTML = event.data;
+    const first = holder.content.firstElementChild;
+    if (first && first.classList.contains("cont")) {
+      // The chunk goes on with the line the last one left open.
+      const lines = pre.querySelectorAll(":scope > .line");
+      const last = lines[lines.length - 1];
+      if (last) {
+        last.append(...first.childNodes);
+        first.remove();
+      }
+    }
+    pre.append(holder.content);
     if (atBottom) pre.scrollTop = pre.scrollHeight;
   });
   source.addEventListener("end", () => {

@@ -14,6 +14,7 @@ use futures_util::stream::{self, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::{html, layout};
+use crate::ansi::ChunkRenderer;
 use crate::auth::Authenticated;
 use crate::data::{Dashboard, DataError};
 use crate::error::{WebError, WebResult};
@@ -145,7 +146,8 @@ pub struct StreamQuery {
 /// `GET /jobs/{id}/steps/{n}/log/stream?from=…`: server-sent events, each a `log` event whose data is the new
 /// lines rendered as HTML (escaped) and whose id is the byte offset after them, then one `end` event (data
 /// `done`: browsers drop events without data). A browser
-/// that reconnects sends `Last-Event-ID` and continues from there.
+/// that reconnects sends `Last-Event-ID` and continues from there. Colours carry from chunk to chunk; a chunk
+/// that goes on with an open line marks its first line `cont` and the script joins it to the last one.
 pub async fn log_stream<S: Dashboard>(
     State(state): State<AppState<S>>,
     Path((job_id, step)): Path<(String, u32)>,
@@ -154,12 +156,20 @@ pub async fn log_stream<S: Dashboard>(
 ) -> WebResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let resumed = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let from = resumed.or(query.from).unwrap_or(0);
+    // Whether the browser's last line is still open: the byte before `from` is not a newline.
+    let mid_line = if from > 0 {
+        let before = state.data.read_log(&job_id, step, from - 1..from).await?;
+        before.bytes.last().is_some_and(|b| *b != b'\n')
+    } else {
+        false
+    };
     let chunks = state.data.log_stream(&job_id, step, from).await?;
+    let mut renderer = ChunkRenderer::new(mid_line);
     let events = chunks
-        .map(|chunk| {
+        .map(move |chunk| {
             let end = chunk.offset + chunk.data.len() as u64;
-            let lines = crate::ansi::render(&chunk.data);
-            let html = view::context(&Layout::empty(), &serde_json::json!({ "log": { "lines": lines } }))
+            let rendered = renderer.push(&chunk.data);
+            let html = view::context(&Layout::empty(), &serde_json::json!({ "log": rendered }))
                 .and_then(|c| view::render("log_lines.html", &c));
             match html {
                 Ok(html) => Ok(Event::default().event("log").id(end.to_string()).data(html.trim_end())),

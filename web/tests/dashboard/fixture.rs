@@ -458,14 +458,20 @@ impl Dashboard for Fixture {
     }
 
     async fn log_stream(&self, job_id: &str, step: u32, from: u64) -> DataResult<BoxStream<'static, LogChunk>> {
-        // As if the runner sent two more chunks, then the step finished.
+        // As if the runner sent three more chunks (one ending mid-line), then the step finished.
         let known = self.with(|s| s.logs.get(&(job_id.to_string(), step)).map(|l| l.len() as u64));
         let known = known.ok_or_else(|| not_found(format!("step {step} of job {job_id}")))?;
         let from = from.max(known);
-        let chunks = vec![
-            LogChunk { offset: from, data: "live \u{1b}[33mline one\u{1b}[0m\n".into() },
-            LogChunk { offset: from + 27, data: format!("{HOSTILE_LOG_LINE}\n") },
-        ];
+        let texts = ["live \u{1b}[33mline".to_string(), " one\u{1b}[0m\n".to_string(), format!("{HOSTILE_LOG_LINE}\n")];
+        let mut offset = from;
+        let chunks: Vec<LogChunk> = texts
+            .into_iter()
+            .map(|data| {
+                let chunk = LogChunk { offset, data };
+                offset += chunk.data.len() as u64;
+                chunk
+            })
+            .collect();
         Ok(stream::iter(chunks).boxed())
     }
 

@@ -367,12 +367,18 @@ async fn a_100000_line_log_opens_on_its_tail_and_pages_backwards() {
 #[tokio::test]
 async fn the_live_log_streams_rendered_lines_then_ends() {
     let (_, router) = app();
-    let response = get(&router, "/jobs/job-big/steps/1/log/stream?from=10").await;
+    // The stream the job page opens, from the end of the tail it rendered.
+    let html = page(&router, "/jobs/job-big").await;
+    let at = html.find("data-log-stream=\"").expect("a live stream") + 17;
+    let url = html[at..].split('"').next().unwrap().to_string();
+    let response = get(&router, &url).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
     let body = text(response).await;
     assert!(body.contains("event: log\n"), "{body}");
-    assert!(body.contains("<span class=\"line\">live <span class=\"fg-3\">line one</span></span>"), "{body}");
+    assert!(body.contains("data: <span class=\"line\">live <span class=\"fg-3\">line</span></span>\n"), "{body}");
+    // The next chunk goes on with the open line, still yellow.
+    assert!(body.contains("data: <span class=\"line cont\"><span class=\"fg-3\"> one</span></span>\n"), "{body}");
     assert!(body.contains("&lt;script&gt;"));
     assert!(body.ends_with("event: end\ndata: done\n\n"), "{body}");
     assert!(!body.contains("data: \n"), "no empty data lines: {body}");
