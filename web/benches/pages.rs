@@ -1,8 +1,9 @@
 //! Criterion benchmark of the dashboard's server time per page, through the router over the test fixture (so it
 //! measures the web crate: reading through the trait, building views, rendering; not the coordinator's
 //! database). The budgets: job page with a 100,000-line log — first byte ≤ 100 ms, page weight ≤ 200 KB;
-//! pipeline list and job pages p99 ≤ 20 ms. Prints each page's weight first. Run: `bench/dashboard` or
-//! `cargo bench -p web`.
+//! pipeline list and job pages p99 ≤ 20 ms. Prints each page's weight first. Run:
+//! `cargo bench -p web --bench pages`. The database side (100,000 jobs) is the coordinator's to measure: these
+//! pages ask the trait for one page of rows.
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};

@@ -94,6 +94,34 @@ impl Status {
     }
 }
 
+/// A state name that is not one of [`Status`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a status: use one of queued, blocked, running, on_hold, success, failed, canceled, timed_out, infrastructure_fail, not_run, skipped, config_error")]
+pub struct UnknownStatus(pub String);
+
+impl std::str::FromStr for Status {
+    type Err = UnknownStatus;
+
+    /// The snake_case name ([`Status::as_str`]), as a store may keep it.
+    fn from_str(name: &str) -> Result<Status, UnknownStatus> {
+        const ALL: [Status; 12] = [
+            Status::Queued,
+            Status::Blocked,
+            Status::Running,
+            Status::OnHold,
+            Status::Success,
+            Status::Failed,
+            Status::Canceled,
+            Status::TimedOut,
+            Status::InfrastructureFail,
+            Status::NotRun,
+            Status::Skipped,
+            Status::ConfigError,
+        ];
+        ALL.into_iter().find(|s| s.as_str() == name).ok_or_else(|| UnknownStatus(name.to_string()))
+    }
+}
+
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.label())
@@ -488,6 +516,18 @@ mod tests {
         assert_eq!(SecretHint::of("ghp_abcdefghijkl1234").to_string(), "xxxx1234");
         assert_eq!(SecretHint::of("short").to_string(), "xxxx");
         assert_eq!(SecretHint::of("ééééééééééé€€€€").tail(), "€€€€");
+    }
+
+    #[test]
+    fn statuses_read_back_their_names_and_pick_a_favicon() {
+        for name in ["queued", "on_hold", "timed_out", "config_error", "not_run"] {
+            assert_eq!(name.parse::<Status>().unwrap().as_str(), name);
+        }
+        assert!("done".parse::<Status>().is_err());
+        assert_eq!(Status::ConfigError.favicon(), "failed");
+        assert_eq!(Status::OnHold.favicon(), "running");
+        assert_eq!(Status::Canceled.favicon(), "idle");
+        assert!(!Status::Blocked.is_finished() && Status::NotRun.is_finished());
     }
 
     #[test]

@@ -146,7 +146,7 @@ fn segment_filter(
         tera::Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    Ok(tera::Value::String(crate::pages::pipeline::encode_segment(&text)))
+    Ok(tera::Value::String(encode_segment(&text)))
 }
 
 fn first_line_filter(
@@ -155,6 +155,19 @@ fn first_line_filter(
 ) -> tera::Result<tera::Value> {
     let text = value.as_str().unwrap_or_default();
     Ok(tera::Value::String(text.lines().next().unwrap_or_default().to_string()))
+}
+
+/// Percent-encodes a path segment (everything but unreserved characters).
+pub fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// `text` cut to `max` characters, with "…" when cut.
@@ -186,5 +199,6 @@ mod tests {
         assert_eq!(duration(7_380_000), "2h 03m");
         assert_eq!(time(1_795_000_000_000), "2026-11-18 11:06:40 UTC");
         assert_eq!(truncate_chars("abcdef", 4), "abc…");
+        assert_eq!(encode_segment("feat/a b?c=d#é"), "feat%2Fa%20b%3Fc%3Dd%23%C3%A9");
     }
 }

@@ -12,7 +12,7 @@ use crate::dag::{self, Graph};
 use crate::data::{Dashboard, RerunScope};
 use crate::error::{WebError, WebResult};
 use crate::model::{JobKind, Pipeline, Status, Workflow};
-use crate::view::duration;
+use crate::view::{duration, encode_segment};
 use crate::AppState;
 
 #[derive(Serialize)]
@@ -120,17 +120,4 @@ pub async fn approve<S: Dashboard>(
 /// The pipeline page's path, with the slug percent-encoded.
 pub fn pipeline_path(slug: &str, number: u64) -> String {
     format!("/projects/{}/pipelines/{number}", encode_segment(slug))
-}
-
-/// Percent-encodes a path segment (everything but unreserved characters).
-pub fn encode_segment(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

@@ -6,12 +6,12 @@ use axum::response::{Html, Redirect};
 use axum::{Extension, Form};
 use serde::{Deserialize, Serialize};
 
-use super::pipeline::encode_segment;
 use super::{html, layout};
 use crate::auth::Authenticated;
 use crate::data::Dashboard;
 use crate::error::{WebError, WebResult};
 use crate::model::{EnvVarName, ProjectOptions, ProjectSettings};
+use crate::view::encode_segment;
 use crate::AppState;
 
 /// The longest value the form takes (the POST body limit is larger).
