@@ -17,6 +17,8 @@ pub const NOW: u64 = 1_795_000_000_000;
 /// A signed-in session seeded into the fixture (the cookie value) and its CSRF token.
 pub const TOKEN: &str = "5e55105e55105e55105e55105e55105e55105e55105e55105e55105e55105e55";
 pub const CSRF: &str = "c5rfc5rfc5rfc5rfc5rfc5rfc5rfc5rfc5rfc5rfc5rfc5rfc5rfc5rfc5rfc5rf";
+/// A session that expired at [`NOW`].
+pub const EXPIRED_TOKEN: &str = "e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0";
 pub const PASSWORD: &str = "correct horse battery staple";
 /// Secret values the fixture holds: no page may contain any of them.
 pub const SECRETS: &[&str] = &["ghp_SuperSecretToken9876", "hunter2-database-password-0042", "whsec_hook_secret_5555"];
@@ -138,6 +140,11 @@ impl Fixture {
                 csrf_token: CSRF.into(),
                 expires_at: NOW + 1,
             },
+        );
+
+        state.sessions.insert(
+            web::auth::token_hash(EXPIRED_TOKEN),
+            Session { user: User { id: "u1".into(), name: "alice".into() }, csrf_token: CSRF.into(), expires_at: NOW },
         );
 
         // Pipeline 3: running, with a hold and a failed job; 2: failed; 1: config error; 4..=30: history.

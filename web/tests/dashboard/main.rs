@@ -125,13 +125,17 @@ fn sign_in_token(response: &Response<Body>) -> String {
 }
 
 async fn sign_in(router: &Router, password: &str, forwarded_proto: Option<&str>) -> Response<Body> {
+    sign_in_to(router, password, forwarded_proto, "/runners").await
+}
+
+async fn sign_in_to(router: &Router, password: &str, forwarded_proto: Option<&str>, next: &str) -> Response<Body> {
     let form_page = send(router, Request::get("/sign-in").body(Body::empty()).unwrap()).await;
     let token = sign_in_token(&form_page);
     let body = serde_urlencoded::to_string([
         ("username", "alice"),
         ("password", password),
         ("_csrf", token.as_str()),
-        ("next", "/runners"),
+        ("next", next),
     ])
     .unwrap();
     let mut request = Request::post("/sign-in")
@@ -200,14 +204,27 @@ async fn cookies_are_not_secure_over_plain_http_and_a_wrong_password_is_refused(
 }
 
 #[tokio::test]
+async fn sign_in_never_redirects_off_the_site() {
+    let (_, router) = app();
+    for next in ["//evil.example/x", "https://evil.example", "/\\evil.example", "javascript:alert(1)"] {
+        let response = sign_in_to(&router, PASSWORD, None, next).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(location(&response), "/", "next={next}");
+    }
+}
+
+#[tokio::test]
 async fn unauthenticated_requests_go_to_sign_in() {
     let (_, router) = app();
     for path in
         PAGES.iter().copied().chain(["/jobs/job-big/steps/1/log/stream", "/jobs/job-big/artifacts/coverage/index.html"])
     {
-        for cookie in
-            [None, Some("drydock_session=00".to_string()), Some(format!("drydock_session={}", "ab".repeat(32)))]
-        {
+        for cookie in [
+            None,
+            Some("drydock_session=00".to_string()),
+            Some(format!("drydock_session={}", "ab".repeat(32))),
+            Some(format!("drydock_session={EXPIRED_TOKEN}")),
+        ] {
             let mut request = Request::get(path);
             if let Some(cookie) = &cookie {
                 request = request.header(header::COOKIE, cookie);
