@@ -20,6 +20,7 @@ pub mod model;
 mod pages;
 pub mod password;
 pub mod security;
+pub mod throttle;
 pub mod view;
 
 use std::sync::Arc;
@@ -45,11 +46,12 @@ pub struct WebConfig {
     pub always_secure_cookies: bool,
 }
 
-/// What every handler gets: the data and the configuration.
+/// What every handler gets: the data, the configuration and the sign-in throttle.
 #[derive(Debug, Clone)]
 pub struct AppState<S> {
     pub data: S,
     pub config: Arc<WebConfig>,
+    pub throttle: Arc<throttle::SignInThrottle>,
 }
 
 /// The dashboard's routes with the default [`WebConfig`].
@@ -59,7 +61,7 @@ pub fn router<S: Dashboard>(state: S) -> Router {
 
 /// The dashboard's routes.
 pub fn router_with<S: Dashboard>(data: S, config: WebConfig) -> Router {
-    let state = AppState { data, config: Arc::new(config) };
+    let state = AppState { data, config: Arc::new(config), throttle: Arc::default() };
     let signed_in = Router::new()
         .route("/", get(pages::projects::page::<S>))
         .route("/sign-out", post(pages::sign_in::sign_out::<S>))

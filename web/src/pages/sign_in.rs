@@ -1,4 +1,5 @@
-//! Sign-in and sign-out: local users with argon2 password hashes, sessions through the data trait.
+//! Sign-in and sign-out: local users with argon2 password hashes, sessions through the data trait, wrong
+//! passwords throttled per user name ([`crate::throttle`]).
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -80,6 +81,13 @@ pub async fn submit<S: Dashboard>(
     }
     let secure = auth::is_https(&headers, state.config.always_secure_cookies);
     let next = auth::safe_next(form.next.as_deref());
+    let now = state.data.now();
+    if let Some(until) = state.throttle.locked_until(&form.username, now) {
+        tracing::warn!(user = %form.username, "sign-in refused: too many wrong passwords");
+        let message = format!("too many wrong passwords for this user: try again after {}", crate::view::time(until));
+        let page = SignInPage { next: &next, username: &form.username, error: Some(&message) };
+        return render_form(&auth::new_token(), secure, &page, StatusCode::TOO_MANY_REQUESTS);
+    }
     let user = match state.data.user_credentials(&form.username).await? {
         Some(credentials) => match password::verify_password(&form.password, &credentials.password_hash) {
             Ok(true) => Some(credentials.user),
@@ -95,10 +103,12 @@ pub async fn submit<S: Dashboard>(
         }
     };
     let Some(user) = user else {
+        state.throttle.failed(&form.username, now);
         tracing::info!(user = %form.username, "sign-in refused: wrong user name or password");
         let page = SignInPage { next: &next, username: &form.username, error: Some("wrong user name or password") };
         return render_form(&auth::new_token(), secure, &page, StatusCode::UNAUTHORIZED);
     };
+    state.throttle.succeeded(&form.username);
     let token = auth::new_token();
     state
         .data
@@ -106,7 +116,7 @@ pub async fn submit<S: Dashboard>(
             token_hash: auth::token_hash(&token),
             user_id: user.id.clone(),
             csrf_token: auth::new_token(),
-            expires_at: state.data.now().saturating_add(SESSION_TTL_MS),
+            expires_at: now.saturating_add(SESSION_TTL_MS),
         })
         .await?;
     tracing::info!(user = %user.name, "signed in");

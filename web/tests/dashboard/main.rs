@@ -204,6 +204,21 @@ async fn cookies_are_not_secure_over_plain_http_and_a_wrong_password_is_refused(
 }
 
 #[tokio::test]
+async fn too_many_wrong_passwords_lock_the_name_out_for_a_while() {
+    let (fixture, router) = app();
+    for _ in 0..web::throttle::MAX_FAILURES {
+        assert_eq!(sign_in(&router, "not the password", None).await.status(), StatusCode::UNAUTHORIZED);
+    }
+    let before = fixture.session_count();
+    let response = sign_in(&router, PASSWORD, None).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(text(response)
+        .await
+        .contains("too many wrong passwords for this user: try again after 2026-11-18 11:16:40 UTC"));
+    assert_eq!(fixture.session_count(), before, "not even the right password signs in");
+}
+
+#[tokio::test]
 async fn sign_in_never_redirects_off_the_site() {
     let (_, router) = app();
     for next in ["//evil.example/x", "https://evil.example", "/\\evil.example", "javascript:alert(1)"] {
