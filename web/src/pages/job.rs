@@ -27,8 +27,12 @@ use crate::AppState;
 struct JobPage {
     job: Job,
     steps: Vec<StepView>,
+    /// Failures first (all of them), then the others up to [`MAX_TESTS_SHOWN`].
     tests: Vec<TestCase>,
+    total_tests: usize,
     failed_tests: usize,
+    /// Passed or skipped tests left out of a long list.
+    tests_hidden: usize,
     queue_time: String,
     run_time: String,
 }
@@ -83,9 +87,8 @@ pub async fn page<S: Dashboard>(
             log,
         });
     }
-    let mut tests = job.tests.clone();
-    tests.sort_by(|a, b| a.result.cmp(&b.result).then_with(|| a.classname.cmp(&b.classname)).then(a.name.cmp(&b.name)));
-    let failed_tests = tests.iter().filter(|t| matches!(t.result, TestResult::Failure | TestResult::Error)).count();
+    let total_tests = job.tests.len();
+    let (tests, failed_tests) = tests_to_show(&job.tests);
     let queue_time = duration(job.started_at.unwrap_or(now).saturating_sub(job.queued_at));
     let run_time = match job.started_at {
         Some(start) => duration(job.finished_at.unwrap_or(now).saturating_sub(start)),
@@ -93,8 +96,30 @@ pub async fn page<S: Dashboard>(
     };
     let title = format!("{} — {} #{}", job.name, job.project.name, job.pipeline_number);
     let page_layout = layout(&auth, title, "projects").with_status(job.status);
-    let view = JobPage { steps, tests, failed_tests, queue_time, run_time, job };
+    let view = JobPage {
+        steps,
+        tests_hidden: total_tests - tests.len(),
+        tests,
+        total_tests,
+        failed_tests,
+        queue_time,
+        run_time,
+        job,
+    };
     html("job.html", &page_layout, &view)
+}
+
+/// Tests listed on the job page besides the failures (a suite of 20,000 tests would make a page of megabytes).
+pub const MAX_TESTS_SHOWN: usize = 500;
+
+/// The tests to list, failures and errors first (every one of them), then the rest up to [`MAX_TESTS_SHOWN`]
+/// in all; and how many failed.
+fn tests_to_show(all: &[TestCase]) -> (Vec<TestCase>, usize) {
+    let mut tests = all.to_vec();
+    tests.sort_by(|a, b| a.result.cmp(&b.result).then_with(|| a.classname.cmp(&b.classname)).then(a.name.cmp(&b.name)));
+    let failed = tests.iter().filter(|t| matches!(t.result, TestResult::Failure | TestResult::Error)).count();
+    tests.truncate(MAX_TESTS_SHOWN.max(failed));
+    (tests, failed)
 }
 
 #[derive(Debug, Deserialize)]
@@ -210,4 +235,28 @@ pub async fn artifact<S: Dashboard>(
     }
     headers.insert("content-security-policy", HeaderValue::from_static("sandbox"));
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case(name: &str, result: TestResult) -> TestCase {
+        TestCase { classname: "c".into(), name: name.into(), file: None, result, message: None, run_time_ms: 1 }
+    }
+
+    #[test]
+    fn failures_come_first_and_are_never_cut() {
+        let mut all: Vec<TestCase> =
+            (0..MAX_TESTS_SHOWN + 10).map(|i| case(&format!("ok{i:04}"), TestResult::Success)).collect();
+        all.push(case("boom", TestResult::Error));
+        all.push(case("bad", TestResult::Failure));
+        let (shown, failed) = tests_to_show(&all);
+        assert_eq!(failed, 2);
+        assert_eq!(shown.len(), MAX_TESTS_SHOWN);
+        assert_eq!((shown[0].name.as_str(), shown[1].name.as_str()), ("bad", "boom"));
+        let many_failures: Vec<TestCase> =
+            (0..MAX_TESTS_SHOWN + 3).map(|i| case(&i.to_string(), TestResult::Failure)).collect();
+        assert_eq!(tests_to_show(&many_failures).0.len(), MAX_TESTS_SHOWN + 3);
+    }
 }
