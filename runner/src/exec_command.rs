@@ -184,6 +184,7 @@ pub fn run(args: ExecArgs) -> ExitCode {
         secrets: secrets.clone(),
         keep: args.keep,
         data_dir: args.data_dir.clone(),
+        remote: None,
     };
     let sink: Arc<dyn EventSink> = Arc::new(Printer { json: args.json, out: Mutex::new(std::io::stdout()) });
     if let Some(name) = &args.workflow {

@@ -5,6 +5,7 @@
 //! filesystem and cannot lead out of it.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use engine::container::ContainerStore;
 
@@ -160,3 +161,19 @@ fn list(root: &Path, path: &Path, out: &mut Vec<(String, u64)>) {
         out.push((rel, meta.len()));
     }
 }
+
+/// Where a job's workspaces and artifacts go when it runs for a coordinator (`runner agent`) rather than
+/// locally: the executor still copies files out of the container into a host directory first, then hands that
+/// directory to these calls. Errors are sentences for the step's log.
+pub trait RemoteFiles: Send + Sync {
+    /// Downloads the workspace layers of the job's upstream jobs and unpacks them into `dir` (existing, empty),
+    /// in order; false when there are none.
+    fn fetch_workspace(&self, dir: &Path) -> Result<bool, String>;
+    /// Uploads `dir` (what one `persist_to_workspace` step copied out) as a new workspace layer.
+    fn upload_workspace(&self, dir: &Path) -> Result<(), String>;
+    /// Uploads one stored artifact, `file` on the host, under its destination path `rel`.
+    fn upload_artifact(&self, rel: &str, file: &Path) -> Result<(), String>;
+}
+
+/// A shared [`RemoteFiles`].
+pub type Remote = Arc<dyn RemoteFiles>;

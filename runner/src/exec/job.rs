@@ -47,6 +47,8 @@ pub struct ExecRequest {
     pub keep: bool,
     /// The runner's own data (the cache store).
     pub data_dir: PathBuf,
+    /// For `runner agent`: workspaces and artifacts go to the coordinator instead of staying in `data_dir`.
+    pub remote: Option<files::Remote>,
 }
 
 /// How the job ended.
@@ -514,14 +516,45 @@ fn restore_cache(ctx: &Ctx, index: usize, keys: &[String]) -> Result<(), ExecErr
 
 fn persist(ctx: &Ctx, index: usize, root: &str, paths: &[String]) -> Result<(), ExecError> {
     let root = expand_home(root, &ctx.home, &ctx.working_dir);
-    let workspace = files::workspace_dir(&ctx.req.data_dir, &ctx.req.info.workflow_id);
     let mut note = |text: String| ctx.sink.event(&Event::Output { step: index, text });
-    files::persist(ctx.store, &ctx.primary, &workspace, &root, paths, &mut note)
+    let Some(remote) = &ctx.req.remote else {
+        let workspace = files::workspace_dir(&ctx.req.data_dir, &ctx.req.info.workflow_id);
+        return files::persist(ctx.store, &ctx.primary, &workspace, &root, paths, &mut note);
+    };
+    // One layer per step: the paths are copied into a fresh directory, which is uploaded as a tar.
+    let layer = staging_dir(ctx, "workspace-layer")?;
+    files::persist(ctx.store, &ctx.primary, layer.path(), &root, paths, &mut note)?;
+    remote.upload_workspace(layer.path()).map_err(ExecError::Remote)?;
+    note("Uploaded the workspace layer to the coordinator\n".to_owned());
+    Ok(())
+}
+
+/// A temporary directory under the runner's data directory (same file system as the caches, not /tmp).
+fn staging_dir(ctx: &Ctx, what: &str) -> Result<tempfile::TempDir, ExecError> {
+    let base = ctx.req.data_dir.join("tmp");
+    std::fs::create_dir_all(&base)
+        .map_err(|source| ExecError::Io { context: format!("cannot create {}", base.display()), source })?;
+    tempfile::Builder::new()
+        .prefix(&format!("{what}-"))
+        .tempdir_in(&base)
+        .map_err(|source| ExecError::Io { context: format!("cannot create a directory in {}", base.display()), source })
 }
 
 fn attach(ctx: &Ctx, index: usize, at: &str) -> Result<(), ExecError> {
     let at = expand_home(at, &ctx.home, &ctx.working_dir);
-    let workspace = files::workspace_dir(&ctx.req.data_dir, &ctx.req.info.workflow_id);
+    let fetched;
+    let workspace = match &ctx.req.remote {
+        None => files::workspace_dir(&ctx.req.data_dir, &ctx.req.info.workflow_id),
+        Some(remote) => {
+            fetched = staging_dir(ctx, "workspace")?;
+            if !remote.fetch_workspace(fetched.path()).map_err(ExecError::Remote)? {
+                let text = "No workspace to attach: no upstream job persisted one\n".to_owned();
+                ctx.sink.event(&Event::Output { step: index, text });
+                return Ok(());
+            }
+            fetched.path().to_path_buf()
+        }
+    };
     let text = if files::attach(ctx.store, &ctx.primary, &workspace, &at)? {
         format!("Attached the workspace at {at}\n")
     } else {
@@ -533,14 +566,31 @@ fn attach(ctx: &Ctx, index: usize, at: &str) -> Result<(), ExecError> {
 
 fn store_artifacts(ctx: &Ctx, index: usize, path: &str, destination: Option<&str>) -> Result<(), ExecError> {
     let path = expand_home(path, &ctx.home, &ctx.working_dir);
-    // The job's name is config text (matrix values included): one path component, whatever it holds.
-    let job_dir = match ctx.req.job.name.replace('/', "_").as_str() {
-        "" | "." | ".." => "_".to_owned(),
-        name => name.to_owned(),
+    let staged;
+    let dir = match &ctx.req.remote {
+        None => {
+            // The job's name is config text (matrix values included): one path component, whatever it holds.
+            let job_dir = match ctx.req.job.name.replace('/', "_").as_str() {
+                "" | "." | ".." => "_".to_owned(),
+                name => name.to_owned(),
+            };
+            ctx.req.data_dir.join("artifacts").join(ctx.req.info.build_num.to_string()).join(job_dir)
+        }
+        Some(_) => {
+            staged = staging_dir(ctx, "artifacts")?;
+            staged.path().to_path_buf()
+        }
     };
-    let dir = ctx.req.data_dir.join("artifacts").join(ctx.req.info.build_num.to_string()).join(job_dir);
     let stored = files::store_artifacts(ctx.store, &ctx.primary, &dir, &path, destination)?;
-    let mut text = format!("Stored {} file(s) from {path} in {}\n", stored.len(), dir.display());
+    let mut text = match &ctx.req.remote {
+        None => format!("Stored {} file(s) from {path} in {}\n", stored.len(), dir.display()),
+        Some(remote) => {
+            for (file, _) in &stored {
+                remote.upload_artifact(file, &dir.join(file)).map_err(ExecError::Remote)?;
+            }
+            format!("Uploaded {} file(s) from {path} to the coordinator\n", stored.len())
+        }
+    };
     for (file, size) in stored {
         text.push_str(&format!("  {file} ({})\n", engine::humanize::size(size)));
     }
@@ -551,7 +601,7 @@ fn store_artifacts(ctx: &Ctx, index: usize, path: &str, destination: Option<&str
 fn checkout_step(ctx: &Ctx, index: usize, path: Option<&str>) -> Result<(), ExecError> {
     let Some(repo) = &ctx.req.repo else {
         return Err(ExecError::Checkout(
-            "not in a git repository: run `runner exec` inside the project's checkout".into(),
+            "no local repository to check out: run `runner exec` inside the project's checkout (`runner agent` clones local paths and file:// URLs only)".into(),
         ));
     };
     let target = expand_home(path.unwrap_or(&ctx.working_dir), &ctx.home, &ctx.working_dir);
