@@ -47,6 +47,7 @@ struct State {
     lost: HashSet<String>,
     results: HashMap<String, Value>,
     artifacts: HashMap<(String, String), Vec<u8>>,
+    test_results: Vec<Value>,
     /// Workspace layers (tar bytes) per job, and which jobs a job's workspace comes from.
     layers: Vec<(String, Vec<u8>)>,
     upstream: HashMap<String, Vec<String>>,
@@ -317,6 +318,10 @@ fn serve(stream: TcpStream, shared: &(Mutex<State>, Condvar)) {
             cv.notify_all();
             respond(&mut out, 200, b"{}");
         }
+        ("POST", ["jobs", _, "test-results"]) => {
+            lock.lock().expect("state").test_results.push(parse());
+            respond(&mut out, 200, b"{}");
+        }
         ("PUT", ["jobs", job, "artifacts", rest @ ..]) => {
             lock.lock().expect("state").artifacts.insert((job.to_string(), rest.join("/")), req.body.clone());
             respond(&mut out, 201, b"{}");
@@ -527,8 +532,18 @@ fn agent_runs_leased_jobs_and_reports_events_in_order_through_faults() {
     assert_eq!(mode & 0o777, 0o600);
     let leases = c.with(|s| s.leases);
     let again = agent(&e, &c, data.path(), false);
-    c.enqueue(assignment("j-again", json!([{"run": {"command": "true"}}]), repo.path(), &head));
+    let junit = "<testsuite name=\"go/pkg\"><testcase name=\"TestA\" time=\"0.002\"/></testsuite>";
+    let write = format!("mkdir -p r && echo '{junit}' > r/report.xml");
+    let steps = json!([{"run": {"command": write}}, {"store_test_results": {"path": "r"}}]);
+    c.enqueue(assignment("j-again", steps, repo.path(), &head));
     assert_eq!(c.result("j-again")["status"], "success");
+    let results = c.with(|s| s.test_results.clone());
+    assert_eq!(
+        results,
+        vec![
+            json!({"job_id": "j-again", "path": "r", "cases": [{"classname": "go/pkg", "name": "TestA", "result": "success", "run_time_ms": 2}]})
+        ]
+    );
     sigterm(&again);
     assert_eq!(exit_code(again), 0);
     c.with(|s| {

@@ -323,3 +323,43 @@ fn runner_exec_workflow_passes_the_workspace_and_stops_after_a_failure() {
     assert!(!r.stdout().contains("deploying"), "{}", r.stdout());
     assert_no_containers(&e);
 }
+
+#[test]
+fn runner_exec_store_test_results_summarises_junit_and_warns_about_a_broken_file() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let junit = "<?xml version=\"1.0\"?>\n<testsuites><testsuite name=\"pytest\" tests=\"3\">\n\
+                 <testcase classname=\"tests.test_app\" name=\"test_ok\" file=\"tests/test_app.py\" time=\"0.5\"/>\n\
+                 <testcase classname=\"tests.test_app\" name=\"test_bad\" time=\"0.25\"><failure message=\"assert 1 == 2\">E   assert 1 == 2</failure></testcase>\n\
+                 <testcase classname=\"tests.test_app\" name=\"test_skip\"><skipped message=\"later\"/></testcase>\n\
+                 </testsuite></testsuites>\n";
+    let broken = "<testsuite name=\"x\">\n<testcase name=\"y\">\n</testsuite>\n";
+    let p = project(
+        "version: 2.1\njobs:\n  build:\n    docker: [{image: busybox:latest}]\n    steps:\n\
+         \x20     - checkout\n      - run: mkdir -p test-results/py && cp junit.xml test-results/py/ && cp broken.txt test-results/broken.xml\n\
+         \x20     - store_test_results: {path: test-results}\nworkflows:\n  main:\n    jobs: [build]\n",
+        &[("junit.xml", junit), ("broken.txt", broken)],
+    );
+    let r = runner_exec(&e, p.path(), &["build"]).success();
+    let r = r
+        .stdout_has("warning: /root/project/test-results/broken.xml:3: not well-formed XML")
+        .stdout_has("Read 2 test results file(s) from /root/project/test-results\n")
+        .stdout_has("FAILED tests.test_app.test_bad\n    assert 1 == 2\n    E   assert 1 == 2\n3 tests, 1 failed, 1 skipped, in 0.750s\n")
+        .stdout_has("<== [3] Uploading test results (test-results): success");
+    assert!(!r.stdout().contains("not supported"), "{}", r.stdout());
+    let json = runner_exec(&e, p.path(), &["build", "--json"]).success();
+    let event = json
+        .stdout()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "test_results")
+        .unwrap_or_else(|| panic!("no test_results event:\n{}", json.stdout()));
+    assert_eq!(event["path"], "test-results");
+    assert_eq!(event["cases"].as_array().map(Vec::len), Some(3));
+    assert_eq!(event["cases"][1]["result"], "failure");
+    assert_eq!(event["cases"][1]["run_time_ms"], 250);
+    assert_eq!(event["cases"][0]["file"], "tests/test_app.py");
+    assert_no_containers(&e);
+}

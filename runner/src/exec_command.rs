@@ -285,6 +285,7 @@ impl EventSink for Printer {
             },
             Event::JobError { job, message } => writeln!(out, "error: job {job}: {message}"),
             Event::JobNotRun { job, reason } => writeln!(out, "Job {job}: not run ({reason})"),
+            Event::TestResults { .. } => Ok(()),
             Event::Approved { job } => writeln!(out, "Job {job}: approval job, approved by this local run"),
             Event::JobFinished { job, status, steps, failed, skipped, duration_ms } => writeln!(
                 out,

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use config_schema::wire::{JobAssignment, JobOutcome, JobResult};
+use config_schema::wire::{JobAssignment, JobOutcome, JobResult, TestCase, TestResults};
 
 use super::client::{retrying, ApiError, Client};
 use super::events::{now_ms, send_events, EventQueue};
@@ -101,6 +101,12 @@ impl RemoteFiles for CoordinatorFiles {
         let stop = || self.stopped();
         retrying("workspace upload", &stop, || self.client.put_workspace(&self.job_id, tar.path()))
             .map_err(|e| e.to_string())
+    }
+
+    fn test_results(&self, path: &str, cases: &[TestCase]) -> Result<(), String> {
+        let results = TestResults { job_id: self.job_id.clone(), path: path.to_owned(), cases: cases.to_vec() };
+        let stop = || self.stopped();
+        retrying("test results", &stop, || self.client.test_results(&results)).map_err(|e| e.to_string())
     }
 
     fn upload_artifact(&self, rel: &str, file: &Path) -> Result<(), String> {

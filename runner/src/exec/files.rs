@@ -48,7 +48,7 @@ fn stays_in(field: &str, value: &str, root: &Path, rel: &Path) -> Result<(), Exe
 }
 
 /// Copies `path` (absolute, in the container) to the host directory `dest_dir`, as `dest_dir/<base name>`.
-fn copy_out(store: &ContainerStore, id: &str, path: &str, dest_dir: &Path) -> Result<(), ExecError> {
+pub(crate) fn copy_out(store: &ContainerStore, id: &str, path: &str, dest_dir: &Path) -> Result<(), ExecError> {
     std::fs::create_dir_all(dest_dir).map_err(io(format!("cannot create {}", dest_dir.display())))?;
     let tmp =
         tempfile::NamedTempFile::new_in(dest_dir).map_err(io(format!("cannot write in {}", dest_dir.display())))?;
@@ -173,6 +173,8 @@ pub trait RemoteFiles: Send + Sync {
     fn upload_workspace(&self, dir: &Path) -> Result<(), String>;
     /// Uploads one stored artifact, `file` on the host, under its destination path `rel`.
     fn upload_artifact(&self, rel: &str, file: &Path) -> Result<(), String>;
+    /// Sends what one `store_test_results` step read from `path`.
+    fn test_results(&self, path: &str, cases: &[config_schema::wire::TestCase]) -> Result<(), String>;
 }
 
 /// A shared [`RemoteFiles`].

@@ -3,8 +3,8 @@
 //! `on_fail` once something did, `always`). `run` steps are exec'd into the primary container with the
 //! environment of [`super::env`] and their output streamed through the [`Masker`]; background steps stream
 //! from their own thread and are stopped when the job ends; caches go through [`super::cache`], workspaces and
-//! artifacts through [`super::files`]. Steps `runner exec` does not support yet (test results, remote docker,
-//! ssh keys) are reported and skipped.
+//! artifacts through [`super::files`], test results through [`super::junit`]. Steps `runner exec` does not
+//! support yet (remote docker, ssh keys) are reported and skipped.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -250,6 +250,10 @@ fn run_steps(
                     Err(e) => step_error(&ctx, index, &e),
                 }
             }
+            SpecStep::StoreTestResults { path } => match store_test_results(&ctx, index, path) {
+                Ok(()) => (Status::Success, None),
+                Err(e) => step_error(&ctx, index, &e),
+            },
             other => {
                 sink.event(&Event::Output {
                     step: index,
@@ -595,6 +599,69 @@ fn store_artifacts(ctx: &Ctx, index: usize, path: &str, destination: Option<&str
         text.push_str(&format!("  {file} ({})\n", engine::humanize::size(size)));
     }
     ctx.sink.event(&Event::Output { step: index, text: ctx.req.secrets.mask_str(&text) });
+    Ok(())
+}
+
+/// The JUnit files a test results path holds: the file itself, or every `*.xml` below the directory, sorted.
+fn junit_files(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+    let Ok(meta) = std::fs::symlink_metadata(dir) else { return };
+    if meta.is_dir() {
+        let mut entries: Vec<PathBuf> =
+            std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for e in entries {
+            junit_files(&e, out);
+        }
+    } else if meta.is_file() && dir.extension().is_some_and(|x| x.eq_ignore_ascii_case("xml")) {
+        out.push(dir.to_path_buf());
+    }
+}
+
+/// JUnit files larger than this are reported and skipped (a runaway log written as XML).
+const MAX_JUNIT_BYTES: u64 = 64 * 1024 * 1024;
+
+fn store_test_results(ctx: &Ctx, index: usize, path: &str) -> Result<(), ExecError> {
+    let full = expand_home(path, &ctx.home, &ctx.working_dir);
+    let note = |text: String| {
+        ctx.sink.event(&Event::Output { step: index, text: ctx.req.secrets.mask_str(&text) });
+    };
+    if engine::container::cp::stat(ctx.store, &ctx.primary, &full)?.is_none() {
+        note(format!("warning: no test results at {full}: nothing stored\n"));
+        return Ok(());
+    }
+    let staged = staging_dir(ctx, "test-results")?;
+    files::copy_out(ctx.store, &ctx.primary, &full, staged.path())?;
+    let mut found = Vec::new();
+    junit_files(staged.path(), &mut found);
+    let parent = full.trim_end_matches('/').rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+    let mut cases = Vec::new();
+    for file in &found {
+        let rel = file.strip_prefix(staged.path()).unwrap_or(file);
+        let label = format!("{parent}/{}", rel.display());
+        let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+        if size > MAX_JUNIT_BYTES {
+            note(format!("warning: {label}: {size} bytes is too large for a test results file: skipped\n"));
+            continue;
+        }
+        let text = match std::fs::read(file) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) => {
+                note(format!("warning: cannot read {label}: {e}: skipped\n"));
+                continue;
+            }
+        };
+        match super::junit::parse(&text, &label) {
+            Ok(c) => cases.extend(c),
+            // CircleCI warns about a file it cannot parse and stores the others; so does this step.
+            Err(e) => note(format!("warning: {e}: this file is skipped\n")),
+        }
+    }
+    note(format!("Read {} test results file(s) from {full}\n", found.len()));
+    note(super::junit::summary(&cases));
+    if let Some(remote) = &ctx.req.remote {
+        remote.test_results(path, &cases).map_err(ExecError::Remote)?;
+    }
+    ctx.sink.event(&Event::TestResults { step: index, path: path.to_owned(), cases });
     Ok(())
 }
 
