@@ -363,3 +363,71 @@ fn runner_exec_store_test_results_summarises_junit_and_warns_about_a_broken_file
     assert_eq!(event["cases"][0]["file"], "tests/test_app.py");
     assert_no_containers(&e);
 }
+
+#[test]
+fn runner_exec_step_halt_ends_the_job_successfully_and_skips_the_rest() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let p = project(
+        "version: 2.1\njobs:\n  build:\n    docker: [{image: busybox:latest}]\n    steps:\n\
+         \x20     - run: echo before\n      - run: {name: stop here, command: 'runner step halt && echo halted'}\n\
+         \x20     - run: echo must not run\n      - run: {command: echo nor this, when: always}\n\
+         workflows:\n  main:\n    jobs: [build]\n",
+        &[],
+    );
+    let data = tempfile::tempdir().expect("data dir");
+    let r = runner_exec(&e, p.path(), &["build", "--data-dir", &data.path().to_string_lossy()]).success();
+    let r = r
+        .stdout_has("Halting: the job ends successfully after this step\nhalted\n")
+        .stdout_has("--- [3] echo must not run: skipped\n")
+        .stdout_has("Job build: success — 5 steps, 0 failed, 2 skipped");
+    assert!(!r.stdout().contains("nor this\n"), "{}", r.stdout());
+    assert_no_containers(&e);
+}
+
+#[test]
+fn runner_exec_parallelism_runs_each_node_and_tests_split_by_name_size_and_timings() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let junit = "<testsuite name=\"py\">\n\
+                 <testcase classname=\"a\" name=\"t\" file=\"tests/a_test.py\" time=\"0.1\"/>\n\
+                 <testcase classname=\"b\" name=\"t\" file=\"tests/b_test.py\" time=\"5\"/>\n\
+                 <testcase classname=\"c\" name=\"t\" file=\"tests/sub/c_test.py\" time=\"4\"/>\n</testsuite>\n";
+    let big = "x".repeat(1000);
+    let config = "version: 2.1\njobs:\n  build:\n    docker: [{image: busybox:latest}]\n    parallelism: 1\n    steps:\n\
+         \x20     - checkout\n      - run: mkdir -p r && cp junit.xml r/\n      - store_test_results: {path: r}\n\
+         \x20     - run: |\n          n=\"node $CIRCLE_NODE_INDEX/$CIRCLE_NODE_TOTAL\"\n\
+         \x20         echo \"$n glob: $(runner tests glob 'tests/**/*_test.py' | tr '\\n' ' ')\"\n\
+         \x20         echo \"$n name: $(runner tests glob 'tests/**/*_test.py' | runner tests split | tr '\\n' ' ')\"\n\
+         \x20         echo \"$n size: $(runner tests glob 'tests/**/*_test.py' | runner tests split --split-by=filesize | tr '\\n' ' ')\"\n\
+         \x20         echo \"$n timings: $(runner tests glob 'tests/**/*_test.py' | runner tests split --split-by timings | tr '\\n' ' ')\"\n\
+         workflows:\n  main:\n    jobs: [build]\n";
+    let dir = project(config, &[("junit.xml", junit), ("other.txt", "x")]);
+    std::fs::create_dir_all(dir.path().join("tests/sub")).expect("mkdir");
+    std::fs::write(dir.path().join("tests/a_test.py"), &big).expect("write");
+    std::fs::write(dir.path().join("tests/b_test.py"), "0123456789").expect("write");
+    std::fs::write(dir.path().join("tests/sub/c_test.py"), "01234567890123456789").expect("write");
+    std::fs::write(dir.path().join("tests/helper.py"), "").expect("write");
+    let repo = git2::Repository::open(dir.path()).expect("open");
+    commit_all(&repo, "tests");
+    let data = tempfile::tempdir().expect("data dir");
+    let r = runner_exec(&e, dir.path(), &["build", "--parallelism", "2", "--data-dir", &data.path().to_string_lossy()])
+        .success();
+    r.stdout_has("Node 0 of 2 (CIRCLE_NODE_INDEX=0)")
+        .stdout_has("Node 1 of 2 (CIRCLE_NODE_INDEX=1)")
+        .stdout_has("node 0/2 glob: tests/a_test.py tests/b_test.py tests/sub/c_test.py \n")
+        // By name: sorted, dealt in turn.
+        .stdout_has("node 0/2 name: tests/a_test.py tests/sub/c_test.py \n")
+        .stdout_has("node 1/2 name: tests/b_test.py \n")
+        // By size: the 1000-byte file alone, the two small ones together.
+        .stdout_has("node 0/2 size: tests/a_test.py \n")
+        .stdout_has("node 1/2 size: tests/b_test.py tests/sub/c_test.py \n")
+        // Node 0 ran before any results were stored: file sizes. Node 1 has node 0's timings: b (5 s) alone.
+        .stdout_has("node 0/2 timings: tests/a_test.py \n")
+        .stdout_has("node 1/2 timings: tests/a_test.py tests/sub/c_test.py \n");
+    assert_no_containers(&e);
+}

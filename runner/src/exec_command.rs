@@ -62,6 +62,10 @@ pub struct ExecArgs {
     /// Print events as JSON lines instead of text.
     #[arg(long)]
     json: bool,
+    /// Run N copies of the job (CIRCLE_NODE_INDEX 0..N-1, CIRCLE_NODE_TOTAL N), one after another; default: the
+    /// job's `parallelism`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    parallelism: Option<u32>,
 }
 
 /// Set by SIGINT/SIGTERM.
@@ -178,7 +182,7 @@ pub fn run(args: ExecArgs) -> ExitCode {
             pipeline_id: ids.1.clone(),
             working_directory: job.working_directory.clone(),
             node_index: 0,
-            node_total: job.parallelism.max(1),
+            node_total: args.parallelism.unwrap_or(job.parallelism).max(1),
         },
         project_env: project_env.clone(),
         secrets: secrets.clone(),
@@ -211,23 +215,39 @@ pub fn run(args: ExecArgs) -> ExitCode {
         }
         return if status == Status::Success { ExitCode::SUCCESS } else { ExitCode::from(1) };
     }
-    let req = request_for(&job, 0);
     install_signal_handlers();
-    match runner::exec::run_job(&req, &sink, &CANCEL) {
-        Ok(outcome) => {
-            if !outcome.kept.is_empty() && !args.json {
-                println!("Kept containers: {}", outcome.kept.join(" "));
+    let base = request_for(&job, 0);
+    let nodes = base.info.node_total;
+    let mut all_succeeded = true;
+    // Parallel nodes run one after another locally: their output stays readable, and a laptop is not a
+    // fleet. Each is a full run of the job with its own containers and CIRCLE_NODE_INDEX.
+    for node in 0..nodes {
+        if CANCEL.load(Ordering::Relaxed) {
+            all_succeeded = false;
+            break;
+        }
+        let mut req = request_for(&job, 0);
+        req.info.node_index = node;
+        if nodes > 1 && !args.json {
+            println!("Node {node} of {nodes} (CIRCLE_NODE_INDEX={node})");
+        }
+        match runner::exec::run_job(&req, &sink, &CANCEL) {
+            Ok(outcome) => {
+                if !outcome.kept.is_empty() && !args.json {
+                    println!("Kept containers: {}", outcome.kept.join(" "));
+                }
+                all_succeeded &= outcome.status == Status::Success;
             }
-            if outcome.status == Status::Success {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
+            Err(e) => {
+                eprintln!("error: {}", req.secrets.mask_str(&e.to_string()));
+                all_succeeded = false;
             }
         }
-        Err(e) => {
-            eprintln!("error: {}", req.secrets.mask_str(&e.to_string()));
-            ExitCode::from(1)
-        }
+    }
+    if all_succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

@@ -173,6 +173,10 @@ fn run_steps(
             String::from_utf8_lossy(&mkdir.output).trim_end()
         ));
     }
+    let timings = super::shim::load_timings(&req.data_dir, &req.job.name);
+    if let Err(e) = super::shim::install(&store, &primary, timings.as_deref()) {
+        output(format!("warning: cannot install the in-job `runner` command (runner step halt, runner tests): {e}\n"));
+    }
     output(format!(
         "primary container {} ({}), {} service container(s); working directory {working_dir}\n",
         &primary[..primary.len().min(12)],
@@ -187,6 +191,8 @@ fn run_steps(
     let mut background = Vec::new();
     let mut failed = false;
     let mut canceled = false;
+    // `runner step halt` ran: the job ends successfully, later steps are skipped.
+    let mut halted = false;
     for (i, step) in req.job.steps.iter().enumerate() {
         let index = i + 1;
         counts.steps += 1;
@@ -197,6 +203,7 @@ fn run_steps(
             _ => StepWhen::OnSuccess,
         };
         let runs = !canceled
+            && !halted
             && match when {
                 StepWhen::Always => true,
                 StepWhen::OnSuccess => !failed,
@@ -270,6 +277,9 @@ fn run_steps(
             Status::Canceled => canceled = true,
             Status::Skipped => counts.skipped += 1,
             _ => {}
+        }
+        if matches!(step, SpecStep::Run(r) if !r.background) && super::shim::halted(&store, &ctx.primary) {
+            halted = true;
         }
         finish(sink, index, &name, status, code, t);
         if cancel.load(Ordering::Relaxed) {
@@ -654,6 +664,11 @@ fn store_test_results(ctx: &Ctx, index: usize, path: &str) -> Result<(), ExecErr
             Ok(c) => cases.extend(c),
             // CircleCI warns about a file it cannot parse and stores the others; so does this step.
             Err(e) => note(format!("warning: {e}: this file is skipped\n")),
+        }
+    }
+    if !cases.is_empty() {
+        if let Err(e) = super::shim::save_timings(&ctx.req.data_dir, &ctx.req.job.name, &cases) {
+            note(format!("warning: cannot keep the timings for `runner tests split`: {e}\n"));
         }
     }
     note(format!("Read {} test results file(s) from {full}\n", found.len()));

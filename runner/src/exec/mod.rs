@@ -12,6 +12,7 @@ pub mod files;
 pub mod job;
 pub mod junit;
 pub mod mask;
+pub mod shim;
 pub mod workflow;
 
 use serde::Serialize;
