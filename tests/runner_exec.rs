@@ -431,3 +431,56 @@ fn runner_exec_parallelism_runs_each_node_and_tests_split_by_name_size_and_timin
         .stdout_has("node 1/2 timings: tests/a_test.py tests/sub/c_test.py \n");
     assert_no_containers(&e);
 }
+
+/// `ssh-keygen -l [-E md5] -f FILE`'s fingerprint.
+fn fingerprint(file: &Path, md5: bool) -> String {
+    let mut c = Command::new("ssh-keygen");
+    c.arg("-l");
+    if md5 {
+        c.args(["-E", "md5"]);
+    }
+    let out = Run::of(c.arg("-f").arg(file)).success().stdout();
+    let fp = out.split_whitespace().nth(1).expect("fingerprint").to_owned();
+    fp.strip_prefix("MD5:").map(str::to_owned).unwrap_or(fp)
+}
+
+#[test]
+fn runner_exec_add_ssh_keys_writes_the_selected_key_and_github_host_keys() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let keys = tempfile::tempdir().expect("key dir");
+    for name in ["one", "two"] {
+        let mut c = Command::new("ssh-keygen");
+        c.args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"]).arg(keys.path().join(name));
+        Run::of(&mut c).success();
+    }
+    let (one, two) = (keys.path().join("one"), keys.path().join("two"));
+    let sha_two = fingerprint(&two.with_extension("pub"), false);
+    let md5_two = fingerprint(&two.with_extension("pub"), true);
+    let config = format!(
+        "version: 2.1\njobs:\n  build:\n    docker: [{{image: busybox:latest}}]\n    steps:\n\
+         \x20     - add_ssh_keys: {{fingerprints: ['{sha_two}']}}\n\
+         \x20     - run: |\n          ls ~/.ssh\n          stat -c '%a %n' ~/.ssh ~/.ssh/id_rsa_*\n\
+         \x20         grep -c '^github.com ' ~/.ssh/known_hosts\n          cat ~/.ssh/config\n          cat ~/.ssh/id_rsa_*\n\
+         workflows:\n  main:\n    jobs: [build]\n"
+    );
+    let p = project(&config, &[]);
+    let (one_s, two_s) = (one.to_string_lossy().into_owned(), two.to_string_lossy().into_owned());
+    let r = runner_exec(&e, p.path(), &["build", "--ssh-key", &one_s, "--ssh-key", &two_s]).success();
+    let file = format!("id_rsa_{}", md5_two.replace(':', ""));
+    let r = r
+        .stdout_has(&format!("Added /root/.ssh/{file} ({md5_two})\n"))
+        .stdout_has(&format!("config\n{file}\nknown_hosts\n"))
+        // The key file is a secret: masked as a whole.
+        .stdout_has(&format!("700 /root/.ssh\n600 /root/.ssh/{file}\n3\nIdentityFile /root/.ssh/{file}\n********"));
+    let key_line = std::fs::read_to_string(&two).expect("key").lines().nth(1).expect("key body").to_owned();
+    assert!(!r.stdout().contains(&key_line), "the private key was shown:\n{}", r.stdout());
+
+    // A fingerprint no key has fails the step, naming it.
+    let bad = config.replace(&sha_two, "SHA256:unknown");
+    let p = project(&bad, &[]);
+    runner_exec(&e, p.path(), &["build", "--ssh-key", &one_s]).code_is(1).stdout_has("SHA256:unknown");
+    assert_no_containers(&e);
+}

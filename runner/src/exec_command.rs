@@ -59,6 +59,9 @@ pub struct ExecArgs {
     /// Keep the job's containers when it ends (their IDs are printed).
     #[arg(long)]
     keep: bool,
+    /// A private SSH key `add_ssh_keys` may add (its fingerprints select it); repeatable. Masked in output.
+    #[arg(long = "ssh-key", value_name = "FILE")]
+    ssh_key: Vec<PathBuf>,
     /// Print events as JSON lines instead of text.
     #[arg(long)]
     json: bool,
@@ -161,7 +164,15 @@ pub fn run(args: ExecArgs) -> ExitCode {
             Err(e) => return config_error(e),
         }
     }
-    let secrets = Secrets::new(project_env.iter().map(|(_, v)| v.as_str()));
+    let mut ssh_keys = Vec::new();
+    for f in &args.ssh_key {
+        match runner::exec::ssh::SshKey::read(f) {
+            Ok(k) => ssh_keys.push(k),
+            Err(e) => return config_error(e),
+        }
+    }
+    let secrets =
+        Secrets::new(project_env.iter().map(|(_, v)| v.as_str()).chain(ssh_keys.iter().map(|k| k.private.as_str())));
     let origin = repo.as_ref().and_then(|r| r.origin_url.clone()).unwrap_or_default();
     let (username, reponame) = project_names(&origin, repo.as_ref().map(|r| r.dir.clone()).unwrap_or(cwd));
     let ids = ids();
@@ -189,6 +200,7 @@ pub fn run(args: ExecArgs) -> ExitCode {
         keep: args.keep,
         data_dir: args.data_dir.clone(),
         remote: None,
+        ssh_keys: ssh_keys.clone(),
     };
     let sink: Arc<dyn EventSink> = Arc::new(Printer { json: args.json, out: Mutex::new(std::io::stdout()) });
     if let Some(name) = &args.workflow {

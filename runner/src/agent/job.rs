@@ -158,6 +158,8 @@ pub fn exec_request(a: &JobAssignment, ctx: &JobContext, remote: Arc<dyn RemoteF
         keep: false,
         data_dir: ctx.data_dir.to_path_buf(),
         remote: Some(remote),
+        // The protocol carries no SSH keys yet: `add_ssh_keys` says so and adds none.
+        ssh_keys: Vec::new(),
     }
 }
 

@@ -4,7 +4,7 @@
 //! environment of [`super::env`] and their output streamed through the [`Masker`]; background steps stream
 //! from their own thread and are stopped when the job ends; caches go through [`super::cache`], workspaces and
 //! artifacts through [`super::files`], test results through [`super::junit`]. Steps `runner exec` does not
-//! support yet (remote docker, ssh keys) are reported and skipped.
+//! support yet (remote docker) are reported and skipped; `add_ssh_keys` goes through [`super::ssh`].
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,6 +49,8 @@ pub struct ExecRequest {
     pub data_dir: PathBuf,
     /// For `runner agent`: workspaces and artifacts go to the coordinator instead of staying in `data_dir`.
     pub remote: Option<files::Remote>,
+    /// Keys `add_ssh_keys` may add (`runner exec --ssh-key FILE`).
+    pub ssh_keys: Vec<super::ssh::SshKey>,
 }
 
 /// How the job ended.
@@ -257,6 +259,10 @@ fn run_steps(
                     Err(e) => step_error(&ctx, index, &e),
                 }
             }
+            SpecStep::AddSshKeys { fingerprints } => match add_ssh_keys(&ctx, index, fingerprints) {
+                Ok(()) => (Status::Success, None),
+                Err(e) => step_error(&ctx, index, &e),
+            },
             SpecStep::StoreTestResults { path } => match store_test_results(&ctx, index, path) {
                 Ok(()) => (Status::Success, None),
                 Err(e) => step_error(&ctx, index, &e),
@@ -609,6 +615,23 @@ fn store_artifacts(ctx: &Ctx, index: usize, path: &str, destination: Option<&str
         text.push_str(&format!("  {file} ({})\n", engine::humanize::size(size)));
     }
     ctx.sink.event(&Event::Output { step: index, text: ctx.req.secrets.mask_str(&text) });
+    Ok(())
+}
+
+fn add_ssh_keys(ctx: &Ctx, index: usize, fingerprints: &[String]) -> Result<(), ExecError> {
+    let keys = super::ssh::select(&ctx.req.ssh_keys, fingerprints)?;
+    let mut text = String::new();
+    if keys.is_empty() {
+        text.push_str("warning: no SSH keys were given to the runner (runner exec --ssh-key FILE): none added\n");
+    } else {
+        let names = super::ssh::install(ctx.store, &ctx.primary, &ctx.home, &keys)?;
+        for (key, name) in keys.iter().zip(&names) {
+            let fp = key.md5.as_deref().or(key.sha256.as_deref()).unwrap_or("no fingerprint");
+            text.push_str(&format!("Added {}/.ssh/{name} ({fp})\n", ctx.home));
+        }
+        text.push_str(&format!("Added github.com's host keys to {}/.ssh/known_hosts\n", ctx.home));
+    }
+    ctx.sink.event(&Event::Output { step: index, text });
     Ok(())
 }
 

@@ -13,6 +13,7 @@ pub mod job;
 pub mod junit;
 pub mod mask;
 pub mod shim;
+pub mod ssh;
 pub mod workflow;
 
 use serde::Serialize;
