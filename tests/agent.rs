@@ -64,7 +64,10 @@ const RUNNER_TOKEN: &str = "drt_test";
 
 impl FakeCoordinator {
     fn start() -> FakeCoordinator {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        FakeCoordinator::serve_on(TcpListener::bind("127.0.0.1:0").expect("bind"))
+    }
+
+    fn serve_on(listener: TcpListener) -> FakeCoordinator {
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let shared: Arc<(Mutex<State>, Condvar)> = Arc::default();
         let s = Arc::clone(&shared);
@@ -624,4 +627,43 @@ fn agent_sigterm_finishes_the_running_job_and_a_second_one_cancels_it() {
     assert_eq!(exit_code(child), 0);
     assert_eq!(c.with(|s| s.results.get("j-second").map(|r| r["status"].clone())), Some(json!("canceled")));
     assert_no_containers(&e);
+}
+
+#[test]
+fn agent_waits_for_a_coordinator_that_is_not_up_yet() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let (repo, head) = repository();
+    let data = tempfile::tempdir().expect("data dir");
+    // A free port with nobody listening: registration is refused until the coordinator binds it.
+    let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let log = data.path().join("agent.log");
+    let mut cmd = Command::new(bin_dir().join("runner"));
+    cmd.args(["agent", "--url", &format!("http://127.0.0.1:{port}"), "--token", REGISTRATION_TOKEN])
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("DRYDOCK_ROOT", e.root())
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"));
+    let child = cmd.spawn().expect("start runner agent");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("coordinator away") {
+        assert!(
+            Instant::now() < deadline,
+            "the agent never retried: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let c = FakeCoordinator::serve_on(TcpListener::bind(("127.0.0.1", port)).expect("bind the same port"));
+    c.enqueue(assignment("j-late", json!([{"run": {"command": "echo late but here"}}]), repo.path(), &head));
+    assert_eq!(c.result("j-late")["status"], "success");
+    assert_eq!(c.log("j-late", 0), "late but here\n");
+    assert_eq!(c.with(|s| s.registrations), 1);
+    sigterm(&child);
+    assert_eq!(exit_code(child), 0);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("what=\"register\""), "{text}");
 }

@@ -63,7 +63,9 @@ fn host_name() -> String {
 pub fn run(args: AgentArgs) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DRYDOCK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
+    // Colours only for a person at a terminal (not for journald or a log file).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).with_env_filter(filter).init();
     let labels = match agent::parse_labels(&args.labels) {
         Ok(l) => l,
         Err(e) => {
