@@ -592,6 +592,14 @@ fn agent_cancel_from_heartbeat_stops_the_step_and_lease_lost_silences_the_job() 
     c.enqueue(assignment("j-after", json!([{"run": {"command": "true"}}]), repo.path(), &head));
     assert_eq!(c.result("j-after")["status"], "success");
     assert!(c.with(|s| !s.results.contains_key("j-lost")), "a result was sent for a lost lease");
+    // An assignment this runner cannot read is reported (so its lease does not just run out), and the agent
+    // goes on.
+    c.enqueue(json!({"wire_version": 1, "job": {"id": "j-unreadable"}, "spec": "not a job"}));
+    let result = c.result("j-unreadable");
+    assert_eq!(result["status"], "infrastructure_fail", "{result:#}");
+    assert!(result["message"].as_str().is_some_and(|m| m.contains("cannot read this job's assignment")), "{result:#}");
+    c.enqueue(assignment("j-last", json!([{"run": {"command": "true"}}]), repo.path(), &head));
+    assert_eq!(c.result("j-last")["status"], "success");
     sigterm(&child);
     assert_eq!(exit_code(child), 0);
 }

@@ -23,6 +23,9 @@ pub enum ApiError {
     /// A log chunk left a gap; the coordinator has the step's log up to `expected_offset`.
     #[error("the coordinator expects log offset {expected_offset:?} (409 conflict)")]
     Conflict { expected_offset: Option<u64> },
+    /// A leased job whose assignment this runner cannot read (a newer or broken coordinator).
+    #[error("cannot read the assignment of job {job_id}: {message}")]
+    BadAssignment { job_id: String, message: String },
     #[error("the coordinator refused the runner token (401): {0}")]
     Unauthorized(String),
     /// Any other answer: a bug on one side or a refused request; retrying does not help.
@@ -206,7 +209,24 @@ impl Client {
         if r.status().as_u16() == 204 {
             return Ok(None);
         }
-        Self::read(path, r).map(Some)
+        let value: serde_json::Value = Self::read(path, r)?;
+        match serde_json::from_value::<JobAssignment>(value.clone()) {
+            Ok(a) => Ok(Some(a)),
+            // The job is leased to us now: say so rather than let its lease run out.
+            Err(e) => match value.pointer("/job/id").and_then(|v| v.as_str()) {
+                Some(id) => Err(ApiError::BadAssignment {
+                    job_id: id.to_owned(),
+                    message: format!("{e}; upgrade the runner or the coordinator"),
+                }),
+                None => Err(ApiError::Refused {
+                    method: "POST",
+                    path: path.to_owned(),
+                    status: 200,
+                    code: "bad_answer".into(),
+                    message: format!("the lease answer is not a job assignment ({e})"),
+                }),
+            },
+        }
     }
 
     /// `POST /api/v1/jobs/{id}/heartbeat`.

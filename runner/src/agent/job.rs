@@ -182,6 +182,25 @@ fn outcome_of_error(e: &ExecError) -> JobOutcome {
     }
 }
 
+/// Reports a leased job whose assignment could not be read as `infrastructure_fail` (the coordinator retries
+/// it, perhaps on a newer runner), so its lease does not just run out.
+pub fn report_unreadable(client: &Client, job_id: &str, message: &str) {
+    tracing::error!(job.id = %job_id, error = %message, "cannot read a leased job's assignment");
+    let now = now_ms();
+    let result = JobResult {
+        job_id: job_id.to_owned(),
+        status: JobOutcome::InfrastructureFail,
+        exit_code: None,
+        message: Some(format!("the runner cannot read this job's assignment: {message}")),
+        started_at: now,
+        finished_at: now,
+        steps: Vec::new(),
+    };
+    if let Err(e) = retrying("complete", &|| false, || client.complete(&result)) {
+        tracing::error!(job.id = %job_id, error = %e, "cannot report the unreadable job");
+    }
+}
+
 /// Heartbeat state shared between the job and its heartbeat thread.
 #[derive(Default)]
 struct Lease {

@@ -156,6 +156,10 @@ pub fn run(opts: &AgentOptions, signals: &Signals) -> Result<(), AgentError> {
                             job::run_assignment(&assignment, &ctx);
                         }
                         Ok(None) => backoff.reset(),
+                        Err(ApiError::BadAssignment { job_id, message }) => {
+                            backoff.reset();
+                            job::report_unreadable(client, &job_id, &message);
+                        }
                         Err(ApiError::Unauthorized(message)) => {
                             if let Ok(mut r) = refused.lock() {
                                 r.get_or_insert(message);
