@@ -675,3 +675,33 @@ fn agent_waits_for_a_coordinator_that_is_not_up_yet() {
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(text.contains("what=\"register\""), "{text}");
 }
+
+#[test]
+fn agent_concurrency_runs_a_second_job_while_the_first_still_runs() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let c = FakeCoordinator::start();
+    let (repo, head) = repository();
+    let data = tempfile::tempdir().expect("data dir");
+    let mut cmd = Command::new(bin_dir().join("runner"));
+    cmd.args(["agent", "--url", &c.url, "--token", REGISTRATION_TOKEN, "--concurrency", "2"])
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("DRYDOCK_ROOT", e.root())
+        .stdin(Stdio::null());
+    let child = cmd.spawn().expect("start runner agent");
+    c.enqueue(assignment("j-long", json!([{"run": {"command": "sleep 1000"}}]), repo.path(), &head));
+    c.wait_for("the long job to start", |s| step_event(s, "j-long", 0, "step_started").is_some());
+    // With one lease loop this job would wait for `sleep 1000`; with two it runs now.
+    c.enqueue(assignment("j-short", json!([{"run": {"command": "echo side by side"}}]), repo.path(), &head));
+    assert_eq!(c.result("j-short")["status"], "success");
+    assert_eq!(c.log("j-short", 0), "side by side\n");
+    assert!(c.with(|s| !s.results.contains_key("j-long")));
+    c.with(|s| s.cancel.insert("j-long".into()));
+    assert_eq!(c.result("j-long")["status"], "canceled");
+    sigterm(&child);
+    assert_eq!(exit_code(child), 0);
+    assert_no_containers(&e);
+}
