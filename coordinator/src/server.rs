@@ -1,0 +1,74 @@
+//! `coordinator serve`: opens (and migrates) the store, starts the background tasks and serves the API until
+//! SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::api::{self, AppState};
+use crate::store::Store;
+
+/// How to serve.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub lease_ttl_ms: i64,
+    pub max_artifact_bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot listen on {addr}: {source}: pick another address with --listen")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("the server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// The state a server with `options` runs on (store opened and migrated).
+pub async fn state(options: &ServeOptions) -> Result<AppState, ServeError> {
+    std::fs::create_dir_all(&options.data_dir)
+        .map_err(|source| ServeError::DataDir { path: options.data_dir.clone(), source })?;
+    let store = Store::open(&options.database_url).await?;
+    let mut state = AppState::new(store, options.data_dir.clone());
+    state.lease_ttl_ms = options.lease_ttl_ms;
+    state.max_artifact_bytes = options.max_artifact_bytes;
+    Ok(state)
+}
+
+/// Serves until a shutdown signal.
+pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
+    let state = state(&options).await?;
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|source| ServeError::Listen { addr: options.listen, source })?;
+    let local = listener.local_addr().map_err(ServeError::Serve)?;
+    tracing::info!(listen = %local, data_dir = %options.data_dir.display(), "coordinator serving");
+    // Scripts and tests read this line to learn the port when `--listen` asked for port 0.
+    println!("listening on http://{local}");
+    tokio::spawn(crate::scheduler::expire_leases_forever(state.clone()));
+    let app = api::router(state.clone());
+    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.map_err(ServeError::Serve)?;
+    state.store.close().await;
+    Ok(())
+}
+
+async fn shutdown() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}
