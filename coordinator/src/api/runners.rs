@@ -442,3 +442,226 @@ async fn complete(
     }
     Ok(Json(serde_json::json!({})).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::store::pipelines::PipelineTrigger;
+    use crate::store::projects::NewProject;
+    use crate::store::testing;
+
+    /// Sends one request to the real router; returns status and JSON body (`null` when empty).
+    async fn call(
+        app: &Router,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = req.body(Body::from(body)).unwrap_or_else(|e| panic!("{e}"));
+        let resp = app.clone().oneshot(req).await.unwrap_or_else(|e| panic!("{e}"));
+        let status = resp.status().as_u16();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap_or_default();
+        let json =
+            if bytes.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(&bytes).unwrap_or_default() };
+        (status, json)
+    }
+
+    fn json(v: serde_json::Value) -> Vec<u8> {
+        v.to_string().into_bytes()
+    }
+
+    const CONFIG: &str = "version: 2.1\njobs:\n  build: {docker: [{image: busybox}], steps: [{run: 'echo hi'}]}\n  \
+        deploy: {docker: [{image: busybox}], steps: [{run: 'true'}]}\nworkflows:\n  main:\n    jobs: [build, \
+        {deploy: {requires: [build]}}]\n";
+
+    #[tokio::test]
+    async fn a_runner_registers_leases_reports_and_completes_a_job() {
+        for db in testing::databases().await {
+            let name = db.name;
+            let state = AppState::new(db.store.clone(), db.dir.path().to_path_buf());
+            let app = crate::api::router(state.clone());
+            let s = &db.store;
+            let project = s
+                .add_project(&NewProject {
+                    slug: "acme/app".into(),
+                    clone_url: "https://example.invalid/acme/app.git".into(),
+                    local_path: None,
+                    webhook_secret_enc: None,
+                    default_branch: "main".into(),
+                    fork_secrets: false,
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+
+            // Registration needs a registration token.
+            let (status, _) = call(
+                &app,
+                "POST",
+                "/api/v1/runners/register",
+                None,
+                json(serde_json::json!({"registration_token": "drr_nope", "name": "r1"})),
+            )
+            .await;
+            assert_eq!(status, 401, "{name}");
+            let reg = s.create_token(TokenKind::RunnerRegistration).await.unwrap_or_else(|e| panic!("{e}"));
+            let (status, body) = call(
+                &app,
+                "POST",
+                "/api/v1/runners/register",
+                None,
+                json(serde_json::json!({"registration_token": reg, "name": "r1"})),
+            )
+            .await;
+            assert_eq!(status, 201, "{name}: {body}");
+            let token = body["token"].as_str().unwrap_or_default().to_string();
+            assert!(token.starts_with("drt_"), "{body}");
+
+            // Nothing queued: 204 after the wait; no token: 401.
+            let (status, _) =
+                call(&app, "POST", "/api/v1/runners/lease", Some(&token), json(serde_json::json!({"wait_ms": 50})))
+                    .await;
+            assert_eq!(status, 204, "{name}");
+            let (status, body) = call(&app, "POST", "/api/v1/runners/lease", None, vec![]).await;
+            assert_eq!((status, body["error"].as_str()), (401, Some("unauthorized")));
+
+            // A long-poll waiting when the pipeline is created gets the job.
+            let waiting = {
+                let app = app.clone();
+                let token = token.clone();
+                tokio::spawn(async move {
+                    call(
+                        &app,
+                        "POST",
+                        "/api/v1/runners/lease",
+                        Some(&token),
+                        json(serde_json::json!({"wait_ms": 20000})),
+                    )
+                    .await
+                })
+            };
+            let trigger = PipelineTrigger {
+                source: "api".into(),
+                branch: Some("main".into()),
+                sha: "0123abc".into(),
+                ..Default::default()
+            };
+            let created = s
+                .create_pipeline(project.id, &trigger, &crate::store::jobs::tests::planned(CONFIG, "main"))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            state.wake_runners();
+            let (status, assignment) = waiting.await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(status, 200, "{name}: {assignment}");
+            let a: JobAssignment = serde_json::from_value(assignment).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!((a.job.name.as_str(), a.job.attempt, a.pipeline.number), ("build", 1, created.number as u64));
+            assert_eq!(a.env.get("CIRCLE_SHA1").map(String::as_str), Some("0123abc"));
+            assert_eq!(a.env.get("CIRCLE_BRANCH").map(String::as_str), Some("main"));
+            assert_eq!(a.env.get("CIRCLE_PROJECT_REPONAME").map(String::as_str), Some("app"));
+            assert_eq!(a.checkout.revision, "0123abc");
+            let job = a.job.id.clone();
+
+            let (status, body) =
+                call(&app, "POST", &format!("/api/v1/jobs/{job}/heartbeat"), Some(&token), vec![]).await;
+            assert_eq!((status, body["cancel"].as_bool()), (200, Some(false)), "{name}: {body}");
+
+            // Events: a retried batch adds nothing; a gap is a conflict naming the offset to resend from.
+            let batch = serde_json::json!([
+                {"type": "step_started", "job_id": job, "step": 0, "name": "echo hi", "at": 1},
+                {"type": "log", "job_id": job, "step": 0, "stream": "stdout", "offset": 0, "data": "hello "},
+                {"type": "log", "job_id": job, "step": 0, "stream": "stdout", "offset": 6, "data": "world\n"},
+            ]);
+            for _ in 0..2 {
+                let (status, body) =
+                    call(&app, "POST", &format!("/api/v1/jobs/{job}/events"), Some(&token), json(batch.clone())).await;
+                assert_eq!((status, body["accepted"].as_u64()), (200, Some(3)), "{name}: {body}");
+            }
+            let gap = serde_json::json!([{"type": "log", "job_id": job, "step": 0, "stream": "stdout", "offset": 40, "data": "x"}]);
+            let (status, body) =
+                call(&app, "POST", &format!("/api/v1/jobs/{job}/events"), Some(&token), json(gap)).await;
+            assert_eq!((status, body["expected_offset"].as_u64()), (409, Some(12)), "{name}: {body}");
+            let log: String = s
+                .job_log(a.job.id.parse().unwrap_or(0), 1)
+                .await
+                .unwrap_or_default()
+                .iter()
+                .map(|c| c.data.clone())
+                .collect();
+            assert_eq!(log, "hello world\n", "{name}");
+
+            // Artifacts: stored, `..` refused.
+            let (status, _) = call(
+                &app,
+                "PUT",
+                &format!("/api/v1/jobs/{job}/artifacts/reports/out.txt"),
+                Some(&token),
+                b"report".to_vec(),
+            )
+            .await;
+            assert_eq!(status, 201, "{name}");
+            let (status, _) = call(
+                &app,
+                "PUT",
+                &format!("/api/v1/jobs/{job}/artifacts/a/%2E%2E/%2E%2E/x"),
+                Some(&token),
+                b"x".to_vec(),
+            )
+            .await;
+            assert_eq!(status, 400, "{name}");
+
+            // A workspace layer persisted by build is what deploy attaches.
+            let (status, _) =
+                call(&app, "PUT", &format!("/api/v1/jobs/{job}/workspace"), Some(&token), b"tar bytes".to_vec()).await;
+            assert_eq!(status, 201, "{name}");
+
+            let result = serde_json::json!({"job_id": job, "status": "success", "started_at": 1, "finished_at": 2});
+            for _ in 0..2 {
+                let (status, body) =
+                    call(&app, "POST", &format!("/api/v1/jobs/{job}/complete"), Some(&token), json(result.clone()))
+                        .await;
+                assert_eq!(status, 200, "{name}: {body}");
+            }
+            let (status, body) =
+                call(&app, "POST", &format!("/api/v1/jobs/{job}/heartbeat"), Some(&token), vec![]).await;
+            assert_eq!((status, body["error"].as_str()), (409, Some("lease_lost")), "{name}");
+
+            // deploy is queued now and sees build's workspace layer.
+            let (status, assignment) =
+                call(&app, "POST", "/api/v1/runners/lease", Some(&token), json(serde_json::json!({"wait_ms": 0})))
+                    .await;
+            assert_eq!((status, assignment["job"]["name"].as_str()), (200, Some("deploy")), "{name}");
+            let deploy = assignment["job"]["id"].as_str().unwrap_or_default().to_string();
+            let (status, body) =
+                call(&app, "GET", &format!("/api/v1/jobs/{deploy}/workspace"), Some(&token), vec![]).await;
+            assert_eq!(status, 200, "{name}");
+            let url = body["layers"][0]["url"].as_str().unwrap_or_default().to_string();
+            assert_eq!(body["layers"][0]["size_bytes"].as_u64(), Some(9), "{name}: {body}");
+            let req = Request::builder()
+                .uri(&url)
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap_or_else(|e| panic!("{e}"));
+            let resp = app.clone().oneshot(req).await.unwrap_or_else(|e| panic!("{e}"));
+            let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap_or_default();
+            assert_eq!(&bytes[..], b"tar bytes", "{name}");
+
+            // Oversize JSON bodies are refused as problems.
+            let big = vec![b' '; MAX_JSON_BYTES + 10];
+            let (status, body) = call(&app, "POST", &format!("/api/v1/jobs/{deploy}/events"), Some(&token), big).await;
+            assert_eq!((status, body["error"].as_str()), (413, Some("too_large")), "{name}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_masked_longest_first() {
+        let secrets = vec!["hunter2hunter2".to_string(), "hunter2".to_string(), "ab".to_string()];
+        assert_eq!(mask_secrets("pw=hunter2hunter2 or hunter2, ab", &secrets), "pw=******** or ********, ab");
+    }
+}

@@ -491,7 +491,7 @@ fn aggregate_state(states: &[&str]) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use config_schema::plan::Trigger;
