@@ -17,6 +17,7 @@ pub mod logs;
 pub mod pipelines;
 pub mod projects;
 pub mod runners;
+pub mod secrets;
 
 use std::borrow::Cow;
 use std::path::Path;
