@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use coordinator::server::{self, ServeOptions};
+use coordinator::pipeline::{self, TriggerRequest};
+use coordinator::secrets::SecretKey;
+use coordinator::server::{self, secret_key_path, ServeOptions};
 use coordinator::store::runners::TokenKind;
 use coordinator::store::{sqlite_url, Store};
 
@@ -47,6 +49,17 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Create a pipeline for a project's branch, tag or commit (fetches the repository first).
+    Trigger {
+        project: String,
+        #[arg(long, conflicts_with = "tag")]
+        branch: Option<String>,
+        #[arg(long)]
+        tag: Option<String>,
+        /// The commit (default: the tip of the branch or tag; the default branch when neither is given).
+        #[arg(long)]
+        sha: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -65,6 +78,9 @@ enum ProjectCommand {
         /// Give forked pull requests the project's secrets.
         #[arg(long)]
         fork_secrets: bool,
+        /// The secret of the GitHub webhook (stored encrypted); webhooks are refused without one.
+        #[arg(long, env = "DRYDOCK_WEBHOOK_SECRET", hide_env_values = true)]
+        webhook_secret: Option<String>,
     },
     /// List projects.
     List,
@@ -116,6 +132,10 @@ async fn open_store(cli: &Cli) -> anyhow::Result<Store> {
     Ok(Store::open(&database_url(cli)).await?)
 }
 
+fn secret_key(cli: &Cli) -> anyhow::Result<SecretKey> {
+    Ok(SecretKey::load_or_create(&secret_key_path(&cli.data_dir))?)
+}
+
 fn database_url(cli: &Cli) -> String {
     cli.database_url.clone().filter(|u| !u.is_empty()).unwrap_or_else(|| sqlite_url(&cli.data_dir))
 }
@@ -137,6 +157,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("database is up to date");
         }
         Command::Project(cmd) => project(&cli, cmd).await?,
+        Command::Trigger { project, branch, tag, sha } => {
+            let store = open_store(&cli).await?;
+            let project = store.project_by_slug(project).await?;
+            let req = TriggerRequest {
+                source: "api".into(),
+                branch: branch.clone(),
+                tag: tag.clone(),
+                sha: sha.clone(),
+                ..Default::default()
+            };
+            let created = pipeline::create(&store, &cli.data_dir, &project, &req).await?;
+            let row = store.pipeline(created.pipeline_id).await?;
+            println!("pipeline {} #{}: {} ({} jobs queued)", project.slug, row.number, row.state, created.queued_jobs);
+            if let Some(error) = row.error {
+                println!("{error}");
+            }
+        }
         Command::Token(TokenCommand::Create { admin, .. }) => {
             let store = open_store(&cli).await?;
             let kind = if *admin { TokenKind::Admin } else { TokenKind::RunnerRegistration };
@@ -149,14 +186,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn project(cli: &Cli, cmd: &ProjectCommand) -> anyhow::Result<()> {
     let store = open_store(cli).await?;
     match cmd {
-        ProjectCommand::Add { name, clone_url, local, default_branch, fork_secrets } => {
-            let new = coordinator::projects::new_project(
+        ProjectCommand::Add { name, clone_url, local, default_branch, fork_secrets, webhook_secret } => {
+            let mut new = coordinator::projects::new_project(
                 name,
                 clone_url.as_deref(),
                 local.as_deref(),
                 default_branch,
                 *fork_secrets,
             )?;
+            if let Some(secret) = webhook_secret.as_deref().filter(|s| !s.is_empty()) {
+                new.webhook_secret_enc = Some(secret_key(cli)?.encrypt(secret));
+            }
             let p = store.add_project(&new).await?;
             println!("added project {} (id {})", p.slug, p.id);
         }

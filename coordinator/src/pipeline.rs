@@ -38,8 +38,12 @@ pub struct TriggerRequest {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    #[error("repository mirror of `{project}`: {source}")]
-    Repo { project: String, source: RepoError },
+    #[error("repository mirror of `{project}`")]
+    Repo {
+        project: String,
+        #[source]
+        source: RepoError,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the repository task failed: {0}")]
@@ -55,8 +59,15 @@ struct Fetched {
 }
 
 /// Creates the pipeline `req` asks for in `project`; returns what was stored.
-pub async fn create(store: &Store, data_dir: &Path, project: &Project, req: &TriggerRequest) -> Result<Created, PipelineError> {
-    create_inner(store, data_dir, project, req, None).await.map(|c| c.unwrap_or(Created { pipeline_id: 0, number: 0, queued_jobs: 0 }))
+pub async fn create(
+    store: &Store,
+    data_dir: &Path,
+    project: &Project,
+    req: &TriggerRequest,
+) -> Result<Created, PipelineError> {
+    create_inner(store, data_dir, project, req, None)
+        .await?
+        .ok_or_else(|| PipelineError::Task("the pipeline was not stored".into()))
 }
 
 /// Creates the pipeline of webhook delivery `delivery_id` and marks the delivery processed in the same
@@ -89,7 +100,11 @@ async fn create_inner(
         sha: fetched.sha.clone(),
         pr_number: req.pr_number.map(|n| n as i64),
         is_fork: req.is_fork,
-        commit_message: if req.commit_message.is_empty() { fetched.message.clone() } else { req.commit_message.clone() },
+        commit_message: if req.commit_message.is_empty() {
+            fetched.message.clone()
+        } else {
+            req.commit_message.clone()
+        },
         author: if req.author.is_empty() { fetched.author.clone() } else { req.author.clone() },
     };
     let planned = plan(&fetched, &req);

@@ -5,7 +5,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::api::{self, AppState};
+use crate::secrets::{SecretError, SecretKey};
 use crate::store::Store;
+
+/// The key file that encrypts secrets at rest (created with mode 0600 on first use).
+pub fn secret_key_path(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("secret.key")
+}
 
 /// How to serve.
 #[derive(Debug, Clone)]
@@ -21,6 +27,8 @@ pub struct ServeOptions {
 pub enum ServeError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
     #[error("cannot create the data directory {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
     #[error("cannot listen on {addr}: {source}: pick another address with --listen")]
@@ -34,7 +42,8 @@ pub async fn state(options: &ServeOptions) -> Result<AppState, ServeError> {
     std::fs::create_dir_all(&options.data_dir)
         .map_err(|source| ServeError::DataDir { path: options.data_dir.clone(), source })?;
     let store = Store::open(&options.database_url).await?;
-    let mut state = AppState::new(store, options.data_dir.clone());
+    let key = SecretKey::load_or_create(&secret_key_path(&options.data_dir))?;
+    let mut state = AppState::new(store, options.data_dir.clone(), key);
     state.lease_ttl_ms = options.lease_ttl_ms;
     state.max_artifact_bytes = options.max_artifact_bytes;
     Ok(state)
@@ -51,6 +60,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     // Scripts and tests read this line to learn the port when `--listen` asked for port 0.
     println!("listening on http://{local}");
     tokio::spawn(crate::scheduler::expire_leases_forever(state.clone()));
+    tokio::spawn(api::webhooks::process_deliveries_forever(state.clone()));
     let app = api::router(state.clone());
     axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.map_err(ServeError::Serve)?;
     state.store.close().await;

@@ -4,6 +4,7 @@
 //! dropped connection.
 
 pub mod runners;
+pub mod webhooks;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use axum::Router;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
+use crate::secrets::SecretKey;
 use crate::store::{Store, StoreError};
 
 /// Largest JSON request body (protocol: 1 MiB).
@@ -31,12 +33,18 @@ pub struct AppState {
     pub max_artifact_bytes: u64,
     /// Largest workspace layer upload.
     pub max_workspace_bytes: u64,
+    /// Encrypts and decrypts secrets at rest (webhook secrets, env vars).
+    pub secret_key: Arc<SecretKey>,
+    /// Woken when a webhook delivery was stored.
+    pub deliveries: Arc<Notify>,
 }
 
 impl AppState {
-    pub fn new(store: Store, data_dir: PathBuf) -> AppState {
+    pub fn new(store: Store, data_dir: PathBuf, secret_key: SecretKey) -> AppState {
         AppState {
             store,
+            secret_key: Arc::new(secret_key),
+            deliveries: Arc::new(Notify::new()),
             queued: Arc::new(Notify::new()),
             data_dir,
             lease_ttl_ms: 60_000,
@@ -53,7 +61,7 @@ impl AppState {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    Router::new().merge(runners::routes()).with_state(state)
+    Router::new().merge(runners::routes()).merge(webhooks::routes()).with_state(state)
 }
 
 /// An error answer: status, code and a sentence saying what to do; extra fields go into the JSON too.

@@ -486,7 +486,9 @@ mod tests {
     async fn a_runner_registers_leases_reports_and_completes_a_job() {
         for db in testing::databases().await {
             let name = db.name;
-            let state = AppState::new(db.store.clone(), db.dir.path().to_path_buf());
+            let key = crate::secrets::SecretKey::load_or_create(&db.dir.path().join("secret.key"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let state = AppState::new(db.store.clone(), db.dir.path().to_path_buf(), key);
             let app = crate::api::router(state.clone());
             let s = &db.store;
             let project = s

@@ -46,9 +46,10 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) 
     let body = axum::body::to_bytes(body, MAX_WEBHOOK_BYTES)
         .await
         .map_err(|_| Problem::too_large("webhook payloads are at most 25 MB"))?;
-    let event = header(&headers, "x-github-event").ok_or_else(|| Problem::bad_request("missing X-GitHub-Event header"))?;
-    let delivery =
-        header(&headers, "x-github-delivery").ok_or_else(|| Problem::bad_request("missing X-GitHub-Delivery header"))?;
+    let event =
+        header(&headers, "x-github-event").ok_or_else(|| Problem::bad_request("missing X-GitHub-Event header"))?;
+    let delivery = header(&headers, "x-github-delivery")
+        .ok_or_else(|| Problem::bad_request("missing X-GitHub-Delivery header"))?;
     if delivery.len() > 100 {
         return Err(Problem::bad_request("X-GitHub-Delivery is longer than 100 characters"));
     }
@@ -88,14 +89,9 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) 
 /// run left behind.
 pub async fn process_deliveries_forever(state: AppState) {
     loop {
-        match state.store.unprocessed_deliveries(100).await {
-            Ok(batch) if !batch.is_empty() => {
-                for d in batch {
-                    process(&state, &d).await;
-                }
-                continue;
-            }
-            Ok(_) => {}
+        match process_pending(&state).await {
+            Ok(0) => {}
+            Ok(_) => continue,
             Err(e) => tracing::error!(error = %e, "cannot read webhook deliveries"),
         }
         tokio::select! {
@@ -103,6 +99,15 @@ pub async fn process_deliveries_forever(state: AppState) {
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
     }
+}
+
+/// Processes up to 100 stored, unprocessed deliveries; returns how many.
+pub async fn process_pending(state: &AppState) -> Result<usize, crate::store::StoreError> {
+    let batch = state.store.unprocessed_deliveries(100).await?;
+    for d in &batch {
+        process(state, d).await;
+    }
+    Ok(batch.len())
 }
 
 /// One delivery → a pipeline (or the reason why none), recorded so it is never processed twice.
