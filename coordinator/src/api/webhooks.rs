@@ -152,3 +152,117 @@ async fn process(state: &AppState, d: &Delivery) {
         tracing::error!(delivery.id = %d.delivery_id, error = %e, "cannot record the delivery's outcome");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Request;
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::store::projects::NewProject;
+    use crate::store::testing;
+
+    /// A local repository with one commit holding `config` as `.circleci/config.yml`; returns its SHA.
+    fn repository(dir: &std::path::Path, config: &str) -> String {
+        let repo = git2::Repository::init(dir).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(dir.join(".circleci")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join(".circleci/config.yml"), config).unwrap_or_else(|e| panic!("{e}"));
+        let mut index = repo.index().unwrap_or_else(|e| panic!("{e}"));
+        index.add_path(std::path::Path::new(".circleci/config.yml")).unwrap_or_else(|e| panic!("{e}"));
+        index.write().unwrap_or_else(|e| panic!("{e}"));
+        let tree_id = index.write_tree().unwrap_or_else(|e| panic!("{e}"));
+        let tree = repo.find_tree(tree_id).unwrap_or_else(|e| panic!("{e}"));
+        let sig = git2::Signature::now("Ada", "ada@example.invalid").unwrap_or_else(|e| panic!("{e}"));
+        let oid = repo
+            .commit(Some("refs/heads/main"), &sig, &sig, "add config", &tree, &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        oid.to_string()
+    }
+
+    fn sign(secret: &str, body: &[u8]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        mac.update(body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    async fn post(app: &Router, delivery: &str, signature: Option<&str>, body: &[u8]) -> u16 {
+        let mut req = Request::builder()
+            .method("POST")
+            .uri("/webhooks/github")
+            .header("x-github-event", "push")
+            .header("x-github-delivery", delivery)
+            .header("content-type", "application/json");
+        if let Some(s) = signature {
+            req = req.header("x-hub-signature-256", s);
+        }
+        let req = req.body(Body::from(body.to_vec())).unwrap_or_else(|e| panic!("{e}"));
+        app.clone().oneshot(req).await.unwrap_or_else(|e| panic!("{e}")).status().as_u16()
+    }
+
+    async fn pipeline_count(state: &AppState, project: i64) -> usize {
+        state.store.pipelines(project, 1000).await.unwrap_or_default().len()
+    }
+
+    #[tokio::test]
+    async fn signed_pushes_make_one_pipeline_per_delivery_and_forgeries_nothing() {
+        for db in testing::databases().await {
+            let name = db.name;
+            let repo_dir = db.dir.path().join("repo");
+            let sha = repository(
+                &repo_dir,
+                "version: 2.1\njobs:\n  build: {docker: [{image: busybox}], steps: [{run: 'true'}]}\nworkflows:\n  \
+                 main:\n    jobs: [build]\n",
+            );
+            let key = crate::secrets::SecretKey::load_or_create(&db.dir.path().join("secret.key"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let secret = "It's a Secret to Everybody";
+            let project = db
+                .store
+                .add_project(&NewProject {
+                    slug: "octocat/Hello-World".into(),
+                    clone_url: repo_dir.display().to_string(),
+                    local_path: Some(repo_dir.display().to_string()),
+                    webhook_secret_enc: Some(key.encrypt(secret)),
+                    default_branch: "main".into(),
+                    fork_secrets: false,
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let state = AppState::new(db.store.clone(), db.dir.path().join("data"), key);
+            let app = crate::api::router(state.clone());
+
+            let fixture = include_str!("../../tests/fixtures/github/push-branch.json");
+            let mut payload: serde_json::Value = serde_json::from_str(fixture).unwrap_or_else(|e| panic!("{e}"));
+            payload["ref"] = "refs/heads/main".into();
+            payload["after"] = sha.clone().into();
+            let body = payload.to_string().into_bytes();
+
+            // Unsigned, wrongly signed, or signed over other bytes: 401 and nothing stored.
+            assert_eq!(post(&app, "d-1", None, &body).await, 401, "{name}");
+            assert_eq!(post(&app, "d-1", Some(&sign("wrong", &body)), &body).await, 401, "{name}");
+            let mut tampered = body.clone();
+            tampered.push(b' ');
+            assert_eq!(post(&app, "d-1", Some(&sign(secret, &body)), &tampered).await, 401, "{name}");
+            assert_eq!(db.store.unprocessed_deliveries(10).await.map(|d| d.len()).ok(), Some(0), "{name}");
+
+            // Signed: 202, then a redelivery 200; one pipeline after processing.
+            assert_eq!(post(&app, "d-1", Some(&sign(secret, &body)), &body).await, 202, "{name}");
+            assert_eq!(post(&app, "d-1", Some(&sign(secret, &body)), &body).await, 200, "{name}");
+            assert_eq!(post(&app, "d-2", Some(&sign(secret, &body)), &body).await, 202, "{name}");
+            assert_eq!(process_pending(&state).await.ok(), Some(2), "{name}");
+            assert_eq!(process_pending(&state).await.ok(), Some(0), "{name}");
+            assert_eq!(pipeline_count(&state, project.id).await, 2, "{name}");
+            let p = &db.store.pipelines(project.id, 10).await.unwrap_or_default()[0];
+            assert_eq!(
+                (p.state.as_str(), p.trigger.sha.as_str(), p.trigger.branch.as_deref()),
+                ("running", sha.as_str(), Some("main"))
+            );
+
+            // Oversize bodies are refused before anything is read.
+            let huge = vec![b' '; MAX_WEBHOOK_BYTES + 1];
+            assert_eq!(post(&app, "d-3", Some(&sign(secret, &huge)), &huge).await, 413, "{name}");
+        }
+    }
+}
