@@ -79,6 +79,17 @@ pub struct CommitInfo {
 pub struct Mirror {
     path: PathBuf,
     url: String,
+    access_token: Option<AccessToken>,
+}
+
+/// An https access token; never printed.
+#[derive(Clone)]
+struct AccessToken(String);
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessToken(…)")
+    }
 }
 
 impl Mirror {
@@ -94,7 +105,7 @@ impl Mirror {
         }
         let path = data_dir.join(MIRRORS_DIR).join(project_id);
         fs::create_dir_all(&path).map_err(|source| RepoError::CreateDir { path: path.clone(), source })?;
-        let mirror = Mirror { path, url: url.to_string() };
+        let mirror = Mirror { path, url: url.to_string(), access_token: None };
         // Two first opens at once must not both initialise: hold the fetch lock while creating.
         let _lock = mirror.lock()?;
         let repo = match Repository::open_bare(&mirror.path) {
@@ -109,6 +120,14 @@ impl Mirror {
             }
         }
         Ok(mirror)
+    }
+
+    /// The same mirror, fetching over https with `token` as the password (user `x-access-token`): a GitHub
+    /// personal access token or App installation token, for private repositories. The token is kept in memory
+    /// only, never in the mirror's config.
+    pub fn with_access_token(mut self, token: &str) -> Mirror {
+        self.access_token = Some(AccessToken(token.to_string()));
+        self
     }
 
     /// The mirror's directory (a bare repository).
@@ -140,6 +159,19 @@ impl Mirror {
         let repo = self.repo()?;
         let mut remote = repo.remote_anonymous(&self.url).map_err(|e| self.git("set up the remote", e))?;
         let mut options = FetchOptions::new();
+        if let Some(AccessToken(token)) = &self.access_token {
+            let mut callbacks = git2::RemoteCallbacks::new();
+            let mut offered = false;
+            callbacks.credentials(move |_url, _user, allowed| {
+                // libgit2 asks again after a refused credential; offering the same token again would loop.
+                if offered || !allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
+                    return Err(git2::Error::from_str("the access token was refused; check its scopes and expiry"));
+                }
+                offered = true;
+                git2::Cred::userpass_plaintext("x-access-token", token)
+            });
+            options.remote_callbacks(callbacks);
+        }
         options.download_tags(AutotagOption::None);
         options.prune(if prune { FetchPrune::On } else { FetchPrune::Off });
         remote.fetch(refspecs, Some(&mut options), None).map_err(|source| RepoError::Fetch {
@@ -469,6 +501,18 @@ mod tests {
         mirror.fetch_pull_request(7).unwrap();
         assert_eq!(mirror.resolve("refs/pull/7/head").unwrap(), head);
         assert_eq!(mirror.read_file(&head, "pr").unwrap().unwrap(), b"x");
+    }
+
+    #[test]
+    fn an_access_token_is_never_shown_or_stored() {
+        let (dir, upstream, mirror) = setup();
+        let c1 = upstream.commit("main", &[("a", "1")], "one", 1_700_000_000);
+        let mirror = mirror.with_access_token("ghs_very_secret");
+        assert!(!format!("{mirror:?}").contains("ghs_very_secret"));
+        mirror.fetch().unwrap();
+        assert_eq!(mirror.resolve("main").unwrap(), c1);
+        let config = fs::read_to_string(dir.path().join("data/mirrors/proj-1/config")).unwrap();
+        assert!(!config.contains("ghs_very_secret"), "{config}");
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub enum StatusError {
     NoRuntime,
     #[error("cannot set up the GitHub client: {reason}")]
     Client { reason: String },
+    #[error("this GitHub client uses a personal access token, not a GitHub App installation")]
+    NotAnApp,
     #[error("repository {name:?} is not `owner/name`")]
     InvalidRepo { name: String },
     #[error("{sha:?} is not a 40-digit hex commit SHA")]
@@ -114,6 +116,27 @@ impl StatusClient {
             .installation(InstallationId(installation_id))
             .map_err(|e| StatusError::Client { reason: e.to_string() })?;
         Ok(StatusClient { client, base_url: api_base_url.to_string(), retry: RetryPolicy::default() })
+    }
+
+    /// The GitHub App installation token this client uses (fetched or renewed when needed), for https git access
+    /// to the installation's repositories (see [`crate::repo::Mirror::with_access_token`]). A client made with a
+    /// personal access token has none: [`StatusError::NotAnApp`].
+    pub async fn installation_token(&self) -> Result<String, StatusError> {
+        use octocrab::secrecy::ExposeSecret;
+        match self.client.installation_token().await {
+            Ok(token) => Ok(token.expose_secret().to_string()),
+            Err(octocrab::Error::InstallationTokenInvalidAuth { .. }) => Err(StatusError::NotAnApp),
+            Err(octocrab::Error::GitHub { source, .. }) => Err(StatusError::Rejected {
+                repo: String::new(),
+                sha: String::new(),
+                status: source.status_code.as_u16(),
+                message: source.message.clone(),
+                hint: hint(source.status_code.as_u16()),
+            }),
+            Err(e) => {
+                Err(StatusError::Unreachable { base_url: self.base_url.clone(), attempts: 1, reason: error_chain(&e) })
+            }
+        }
     }
 
     /// The same client with another retry policy.
@@ -451,6 +474,11 @@ mod tests {
         for request in &requests[1..] {
             assert_eq!(request.authorization.as_deref(), Some("Bearer ghs_installation_token"));
         }
+        // The cached token serves git access too, without another exchange.
+        assert_eq!(client.installation_token().await.unwrap(), "ghs_installation_token");
+        assert_eq!(github.requests().len(), 3);
+        let pat = StatusClient::new(&github.base_url, "ghp_x").unwrap();
+        assert!(matches!(pat.installation_token().await, Err(StatusError::NotAnApp)));
         assert!(matches!(
             StatusClient::new_app(&github.base_url, 1, b"not a key", 42),
             Err(StatusError::InvalidAppKey { .. })
