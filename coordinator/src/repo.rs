@@ -196,7 +196,8 @@ impl Mirror {
     pub fn resolve(&self, git_ref: &str) -> Result<String, RepoError> {
         let repo = self.repo()?;
         let not_found = || RepoError::RefNotFound { git_ref: git_ref.to_string(), url: self.url.clone() };
-        if git_ref.is_empty() {
+        // git2's `Reference::is_valid_name` panics on a NUL byte; no ref name has one (or any control character).
+        if git_ref.is_empty() || git_ref.chars().any(char::is_control) {
             return Err(not_found());
         }
         if is_full_sha(git_ref) {
@@ -416,6 +417,8 @@ mod tests {
         assert!(matches!(mirror.resolve("nope"), Err(RepoError::RefNotFound { .. })));
         assert!(matches!(mirror.resolve("main@{1}"), Err(RepoError::RefNotFound { .. })));
         assert!(matches!(mirror.resolve(":/first"), Err(RepoError::RefNotFound { .. })));
+        // Found by the robustness test: git2 panicked on a NUL byte in a ref name.
+        assert!(matches!(mirror.resolve("main\0"), Err(RepoError::RefNotFound { .. })));
         assert!(matches!(mirror.resolve(&"0".repeat(40)), Err(RepoError::RefNotFound { .. })));
 
         assert_eq!(mirror.read_file(&c1, ".circleci/config.yml").unwrap().unwrap(), b"version: 2.1\n");
@@ -516,6 +519,21 @@ mod tests {
     }
 
     #[test]
+    fn https_transport_is_built_in() {
+        assert!(git2::Version::get().https(), "libgit2 was built without https: git2's `https` feature is off");
+        // Nothing listens on the port: the https transport runs and fails to connect (it is not "unsupported").
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let dir = tempfile::tempdir().unwrap();
+        let mirror = Mirror::open(dir.path(), "p", &format!("https://127.0.0.1:{port}/o/r.git")).unwrap();
+        let err = mirror.fetch().unwrap_err();
+        let RepoError::Fetch { source, .. } = &err else { panic!("{err}") };
+        assert_ne!(source.class(), git2::ErrorClass::Invalid, "{err}");
+        assert!(!err.to_string().contains("unsupported URL protocol"), "{err}");
+    }
+
+    #[test]
     fn bad_inputs_are_refused_with_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
         for id in ["", "..", "a/b", "a b", "../x"] {
@@ -527,5 +545,47 @@ mod tests {
         let err = mirror.fetch().unwrap_err();
         assert!(matches!(err, RepoError::Fetch { .. }), "{err}");
         assert!(err.to_string().contains("check that the URL is right"), "{err}");
+    }
+}
+
+/// Robustness: any ref name or path a user or payload supplies gives an answer or an error, never a panic, and a
+/// resolved ref is always a full SHA.
+#[cfg(test)]
+mod robustness_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn mirror_with_one_commit() -> (tempfile::TempDir, Mirror, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let upstream = Repository::init(dir.path().join("up")).unwrap();
+        let blob = upstream.blob(b"x").unwrap();
+        let mut tree = upstream.treebuilder(None).unwrap();
+        tree.insert("file", blob, 0o100644).unwrap();
+        let tree = upstream.find_tree(tree.write().unwrap()).unwrap();
+        let sig = git2::Signature::now("a", "a@b").unwrap();
+        let sha = upstream.commit(Some("refs/heads/main"), &sig, &sig, "m", &tree, &[]).unwrap().to_string();
+        let mirror = Mirror::open(&dir.path().join("data"), "p", &dir.path().join("up").display().to_string()).unwrap();
+        mirror.fetch().unwrap();
+        (dir, mirror, sha)
+    }
+
+    #[test]
+    fn any_ref_name_or_path_is_handled() {
+        // One repository for all cases (making one per case is what would take the time).
+        let (_dir, mirror, sha) = mirror_with_one_commit();
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 512, ..Default::default() });
+        let inputs = (".{0,60}", "[a-z./\\\\\u{0}-\u{7f}]{0,40}");
+        let result = runner.run(&inputs, |(name, path)| {
+            if let Ok(resolved) = mirror.resolve(&name) {
+                prop_assert_eq!(&resolved, &sha);
+            }
+            let _ = mirror.read_file(&sha, &path);
+            let _ = mirror.read_file(&name, &path);
+            let _ = mirror.commit_info(&name);
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("{e}");
+        }
     }
 }
