@@ -38,6 +38,8 @@ pub enum RepoError {
     InvalidProjectId { id: String },
     #[error("repository URL is empty: give a local path, file:// or https:// URL")]
     EmptyUrl,
+    #[error("repository URL {url:?} holds control characters; give a local path, file:// or https:// URL")]
+    InvalidUrl { url: String },
     #[error("cannot create mirror directory {path}: {source}")]
     CreateDir { path: PathBuf, source: std::io::Error },
     #[error("mirror {path}: cannot {op}: {source}")]
@@ -102,6 +104,9 @@ impl Mirror {
         let url = url.trim();
         if url.is_empty() {
             return Err(RepoError::EmptyUrl);
+        }
+        if url.chars().any(char::is_control) {
+            return Err(RepoError::InvalidUrl { url: url.escape_debug().to_string() });
         }
         let path = data_dir.join(MIRRORS_DIR).join(project_id);
         fs::create_dir_all(&path).map_err(|source| RepoError::CreateDir { path: path.clone(), source })?;
@@ -541,6 +546,7 @@ mod tests {
             assert!(matches!(err, RepoError::InvalidProjectId { .. }), "{id:?}: {err}");
         }
         assert!(matches!(Mirror::open(dir.path(), "p", "  "), Err(RepoError::EmptyUrl)));
+        assert!(matches!(Mirror::open(dir.path(), "p", "/x\0y"), Err(RepoError::InvalidUrl { .. })));
         let mirror = Mirror::open(dir.path(), "p", &dir.path().join("missing").display().to_string()).unwrap();
         let err = mirror.fetch().unwrap_err();
         assert!(matches!(err, RepoError::Fetch { .. }), "{err}");

@@ -164,7 +164,12 @@ impl StatusClient {
         let mut delay = self.retry.first_delay;
         let mut attempt = 1;
         loop {
-            let result: Result<serde_json::Value, octocrab::Error> = self.client.post(&route, Some(&body)).await;
+            // Any 2xx is success, whatever its body: reading the body as JSON would turn an empty or odd body into
+            // an error and a second, needless post.
+            let result = match self.client._post(route.as_str(), Some(&body)).await {
+                Ok(response) => octocrab::map_github_error(response).await.map(drop),
+                Err(e) => Err(e),
+            };
             let retryable = match result {
                 Ok(_) => {
                     tracing::debug!(github.repo = repo_full_name, github.sha = sha, status.state = ?state, "posted status");
@@ -390,6 +395,15 @@ mod tests {
             requests[1].body,
             serde_json::json!({"state": "success", "context": "drydock/build", "description": "passed"})
         );
+    }
+
+    #[tokio::test]
+    async fn any_2xx_is_success_whatever_the_body() {
+        let github = FakeGitHub::start("", vec![(201, ""), (200, "not json")]).await;
+        let client = StatusClient::new(&github.base_url, "t").unwrap().with_retry(QUICK);
+        client.post("o/r", SHA, StatusState::Success, "ci", "ok", "").await.unwrap();
+        client.post("o/r", SHA, StatusState::Success, "ci", "ok", "").await.unwrap();
+        assert_eq!(github.requests().len(), 2);
     }
 
     #[tokio::test]
