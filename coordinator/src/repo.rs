@@ -38,6 +38,8 @@ pub enum RepoError {
     InvalidProjectId { id: String },
     #[error("repository URL is empty: give a local path, file:// or https:// URL")]
     EmptyUrl,
+    #[error("repository URL {url:?} holds control characters; give a local path, file:// or https:// URL")]
+    InvalidUrl { url: String },
     #[error("cannot create mirror directory {path}: {source}")]
     CreateDir { path: PathBuf, source: std::io::Error },
     #[error("mirror {path}: cannot {op}: {source}")]
@@ -79,6 +81,17 @@ pub struct CommitInfo {
 pub struct Mirror {
     path: PathBuf,
     url: String,
+    access_token: Option<AccessToken>,
+}
+
+/// An https access token; never printed.
+#[derive(Clone)]
+struct AccessToken(String);
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessToken(…)")
+    }
 }
 
 impl Mirror {
@@ -92,9 +105,12 @@ impl Mirror {
         if url.is_empty() {
             return Err(RepoError::EmptyUrl);
         }
+        if url.chars().any(char::is_control) {
+            return Err(RepoError::InvalidUrl { url: url.escape_debug().to_string() });
+        }
         let path = data_dir.join(MIRRORS_DIR).join(project_id);
         fs::create_dir_all(&path).map_err(|source| RepoError::CreateDir { path: path.clone(), source })?;
-        let mirror = Mirror { path, url: url.to_string() };
+        let mirror = Mirror { path, url: url.to_string(), access_token: None };
         // Two first opens at once must not both initialise: hold the fetch lock while creating.
         let _lock = mirror.lock()?;
         let repo = match Repository::open_bare(&mirror.path) {
@@ -109,6 +125,14 @@ impl Mirror {
             }
         }
         Ok(mirror)
+    }
+
+    /// The same mirror, fetching over https with `token` as the password (user `x-access-token`): a GitHub
+    /// personal access token or App installation token, for private repositories. The token is kept in memory
+    /// only, never in the mirror's config.
+    pub fn with_access_token(mut self, token: &str) -> Mirror {
+        self.access_token = Some(AccessToken(token.to_string()));
+        self
     }
 
     /// The mirror's directory (a bare repository).
@@ -140,6 +164,19 @@ impl Mirror {
         let repo = self.repo()?;
         let mut remote = repo.remote_anonymous(&self.url).map_err(|e| self.git("set up the remote", e))?;
         let mut options = FetchOptions::new();
+        if let Some(AccessToken(token)) = &self.access_token {
+            let mut callbacks = git2::RemoteCallbacks::new();
+            let mut offered = false;
+            callbacks.credentials(move |_url, _user, allowed| {
+                // libgit2 asks again after a refused credential; offering the same token again would loop.
+                if offered || !allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
+                    return Err(git2::Error::from_str("the access token was refused; check its scopes and expiry"));
+                }
+                offered = true;
+                git2::Cred::userpass_plaintext("x-access-token", token)
+            });
+            options.remote_callbacks(callbacks);
+        }
         options.download_tags(AutotagOption::None);
         options.prune(if prune { FetchPrune::On } else { FetchPrune::Off });
         remote.fetch(refspecs, Some(&mut options), None).map_err(|source| RepoError::Fetch {
@@ -164,7 +201,8 @@ impl Mirror {
     pub fn resolve(&self, git_ref: &str) -> Result<String, RepoError> {
         let repo = self.repo()?;
         let not_found = || RepoError::RefNotFound { git_ref: git_ref.to_string(), url: self.url.clone() };
-        if git_ref.is_empty() {
+        // git2's `Reference::is_valid_name` panics on a NUL byte; no ref name has one (or any control character).
+        if git_ref.is_empty() || git_ref.chars().any(char::is_control) {
             return Err(not_found());
         }
         if is_full_sha(git_ref) {
@@ -384,6 +422,8 @@ mod tests {
         assert!(matches!(mirror.resolve("nope"), Err(RepoError::RefNotFound { .. })));
         assert!(matches!(mirror.resolve("main@{1}"), Err(RepoError::RefNotFound { .. })));
         assert!(matches!(mirror.resolve(":/first"), Err(RepoError::RefNotFound { .. })));
+        // Found by the robustness test: git2 panicked on a NUL byte in a ref name.
+        assert!(matches!(mirror.resolve("main\0"), Err(RepoError::RefNotFound { .. })));
         assert!(matches!(mirror.resolve(&"0".repeat(40)), Err(RepoError::RefNotFound { .. })));
 
         assert_eq!(mirror.read_file(&c1, ".circleci/config.yml").unwrap().unwrap(), b"version: 2.1\n");
@@ -472,6 +512,33 @@ mod tests {
     }
 
     #[test]
+    fn an_access_token_is_never_shown_or_stored() {
+        let (dir, upstream, mirror) = setup();
+        let c1 = upstream.commit("main", &[("a", "1")], "one", 1_700_000_000);
+        let mirror = mirror.with_access_token("ghs_very_secret");
+        assert!(!format!("{mirror:?}").contains("ghs_very_secret"));
+        mirror.fetch().unwrap();
+        assert_eq!(mirror.resolve("main").unwrap(), c1);
+        let config = fs::read_to_string(dir.path().join("data/mirrors/proj-1/config")).unwrap();
+        assert!(!config.contains("ghs_very_secret"), "{config}");
+    }
+
+    #[test]
+    fn https_transport_is_built_in() {
+        assert!(git2::Version::get().https(), "libgit2 was built without https: git2's `https` feature is off");
+        // Nothing listens on the port: the https transport runs and fails to connect (it is not "unsupported").
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let dir = tempfile::tempdir().unwrap();
+        let mirror = Mirror::open(dir.path(), "p", &format!("https://127.0.0.1:{port}/o/r.git")).unwrap();
+        let err = mirror.fetch().unwrap_err();
+        let RepoError::Fetch { source, .. } = &err else { panic!("{err}") };
+        assert_ne!(source.class(), git2::ErrorClass::Invalid, "{err}");
+        assert!(!err.to_string().contains("unsupported URL protocol"), "{err}");
+    }
+
+    #[test]
     fn bad_inputs_are_refused_with_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
         for id in ["", "..", "a/b", "a b", "../x"] {
@@ -479,9 +546,52 @@ mod tests {
             assert!(matches!(err, RepoError::InvalidProjectId { .. }), "{id:?}: {err}");
         }
         assert!(matches!(Mirror::open(dir.path(), "p", "  "), Err(RepoError::EmptyUrl)));
+        assert!(matches!(Mirror::open(dir.path(), "p", "/x\0y"), Err(RepoError::InvalidUrl { .. })));
         let mirror = Mirror::open(dir.path(), "p", &dir.path().join("missing").display().to_string()).unwrap();
         let err = mirror.fetch().unwrap_err();
         assert!(matches!(err, RepoError::Fetch { .. }), "{err}");
         assert!(err.to_string().contains("check that the URL is right"), "{err}");
+    }
+}
+
+/// Robustness: any ref name or path a user or payload supplies gives an answer or an error, never a panic, and a
+/// resolved ref is always a full SHA.
+#[cfg(test)]
+mod robustness_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn mirror_with_one_commit() -> (tempfile::TempDir, Mirror, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let upstream = Repository::init(dir.path().join("up")).unwrap();
+        let blob = upstream.blob(b"x").unwrap();
+        let mut tree = upstream.treebuilder(None).unwrap();
+        tree.insert("file", blob, 0o100644).unwrap();
+        let tree = upstream.find_tree(tree.write().unwrap()).unwrap();
+        let sig = git2::Signature::now("a", "a@b").unwrap();
+        let sha = upstream.commit(Some("refs/heads/main"), &sig, &sig, "m", &tree, &[]).unwrap().to_string();
+        let mirror = Mirror::open(&dir.path().join("data"), "p", &dir.path().join("up").display().to_string()).unwrap();
+        mirror.fetch().unwrap();
+        (dir, mirror, sha)
+    }
+
+    #[test]
+    fn any_ref_name_or_path_is_handled() {
+        // One repository for all cases (making one per case is what would take the time).
+        let (_dir, mirror, sha) = mirror_with_one_commit();
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 512, ..Default::default() });
+        let inputs = (".{0,60}", "[a-z./\\\\\u{0}-\u{7f}]{0,40}");
+        let result = runner.run(&inputs, |(name, path)| {
+            if let Ok(resolved) = mirror.resolve(&name) {
+                prop_assert_eq!(&resolved, &sha);
+            }
+            let _ = mirror.read_file(&sha, &path);
+            let _ = mirror.read_file(&name, &path);
+            let _ = mirror.commit_info(&name);
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("{e}");
+        }
     }
 }

@@ -41,6 +41,8 @@ pub enum StatusError {
     NoRuntime,
     #[error("cannot set up the GitHub client: {reason}")]
     Client { reason: String },
+    #[error("this GitHub client uses a personal access token, not a GitHub App installation")]
+    NotAnApp,
     #[error("repository {name:?} is not `owner/name`")]
     InvalidRepo { name: String },
     #[error("{sha:?} is not a 40-digit hex commit SHA")]
@@ -116,6 +118,27 @@ impl StatusClient {
         Ok(StatusClient { client, base_url: api_base_url.to_string(), retry: RetryPolicy::default() })
     }
 
+    /// The GitHub App installation token this client uses (fetched or renewed when needed), for https git access
+    /// to the installation's repositories (see [`crate::repo::Mirror::with_access_token`]). A client made with a
+    /// personal access token has none: [`StatusError::NotAnApp`].
+    pub async fn installation_token(&self) -> Result<String, StatusError> {
+        use octocrab::secrecy::ExposeSecret;
+        match self.client.installation_token().await {
+            Ok(token) => Ok(token.expose_secret().to_string()),
+            Err(octocrab::Error::InstallationTokenInvalidAuth { .. }) => Err(StatusError::NotAnApp),
+            Err(octocrab::Error::GitHub { source, .. }) => Err(StatusError::Rejected {
+                repo: String::new(),
+                sha: String::new(),
+                status: source.status_code.as_u16(),
+                message: source.message.clone(),
+                hint: hint(source.status_code.as_u16()),
+            }),
+            Err(e) => {
+                Err(StatusError::Unreachable { base_url: self.base_url.clone(), attempts: 1, reason: error_chain(&e) })
+            }
+        }
+    }
+
     /// The same client with another retry policy.
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = RetryPolicy { max_attempts: retry.max_attempts.max(1), ..retry };
@@ -141,7 +164,12 @@ impl StatusClient {
         let mut delay = self.retry.first_delay;
         let mut attempt = 1;
         loop {
-            let result: Result<serde_json::Value, octocrab::Error> = self.client.post(&route, Some(&body)).await;
+            // Any 2xx is success, whatever its body: reading the body as JSON would turn an empty or odd body into
+            // an error and a second, needless post.
+            let result = match self.client._post(route.as_str(), Some(&body)).await {
+                Ok(response) => octocrab::map_github_error(response).await.map(drop),
+                Err(e) => Err(e),
+            };
             let retryable = match result {
                 Ok(_) => {
                     tracing::debug!(github.repo = repo_full_name, github.sha = sha, status.state = ?state, "posted status");
@@ -370,6 +398,15 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn any_2xx_is_success_whatever_the_body() {
+        let github = FakeGitHub::start("", vec![(201, ""), (200, "not json")]).await;
+        let client = StatusClient::new(&github.base_url, "t").unwrap().with_retry(QUICK);
+        client.post("o/r", SHA, StatusState::Success, "ci", "ok", "").await.unwrap();
+        client.post("o/r", SHA, StatusState::Success, "ci", "ok", "").await.unwrap();
+        assert_eq!(github.requests().len(), 2);
+    }
+
+    #[tokio::test]
     async fn a_422_is_not_retried_and_says_what_to_check() {
         let body = r#"{"message":"No commit found for SHA: 6113728f","documentation_url":"https://docs.github.com"}"#;
         let github = FakeGitHub::start("", vec![(422, body)]).await;
@@ -451,6 +488,11 @@ mod tests {
         for request in &requests[1..] {
             assert_eq!(request.authorization.as_deref(), Some("Bearer ghs_installation_token"));
         }
+        // The cached token serves git access too, without another exchange.
+        assert_eq!(client.installation_token().await.unwrap(), "ghs_installation_token");
+        assert_eq!(github.requests().len(), 3);
+        let pat = StatusClient::new(&github.base_url, "ghp_x").unwrap();
+        assert!(matches!(pat.installation_token().await, Err(StatusError::NotAnApp)));
         assert!(matches!(
             StatusClient::new_app(&github.base_url, 1, b"not a key", 42),
             Err(StatusError::InvalidAppKey { .. })
