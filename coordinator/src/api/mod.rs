@@ -3,6 +3,7 @@
 //! are read with explicit limits ([`read_json`]) so that an oversize body is a `413 too_large` problem, not a
 //! dropped connection.
 
+pub mod jobs;
 pub mod runners;
 pub mod webhooks;
 
@@ -61,7 +62,7 @@ impl AppState {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    Router::new().merge(runners::routes()).merge(webhooks::routes()).with_state(state)
+    Router::new().merge(runners::routes()).merge(jobs::routes()).merge(webhooks::routes()).with_state(state)
 }
 
 /// An error answer: status, code and a sentence saying what to do; extra fields go into the JSON too.
