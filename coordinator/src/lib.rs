@@ -12,4 +12,5 @@ pub mod repo;
 pub mod scheduler;
 pub mod secrets;
 pub mod server;
+pub mod statuses;
 pub mod store;

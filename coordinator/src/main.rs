@@ -40,6 +40,15 @@ enum Command {
         /// Largest artifact file a runner may upload.
         #[arg(long, default_value_t = 100)]
         max_artifact_mb: u64,
+        /// GitHub token for commit statuses (a personal access token); none: no statuses are posted.
+        #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
+        github_token: Option<String>,
+        /// GitHub API base URL (GitHub Enterprise: `https://HOST/api/v3`).
+        #[arg(long, default_value = "https://api.github.com")]
+        github_api_url: String,
+        /// The URL commit statuses link to (default: the listen address).
+        #[arg(long)]
+        public_url: Option<String>,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -142,13 +151,15 @@ fn database_url(cli: &Cli) -> String {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
-        Command::Serve { listen, lease_ttl_secs, max_artifact_mb } => {
+        Command::Serve { listen, lease_ttl_secs, max_artifact_mb, github_token, github_api_url, public_url } => {
             let options = ServeOptions {
                 listen: *listen,
                 data_dir: cli.data_dir.clone(),
                 database_url: database_url(&cli),
                 lease_ttl_ms: (*lease_ttl_secs as i64).saturating_mul(1000),
                 max_artifact_bytes: max_artifact_mb.saturating_mul(1024 * 1024),
+                github: github_token.clone().filter(|t| !t.is_empty()).map(|t| (github_api_url.clone(), t)),
+                public_url: public_url.clone(),
             };
             server::serve(options).await?;
         }

@@ -22,6 +22,9 @@ pub async fn expire_leases_forever(state: AppState) {
                 }
                 for id in &expired.failed {
                     tracing::warn!(job.id = id, "lease expired again: job failed (runner lost)");
+                    if let Ok(job) = state.store.job(*id).await {
+                        crate::statuses::spawn_report(&state, job.pipeline_id);
+                    }
                 }
                 if !expired.requeued.is_empty() {
                     state.wake_runners();

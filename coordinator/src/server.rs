@@ -21,6 +21,10 @@ pub struct ServeOptions {
     pub database_url: String,
     pub lease_ttl_ms: i64,
     pub max_artifact_bytes: u64,
+    /// GitHub API base URL and token for commit statuses (none: no statuses).
+    pub github: Option<(String, String)>,
+    /// The URL statuses link to (the dashboard's base).
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +33,8 @@ pub enum ServeError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Secret(#[from] SecretError),
+    #[error("commit statuses: {0}")]
+    Status(#[from] crate::github::status::StatusError),
     #[error("cannot create the data directory {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
     #[error("cannot listen on {addr}: {source}: pick another address with --listen")]
@@ -51,7 +57,7 @@ pub async fn state(options: &ServeOptions) -> Result<AppState, ServeError> {
 
 /// Serves until a shutdown signal.
 pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
-    let state = state(&options).await?;
+    let mut state = state(&options).await?;
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|source| ServeError::Listen { addr: options.listen, source })?;
@@ -59,6 +65,11 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     tracing::info!(listen = %local, data_dir = %options.data_dir.display(), "coordinator serving");
     // Scripts and tests read this line to learn the port when `--listen` asked for port 0.
     println!("listening on http://{local}");
+    if let Some((api, token)) = &options.github {
+        let client = crate::github::status::StatusClient::new(api, token)?;
+        let public_url = options.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
+        state.statuses = Some(std::sync::Arc::new(crate::statuses::StatusReporter { client, public_url }));
+    }
     tokio::spawn(crate::scheduler::expire_leases_forever(state.clone()));
     tokio::spawn(api::webhooks::process_deliveries_forever(state.clone()));
     let app = api::router(state.clone());

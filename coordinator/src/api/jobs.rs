@@ -37,8 +37,9 @@ async fn approve(
 ) -> Result<Response, Problem> {
     require_admin(&state, &headers).await?;
     let id = job_id(&raw)?;
-    state.store.job(id).await?;
+    let job = state.store.job(id).await?;
     let queued = state.store.approve_job(id).await?;
+    crate::statuses::spawn_report(&state, job.pipeline_id);
     tracing::info!(job.id = id, "job approved");
     if queued > 0 {
         state.wake_runners();
@@ -53,8 +54,9 @@ async fn cancel(
 ) -> Result<Response, Problem> {
     require_admin(&state, &headers).await?;
     let id = job_id(&raw)?;
-    state.store.job(id).await?;
+    let job = state.store.job(id).await?;
     state.store.cancel_job(id).await?;
+    crate::statuses::spawn_report(&state, job.pipeline_id);
     tracing::info!(job.id = id, "job cancel requested");
     Ok(Json(serde_json::json!({})).into_response())
 }

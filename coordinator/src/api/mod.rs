@@ -38,6 +38,8 @@ pub struct AppState {
     pub secret_key: Arc<SecretKey>,
     /// Woken when a webhook delivery was stored.
     pub deliveries: Arc<Notify>,
+    /// Commit statuses for GitHub projects, when configured.
+    pub statuses: Option<Arc<crate::statuses::StatusReporter>>,
 }
 
 impl AppState {
@@ -46,6 +48,7 @@ impl AppState {
             store,
             secret_key: Arc::new(secret_key),
             deliveries: Arc::new(Notify::new()),
+            statuses: None,
             queued: Arc::new(Notify::new()),
             data_dir,
             lease_ttl_ms: 60_000,

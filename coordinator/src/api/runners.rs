@@ -436,6 +436,9 @@ async fn complete(
         )));
     }
     let queued = state.store.complete_job(id, runner.id, &result).await?;
+    if let Ok(job) = state.store.job(id).await {
+        crate::statuses::spawn_report(&state, job.pipeline_id);
+    }
     tracing::info!(job.id = id, runner.id = runner.id, status = ?result.status, "job completed");
     if queued > 0 {
         state.wake_runners();

@@ -135,6 +135,7 @@ async fn process(state: &AppState, d: &Delivery) {
                             if created.queued_jobs > 0 {
                                 state.wake_runners();
                             }
+                            crate::statuses::spawn_report(state, created.pipeline_id);
                             return;
                         }
                         Ok(None) => return,
