@@ -7,6 +7,7 @@ mod build;
 mod compose;
 mod config;
 mod containers;
+mod coordinator;
 mod images;
 mod networks;
 mod registry;

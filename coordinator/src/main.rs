@@ -1,12 +1,225 @@
-//! The `coordinator` binary (issue [7/9] fills in `serve`, `project`, `trigger`…).
+//! The `coordinator` binary: parses the command line, calls the library and prints. `serve` runs the server;
+//! the other verbs work on the same database (`--database-url`, else the SQLite file in `--data-dir`).
 
-use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
-/// Drydock's coordinator.
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use coordinator::pipeline::{self, TriggerRequest};
+use coordinator::secrets::SecretKey;
+use coordinator::server::{self, secret_key_path, ServeOptions};
+use coordinator::store::runners::TokenKind;
+use coordinator::store::{sqlite_url, Store};
+
+/// Drydock's coordinator: webhooks, pipelines, the job queue and the runner API.
 #[derive(Parser)]
 #[command(version, about)]
-struct Cli {}
+struct Cli {
+    /// Where the SQLite database, artifacts, workspaces and repository mirrors live.
+    #[arg(long, global = true, env = "DRYDOCK_DATA_DIR", default_value = "/var/lib/drydock/coordinator")]
+    data_dir: PathBuf,
+    /// `postgres://…` for PostgreSQL; default: `coordinator.db` (SQLite) in the data directory.
+    #[arg(long, global = true, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _ = Cli::parse();
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (migrating the database first).
+    Serve {
+        /// Address to listen on (port 0: any free port, printed on start).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// A runner's lease lasts this long without a heartbeat.
+        #[arg(long, default_value_t = 60)]
+        lease_ttl_secs: u64,
+        /// Largest artifact file a runner may upload.
+        #[arg(long, default_value_t = 100)]
+        max_artifact_mb: u64,
+        /// GitHub token for commit statuses (a personal access token); none: no statuses are posted.
+        #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
+        github_token: Option<String>,
+        /// GitHub API base URL (GitHub Enterprise: `https://HOST/api/v3`).
+        #[arg(long, default_value = "https://api.github.com")]
+        github_api_url: String,
+        /// The URL commit statuses link to (default: the listen address).
+        #[arg(long)]
+        public_url: Option<String>,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage projects.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Create a pipeline for a project's branch, tag or commit (fetches the repository first).
+    Trigger {
+        project: String,
+        #[arg(long, conflicts_with = "tag")]
+        branch: Option<String>,
+        #[arg(long)]
+        tag: Option<String>,
+        /// The commit (default: the tip of the branch or tag; the default branch when neither is given).
+        #[arg(long)]
+        sha: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectCommand {
+    /// Add a project: a GitHub repository (`owner/repo --clone-url URL`) or a local one (`NAME --local PATH`).
+    Add {
+        /// `owner/repo` (GitHub) or a name (local).
+        name: String,
+        #[arg(long, conflicts_with = "local")]
+        clone_url: Option<String>,
+        /// A local repository path instead of GitHub.
+        #[arg(long)]
+        local: Option<PathBuf>,
+        #[arg(long, default_value = "main")]
+        default_branch: String,
+        /// Give forked pull requests the project's secrets.
+        #[arg(long)]
+        fork_secrets: bool,
+        /// The secret of the GitHub webhook (stored encrypted); webhooks are refused without one.
+        #[arg(long, env = "DRYDOCK_WEBHOOK_SECRET", hide_env_values = true)]
+        webhook_secret: Option<String>,
+    },
+    /// List projects.
+    List,
+    /// Remove a project and everything stored for it.
+    Remove { name: String },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it (shown once).
+    Create {
+        /// A runner registration token (the default).
+        #[arg(long, conflicts_with = "admin")]
+        runner: bool,
+        /// An admin token for the REST API.
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn open_store(cli: &Cli) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(&cli.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", cli.data_dir.display()))?;
+    Ok(Store::open(&database_url(cli)).await?)
+}
+
+fn secret_key(cli: &Cli) -> anyhow::Result<SecretKey> {
+    Ok(SecretKey::load_or_create(&secret_key_path(&cli.data_dir))?)
+}
+
+fn database_url(cli: &Cli) -> String {
+    cli.database_url.clone().filter(|u| !u.is_empty()).unwrap_or_else(|| sqlite_url(&cli.data_dir))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Serve { listen, lease_ttl_secs, max_artifact_mb, github_token, github_api_url, public_url } => {
+            let options = ServeOptions {
+                listen: *listen,
+                data_dir: cli.data_dir.clone(),
+                database_url: database_url(&cli),
+                lease_ttl_ms: (*lease_ttl_secs as i64).saturating_mul(1000),
+                max_artifact_bytes: max_artifact_mb.saturating_mul(1024 * 1024),
+                github: github_token.clone().filter(|t| !t.is_empty()).map(|t| (github_api_url.clone(), t)),
+                public_url: public_url.clone(),
+            };
+            server::serve(options).await?;
+        }
+        Command::Migrate => {
+            open_store(&cli).await?;
+            println!("database is up to date");
+        }
+        Command::Project(cmd) => project(&cli, cmd).await?,
+        Command::Trigger { project, branch, tag, sha } => {
+            let store = open_store(&cli).await?;
+            let project = store.project_by_slug(project).await?;
+            let req = TriggerRequest {
+                source: "api".into(),
+                branch: branch.clone(),
+                tag: tag.clone(),
+                sha: sha.clone(),
+                ..Default::default()
+            };
+            let created = pipeline::create(&store, &cli.data_dir, &project, &req).await?;
+            let row = store.pipeline(created.pipeline_id).await?;
+            println!("pipeline {} #{}: {} ({} jobs queued)", project.slug, row.number, row.state, created.queued_jobs);
+            if let Some(error) = row.error {
+                println!("{error}");
+            }
+        }
+        Command::Token(TokenCommand::Create { admin, .. }) => {
+            let store = open_store(&cli).await?;
+            let kind = if *admin { TokenKind::Admin } else { TokenKind::RunnerRegistration };
+            println!("{}", store.create_token(kind).await?);
+        }
+    }
+    Ok(())
+}
+
+async fn project(cli: &Cli, cmd: &ProjectCommand) -> anyhow::Result<()> {
+    let store = open_store(cli).await?;
+    match cmd {
+        ProjectCommand::Add { name, clone_url, local, default_branch, fork_secrets, webhook_secret } => {
+            let mut new = coordinator::projects::new_project(
+                name,
+                clone_url.as_deref(),
+                local.as_deref(),
+                default_branch,
+                *fork_secrets,
+            )?;
+            if let Some(secret) = webhook_secret.as_deref().filter(|s| !s.is_empty()) {
+                new.webhook_secret_enc = Some(secret_key(cli)?.encrypt(secret));
+            }
+            let p = store.add_project(&new).await?;
+            println!("added project {} (id {})", p.slug, p.id);
+        }
+        ProjectCommand::List => {
+            for p in store.list_projects().await? {
+                println!("{}\t{}", p.slug, p.local_path.as_deref().unwrap_or(&p.clone_url));
+            }
+        }
+        ProjectCommand::Remove { name } => {
+            store.remove_project(name).await?;
+            println!("removed project {name}");
+        }
+    }
+    Ok(())
 }

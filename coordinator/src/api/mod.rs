@@ -1,0 +1,154 @@
+//! The HTTP API (axum): [`runners`] is the runner protocol of `docs/runner-protocol.md`; errors are JSON problems
+//! ([`Problem`]: `{"error": code, "message": sentence}`) with the HTTP status the protocol names. Request bodies
+//! are read with explicit limits ([`read_json`]) so that an oversize body is a `413 too_large` problem, not a
+//! dropped connection.
+
+pub mod jobs;
+pub mod runners;
+pub mod webhooks;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+
+use crate::secrets::SecretKey;
+use crate::store::{Store, StoreError};
+
+/// Largest JSON request body (protocol: 1 MiB).
+pub const MAX_JSON_BYTES: usize = 1024 * 1024;
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    /// Woken whenever jobs become queued, so idle long-polls lease at once.
+    pub queued: Arc<Notify>,
+    pub data_dir: PathBuf,
+    pub lease_ttl_ms: i64,
+    pub max_artifact_bytes: u64,
+    /// Largest workspace layer upload.
+    pub max_workspace_bytes: u64,
+    /// Encrypts and decrypts secrets at rest (webhook secrets, env vars).
+    pub secret_key: Arc<SecretKey>,
+    /// Woken when a webhook delivery was stored.
+    pub deliveries: Arc<Notify>,
+    /// Commit statuses for GitHub projects, when configured.
+    pub statuses: Option<Arc<crate::statuses::StatusReporter>>,
+}
+
+impl AppState {
+    pub fn new(store: Store, data_dir: PathBuf, secret_key: SecretKey) -> AppState {
+        AppState {
+            store,
+            secret_key: Arc::new(secret_key),
+            deliveries: Arc::new(Notify::new()),
+            statuses: None,
+            queued: Arc::new(Notify::new()),
+            data_dir,
+            lease_ttl_ms: 60_000,
+            max_artifact_bytes: 100 * 1024 * 1024,
+            max_workspace_bytes: 1024 * 1024 * 1024,
+        }
+    }
+
+    /// Wakes every waiting long-poll (jobs were queued).
+    pub fn wake_runners(&self) {
+        self.queued.notify_waiters();
+    }
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    Router::new().merge(runners::routes()).merge(jobs::routes()).merge(webhooks::routes()).with_state(state)
+}
+
+/// An error answer: status, code and a sentence saying what to do; extra fields go into the JSON too.
+#[derive(Debug)]
+pub struct Problem {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub extra: Option<(&'static str, serde_json::Value)>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Problem {
+        Problem { status, code, message: message.into(), extra: None }
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn too_large(message: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "unavailable", message)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::json!({"error": self.code, "message": self.message});
+        if let (Some((key, value)), Some(map)) = (self.extra, body.as_object_mut()) {
+            map.insert(key.to_string(), value);
+        }
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for Problem {
+    fn from(e: StoreError) -> Problem {
+        match e {
+            StoreError::NotFound(what) => Problem::not_found(format!("{what} not found")),
+            StoreError::Conflict(message) => Problem::conflict(message),
+            StoreError::LeaseLost(_) => Problem::new(StatusCode::CONFLICT, "lease_lost", e.to_string()),
+            other => {
+                tracing::error!(error = %other, "store error");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    format!("the coordinator's database failed: {other}: retry later"),
+                )
+            }
+        }
+    }
+}
+
+/// Reads a JSON body of at most `limit` bytes into `T`; errors name the field.
+pub async fn read_json<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, Problem> {
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| Problem::too_large(format!("the request body is over {limit} bytes: send less at once")))?;
+    serde_json::from_slice(&bytes).map_err(|e| Problem::bad_request(format!("the request body is not valid: {e}")))
+}
+
+/// The bearer token of a request, if any.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}

@@ -1,0 +1,269 @@
+//! `POST /webhooks/github`: authenticate (HMAC-SHA256 of the raw body with the project's secret), deduplicate on
+//! `X-GitHub-Delivery`, store the delivery and answer `202` at once; [`process_deliveries_forever`] turns stored
+//! deliveries into pipelines in the background — including those a crash or restart left unprocessed.
+//!
+//! Answers: `401` for a missing or wrong signature (nothing stored), `404` for a repository no project builds,
+//! `413` over 25 MB, `400` for a delivery without an event or ID, `200` for a redelivery (nothing new).
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::{AppState, Problem};
+use crate::github::webhook::{parse_event, verify_signature, WebhookEvent};
+use crate::pipeline::{self, TriggerRequest};
+use crate::store::deliveries::Delivery;
+
+/// Largest webhook body (GitHub caps payloads at 25 MB).
+pub const MAX_WEBHOOK_BYTES: usize = 25 * 1024 * 1024;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/webhooks/github", post(receive))
+}
+
+/// The one field read before the signature is checked: which project's secret to check it with.
+#[derive(Deserialize)]
+struct RepositoryOnly {
+    repository: Option<RepositoryName>,
+}
+
+#[derive(Deserialize)]
+struct RepositoryName {
+    full_name: String,
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+}
+
+async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
+    let body = axum::body::to_bytes(body, MAX_WEBHOOK_BYTES)
+        .await
+        .map_err(|_| Problem::too_large("webhook payloads are at most 25 MB"))?;
+    let event =
+        header(&headers, "x-github-event").ok_or_else(|| Problem::bad_request("missing X-GitHub-Event header"))?;
+    let delivery = header(&headers, "x-github-delivery")
+        .ok_or_else(|| Problem::bad_request("missing X-GitHub-Delivery header"))?;
+    if delivery.len() > 100 {
+        return Err(Problem::bad_request("X-GitHub-Delivery is longer than 100 characters"));
+    }
+    let repo: RepositoryOnly = serde_json::from_slice(&body)
+        .map_err(|e| Problem::bad_request(format!("the payload is not JSON with a repository: {e}")))?;
+    let full_name = repo
+        .repository
+        .map(|r| r.full_name)
+        .ok_or_else(|| Problem::bad_request("the payload names no repository (repository.full_name)"))?;
+    let project = match state.store.project_by_slug(&full_name).await {
+        Ok(p) => p,
+        Err(crate::store::StoreError::NotFound(_)) => {
+            return Err(Problem::not_found(format!(
+                "no project builds `{full_name}`: add it with `coordinator project add {full_name} --clone-url …`"
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let secret = match &project.webhook_secret_enc {
+        Some(enc) => state
+            .secret_key
+            .decrypt(enc)
+            .map_err(|e| Problem::internal(format!("cannot decrypt the webhook secret of `{full_name}`: {e}")))?,
+        None => String::new(),
+    };
+    verify_signature(secret.as_bytes(), &body, header(&headers, "x-hub-signature-256"))
+        .map_err(|e| Problem::unauthorized(e.to_string()))?;
+    if !state.store.record_delivery(delivery, event, &body).await? {
+        tracing::info!(delivery.id = %delivery, "webhook redelivered: nothing to do");
+        return Ok((StatusCode::OK, Json(serde_json::json!({"delivery": delivery, "duplicate": true}))).into_response());
+    }
+    state.deliveries.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"delivery": delivery}))).into_response())
+}
+
+/// Processes stored deliveries forever: woken by each new one, and every few seconds to pick up what a previous
+/// run left behind.
+pub async fn process_deliveries_forever(state: AppState) {
+    loop {
+        match process_pending(&state).await {
+            Ok(0) => {}
+            Ok(_) => continue,
+            Err(e) => tracing::error!(error = %e, "cannot read webhook deliveries"),
+        }
+        tokio::select! {
+            _ = state.deliveries.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
+/// Processes up to 100 stored, unprocessed deliveries; returns how many.
+pub async fn process_pending(state: &AppState) -> Result<usize, crate::store::StoreError> {
+    let batch = state.store.unprocessed_deliveries(100).await?;
+    for d in &batch {
+        process(state, d).await;
+    }
+    Ok(batch.len())
+}
+
+/// One delivery → a pipeline (or the reason why none), recorded so it is never processed twice.
+async fn process(state: &AppState, d: &Delivery) {
+    let outcome = match parse_event(&d.event, &d.body) {
+        Err(e) => format!("unreadable payload: {e}"),
+        Ok(WebhookEvent::Ping { .. }) => "ping".into(),
+        Ok(event) => match event.trigger() {
+            None => "no pipeline for this event".into(),
+            Some(t) => {
+                let req = TriggerRequest {
+                    source: "webhook".into(),
+                    branch: t.branch.clone(),
+                    tag: t.tag.clone(),
+                    sha: Some(t.sha.clone()),
+                    pr_number: t.pull_request.as_ref().map(|p| p.number),
+                    is_fork: t.pull_request.as_ref().is_some_and(|p| p.is_fork),
+                    commit_message: t.commit_message.clone(),
+                    author: t.author.clone(),
+                };
+                match state.store.project_by_slug(&t.repo_full_name).await {
+                    Err(e) => format!("no project: {e}"),
+                    Ok(project) => match pipeline::create_for_delivery(state, &project, &req, &d.delivery_id).await {
+                        Ok(Some(created)) => {
+                            if created.queued_jobs > 0 {
+                                state.wake_runners();
+                            }
+                            crate::statuses::spawn_report(state, created.pipeline_id);
+                            return;
+                        }
+                        Ok(None) => return,
+                        Err(e) => {
+                            tracing::error!(delivery.id = %d.delivery_id, error = %e, "cannot create the pipeline");
+                            format!("error: {e}")
+                        }
+                    },
+                }
+            }
+        },
+    };
+    tracing::info!(delivery.id = %d.delivery_id, event = %d.event, %outcome, "webhook processed");
+    if let Err(e) = state.store.finish_delivery(&d.delivery_id, None, &outcome).await {
+        tracing::error!(delivery.id = %d.delivery_id, error = %e, "cannot record the delivery's outcome");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Request;
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::store::projects::NewProject;
+    use crate::store::testing;
+
+    /// A local repository with one commit holding `config` as `.circleci/config.yml`; returns its SHA.
+    fn repository(dir: &std::path::Path, config: &str) -> String {
+        let repo = git2::Repository::init(dir).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(dir.join(".circleci")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join(".circleci/config.yml"), config).unwrap_or_else(|e| panic!("{e}"));
+        let mut index = repo.index().unwrap_or_else(|e| panic!("{e}"));
+        index.add_path(std::path::Path::new(".circleci/config.yml")).unwrap_or_else(|e| panic!("{e}"));
+        index.write().unwrap_or_else(|e| panic!("{e}"));
+        let tree_id = index.write_tree().unwrap_or_else(|e| panic!("{e}"));
+        let tree = repo.find_tree(tree_id).unwrap_or_else(|e| panic!("{e}"));
+        let sig = git2::Signature::now("Ada", "ada@example.invalid").unwrap_or_else(|e| panic!("{e}"));
+        let oid = repo
+            .commit(Some("refs/heads/main"), &sig, &sig, "add config", &tree, &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        oid.to_string()
+    }
+
+    fn sign(secret: &str, body: &[u8]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        mac.update(body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    async fn post(app: &Router, delivery: &str, signature: Option<&str>, body: &[u8]) -> u16 {
+        let mut req = Request::builder()
+            .method("POST")
+            .uri("/webhooks/github")
+            .header("x-github-event", "push")
+            .header("x-github-delivery", delivery)
+            .header("content-type", "application/json");
+        if let Some(s) = signature {
+            req = req.header("x-hub-signature-256", s);
+        }
+        let req = req.body(Body::from(body.to_vec())).unwrap_or_else(|e| panic!("{e}"));
+        app.clone().oneshot(req).await.unwrap_or_else(|e| panic!("{e}")).status().as_u16()
+    }
+
+    async fn pipeline_count(state: &AppState, project: i64) -> usize {
+        state.store.pipelines(project, 1000).await.unwrap_or_default().len()
+    }
+
+    #[tokio::test]
+    async fn signed_pushes_make_one_pipeline_per_delivery_and_forgeries_nothing() {
+        for db in testing::databases().await {
+            let name = db.name;
+            let repo_dir = db.dir.path().join("repo");
+            let sha = repository(
+                &repo_dir,
+                "version: 2.1\njobs:\n  build: {docker: [{image: busybox}], steps: [{run: 'true'}]}\nworkflows:\n  \
+                 main:\n    jobs: [build]\n",
+            );
+            let key = crate::secrets::SecretKey::load_or_create(&db.dir.path().join("secret.key"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let secret = "It's a Secret to Everybody";
+            let project = db
+                .store
+                .add_project(&NewProject {
+                    slug: "octocat/Hello-World".into(),
+                    clone_url: repo_dir.display().to_string(),
+                    local_path: Some(repo_dir.display().to_string()),
+                    webhook_secret_enc: Some(key.encrypt(secret)),
+                    default_branch: "main".into(),
+                    fork_secrets: false,
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let state = AppState::new(db.store.clone(), db.dir.path().join("data"), key);
+            let app = crate::api::router(state.clone());
+
+            let fixture = include_str!("../../tests/fixtures/github/push-branch.json");
+            let mut payload: serde_json::Value = serde_json::from_str(fixture).unwrap_or_else(|e| panic!("{e}"));
+            payload["ref"] = "refs/heads/main".into();
+            payload["after"] = sha.clone().into();
+            let body = payload.to_string().into_bytes();
+
+            // Unsigned, wrongly signed, or signed over other bytes: 401 and nothing stored.
+            assert_eq!(post(&app, "d-1", None, &body).await, 401, "{name}");
+            assert_eq!(post(&app, "d-1", Some(&sign("wrong", &body)), &body).await, 401, "{name}");
+            let mut tampered = body.clone();
+            tampered.push(b' ');
+            assert_eq!(post(&app, "d-1", Some(&sign(secret, &body)), &tampered).await, 401, "{name}");
+            assert_eq!(db.store.unprocessed_deliveries(10).await.map(|d| d.len()).ok(), Some(0), "{name}");
+
+            // Signed: 202, then a redelivery 200; one pipeline after processing.
+            assert_eq!(post(&app, "d-1", Some(&sign(secret, &body)), &body).await, 202, "{name}");
+            assert_eq!(post(&app, "d-1", Some(&sign(secret, &body)), &body).await, 200, "{name}");
+            assert_eq!(post(&app, "d-2", Some(&sign(secret, &body)), &body).await, 202, "{name}");
+            assert_eq!(process_pending(&state).await.ok(), Some(2), "{name}");
+            assert_eq!(process_pending(&state).await.ok(), Some(0), "{name}");
+            assert_eq!(pipeline_count(&state, project.id).await, 2, "{name}");
+            let p = &db.store.pipelines(project.id, 10).await.unwrap_or_default()[0];
+            assert_eq!(
+                (p.state.as_str(), p.trigger.sha.as_str(), p.trigger.branch.as_deref()),
+                ("running", sha.as_str(), Some("main"))
+            );
+
+            // Oversize bodies are refused before anything is read.
+            let huge = vec![b' '; MAX_WEBHOOK_BYTES + 1];
+            assert_eq!(post(&app, "d-3", Some(&sign(secret, &huge)), &huge).await, 413, "{name}");
+        }
+    }
+}

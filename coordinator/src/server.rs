@@ -1,0 +1,95 @@
+//! `coordinator serve`: opens (and migrates) the store, starts the background tasks and serves the API until
+//! SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::api::{self, AppState};
+use crate::secrets::{SecretError, SecretKey};
+use crate::store::Store;
+
+/// The key file that encrypts secrets at rest (created with mode 0600 on first use).
+pub fn secret_key_path(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("secret.key")
+}
+
+/// How to serve.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub lease_ttl_ms: i64,
+    pub max_artifact_bytes: u64,
+    /// GitHub API base URL and token for commit statuses (none: no statuses).
+    pub github: Option<(String, String)>,
+    /// The URL statuses link to (the dashboard's base).
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("commit statuses: {0}")]
+    Status(#[from] crate::github::status::StatusError),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot listen on {addr}: {source}: pick another address with --listen")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("the server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// The state a server with `options` runs on (store opened and migrated).
+pub async fn state(options: &ServeOptions) -> Result<AppState, ServeError> {
+    std::fs::create_dir_all(&options.data_dir)
+        .map_err(|source| ServeError::DataDir { path: options.data_dir.clone(), source })?;
+    let store = Store::open(&options.database_url).await?;
+    let key = SecretKey::load_or_create(&secret_key_path(&options.data_dir))?;
+    let mut state = AppState::new(store, options.data_dir.clone(), key);
+    state.lease_ttl_ms = options.lease_ttl_ms;
+    state.max_artifact_bytes = options.max_artifact_bytes;
+    Ok(state)
+}
+
+/// Serves until a shutdown signal.
+pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
+    let mut state = state(&options).await?;
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|source| ServeError::Listen { addr: options.listen, source })?;
+    let local = listener.local_addr().map_err(ServeError::Serve)?;
+    tracing::info!(listen = %local, data_dir = %options.data_dir.display(), "coordinator serving");
+    // Scripts and tests read this line to learn the port when `--listen` asked for port 0.
+    println!("listening on http://{local}");
+    if let Some((api, token)) = &options.github {
+        let client = crate::github::status::StatusClient::new(api, token)?;
+        let public_url = options.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
+        state.statuses = Some(std::sync::Arc::new(crate::statuses::StatusReporter { client, public_url }));
+    }
+    tokio::spawn(crate::scheduler::expire_leases_forever(state.clone()));
+    tokio::spawn(api::webhooks::process_deliveries_forever(state.clone()));
+    let app = api::router(state.clone());
+    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.map_err(ServeError::Serve)?;
+    state.store.close().await;
+    Ok(())
+}
+
+async fn shutdown() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}

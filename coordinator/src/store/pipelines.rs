@@ -1,0 +1,299 @@
+//! Pipelines and workflows: one transaction turns a trigger and its plan (or its configuration error) into a
+//! pipeline row, its workflow rows and their job rows (see [`super::jobs`] for what happens to jobs next).
+
+use config_schema::plan::{JobState, Plan};
+use config_schema::spec::JobKind;
+use config_schema::ProcessedConfig;
+use serde::Serialize;
+use sqlx::any::AnyRow;
+
+use super::jobs::settle_workflow;
+use super::{col, now_ms, Result, Store, StoreError, WriteTx};
+
+/// What started a pipeline, as stored with it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PipelineTrigger {
+    /// `webhook`, `api`, `schedule` or `local` (a local repository's hook).
+    pub source: String,
+    pub branch: Option<String>,
+    pub tag: Option<String>,
+    pub sha: String,
+    pub pr_number: Option<i64>,
+    pub is_fork: bool,
+    pub commit_message: String,
+    pub author: String,
+}
+
+/// The processed configuration and its plan for the trigger, or why there is none.
+#[derive(Debug, Clone)]
+pub enum Planned {
+    Ready {
+        config: ProcessedConfig,
+        plan: Plan,
+    },
+    /// The configuration could not be read, processed or planned: the located message.
+    ConfigError(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PipelineRow {
+    pub id: i64,
+    pub project_id: i64,
+    pub number: i64,
+    pub trigger: PipelineTrigger,
+    /// `running`, `success`, `failed`, `canceled`, `config_error` or `no_workflows`.
+    pub state: String,
+    /// For `config_error`: the located message.
+    pub error: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkflowRow {
+    pub id: i64,
+    pub pipeline_id: i64,
+    pub name: String,
+    /// `running`, `on_hold`, `success`, `failed` or `canceled`.
+    pub state: String,
+}
+
+const PIPELINE_COLUMNS: &str = "id, project_id, number, source, branch, tag, sha, pr_number, is_fork, commit_message, \
+                                author, state, error, created_at";
+
+fn read_pipeline(row: &AnyRow) -> Result<PipelineRow> {
+    Ok(PipelineRow {
+        id: col(row, "id")?,
+        project_id: col(row, "project_id")?,
+        number: col(row, "number")?,
+        trigger: PipelineTrigger {
+            source: col(row, "source")?,
+            branch: col(row, "branch")?,
+            tag: col(row, "tag")?,
+            sha: col(row, "sha")?,
+            pr_number: col(row, "pr_number")?,
+            is_fork: col::<i64>(row, "is_fork")? != 0,
+            commit_message: col(row, "commit_message")?,
+            author: col(row, "author")?,
+        },
+        state: col(row, "state")?,
+        error: col(row, "error")?,
+        created_at: col(row, "created_at")?,
+    })
+}
+
+fn read_workflow(row: &AnyRow) -> Result<WorkflowRow> {
+    Ok(WorkflowRow {
+        id: col(row, "id")?,
+        pipeline_id: col(row, "pipeline_id")?,
+        name: col(row, "name")?,
+        state: col(row, "state")?,
+    })
+}
+
+/// The pipeline just created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    pub pipeline_id: i64,
+    pub number: i64,
+    /// Jobs that are `queued` right away (runners should be woken).
+    pub queued_jobs: usize,
+}
+
+impl Store {
+    /// Stores a pipeline for `project_id` with its workflows and jobs, in one transaction.
+    pub async fn create_pipeline(
+        &self,
+        project_id: i64,
+        trigger: &PipelineTrigger,
+        planned: &Planned,
+    ) -> Result<Created> {
+        let mut w = self.write().await?;
+        let created = insert_pipeline(&mut w, project_id, trigger, planned).await?;
+        w.commit().await?;
+        Ok(created)
+    }
+
+    /// Like [`Store::create_pipeline`], and marks webhook delivery `delivery_id` processed in the same
+    /// transaction: `None` (nothing stored) when it was processed before, so a crash between the two can never
+    /// make a second pipeline.
+    pub async fn create_pipeline_for_delivery(
+        &self,
+        delivery_id: &str,
+        project_id: i64,
+        trigger: &PipelineTrigger,
+        planned: &Planned,
+    ) -> Result<Option<Created>> {
+        let mut w = self.write().await?;
+        let created = insert_pipeline(&mut w, project_id, trigger, planned).await?;
+        let marked = sqlx::query(
+            "UPDATE webhook_deliveries SET processed_at = $1, pipeline_id = $2, outcome = 'pipeline' WHERE \
+             delivery_id = $3 AND processed_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(created.pipeline_id)
+        .bind(delivery_id)
+        .execute(&mut *w.tx)
+        .await?;
+        if marked.rows_affected() == 0 {
+            w.tx.rollback().await?;
+            return Ok(None);
+        }
+        w.commit().await?;
+        Ok(Some(created))
+    }
+
+    pub async fn pipeline(&self, id: i64) -> Result<PipelineRow> {
+        let row = sqlx::query(&format!("SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => read_pipeline(&row),
+            None => Err(StoreError::NotFound(format!("pipeline {id}"))),
+        }
+    }
+
+    /// A project's pipelines, newest first.
+    pub async fn pipelines(&self, project_id: i64, limit: i64) -> Result<Vec<PipelineRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE project_id = $1 ORDER BY number DESC LIMIT $2"
+        ))
+        .bind(project_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(read_pipeline).collect()
+    }
+
+    pub async fn workflows(&self, pipeline_id: i64) -> Result<Vec<WorkflowRow>> {
+        let rows = sqlx::query("SELECT id, pipeline_id, name, state FROM workflows WHERE pipeline_id = $1 ORDER BY id")
+            .bind(pipeline_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(read_workflow).collect()
+    }
+
+    pub async fn workflow(&self, id: i64) -> Result<WorkflowRow> {
+        let row = sqlx::query("SELECT id, pipeline_id, name, state FROM workflows WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => read_workflow(&row),
+            None => Err(StoreError::NotFound(format!("workflow {id}"))),
+        }
+    }
+}
+
+/// Next value of a per-project counter (`pipeline_counter`, `job_counter`).
+async fn next_counter(w: &mut WriteTx, project_id: i64, column: &'static str) -> Result<i64> {
+    let row = sqlx::query(&format!("UPDATE projects SET {column} = {column} + 1 WHERE id = $1 RETURNING {column}"))
+        .bind(project_id)
+        .fetch_optional(&mut *w.tx)
+        .await?;
+    match row {
+        Some(row) => col(&row, column),
+        None => Err(StoreError::NotFound(format!("project {project_id}"))),
+    }
+}
+
+pub(crate) async fn insert_pipeline(
+    w: &mut WriteTx,
+    project_id: i64,
+    trigger: &PipelineTrigger,
+    planned: &Planned,
+) -> Result<Created> {
+    let now = now_ms();
+    let number = next_counter(w, project_id, "pipeline_counter").await?;
+    let (state, error) = match planned {
+        Planned::ConfigError(message) => ("config_error", Some(message.as_str())),
+        Planned::Ready { plan, .. } if plan.workflows.is_empty() => ("no_workflows", None),
+        Planned::Ready { .. } => ("running", None),
+    };
+    let row = sqlx::query(
+        "INSERT INTO pipelines (project_id, number, source, branch, tag, sha, pr_number, is_fork, commit_message, \
+         author, state, error, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+         $13) RETURNING id",
+    )
+    .bind(project_id)
+    .bind(number)
+    .bind(&trigger.source)
+    .bind(&trigger.branch)
+    .bind(&trigger.tag)
+    .bind(&trigger.sha)
+    .bind(trigger.pr_number)
+    .bind(trigger.is_fork as i64)
+    .bind(&trigger.commit_message)
+    .bind(&trigger.author)
+    .bind(state)
+    .bind(error)
+    .bind(now)
+    .fetch_one(&mut *w.tx)
+    .await?;
+    let pipeline_id: i64 = col(&row, "id")?;
+    let mut queued_jobs = 0;
+    let Planned::Ready { config, plan } = planned else {
+        return Ok(Created { pipeline_id, number, queued_jobs });
+    };
+    for planned_workflow in &plan.workflows {
+        let row = sqlx::query(
+            "INSERT INTO workflows (pipeline_id, name, state, created_at, updated_at) VALUES ($1, $2, 'running', $3, \
+             $3) RETURNING id",
+        )
+        .bind(pipeline_id)
+        .bind(&planned_workflow.name)
+        .bind(now)
+        .fetch_one(&mut *w.tx)
+        .await?;
+        let workflow_id: i64 = col(&row, "id")?;
+        for job in &planned_workflow.jobs {
+            let job_number = next_counter(w, project_id, "job_counter").await?;
+            let spec = match job.kind {
+                JobKind::Build => config.jobs.get(&job.name),
+                JobKind::Approval | JobKind::NoOp => None,
+            };
+            let spec_json = spec
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|source| StoreError::Corrupt { what: "job spec", source })?;
+            let resource_class = spec.and_then(|s| s.resource_class.clone()).unwrap_or_else(|| "medium".into());
+            let kind = match job.kind {
+                JobKind::Build => "build",
+                JobKind::Approval => "approval",
+                JobKind::NoOp => "no-op",
+            };
+            let state = match job.state {
+                JobState::Queued => "queued",
+                JobState::Blocked => "blocked",
+                JobState::OnHold => "on_hold",
+            };
+            let requires = serde_json::to_string(&job.requires)
+                .map_err(|source| StoreError::Corrupt { what: "requires", source })?;
+            let contexts = serde_json::to_string(&job.context)
+                .map_err(|source| StoreError::Corrupt { what: "contexts", source })?;
+            sqlx::query(
+                "INSERT INTO jobs (workflow_id, pipeline_id, project_id, number, name, kind, state, resource_class, \
+                 requires_json, contexts_json, spec_json, queued_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+                 $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(workflow_id)
+            .bind(pipeline_id)
+            .bind(project_id)
+            .bind(job_number)
+            .bind(&job.name)
+            .bind(kind)
+            .bind(state)
+            .bind(resource_class)
+            .bind(requires)
+            .bind(contexts)
+            .bind(spec_json)
+            .bind((state == "queued").then_some(now))
+            .bind(now)
+            .execute(&mut *w.tx)
+            .await?;
+        }
+        // No-op jobs finish at once; settling also counts what is queued now.
+        queued_jobs += settle_workflow(w, workflow_id).await?;
+    }
+    Ok(Created { pipeline_id, number, queued_jobs })
+}

@@ -1,0 +1,133 @@
+//! `coordinator` end to end: the real binary's CLI (migrate, project add, token create, trigger) and `serve`,
+//! driven over HTTP as a runner agent would — including a SIGKILL of the coordinator mid-job, after which the
+//! restarted coordinator still knows the running job and its runner completes it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use crate::util::bin_dir;
+
+fn coordinator(data: &Path) -> Command {
+    let mut c = Command::new(bin_dir().join("coordinator"));
+    c.arg("--data-dir").arg(data).env_remove("DATABASE_URL").env("RUST_LOG", "warn");
+    c
+}
+
+/// Runs a coordinator verb, asserting success; returns stdout.
+fn run(data: &Path, args: &[&str]) -> String {
+    let out = coordinator(data).args(args).output().expect("run coordinator");
+    assert!(
+        out.status.success(),
+        "coordinator {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A serving coordinator and its base URL; killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data: &Path) -> Server {
+    let mut child = coordinator(data)
+        .args(["serve", "--listen", "127.0.0.1:0", "--lease-ttl-secs", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start coordinator serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+    let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    Server { url: url.to_string(), child }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::new_with_config(ureq::Agent::config_builder().http_status_as_error(false).build())
+}
+
+/// POSTs JSON; returns status and body.
+fn post(url: &str, token: Option<&str>, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let mut req = agent().post(url).header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", &format!("Bearer {t}"));
+    }
+    let mut resp = req.send(body.to_string()).expect("http request");
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    (status, if text.is_empty() { serde_json::Value::Null } else { serde_json::from_str(&text).unwrap_or_default() })
+}
+
+/// A local repository with `.circleci/config.yml` committed on `main`.
+fn repository(dir: &Path, config: &str) {
+    std::fs::create_dir_all(dir.join(".circleci")).expect("mkdir");
+    std::fs::write(dir.join(".circleci/config.yml"), config).expect("write config");
+    let repo = git2::Repository::init(dir).expect("git init");
+    let mut index = repo.index().expect("index");
+    index.add_path(Path::new(".circleci/config.yml")).expect("add");
+    index.write().expect("write index");
+    let tree = repo.find_tree(index.write_tree().expect("tree")).expect("find tree");
+    let sig = git2::Signature::now("Ada", "ada@example.invalid").expect("signature");
+    repo.commit(Some("refs/heads/main"), &sig, &sig, "add config", &tree, &[]).expect("commit");
+}
+
+const CONFIG: &str = "version: 2.1\njobs:\n  build: {docker: [{image: busybox}], steps: [{run: 'echo hi'}]}\n  \
+    test: {docker: [{image: busybox}], steps: [{run: 'true'}]}\nworkflows:\n  main:\n    jobs: [build, {test: \
+    {requires: [build]}}]\n";
+
+#[test]
+fn coordinator_survives_sigkill_mid_job_and_the_runner_completes_it() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let repo = tmp.path().join("repo");
+    repository(&repo, CONFIG);
+
+    assert!(run(&data, &["migrate"]).contains("up to date"));
+    run(&data, &["project", "add", "demo", "--local", repo.to_str().expect("utf-8 path")]);
+    assert!(run(&data, &["project", "list"]).starts_with("demo\t"));
+    let registration = run(&data, &["token", "create", "--runner"]).trim().to_string();
+    let out = run(&data, &["trigger", "demo", "--branch", "main"]);
+    assert!(out.starts_with("pipeline demo #1: running (1 jobs queued)"), "{out}");
+
+    let mut server = serve(&data);
+    let (status, reg) = post(
+        &format!("{}/api/v1/runners/register", server.url),
+        None,
+        serde_json::json!({"registration_token": registration, "name": "r1"}),
+    );
+    assert_eq!(status, 201, "{reg}");
+    let token = reg["token"].as_str().expect("runner token").to_string();
+    let (status, a) =
+        post(&format!("{}/api/v1/runners/lease", server.url), Some(&token), serde_json::json!({"wait_ms": 5000}));
+    assert_eq!((status, a["job"]["name"].as_str()), (200, Some("build")), "{a}");
+    assert_eq!(a["checkout"]["repository_url"].as_str(), repo.canonicalize().ok().as_deref().and_then(Path::to_str));
+    let job = a["job"]["id"].as_str().expect("job id").to_string();
+
+    // SIGKILL mid-job, restart on the same data directory: the lease and the job survive.
+    server.child.kill().expect("kill");
+    let _ = server.child.wait();
+    drop(server);
+    let server = serve(&data);
+    let (status, hb) =
+        post(&format!("{}/api/v1/jobs/{job}/heartbeat", server.url), Some(&token), serde_json::json!({}));
+    assert_eq!((status, hb["cancel"].as_bool()), (200, Some(false)), "{hb}");
+    let result = serde_json::json!({"job_id": job, "status": "success", "started_at": 1, "finished_at": 2});
+    let (status, body) = post(&format!("{}/api/v1/jobs/{job}/complete", server.url), Some(&token), result);
+    assert_eq!(status, 200, "{body}");
+
+    // The dependent job is queued now.
+    let (status, a) =
+        post(&format!("{}/api/v1/runners/lease", server.url), Some(&token), serde_json::json!({"wait_ms": 5000}));
+    assert_eq!((status, a["job"]["name"].as_str()), (200, Some("test")), "{a}");
+}
