@@ -46,11 +46,11 @@ impl MigrationLockWarmer {
     /// Starts the warmer on this process's own cgroup in the first of `hierarchies`; `None` on a host without
     /// cgroup v1 (cgroup2 has no such lock round trip for a fresh cgroup) or if the thread cannot start.
     pub fn start(hierarchies: &[Hierarchy]) -> Option<MigrationLockWarmer> {
-        let tasks = hierarchies.first()?.own.join("cgroup.procs");
-        let file = match OpenOptions::new().write(true).open(&tasks) {
+        let procs = hierarchies.first()?.own.join("cgroup.procs");
+        let file = match OpenOptions::new().write(true).open(&procs) {
             Ok(f) => f,
             Err(e) => {
-                tracing::debug!(path = %tasks.display(), "cannot open the cgroup's cgroup.procs: {e}");
+                tracing::debug!(path = %procs.display(), "cannot open the cgroup's cgroup.procs: {e}");
                 return None;
             }
         };
