@@ -235,6 +235,52 @@ fn memory_limit_oom_kills_with_137() {
     );
 }
 
+/// Regression: libcontainer's own v1 `/sys/fs/cgroup` emulation was mounted read-write whatever the spec said, so
+/// root in a container could raise its own limits. Docker shows the container's cgroups there, read-only.
+#[test]
+fn sys_fs_cgroup_shows_the_container_cgroups_read_only() {
+    let Some(e) = engine() else { return };
+    let script = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; \
+                  echo 1 > /sys/fs/cgroup/pids/pids.max && echo wrote-pids; \
+                  mkdir /sys/fs/cgroup/memory/escape && echo made-dir; \
+                  touch /sys/fs/cgroup/new && echo made-file; \
+                  grep -c . /sys/fs/cgroup/memory/cgroup.procs; ls /sys/fs/cgroup";
+    let out = e
+        .run([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--memory",
+            "48m",
+            "--pids-limit",
+            "30",
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ])
+        .success();
+    let stdout = out.stdout();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.get(..3), Some(&["50331648", "30", "2"][..]), "{stdout}");
+    assert!(
+        !stdout.contains("wrote-pids") && !stdout.contains("made-dir") && !stdout.contains("made-file"),
+        "{stdout}"
+    );
+    assert!(out.stderr().contains("Read-only file system"), "{}", out.stderr());
+    for hierarchy in ["cpu", "memory", "pids", "devices"] {
+        let on_host = std::path::Path::new("/sys/fs/cgroup").join(hierarchy);
+        if on_host.is_dir() && !stdout.lines().any(|l| l == hierarchy) {
+            panic!("/sys/fs/cgroup/{hierarchy} missing in the container: {stdout}");
+        }
+    }
+    // The container's cgroup view is unmounted from the host before `run --rm` returns.
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let root = e.root().display().to_string();
+    assert!(!mountinfo.lines().any(|l| l.contains(&root) && l.contains("cgroupfs")), "{mountinfo}");
+}
+
 #[test]
 fn pids_limit_stops_a_fork_bomb() {
     let Some(e) = engine() else { return };

@@ -5,6 +5,7 @@
 //! per-container **monitor** process (see [`monitor`] for the process structure and why). The CLI
 //! (`src/cli/container.rs`) maps each docker verb onto one function here and only parses and prints.
 
+pub mod cgroupfs;
 pub mod commit;
 pub mod cp;
 pub mod create;
@@ -22,6 +23,7 @@ pub mod mounts;
 pub mod names;
 pub mod network;
 pub mod pause;
+pub mod prestart;
 pub mod prune;
 pub mod remove;
 pub mod rename;

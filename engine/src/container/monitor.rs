@@ -403,6 +403,7 @@ impl Monitor {
             s.pid = 0;
             s.finished_at = crate::image::now_rfc3339();
         });
+        super::cgroupfs::unmount(&self.store.dir(&self.c.id));
         let trash = super::remove::detach_dir(&self.store, &self.c.id);
         self.report(&format!("{EXITED} {exit_code}"));
         self.status = None;
@@ -490,6 +491,10 @@ impl Monitor {
             }
             self.store.save_state(&id, &state, &lock)?;
         }
+        // Ahead of libcontainer (see `prestart`): the migration lock's grace period passes while we mount.
+        let hierarchies = super::cgroupfs::host_hierarchies(&id);
+        let mut warmer = super::prestart::MigrationLockWarmer::start(&hierarchies);
+        super::prestart::procfs_handle();
         // The record may have changed since the last start (`network connect`, `rename`).
         self.c = self.store.load(&id)?;
         let dir = self.store.dir(&id);
@@ -510,7 +515,8 @@ impl Monitor {
         args.extend(self.c.args.iter().cloned());
         let process =
             spec::ProcessSpec { args: &args, env, cwd: &self.c.config.working_dir, user: &user, terminal: tty };
-        spec::write(&self.store, &self.c, &dirs.merged, &process)?;
+        let cgroup_view = super::cgroupfs::prepare(&dir, &hierarchies)?;
+        spec::write(&self.store, &self.c, &dirs.merged, &process, cgroup_view.as_deref())?;
         let runtime = dir.join("runtime");
         std::fs::create_dir_all(&runtime).map_err(io_err(format!("cannot create {}", runtime.display())))?;
 
@@ -544,12 +550,12 @@ impl Monitor {
             }
             None
         };
-        let mut container = builder
-            .as_init(dir.join("bundle"))
-            .with_systemd(false)
-            .with_detach(true)
-            .build()
-            .map_err(|e| Error::Start { id: id.clone(), message: error_chain(&e) })?;
+        if let Some(w) = &mut warmer {
+            w.settle();
+        }
+        let built = builder.as_init(dir.join("bundle")).with_systemd(false).with_detach(true).build();
+        drop(warmer);
+        let mut container = built.map_err(|e| Error::Start { id: id.clone(), message: error_chain(&e) })?;
         let pid = container.pid().ok_or_else(|| Error::Runtime("libcontainer reported no pid".into()))?;
         if let Some(console) = console {
             let master = console.receive_master()?;
@@ -755,6 +761,7 @@ pub fn cleanup_runtime(store: &ContainerStore, id: &str) {
 }
 
 fn cleanup_runtime_quietly(store: &ContainerStore, id: &str) {
+    super::cgroupfs::unmount(&store.dir(id));
     let runtime = store.dir(id).join("runtime").join(id);
     if runtime.exists() {
         match libcontainer::container::Container::load(runtime.clone()) {

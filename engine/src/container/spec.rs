@@ -125,11 +125,19 @@ pub fn process_json(p: &ProcessSpec<'_>) -> Value {
 }
 
 /// Writes `bundle/config.json` for container `c`, whose rootfs is mounted at `rootfs`.
-pub fn write(store: &ContainerStore, c: &Container, rootfs: &Path, process: &ProcessSpec<'_>) -> Result<()> {
+/// `cgroup_view` is the read-only cgroup v1 tree the monitor prepared (see [`super::cgroupfs`]), bound at
+/// `/sys/fs/cgroup`; without one, libcontainer mounts cgroups itself.
+pub fn write(
+    store: &ContainerStore,
+    c: &Container,
+    rootfs: &Path,
+    process: &ProcessSpec<'_>,
+    cgroup_view: Option<&Path>,
+) -> Result<()> {
     let dir = store.dir(&c.id);
     let bundle = dir.join("bundle");
     std::fs::create_dir_all(&bundle).map_err(super::io_err(format!("cannot create {}", bundle.display())))?;
-    let mut value = document(&dir, c, rootfs, process)?;
+    let mut value = document(&dir, c, rootfs, process, cgroup_view)?;
     if let Some(other) = super::network::joined_container(&c.host_config.network_mode) {
         share_network_namespace(store, &mut value, other)?;
     }
@@ -177,7 +185,13 @@ fn share_network_namespace(store: &ContainerStore, doc: &mut Value, other: &str)
 }
 
 /// The whole spec document.
-pub fn document(dir: &Path, c: &Container, rootfs: &Path, process: &ProcessSpec<'_>) -> Result<Value> {
+pub fn document(
+    dir: &Path,
+    c: &Container,
+    rootfs: &Path,
+    process: &ProcessSpec<'_>,
+    cgroup_view: Option<&Path>,
+) -> Result<Value> {
     let hc = &c.host_config;
     let host_network = hc.network_mode == "host";
     let mut namespaces =
@@ -192,8 +206,12 @@ pub fn document(dir: &Path, c: &Container, rootfs: &Path, process: &ProcessSpec<
         json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
-        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-               "options": ["ro", "nosuid", "noexec", "nodev"]}),
+        match cgroup_view {
+            Some(view) => json!({"destination": "/sys/fs/cgroup", "type": "bind", "source": view,
+                                 "options": ["rbind", "rro", "nosuid", "noexec", "nodev"]}),
+            None => json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                           "options": ["ro", "nosuid", "noexec", "nodev"]}),
+        },
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
                "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
@@ -287,12 +305,24 @@ mod tests {
         let user = ExecUser { uid: 0, gid: 0, additional_gids: vec![], home: "/root".into() };
         let args = vec!["sh".to_owned()];
         let p = ProcessSpec { args: &args, env: vec![], cwd: "", user: &user, terminal: false };
-        let doc = document(Path::new("/c"), &c, Path::new("/c/merged"), &p).unwrap_or_else(|e| panic!("{e}"));
-        let spec: oci_spec::runtime::Spec = serde_json::from_value(doc).unwrap_or_else(|e| panic!("{e}"));
+        let doc = document(Path::new("/c"), &c, Path::new("/c/merged"), &p, None).unwrap_or_else(|e| panic!("{e}"));
+        let spec: oci_spec::runtime::Spec = serde_json::from_value(doc.clone()).unwrap_or_else(|e| panic!("{e}"));
         let res = spec.linux().as_ref().and_then(|l| l.resources().clone()).unwrap_or_default();
         assert_eq!(res.cpu().as_ref().and_then(|c| c.quota()), Some(150_000));
         assert_eq!(res.pids().as_ref().map(|p| p.limit()), Some(20));
         // Seccomp is loaded by our executor from a precompiled program, never compiled from the spec.
         assert!(spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).is_none());
+        let cgroup = |doc: &Value| {
+            doc["mounts"].as_array().and_then(|m| m.iter().find(|m| m["destination"] == "/sys/fs/cgroup")).cloned()
+        };
+        assert_eq!(cgroup(&doc).map(|m| m["type"].clone()), Some(json!("cgroup")));
+        // With the monitor's prepared view: one recursive, recursively read-only bind of it.
+        let doc = document(Path::new("/c"), &c, Path::new("/c/merged"), &p, Some(Path::new("/c/cgroupfs")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            cgroup(&doc),
+            Some(json!({"destination": "/sys/fs/cgroup", "type": "bind", "source": "/c/cgroupfs",
+                        "options": ["rbind", "rro", "nosuid", "noexec", "nodev"]}))
+        );
     }
 }

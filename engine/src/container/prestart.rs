@@ -1,0 +1,103 @@
+//! Work the monitor does ahead of libcontainer, so that libcontainer's intermediate and init processes (forked
+//! from the monitor, see [`super::monitor`]) find it done instead of each paying for it on the critical path of
+//! a start. Measured with strace on this host; the figures are in docs/engine-containers.md ("Performance").
+//!
+//! - **The procfs handle.** libcontainer and libcgroups resolve every `/proc` path through pathrs, which keeps one
+//!   private procfs mount (`fsopen("proc")` with `subset=pid`, detached) in a process-wide cache. Nothing in the
+//!   monitor opened it before, so the intermediate process created the superblock itself (the slowest system
+//!   calls of its life) and the init process inherited it from there. [`procfs_handle`] fills the cache in the
+//!   monitor; the forks inherit the descriptor (close-on-exec: it never reaches the container's command).
+//! - **The cgroup migration lock.** Moving a process between cgroup v1 cgroups takes the kernel's global
+//!   `cgroup_threadgroup_rwsem` for writing, and taking it from idle waits for an RCU grace period (10–15 ms on
+//!   this loaded host, measured): libcontainer's first `cgroup.procs` write paid it in the intermediate
+//!   process. The lock stays cheap to take while it was taken within the last grace period, so
+//!   [`MigrationLockWarmer`] has a thread write `0` (this process) to the `cgroup.procs` of the monitor's own
+//!   cgroup — a migration that moves nothing but takes the lock (a `tasks` write of `0` skips it) — every
+//!   millisecond from before the rootfs is mounted until libcontainer has placed the container: the grace period
+//!   then passes while the monitor does its other work, and libcontainer's writes find the lock warm. The
+//!   thread neither allocates nor takes locks in its loop, so libcontainer's forks of the monitor are safe.
+
+use std::fs::OpenOptions;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::cgroupfs::Hierarchy;
+
+/// Opens (and caches, process-wide) the hardened procfs handle pathrs gives libcontainer. Best effort: without
+/// it libcontainer opens its own.
+pub fn procfs_handle() {
+    if let Err(e) = pathrs::procfs::ProcfsHandle::new() {
+        tracing::debug!("cannot open a procfs handle ahead of libcontainer: {e}");
+    }
+}
+
+/// Keeps the cgroup migration lock warm while it lives (see the module doc); stops and joins its thread on drop.
+pub struct MigrationLockWarmer {
+    stop: Arc<AtomicBool>,
+    /// Set by the thread once it runs its loop (std's thread set-up, which allocates, is over).
+    looping: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MigrationLockWarmer {
+    /// Starts the warmer on this process's own cgroup in the first of `hierarchies`; `None` on a host without
+    /// cgroup v1 (cgroup2 has no such lock round trip for a fresh cgroup) or if the thread cannot start.
+    pub fn start(hierarchies: &[Hierarchy]) -> Option<MigrationLockWarmer> {
+        let procs = hierarchies.first()?.own.join("cgroup.procs");
+        let file = match OpenOptions::new().write(true).open(&procs) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(path = %procs.display(), "cannot open the cgroup's cgroup.procs: {e}");
+                return None;
+            }
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let looping = Arc::new(AtomicBool::new(false));
+        let (flag, entered) = (stop.clone(), looping.clone());
+        let thread = std::thread::Builder::new()
+            .name("cgroup-warmer".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                entered.store(true, Ordering::Release);
+                let fd = file.as_raw_fd();
+                // "0" is this process, already in this cgroup: the kernel takes the lock and moves nothing. A
+                // failed write (cgroup gone) ends the loop.
+                // SAFETY: writing a 1-byte buffer we own to a descriptor this closure owns (`file`).
+                while !flag.load(Ordering::Relaxed) && unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } == 1 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                drop(file);
+            })
+            .ok()?;
+        Some(MigrationLockWarmer { stop, looping, thread: Some(thread) })
+    }
+
+    /// Returns once the thread runs its loop, where it neither allocates nor locks, so that this process may be
+    /// forked without the child inheriting a lock the thread held. A thread not there within 100 ms (a very
+    /// loaded host) is stopped instead.
+    pub fn settle(&mut self) {
+        for _ in 0..100 {
+            if self.looping.load(Ordering::Acquire) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for MigrationLockWarmer {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
