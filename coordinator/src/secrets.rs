@@ -292,10 +292,13 @@ fn libc_nofollow() -> i32 {
     nix::fcntl::OFlag::O_NOFOLLOW.bits()
 }
 
-/// How a secret value is shown: `xxxx` and its last 4 characters (only `xxxx` when it has fewer than 4).
+/// How a secret value is shown: `xxxx` and its last 4 characters — only for values of at least 12 characters,
+/// so that at most a third of a value is ever shown (a 4-character secret would otherwise be shown whole);
+/// shorter ones are just `xxxx`. The dashboard's hint (`web::SecretHint`) follows the same rule.
 pub fn masked(value: &str) -> String {
+    const SHOW_TAIL_FROM: usize = 12;
     let count = value.chars().count();
-    if count < 4 {
+    if count < SHOW_TAIL_FROM {
         return "xxxx".to_string();
     }
     let tail: String = value.chars().skip(count - 4).collect();
@@ -435,9 +438,11 @@ mod tests {
     fn masking_shows_only_the_last_four_characters() {
         assert_eq!(masked(""), "xxxx");
         assert_eq!(masked("abc"), "xxxx");
-        assert_eq!(masked("abcd"), "xxxxabcd");
+        assert_eq!(masked("abcd"), "xxxx");
+        assert_eq!(masked("eleven-char"), "xxxx");
+        assert_eq!(masked("twelve-chars"), "xxxxhars");
         assert_eq!(masked("super-secret-token-9f3a"), "xxxx9f3a");
-        assert_eq!(masked("ключ-секрет"), "xxxxкрет");
+        assert_eq!(masked("ключ-секрет-да"), "xxxxт-да");
     }
 
     #[test]
