@@ -323,3 +323,164 @@ fn runner_exec_workflow_passes_the_workspace_and_stops_after_a_failure() {
     assert!(!r.stdout().contains("deploying"), "{}", r.stdout());
     assert_no_containers(&e);
 }
+
+#[test]
+fn runner_exec_store_test_results_summarises_junit_and_warns_about_a_broken_file() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let junit = "<?xml version=\"1.0\"?>\n<testsuites><testsuite name=\"pytest\" tests=\"3\">\n\
+                 <testcase classname=\"tests.test_app\" name=\"test_ok\" file=\"tests/test_app.py\" time=\"0.5\"/>\n\
+                 <testcase classname=\"tests.test_app\" name=\"test_bad\" time=\"0.25\"><failure message=\"assert 1 == 2\">E   assert 1 == 2</failure></testcase>\n\
+                 <testcase classname=\"tests.test_app\" name=\"test_skip\"><skipped message=\"later\"/></testcase>\n\
+                 </testsuite></testsuites>\n";
+    let broken = "<testsuite name=\"x\">\n<testcase name=\"y\">\n</testsuite>\n";
+    let p = project(
+        "version: 2.1\njobs:\n  build:\n    docker: [{image: busybox:latest}]\n    steps:\n\
+         \x20     - checkout\n      - run: mkdir -p test-results/py && cp junit.xml test-results/py/ && cp broken.txt test-results/broken.xml\n\
+         \x20     - store_test_results: {path: test-results}\nworkflows:\n  main:\n    jobs: [build]\n",
+        &[("junit.xml", junit), ("broken.txt", broken)],
+    );
+    let r = runner_exec(&e, p.path(), &["build"]).success();
+    let r = r
+        .stdout_has("warning: /root/project/test-results/broken.xml:3: not well-formed XML")
+        .stdout_has("Read 2 test results file(s) from /root/project/test-results\n")
+        .stdout_has("FAILED tests.test_app.test_bad\n    assert 1 == 2\n    E   assert 1 == 2\n3 tests, 1 failed, 1 skipped, in 0.750s\n")
+        .stdout_has("<== [3] Uploading test results (test-results): success");
+    assert!(!r.stdout().contains("not supported"), "{}", r.stdout());
+    let json = runner_exec(&e, p.path(), &["build", "--json"]).success();
+    let event = json
+        .stdout()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "test_results")
+        .unwrap_or_else(|| panic!("no test_results event:\n{}", json.stdout()));
+    assert_eq!(event["path"], "test-results");
+    assert_eq!(event["cases"].as_array().map(Vec::len), Some(3));
+    assert_eq!(event["cases"][1]["result"], "failure");
+    assert_eq!(event["cases"][1]["run_time_ms"], 250);
+    assert_eq!(event["cases"][0]["file"], "tests/test_app.py");
+    assert_no_containers(&e);
+}
+
+#[test]
+fn runner_exec_step_halt_ends_the_job_successfully_and_skips_the_rest() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let p = project(
+        "version: 2.1\njobs:\n  build:\n    docker: [{image: busybox:latest}]\n    steps:\n\
+         \x20     - run: echo before\n      - run: {name: stop here, command: 'runner step halt && echo halted'}\n\
+         \x20     - run: echo must not run\n      - run: {command: echo nor this, when: always}\n\
+         workflows:\n  main:\n    jobs: [build]\n",
+        &[],
+    );
+    let data = tempfile::tempdir().expect("data dir");
+    let r = runner_exec(&e, p.path(), &["build", "--data-dir", &data.path().to_string_lossy()]).success();
+    let r = r
+        .stdout_has("Halting: the job ends successfully after this step\nhalted\n")
+        .stdout_has("--- [3] echo must not run: skipped\n")
+        .stdout_has("Job build: success — 5 steps, 0 failed, 2 skipped");
+    assert!(!r.stdout().contains("nor this\n"), "{}", r.stdout());
+    assert_no_containers(&e);
+}
+
+#[test]
+fn runner_exec_parallelism_runs_each_node_and_tests_split_by_name_size_and_timings() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let junit = "<testsuite name=\"py\">\n\
+                 <testcase classname=\"a\" name=\"t\" file=\"tests/a_test.py\" time=\"0.1\"/>\n\
+                 <testcase classname=\"b\" name=\"t\" file=\"tests/b_test.py\" time=\"5\"/>\n\
+                 <testcase classname=\"c\" name=\"t\" file=\"tests/sub/c_test.py\" time=\"4\"/>\n</testsuite>\n";
+    let big = "x".repeat(1000);
+    let config = "version: 2.1\njobs:\n  build:\n    docker: [{image: busybox:latest}]\n    parallelism: 1\n    steps:\n\
+         \x20     - checkout\n      - run: mkdir -p r && cp junit.xml r/\n      - store_test_results: {path: r}\n\
+         \x20     - run: |\n          n=\"node $CIRCLE_NODE_INDEX/$CIRCLE_NODE_TOTAL\"\n\
+         \x20         echo \"$n glob: $(runner tests glob 'tests/**/*_test.py' | tr '\\n' ' ')\"\n\
+         \x20         echo \"$n name: $(runner tests glob 'tests/**/*_test.py' | runner tests split | tr '\\n' ' ')\"\n\
+         \x20         echo \"$n size: $(runner tests glob 'tests/**/*_test.py' | runner tests split --split-by=filesize | tr '\\n' ' ')\"\n\
+         \x20         echo \"$n timings: $(runner tests glob 'tests/**/*_test.py' | runner tests split --split-by timings | tr '\\n' ' ')\"\n\
+         workflows:\n  main:\n    jobs: [build]\n";
+    let dir = project(config, &[("junit.xml", junit), ("other.txt", "x")]);
+    std::fs::create_dir_all(dir.path().join("tests/sub")).expect("mkdir");
+    std::fs::write(dir.path().join("tests/a_test.py"), &big).expect("write");
+    std::fs::write(dir.path().join("tests/b_test.py"), "0123456789").expect("write");
+    std::fs::write(dir.path().join("tests/sub/c_test.py"), "01234567890123456789").expect("write");
+    std::fs::write(dir.path().join("tests/helper.py"), "").expect("write");
+    let repo = git2::Repository::open(dir.path()).expect("open");
+    commit_all(&repo, "tests");
+    let data = tempfile::tempdir().expect("data dir");
+    let r = runner_exec(&e, dir.path(), &["build", "--parallelism", "2", "--data-dir", &data.path().to_string_lossy()])
+        .success();
+    r.stdout_has("Node 0 of 2 (CIRCLE_NODE_INDEX=0)")
+        .stdout_has("Node 1 of 2 (CIRCLE_NODE_INDEX=1)")
+        .stdout_has("node 0/2 glob: tests/a_test.py tests/b_test.py tests/sub/c_test.py \n")
+        // By name: sorted, dealt in turn.
+        .stdout_has("node 0/2 name: tests/a_test.py tests/sub/c_test.py \n")
+        .stdout_has("node 1/2 name: tests/b_test.py \n")
+        // By size: the 1000-byte file alone, the two small ones together.
+        .stdout_has("node 0/2 size: tests/a_test.py \n")
+        .stdout_has("node 1/2 size: tests/b_test.py tests/sub/c_test.py \n")
+        // Node 0 ran before any results were stored: file sizes. Node 1 has node 0's timings: b (5 s) alone.
+        .stdout_has("node 0/2 timings: tests/a_test.py \n")
+        .stdout_has("node 1/2 timings: tests/a_test.py tests/sub/c_test.py \n");
+    assert_no_containers(&e);
+}
+
+/// `ssh-keygen -l [-E md5] -f FILE`'s fingerprint.
+fn fingerprint(file: &Path, md5: bool) -> String {
+    let mut c = Command::new("ssh-keygen");
+    c.arg("-l");
+    if md5 {
+        c.args(["-E", "md5"]);
+    }
+    let out = Run::of(c.arg("-f").arg(file)).success().stdout();
+    let fp = out.split_whitespace().nth(1).expect("fingerprint").to_owned();
+    fp.strip_prefix("MD5:").map(str::to_owned).unwrap_or(fp)
+}
+
+#[test]
+fn runner_exec_add_ssh_keys_writes_the_selected_key_and_github_host_keys() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let keys = tempfile::tempdir().expect("key dir");
+    for name in ["one", "two"] {
+        let mut c = Command::new("ssh-keygen");
+        c.args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"]).arg(keys.path().join(name));
+        Run::of(&mut c).success();
+    }
+    let (one, two) = (keys.path().join("one"), keys.path().join("two"));
+    let sha_two = fingerprint(&two.with_extension("pub"), false);
+    let md5_two = fingerprint(&two.with_extension("pub"), true);
+    let config = format!(
+        "version: 2.1\njobs:\n  build:\n    docker: [{{image: busybox:latest}}]\n    steps:\n\
+         \x20     - add_ssh_keys: {{fingerprints: ['{sha_two}']}}\n\
+         \x20     - run: |\n          ls ~/.ssh\n          stat -c '%a %n' ~/.ssh ~/.ssh/id_rsa_*\n\
+         \x20         grep -c '^github.com ' ~/.ssh/known_hosts\n          cat ~/.ssh/config\n          cat ~/.ssh/id_rsa_*\n\
+         workflows:\n  main:\n    jobs: [build]\n"
+    );
+    let p = project(&config, &[]);
+    let (one_s, two_s) = (one.to_string_lossy().into_owned(), two.to_string_lossy().into_owned());
+    let r = runner_exec(&e, p.path(), &["build", "--ssh-key", &one_s, "--ssh-key", &two_s]).success();
+    let file = format!("id_rsa_{}", md5_two.replace(':', ""));
+    let r = r
+        .stdout_has(&format!("Added /root/.ssh/{file} ({md5_two})\n"))
+        .stdout_has(&format!("config\n{file}\nknown_hosts\n"))
+        // The key file is a secret: masked as a whole.
+        .stdout_has(&format!("700 /root/.ssh\n600 /root/.ssh/{file}\n3\nIdentityFile /root/.ssh/{file}\n********"));
+    let key_line = std::fs::read_to_string(&two).expect("key").lines().nth(1).expect("key body").to_owned();
+    assert!(!r.stdout().contains(&key_line), "the private key was shown:\n{}", r.stdout());
+
+    // A fingerprint no key has fails the step, naming it.
+    let bad = config.replace(&sha_two, "SHA256:unknown");
+    let p = project(&bad, &[]);
+    runner_exec(&e, p.path(), &["build", "--ssh-key", &one_s]).code_is(1).stdout_has("SHA256:unknown");
+    assert_no_containers(&e);
+}

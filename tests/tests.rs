@@ -1,6 +1,7 @@
 //! One integration-test binary for all of Drydock, a module per area (ripgrep's layout): each test drives the
 //! real binaries through the small DSL in `util.rs`.
 
+mod agent;
 mod api;
 mod build;
 mod compose;

@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::diagnostic::{join, suggest, Diagnostics, Report};
+use crate::diagnostic::{item_path, join, suggest, Diagnostics, Report};
 use crate::model::*;
 use crate::read;
 use crate::spec::*;
@@ -667,7 +667,7 @@ impl<'a> Processor<'a> {
                 self.report.error(step.pos, path, message);
                 return;
             }
-            let sp = format!("{path}[{i}]");
+            let sp = item_path(path, i);
             match &step.kind {
                 StepKind::When { condition, steps } | StepKind::Unless { condition, steps } => {
                     let want = matches!(step.kind, StepKind::When { .. });
@@ -783,7 +783,7 @@ impl<'a> Processor<'a> {
     }
 
     fn texts(&mut self, items: &[Yaml], path: &str) -> Vec<String> {
-        items.iter().enumerate().map(|(i, v)| self.text(v, &format!("{path}[{i}]"))).collect()
+        items.iter().enumerate().map(|(i, v)| self.text(v, &item_path(path, i))).collect()
     }
 
     /// A string or a list of strings (`entrypoint`, `command` of a docker image).

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::diagnostic::{join, suggest, Report};
+use crate::diagnostic::{item_path, join, suggest, Report};
 use crate::model::*;
 use crate::yaml::{Pos, Yaml, YamlValue};
 
@@ -168,7 +168,7 @@ fn boolean(v: &Yaml, path: &str, report: &mut Report) -> Option<bool> {
 fn strings(v: &Yaml, path: &str, report: &mut Report) -> Vec<String> {
     match &v.value {
         YamlValue::Seq(items) => {
-            items.iter().enumerate().filter_map(|(i, item)| string(item, &format!("{path}[{i}]"), report)).collect()
+            items.iter().enumerate().filter_map(|(i, item)| string(item, &item_path(path, i), report)).collect()
         }
         YamlValue::Null => Vec::new(),
         _ => string(v, path, report).into_iter().collect(),
@@ -357,7 +357,7 @@ fn environment_map(v: &Yaml, path: &str, report: &mut Report) -> Vec<(String, Ya
             .iter()
             .enumerate()
             .filter_map(|(i, item)| {
-                let text = string(item, &format!("{path}[{i}]"), report)?;
+                let text = string(item, &item_path(path, i), report)?;
                 let (k, val) = text.split_once('=').unwrap_or((text.as_str(), ""));
                 Some((k.to_string(), Yaml::at(item.pos, YamlValue::Str(val.to_string()))))
             })
@@ -378,7 +378,7 @@ fn env_part(v: &Yaml, path: &str, report: &mut Report) -> Environment {
         let p = join(path, "docker");
         if let Some(items) = list(d, &p, report) {
             for (i, item) in items.iter().enumerate() {
-                let ip = format!("{p}[{i}]");
+                let ip = item_path(&p, i);
                 if !item.is_map() {
                     report.error(
                         item.pos,
@@ -533,7 +533,7 @@ pub fn steps(v: &Yaml, path: &str, report: &mut Report) -> Vec<Step> {
     }
     let Some(items) = list(v, path, report) else { return out };
     for (i, item) in items.iter().enumerate() {
-        let ip = format!("{path}[{i}]");
+        let ip = item_path(path, i);
         // `- steps: << parameters.x >>` (or a literal list) splices steps in place, as CircleCI allows.
         if let [(_, key, inner)] = item.entries() {
             if key == "steps" {
@@ -753,12 +753,12 @@ pub fn logic(v: &Yaml, path: &str, report: &mut Report) -> Logic {
             match key.as_str() {
                 "and" => {
                     return Logic::And(
-                        items(report).iter().enumerate().map(|(i, x)| logic(x, &format!("{p}[{i}]"), report)).collect(),
+                        items(report).iter().enumerate().map(|(i, x)| logic(x, &item_path(&p, i), report)).collect(),
                     )
                 }
                 "or" => {
                     return Logic::Or(
-                        items(report).iter().enumerate().map(|(i, x)| logic(x, &format!("{p}[{i}]"), report)).collect(),
+                        items(report).iter().enumerate().map(|(i, x)| logic(x, &item_path(&p, i), report)).collect(),
                     )
                 }
                 "not" => return Logic::Not(Box::new(logic(arg, &p, report))),
@@ -839,7 +839,7 @@ fn workflows(v: &Yaml, report: &mut Report) -> BTreeMap<String, Workflow> {
             let tp = join(&p, "triggers");
             if let Some(items) = list(t, &tp, report) {
                 for (i, item) in items.iter().enumerate() {
-                    let ip = format!("{tp}[{i}]");
+                    let ip = item_path(&tp, i);
                     check_keys(item, &ip, "a trigger", &[TRIGGER_KEYS], report);
                     let Some(s) = item.get("schedule") else {
                         report.error(item.pos, &ip, "a trigger needs `schedule:`");
@@ -962,7 +962,7 @@ fn requires(v: &Yaml, path: &str, report: &mut Report) -> Vec<Requirement> {
     match &v.value {
         YamlValue::Seq(items) => {
             for (i, item) in items.iter().enumerate() {
-                one(item, report, &mut out, &format!("{path}[{i}]"));
+                one(item, report, &mut out, &item_path(path, i));
             }
         }
         YamlValue::Map(_) => one(v, report, &mut out, path),

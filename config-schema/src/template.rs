@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::diagnostic::{suggest, Report};
+use crate::diagnostic::{item_path, suggest, Report};
 use crate::yaml::{Pos, Yaml, YamlValue};
 
 /// Pipeline values CircleCI defines (`<< pipeline.NAME >>`); one not given to the processor is empty.
@@ -82,7 +82,13 @@ impl Bindings<'_> {
         }
         if let Some(key) = name.strip_prefix("pipeline.") {
             if let Some(v) = self.pipeline_values.get(key) {
-                return Lookup::Value(Yaml::at(pos, YamlValue::Str(v.clone())));
+                // `pipeline.number` is an integer in CircleCI (`equal: [ 1, << pipeline.number >> ]`, an integer
+                // parameter given it); every other pipeline value is a string.
+                let value = match v.parse::<i64>() {
+                    Ok(n) if key == "number" => YamlValue::Int(n),
+                    _ => YamlValue::Str(v.clone()),
+                };
+                return Lookup::Value(Yaml::at(pos, value));
             }
             if PIPELINE_VALUES.contains(&key) || key.starts_with("trigger_parameters.") {
                 return Lookup::Value(Yaml::at(pos, YamlValue::Str(String::new())));
@@ -109,7 +115,7 @@ impl Bindings<'_> {
                         out.push(item.clone());
                         continue;
                     }
-                    let ip = format!("{path}[{i}]");
+                    let ip = item_path(path, i);
                     let whole = item.as_str().is_some_and(|s| whole_template(s).is_some());
                     let new = self.substitute(item, &ip, report);
                     match new.value {
@@ -336,6 +342,23 @@ mod tests {
                 "steps": ["checkout", "checkout", {"run": "make"}, {"run": "cat <<EOF >> out"}],
                 "m": "<< matrix.os >>"})
         );
+    }
+
+    #[test]
+    fn pipeline_number_is_an_integer_and_other_values_strings() {
+        let values =
+            [("number".to_string(), "118".to_string()), ("git.revision".to_string(), "0123".to_string())].into();
+        let b = Bindings {
+            parameters: None,
+            matrix: None,
+            pipeline_parameters: &BTreeMap::new(),
+            pipeline_values: &values,
+        };
+        let mut report = Report::new("t.yml");
+        let doc = yaml("n: << pipeline.number >>\nr: << pipeline.git.revision >>\ns: 'build-<< pipeline.number >>'\n");
+        let out = b.substitute(&doc, "", &mut report).to_json();
+        assert!(report.is_empty(), "{:?}", report.items);
+        assert_eq!(out, serde_json::json!({"n": 118, "r": "0123", "s": "build-118"}));
     }
 
     #[test]

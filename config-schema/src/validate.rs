@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::diagnostic::{join, suggest, Report};
+use crate::diagnostic::{item_path, join, suggest, Report};
 use crate::model::*;
 use crate::yaml::{Pos, Yaml, YamlValue};
 
@@ -211,7 +211,7 @@ fn check_references(
         }
         YamlValue::Seq(items) => {
             for (i, item) in items.iter().enumerate() {
-                check_references(item, params, pipeline, &format!("{path}[{i}]"), report);
+                check_references(item, params, pipeline, &item_path(path, i), report);
             }
         }
         YamlValue::Map(entries) => {
@@ -367,7 +367,7 @@ fn parameter_refs(s: &str) -> Vec<String> {
 
 fn check_steps(scope: &Scope, steps: &[Step], params: &BTreeMap<String, Parameter>, path: &str, report: &mut Report) {
     for (i, step) in steps.iter().enumerate() {
-        let sp = format!("{path}[{i}]");
+        let sp = item_path(path, i);
         match &step.kind {
             StepKind::Parameter { template } => {
                 // Unknown names are reported by `check_references`; here only the type matters.

@@ -326,6 +326,20 @@ mod tests {
         assert_eq!(build.get("shell").unwrap().pos, Pos { line: 7, column: 12 });
     }
 
+    /// Found by the random-document test: the fast path read `a: ...` as `a: null` (it asked serde-saphyr about
+    /// the scalar alone, where `...` ends the document).
+    #[test]
+    fn document_markers_inside_a_line_are_scalars() {
+        for text in ["a: ...\n", "a: ---\n", "a: ...x\n", "- ---\n"] {
+            let value = parse(text).unwrap();
+            let inner = value.get("a").or_else(|| value.items().first()).unwrap();
+            assert!(
+                matches!(&inner.value, YamlValue::Str(s) if s.starts_with("...") || s.starts_with("---")),
+                "{text}"
+            );
+        }
+    }
+
     #[test]
     fn many_jobs_merging_one_anchor_are_not_an_alias_bomb() {
         let mut doc = String::from("defaults: &defaults\n  docker: [{image: busybox}]\n  shell: sh\njobs:\n");

@@ -59,9 +59,16 @@ pub struct ExecArgs {
     /// Keep the job's containers when it ends (their IDs are printed).
     #[arg(long)]
     keep: bool,
+    /// A private SSH key `add_ssh_keys` may add (its fingerprints select it); repeatable. Masked in output.
+    #[arg(long = "ssh-key", value_name = "FILE")]
+    ssh_key: Vec<PathBuf>,
     /// Print events as JSON lines instead of text.
     #[arg(long)]
     json: bool,
+    /// Run N copies of the job (CIRCLE_NODE_INDEX 0..N-1, CIRCLE_NODE_TOTAL N), one after another; default: the
+    /// job's `parallelism`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    parallelism: Option<u32>,
 }
 
 /// Set by SIGINT/SIGTERM.
@@ -157,7 +164,15 @@ pub fn run(args: ExecArgs) -> ExitCode {
             Err(e) => return config_error(e),
         }
     }
-    let secrets = Secrets::new(project_env.iter().map(|(_, v)| v.as_str()));
+    let mut ssh_keys = Vec::new();
+    for f in &args.ssh_key {
+        match runner::exec::ssh::SshKey::read(f) {
+            Ok(k) => ssh_keys.push(k),
+            Err(e) => return config_error(e),
+        }
+    }
+    let secrets =
+        Secrets::new(project_env.iter().map(|(_, v)| v.as_str()).chain(ssh_keys.iter().map(|k| k.private.as_str())));
     let origin = repo.as_ref().and_then(|r| r.origin_url.clone()).unwrap_or_default();
     let (username, reponame) = project_names(&origin, repo.as_ref().map(|r| r.dir.clone()).unwrap_or(cwd));
     let ids = ids();
@@ -178,12 +193,14 @@ pub fn run(args: ExecArgs) -> ExitCode {
             pipeline_id: ids.1.clone(),
             working_directory: job.working_directory.clone(),
             node_index: 0,
-            node_total: job.parallelism.max(1),
+            node_total: args.parallelism.unwrap_or(job.parallelism).max(1),
         },
         project_env: project_env.clone(),
         secrets: secrets.clone(),
         keep: args.keep,
         data_dir: args.data_dir.clone(),
+        remote: None,
+        ssh_keys: ssh_keys.clone(),
     };
     let sink: Arc<dyn EventSink> = Arc::new(Printer { json: args.json, out: Mutex::new(std::io::stdout()) });
     if let Some(name) = &args.workflow {
@@ -210,23 +227,39 @@ pub fn run(args: ExecArgs) -> ExitCode {
         }
         return if status == Status::Success { ExitCode::SUCCESS } else { ExitCode::from(1) };
     }
-    let req = request_for(&job, 0);
     install_signal_handlers();
-    match runner::exec::run_job(&req, &sink, &CANCEL) {
-        Ok(outcome) => {
-            if !outcome.kept.is_empty() && !args.json {
-                println!("Kept containers: {}", outcome.kept.join(" "));
+    let base = request_for(&job, 0);
+    let nodes = base.info.node_total;
+    let mut all_succeeded = true;
+    // Parallel nodes run one after another locally: their output stays readable, and a laptop is not a
+    // fleet. Each is a full run of the job with its own containers and CIRCLE_NODE_INDEX.
+    for node in 0..nodes {
+        if CANCEL.load(Ordering::Relaxed) {
+            all_succeeded = false;
+            break;
+        }
+        let mut req = request_for(&job, 0);
+        req.info.node_index = node;
+        if nodes > 1 && !args.json {
+            println!("Node {node} of {nodes} (CIRCLE_NODE_INDEX={node})");
+        }
+        match runner::exec::run_job(&req, &sink, &CANCEL) {
+            Ok(outcome) => {
+                if !outcome.kept.is_empty() && !args.json {
+                    println!("Kept containers: {}", outcome.kept.join(" "));
+                }
+                all_succeeded &= outcome.status == Status::Success;
             }
-            if outcome.status == Status::Success {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
+            Err(e) => {
+                eprintln!("error: {}", req.secrets.mask_str(&e.to_string()));
+                all_succeeded = false;
             }
         }
-        Err(e) => {
-            eprintln!("error: {}", req.secrets.mask_str(&e.to_string()));
-            ExitCode::from(1)
-        }
+    }
+    if all_succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
@@ -284,6 +317,7 @@ impl EventSink for Printer {
             },
             Event::JobError { job, message } => writeln!(out, "error: job {job}: {message}"),
             Event::JobNotRun { job, reason } => writeln!(out, "Job {job}: not run ({reason})"),
+            Event::TestResults { .. } => Ok(()),
             Event::Approved { job } => writeln!(out, "Job {job}: approval job, approved by this local run"),
             Event::JobFinished { job, status, steps, failed, skipped, duration_ms } => writeln!(
                 out,

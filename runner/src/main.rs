@@ -1,12 +1,13 @@
-//! The `runner` binary: `runner config validate`, `process`, `plan` and `schema` today; `runner exec` (run a job locally)
-//! and `runner agent` (take jobs from a coordinator) come with issue 6/9. The CLI only parses and prints: every
-//! verb is one `config_schema` call.
+//! The `runner` binary: `runner config validate`, `process`, `plan` and `schema`, `runner exec` (run a job
+//! locally) and `runner agent` (take jobs from a coordinator). The CLI only parses and prints: every verb is one
+//! library call.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod agent_command;
 mod exec_command;
 
 /// Drydock's job runner.
@@ -24,6 +25,8 @@ enum Command {
     Config(ConfigCommand),
     /// Run a job of .circleci/config.yml locally in containers (see docs/runner-exec.md).
     Exec(exec_command::ExecArgs),
+    /// Take jobs from a coordinator and run them (see docs/runner-agent.md).
+    Agent(agent_command::AgentArgs),
 }
 
 #[derive(Subcommand)]
@@ -164,6 +167,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Exec(args) => exec_command::run(args),
+        Command::Agent(args) => agent_command::run(args),
         Command::Config(ConfigCommand::Validate { file, orb_dir }) => {
             let options = config_schema::Options { orb_dir };
             match config_schema::load(&file, &options) {

@@ -279,6 +279,10 @@ fn scalar(value: Cow<'_, str>, style: ScalarStyle) -> Option<YamlValue> {
     {
         return Some(YamlValue::Str(value.into_owned()));
     }
+    // Alone in a document, `...` and `---` are markers, not the scalar they are in place (`a: ...`).
+    if t.starts_with("...") || t.starts_with("---") {
+        return None;
+    }
     let mut options = serde_saphyr::Options::default();
     options.strict_booleans = true;
     serde_saphyr::from_str_with_options::<Yaml>(t, options).ok().map(|y| y.value)

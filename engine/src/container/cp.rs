@@ -116,7 +116,8 @@ pub fn extract(store: &ContainerStore, id: &str, dir: &str, input: impl Read) ->
     if !target.is_dir() {
         return Err(Error::NoSuchPath { container: id.to_owned(), path: dir.to_owned() });
     }
-    crate::image::layer::unpack(input, &target).map_err(|e| Error::Runtime(format!("cannot copy into {dir}: {e}")))?;
+    crate::image::layer::unpack_files(input, &target)
+        .map_err(|e| Error::Runtime(format!("cannot copy into {dir}: {e}")))?;
     Ok(())
 }
 

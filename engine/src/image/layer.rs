@@ -68,8 +68,25 @@ pub fn decompressed<'a, R: Read + 'a>(reader: R) -> Result<Box<dyn Read + 'a>> {
     }
 }
 
-/// Unpacks the (uncompressed) tar stream `reader` into the existing directory `dest`.
+/// Unpacks the (uncompressed) layer tar stream `reader` into the existing directory `dest`, OCI whiteouts
+/// becoming overlay ones.
 pub fn unpack(reader: impl Read, dest: &Path) -> Result<UnpackStats> {
+    unpack_into(reader, dest, Whiteouts::Apply)
+}
+
+/// Unpacks a plain tar of files (`docker cp` into a container) into the existing directory `dest`: a
+/// `.wh.NAME` entry is a file of that name, never an instruction to delete `NAME`.
+pub fn unpack_files(reader: impl Read, dest: &Path) -> Result<UnpackStats> {
+    unpack_into(reader, dest, Whiteouts::AreFiles)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Whiteouts {
+    Apply,
+    AreFiles,
+}
+
+fn unpack_into(reader: impl Read, dest: &Path, whiteouts: Whiteouts) -> Result<UnpackStats> {
     let mut archive = tar::Archive::new(reader);
     let mut stats = UnpackStats::default();
     let mut dir_times: Vec<(PathBuf, i64)> = Vec::new();
@@ -88,11 +105,12 @@ pub fn unpack(reader: impl Read, dest: &Path) -> Result<UnpackStats> {
         // `create_dir_all` may have made directories: make sure none of them is a symlink out (they cannot be,
         // `resolve_in_root` followed every existing one), then work relative to the resolved parent.
         let file_name_bytes = file_name.as_bytes();
-        if file_name_bytes == OPAQUE_WHITEOUT.as_bytes() {
+        if whiteouts == Whiteouts::AreFiles {
+            // Plain files: fall through to the entry kinds below.
+        } else if file_name_bytes == OPAQUE_WHITEOUT.as_bytes() {
             xattr_set(&parent, "trusted.overlay.opaque", b"y").map_err(io_err)?;
             continue;
-        }
-        if let Some(hidden) = file_name_bytes.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+        } else if let Some(hidden) = file_name_bytes.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
             if hidden.starts_with(WHITEOUT_PREFIX.as_bytes()) {
                 continue; // aufs metadata such as .wh..wh.plnk
             }
@@ -451,6 +469,22 @@ mod tests {
         let meta = fs::symlink_metadata(dir.path().join("d/gone")).expect("whiteout exists");
         assert!(meta.file_type().is_char_device());
         assert_eq!(xattr_get(&dir.path().join("d"), "trusted.overlay.opaque").as_deref(), Some(&b"y"[..]));
+    }
+
+    /// `docker cp` of a tar holding `.wh.passwd` must copy that file, not delete `passwd` (it did).
+    #[test]
+    fn plain_file_tars_keep_whiteout_names_as_files() {
+        let dir = tempfile::tempdir().expect("tmp");
+        fs::write(dir.path().join("passwd"), "root:x:0:0").expect("write");
+        let tar = tar_with(&[
+            (".wh.passwd", tar::EntryType::Regular, b"mine", None),
+            (".wh..wh..opq", tar::EntryType::Regular, b"", None),
+        ]);
+        unpack_files(&tar[..], dir.path()).expect("unpacks");
+        assert_eq!(fs::read_to_string(dir.path().join("passwd")).expect("still there"), "root:x:0:0");
+        assert_eq!(fs::read_to_string(dir.path().join(".wh.passwd")).expect("copied"), "mine");
+        assert!(dir.path().join(".wh..wh..opq").is_file());
+        assert_eq!(xattr_get(dir.path(), "trusted.overlay.opaque"), None);
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub enum ExecError {
     CacheKey { key: String, hint: String },
     #[error("{field}: `{value}`: {hint}")]
     StepInput { field: String, value: String, hint: String },
+    #[error("coordinator: {0}")]
+    Remote(String),
     #[error("checkout: {0}")]
     Checkout(String),
     #[error("{context}: {source}")]

@@ -5,6 +5,7 @@
 //! filesystem and cannot lead out of it.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use engine::container::ContainerStore;
 
@@ -47,7 +48,7 @@ fn stays_in(field: &str, value: &str, root: &Path, rel: &Path) -> Result<(), Exe
 }
 
 /// Copies `path` (absolute, in the container) to the host directory `dest_dir`, as `dest_dir/<base name>`.
-fn copy_out(store: &ContainerStore, id: &str, path: &str, dest_dir: &Path) -> Result<(), ExecError> {
+pub(crate) fn copy_out(store: &ContainerStore, id: &str, path: &str, dest_dir: &Path) -> Result<(), ExecError> {
     std::fs::create_dir_all(dest_dir).map_err(io(format!("cannot create {}", dest_dir.display())))?;
     let tmp =
         tempfile::NamedTempFile::new_in(dest_dir).map_err(io(format!("cannot write in {}", dest_dir.display())))?;
@@ -160,3 +161,21 @@ fn list(root: &Path, path: &Path, out: &mut Vec<(String, u64)>) {
         out.push((rel, meta.len()));
     }
 }
+
+/// Where a job's workspaces and artifacts go when it runs for a coordinator (`runner agent`) rather than
+/// locally: the executor still copies files out of the container into a host directory first, then hands that
+/// directory to these calls. Errors are sentences for the step's log.
+pub trait RemoteFiles: Send + Sync {
+    /// Downloads the workspace layers of the job's upstream jobs and unpacks them into `dir` (existing, empty),
+    /// in order; false when there are none.
+    fn fetch_workspace(&self, dir: &Path) -> Result<bool, String>;
+    /// Uploads `dir` (what one `persist_to_workspace` step copied out) as a new workspace layer.
+    fn upload_workspace(&self, dir: &Path) -> Result<(), String>;
+    /// Uploads one stored artifact, `file` on the host, under its destination path `rel`.
+    fn upload_artifact(&self, rel: &str, file: &Path) -> Result<(), String>;
+    /// Sends what one `store_test_results` step read from `path`.
+    fn test_results(&self, path: &str, cases: &[config_schema::wire::TestCase]) -> Result<(), String>;
+}
+
+/// A shared [`RemoteFiles`].
+pub type Remote = Arc<dyn RemoteFiles>;

@@ -3,8 +3,8 @@
 //! `on_fail` once something did, `always`). `run` steps are exec'd into the primary container with the
 //! environment of [`super::env`] and their output streamed through the [`Masker`]; background steps stream
 //! from their own thread and are stopped when the job ends; caches go through [`super::cache`], workspaces and
-//! artifacts through [`super::files`]. Steps `runner exec` does not support yet (test results, remote docker,
-//! ssh keys) are reported and skipped.
+//! artifacts through [`super::files`], test results through [`super::junit`]. Steps `runner exec` does not
+//! support yet (remote docker) are reported and skipped; `add_ssh_keys` goes through [`super::ssh`].
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,6 +47,10 @@ pub struct ExecRequest {
     pub keep: bool,
     /// The runner's own data (the cache store).
     pub data_dir: PathBuf,
+    /// For `runner agent`: workspaces and artifacts go to the coordinator instead of staying in `data_dir`.
+    pub remote: Option<files::Remote>,
+    /// Keys `add_ssh_keys` may add (`runner exec --ssh-key FILE`).
+    pub ssh_keys: Vec<super::ssh::SshKey>,
 }
 
 /// How the job ended.
@@ -171,6 +175,10 @@ fn run_steps(
             String::from_utf8_lossy(&mkdir.output).trim_end()
         ));
     }
+    let timings = super::shim::load_timings(&req.data_dir, &req.job.name);
+    if let Err(e) = super::shim::install(&store, &primary, timings.as_deref()) {
+        output(format!("warning: cannot install the in-job `runner` command (runner step halt, runner tests): {e}\n"));
+    }
     output(format!(
         "primary container {} ({}), {} service container(s); working directory {working_dir}\n",
         &primary[..primary.len().min(12)],
@@ -185,6 +193,8 @@ fn run_steps(
     let mut background = Vec::new();
     let mut failed = false;
     let mut canceled = false;
+    // `runner step halt` ran: the job ends successfully, later steps are skipped.
+    let mut halted = false;
     for (i, step) in req.job.steps.iter().enumerate() {
         let index = i + 1;
         counts.steps += 1;
@@ -195,6 +205,7 @@ fn run_steps(
             _ => StepWhen::OnSuccess,
         };
         let runs = !canceled
+            && !halted
             && match when {
                 StepWhen::Always => true,
                 StepWhen::OnSuccess => !failed,
@@ -248,6 +259,14 @@ fn run_steps(
                     Err(e) => step_error(&ctx, index, &e),
                 }
             }
+            SpecStep::AddSshKeys { fingerprints } => match add_ssh_keys(&ctx, index, fingerprints) {
+                Ok(()) => (Status::Success, None),
+                Err(e) => step_error(&ctx, index, &e),
+            },
+            SpecStep::StoreTestResults { path } => match store_test_results(&ctx, index, path) {
+                Ok(()) => (Status::Success, None),
+                Err(e) => step_error(&ctx, index, &e),
+            },
             other => {
                 sink.event(&Event::Output {
                     step: index,
@@ -264,6 +283,9 @@ fn run_steps(
             Status::Canceled => canceled = true,
             Status::Skipped => counts.skipped += 1,
             _ => {}
+        }
+        if matches!(step, SpecStep::Run(r) if !r.background) && super::shim::halted(&store, &ctx.primary) {
+            halted = true;
         }
         finish(sink, index, &name, status, code, t);
         if cancel.load(Ordering::Relaxed) {
@@ -514,14 +536,45 @@ fn restore_cache(ctx: &Ctx, index: usize, keys: &[String]) -> Result<(), ExecErr
 
 fn persist(ctx: &Ctx, index: usize, root: &str, paths: &[String]) -> Result<(), ExecError> {
     let root = expand_home(root, &ctx.home, &ctx.working_dir);
-    let workspace = files::workspace_dir(&ctx.req.data_dir, &ctx.req.info.workflow_id);
     let mut note = |text: String| ctx.sink.event(&Event::Output { step: index, text });
-    files::persist(ctx.store, &ctx.primary, &workspace, &root, paths, &mut note)
+    let Some(remote) = &ctx.req.remote else {
+        let workspace = files::workspace_dir(&ctx.req.data_dir, &ctx.req.info.workflow_id);
+        return files::persist(ctx.store, &ctx.primary, &workspace, &root, paths, &mut note);
+    };
+    // One layer per step: the paths are copied into a fresh directory, which is uploaded as a tar.
+    let layer = staging_dir(ctx, "workspace-layer")?;
+    files::persist(ctx.store, &ctx.primary, layer.path(), &root, paths, &mut note)?;
+    remote.upload_workspace(layer.path()).map_err(ExecError::Remote)?;
+    note("Uploaded the workspace layer to the coordinator\n".to_owned());
+    Ok(())
+}
+
+/// A temporary directory under the runner's data directory (same file system as the caches, not /tmp).
+fn staging_dir(ctx: &Ctx, what: &str) -> Result<tempfile::TempDir, ExecError> {
+    let base = ctx.req.data_dir.join("tmp");
+    std::fs::create_dir_all(&base)
+        .map_err(|source| ExecError::Io { context: format!("cannot create {}", base.display()), source })?;
+    tempfile::Builder::new()
+        .prefix(&format!("{what}-"))
+        .tempdir_in(&base)
+        .map_err(|source| ExecError::Io { context: format!("cannot create a directory in {}", base.display()), source })
 }
 
 fn attach(ctx: &Ctx, index: usize, at: &str) -> Result<(), ExecError> {
     let at = expand_home(at, &ctx.home, &ctx.working_dir);
-    let workspace = files::workspace_dir(&ctx.req.data_dir, &ctx.req.info.workflow_id);
+    let fetched;
+    let workspace = match &ctx.req.remote {
+        None => files::workspace_dir(&ctx.req.data_dir, &ctx.req.info.workflow_id),
+        Some(remote) => {
+            fetched = staging_dir(ctx, "workspace")?;
+            if !remote.fetch_workspace(fetched.path()).map_err(ExecError::Remote)? {
+                let text = "No workspace to attach: no upstream job persisted one\n".to_owned();
+                ctx.sink.event(&Event::Output { step: index, text });
+                return Ok(());
+            }
+            fetched.path().to_path_buf()
+        }
+    };
     let text = if files::attach(ctx.store, &ctx.primary, &workspace, &at)? {
         format!("Attached the workspace at {at}\n")
     } else {
@@ -533,14 +586,31 @@ fn attach(ctx: &Ctx, index: usize, at: &str) -> Result<(), ExecError> {
 
 fn store_artifacts(ctx: &Ctx, index: usize, path: &str, destination: Option<&str>) -> Result<(), ExecError> {
     let path = expand_home(path, &ctx.home, &ctx.working_dir);
-    // The job's name is config text (matrix values included): one path component, whatever it holds.
-    let job_dir = match ctx.req.job.name.replace('/', "_").as_str() {
-        "" | "." | ".." => "_".to_owned(),
-        name => name.to_owned(),
+    let staged;
+    let dir = match &ctx.req.remote {
+        None => {
+            // The job's name is config text (matrix values included): one path component, whatever it holds.
+            let job_dir = match ctx.req.job.name.replace('/', "_").as_str() {
+                "" | "." | ".." => "_".to_owned(),
+                name => name.to_owned(),
+            };
+            ctx.req.data_dir.join("artifacts").join(ctx.req.info.build_num.to_string()).join(job_dir)
+        }
+        Some(_) => {
+            staged = staging_dir(ctx, "artifacts")?;
+            staged.path().to_path_buf()
+        }
     };
-    let dir = ctx.req.data_dir.join("artifacts").join(ctx.req.info.build_num.to_string()).join(job_dir);
     let stored = files::store_artifacts(ctx.store, &ctx.primary, &dir, &path, destination)?;
-    let mut text = format!("Stored {} file(s) from {path} in {}\n", stored.len(), dir.display());
+    let mut text = match &ctx.req.remote {
+        None => format!("Stored {} file(s) from {path} in {}\n", stored.len(), dir.display()),
+        Some(remote) => {
+            for (file, _) in &stored {
+                remote.upload_artifact(file, &dir.join(file)).map_err(ExecError::Remote)?;
+            }
+            format!("Uploaded {} file(s) from {path} to the coordinator\n", stored.len())
+        }
+    };
     for (file, size) in stored {
         text.push_str(&format!("  {file} ({})\n", engine::humanize::size(size)));
     }
@@ -548,10 +618,95 @@ fn store_artifacts(ctx: &Ctx, index: usize, path: &str, destination: Option<&str
     Ok(())
 }
 
+fn add_ssh_keys(ctx: &Ctx, index: usize, fingerprints: &[String]) -> Result<(), ExecError> {
+    let keys = super::ssh::select(&ctx.req.ssh_keys, fingerprints)?;
+    let mut text = String::new();
+    if keys.is_empty() {
+        text.push_str("warning: no SSH keys were given to the runner (runner exec --ssh-key FILE): none added\n");
+    } else {
+        let names = super::ssh::install(ctx.store, &ctx.primary, &ctx.home, &keys)?;
+        for (key, name) in keys.iter().zip(&names) {
+            let fp = key.md5.as_deref().or(key.sha256.as_deref()).unwrap_or("no fingerprint");
+            text.push_str(&format!("Added {}/.ssh/{name} ({fp})\n", ctx.home));
+        }
+        text.push_str(&format!("Added github.com's host keys to {}/.ssh/known_hosts\n", ctx.home));
+    }
+    ctx.sink.event(&Event::Output { step: index, text });
+    Ok(())
+}
+
+/// The JUnit files a test results path holds: the file itself, or every `*.xml` below the directory, sorted.
+fn junit_files(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+    let Ok(meta) = std::fs::symlink_metadata(dir) else { return };
+    if meta.is_dir() {
+        let mut entries: Vec<PathBuf> =
+            std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for e in entries {
+            junit_files(&e, out);
+        }
+    } else if meta.is_file() && dir.extension().is_some_and(|x| x.eq_ignore_ascii_case("xml")) {
+        out.push(dir.to_path_buf());
+    }
+}
+
+/// JUnit files larger than this are reported and skipped (a runaway log written as XML).
+const MAX_JUNIT_BYTES: u64 = 64 * 1024 * 1024;
+
+fn store_test_results(ctx: &Ctx, index: usize, path: &str) -> Result<(), ExecError> {
+    let full = expand_home(path, &ctx.home, &ctx.working_dir);
+    let note = |text: String| {
+        ctx.sink.event(&Event::Output { step: index, text: ctx.req.secrets.mask_str(&text) });
+    };
+    if engine::container::cp::stat(ctx.store, &ctx.primary, &full)?.is_none() {
+        note(format!("warning: no test results at {full}: nothing stored\n"));
+        return Ok(());
+    }
+    let staged = staging_dir(ctx, "test-results")?;
+    files::copy_out(ctx.store, &ctx.primary, &full, staged.path())?;
+    let mut found = Vec::new();
+    junit_files(staged.path(), &mut found);
+    let parent = full.trim_end_matches('/').rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+    let mut cases = Vec::new();
+    for file in &found {
+        let rel = file.strip_prefix(staged.path()).unwrap_or(file);
+        let label = format!("{parent}/{}", rel.display());
+        let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+        if size > MAX_JUNIT_BYTES {
+            note(format!("warning: {label}: {size} bytes is too large for a test results file: skipped\n"));
+            continue;
+        }
+        let text = match std::fs::read(file) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) => {
+                note(format!("warning: cannot read {label}: {e}: skipped\n"));
+                continue;
+            }
+        };
+        match super::junit::parse(&text, &label) {
+            Ok(c) => cases.extend(c),
+            // CircleCI warns about a file it cannot parse and stores the others; so does this step.
+            Err(e) => note(format!("warning: {e}: this file is skipped\n")),
+        }
+    }
+    if !cases.is_empty() {
+        if let Err(e) = super::shim::save_timings(&ctx.req.data_dir, &ctx.req.job.name, &cases) {
+            note(format!("warning: cannot keep the timings for `runner tests split`: {e}\n"));
+        }
+    }
+    note(format!("Read {} test results file(s) from {full}\n", found.len()));
+    note(super::junit::summary(&cases));
+    if let Some(remote) = &ctx.req.remote {
+        remote.test_results(path, &cases).map_err(ExecError::Remote)?;
+    }
+    ctx.sink.event(&Event::TestResults { step: index, path: path.to_owned(), cases });
+    Ok(())
+}
+
 fn checkout_step(ctx: &Ctx, index: usize, path: Option<&str>) -> Result<(), ExecError> {
     let Some(repo) = &ctx.req.repo else {
         return Err(ExecError::Checkout(
-            "not in a git repository: run `runner exec` inside the project's checkout".into(),
+            "no local repository to check out: run `runner exec` inside the project's checkout (`runner agent` clones local paths and file:// URLs only)".into(),
         ));
     };
     let target = expand_home(path.unwrap_or(&ctx.working_dir), &ctx.home, &ctx.working_dir);

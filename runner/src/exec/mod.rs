@@ -10,7 +10,10 @@ pub mod env;
 pub mod error;
 pub mod files;
 pub mod job;
+pub mod junit;
 pub mod mask;
+pub mod shim;
+pub mod ssh;
 pub mod workflow;
 
 use serde::Serialize;
@@ -90,6 +93,13 @@ pub enum Event {
     /// An approval job, approved by the local run.
     Approved {
         job: String,
+    },
+    /// What a `store_test_results` step read (its summary is also in the step's output).
+    TestResults {
+        step: usize,
+        /// The step's `path` as written.
+        path: String,
+        cases: Vec<config_schema::wire::TestCase>,
     },
 }
 
