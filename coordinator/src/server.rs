@@ -61,10 +61,16 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     println!("listening on http://{local}");
     tokio::spawn(crate::scheduler::expire_leases_forever(state.clone()));
     tokio::spawn(api::webhooks::process_deliveries_forever(state.clone()));
-    let app = api::router(state.clone());
+    let app = app(state.clone(), web::WebConfig::default());
     axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.map_err(ServeError::Serve)?;
     state.store.close().await;
     Ok(())
+}
+
+/// Everything `serve` answers: the API and webhooks (`/api`, `/webhooks`) and the dashboard (every other path).
+pub fn app(state: AppState, web_config: web::WebConfig) -> axum::Router {
+    let dashboard = crate::dashboard::CoordinatorDashboard::new(state.clone());
+    api::router(state).merge(web::router_with(dashboard, web_config))
 }
 
 async fn shutdown() {
