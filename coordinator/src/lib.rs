@@ -8,6 +8,7 @@ pub mod api;
 pub mod dashboard;
 pub mod github;
 pub mod job_secrets;
+pub mod local_runner;
 pub mod pipeline;
 pub mod projects;
 pub mod repo;

@@ -21,6 +21,8 @@ pub struct ServeOptions {
     pub database_url: String,
     pub lease_ttl_ms: i64,
     pub max_artifact_bytes: u64,
+    /// Also run a local `runner agent` (`--with-runner`, see [`crate::local_runner`]).
+    pub with_runner: Option<crate::local_runner::LocalRunnerOptions>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +35,8 @@ pub enum ServeError {
     DataDir { path: PathBuf, source: std::io::Error },
     #[error("cannot listen on {addr}: {source}: pick another address with --listen")]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    LocalRunner(#[from] crate::local_runner::LocalRunnerError),
     #[error("the server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -61,8 +65,19 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     println!("listening on http://{local}");
     tokio::spawn(crate::scheduler::expire_leases_forever(state.clone()));
     tokio::spawn(api::webhooks::process_deliveries_forever(state.clone()));
+    let runner = match &options.with_runner {
+        Some(runner) => Some(crate::local_runner::start(&state.store, &format!("http://{local}"), runner).await?),
+        None => None,
+    };
     let app = app(state.clone(), web::WebConfig::default());
-    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.map_err(ServeError::Serve)?;
+    let stopped = async move {
+        shutdown().await;
+        // The local runner finishes its jobs against a server that still answers, then the server stops.
+        if let Some(child) = runner {
+            crate::local_runner::stop(child).await;
+        }
+    };
+    axum::serve(listener, app).with_graceful_shutdown(stopped).await.map_err(ServeError::Serve)?;
     state.store.close().await;
     Ok(())
 }
