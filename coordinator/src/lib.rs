@@ -1,11 +1,14 @@
 //! The coordinator: webhooks, pipelines, scheduler, job queue and the runner API (issue [7/9]).
 //! [`store`] is the database, [`api`] the HTTP API (the runner protocol first), [`scheduler`] the background
 //! tasks (lease expiry), [`pipeline`] creates pipelines from triggers ([`repo`] mirrors, [`github`],
-//! [`secrets`] at rest), [`server`] puts them together for `coordinator serve`.
+//! [`secrets`] at rest), [`dashboard`] is the web dashboard's data over the store, [`server`] puts them together
+//! for `coordinator serve`.
 
 pub mod api;
+pub mod dashboard;
 pub mod github;
 pub mod job_secrets;
+pub mod local_runner;
 pub mod pipeline;
 pub mod projects;
 pub mod repo;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use coordinator::local_runner::LocalRunnerOptions;
 use coordinator::pipeline::{self, TriggerRequest};
 use coordinator::secrets::SecretKey;
 use coordinator::server::{self, secret_key_path, ServeOptions};
@@ -49,6 +50,16 @@ enum Command {
         /// The URL commit statuses link to (default: the listen address).
         #[arg(long)]
         public_url: Option<String>,
+        /// Also run a local `runner agent` (the `runner` binary next to this one or on PATH), stopped with the
+        /// coordinator: the embedded default of `script/server`.
+        #[arg(long)]
+        with_runner: bool,
+        /// The local runner's data directory (default: `runner` in the data directory).
+        #[arg(long, requires = "with_runner")]
+        runner_data_dir: Option<PathBuf>,
+        /// The engine state directory the local runner uses (default: the runner's, `DRYDOCK_ROOT`).
+        #[arg(long, requires = "with_runner")]
+        engine_root: Option<PathBuf>,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -58,6 +69,9 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage dashboard users.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Create a pipeline for a project's branch, tag or commit (fetches the repository first).
     Trigger {
         project: String,
@@ -95,6 +109,20 @@ enum ProjectCommand {
     List,
     /// Remove a project and everything stored for it.
     Remove { name: String },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user who can sign in to the dashboard. Without --password-stdin a password is generated and
+    /// printed once.
+    Add {
+        name: String,
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -151,7 +179,21 @@ fn database_url(cli: &Cli) -> String {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
-        Command::Serve { listen, lease_ttl_secs, max_artifact_mb, github_token, github_api_url, public_url } => {
+        Command::Serve {
+            listen,
+            lease_ttl_secs,
+            max_artifact_mb,
+            github_token,
+            github_api_url,
+            public_url,
+            with_runner,
+            runner_data_dir,
+            engine_root,
+        } => {
+            let with_runner = with_runner.then(|| LocalRunnerOptions {
+                data_dir: runner_data_dir.clone().unwrap_or_else(|| cli.data_dir.join("runner")),
+                engine_root: engine_root.clone(),
+            });
             let options = ServeOptions {
                 listen: *listen,
                 data_dir: cli.data_dir.clone(),
@@ -160,6 +202,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 max_artifact_bytes: max_artifact_mb.saturating_mul(1024 * 1024),
                 github: github_token.clone().filter(|t| !t.is_empty()).map(|t| (github_api_url.clone(), t)),
                 public_url: public_url.clone(),
+                with_runner,
             };
             server::serve(options).await?;
         }
@@ -185,6 +228,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{error}");
             }
         }
+        Command::User(UserCommand::Add { name, admin, password_stdin }) => {
+            let store = open_store(&cli).await?;
+            let (password, generated) = if *password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).context("cannot read the password from standard input")?;
+                (line.trim_end_matches(['\r', '\n']).to_string(), false)
+            } else {
+                (generate_password(), true)
+            };
+            let hash = web::hash_password(&password).context("the password was refused")?;
+            store.add_user(name, &hash, *admin).await?;
+            let role = if *admin { "admin" } else { "user" };
+            if generated {
+                println!("added {role} {name} with password {password}");
+                println!("(shown once: store it now)");
+            } else {
+                println!("added {role} {name}");
+            }
+        }
         Command::Token(TokenCommand::Create { admin, .. }) => {
             let store = open_store(&cli).await?;
             let kind = if *admin { TokenKind::Admin } else { TokenKind::RunnerRegistration };
@@ -192,6 +254,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A random password of 24 letters and digits (about 143 bits).
+fn generate_password() -> String {
+    use rand::Rng;
+    rand::rngs::OsRng.sample_iter(&rand::distributions::Alphanumeric).take(24).map(char::from).collect()
 }
 
 async fn project(cli: &Cli, cmd: &ProjectCommand) -> anyhow::Result<()> {

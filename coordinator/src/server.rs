@@ -25,6 +25,8 @@ pub struct ServeOptions {
     pub github: Option<(String, String)>,
     /// The URL statuses link to (the dashboard's base).
     pub public_url: Option<String>,
+    /// Also run a local `runner agent` (`--with-runner`, see [`crate::local_runner`]).
+    pub with_runner: Option<crate::local_runner::LocalRunnerOptions>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,8 @@ pub enum ServeError {
     DataDir { path: PathBuf, source: std::io::Error },
     #[error("cannot listen on {addr}: {source}: pick another address with --listen")]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    LocalRunner(#[from] crate::local_runner::LocalRunnerError),
     #[error("the server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -72,10 +76,27 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     }
     tokio::spawn(crate::scheduler::expire_leases_forever(state.clone()));
     tokio::spawn(api::webhooks::process_deliveries_forever(state.clone()));
-    let app = api::router(state.clone());
-    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.map_err(ServeError::Serve)?;
+    let runner = match &options.with_runner {
+        Some(runner) => Some(crate::local_runner::start(&state.store, &format!("http://{local}"), runner).await?),
+        None => None,
+    };
+    let app = app(state.clone(), web::WebConfig::default());
+    let stopped = async move {
+        shutdown().await;
+        // The local runner finishes its jobs against a server that still answers, then the server stops.
+        if let Some(child) = runner {
+            crate::local_runner::stop(child).await;
+        }
+    };
+    axum::serve(listener, app).with_graceful_shutdown(stopped).await.map_err(ServeError::Serve)?;
     state.store.close().await;
     Ok(())
+}
+
+/// Everything `serve` answers: the API and webhooks (`/api`, `/webhooks`) and the dashboard (every other path).
+pub fn app(state: AppState, web_config: web::WebConfig) -> axum::Router {
+    let dashboard = crate::dashboard::CoordinatorDashboard::new(state.clone());
+    api::router(state).merge(web::router_with(dashboard, web_config))
 }
 
 async fn shutdown() {

@@ -160,8 +160,14 @@ impl Store {
 
 fn migrator(backend: Backend) -> Migrator {
     let files: &[(i64, &str, &'static str)] = match backend {
-        Backend::Sqlite => &[(1, "initial", include_str!("../../../migrations/sqlite/0001_initial.sql"))],
-        Backend::Postgres => &[(1, "initial", include_str!("../../../migrations/postgres/0001_initial.sql"))],
+        Backend::Sqlite => &[
+            (1, "initial", include_str!("../../../migrations/sqlite/0001_initial.sql")),
+            (2, "dashboard_users", include_str!("../../../migrations/sqlite/0002_dashboard_users.sql")),
+        ],
+        Backend::Postgres => &[
+            (1, "initial", include_str!("../../../migrations/postgres/0001_initial.sql")),
+            (2, "dashboard_users", include_str!("../../../migrations/postgres/0002_dashboard_users.sql")),
+        ],
     };
     let migrations = files
         .iter()
