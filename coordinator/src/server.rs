@@ -23,7 +23,8 @@ pub struct ServeOptions {
     pub max_artifact_bytes: u64,
     /// GitHub API base URL and token for commit statuses (none: no statuses).
     pub github: Option<(String, String)>,
-    /// The URL statuses link to (the dashboard's base).
+    /// The URL people and GitHub reach the coordinator at: commit statuses link to it and the dashboard's
+    /// webhook set-up shows it (default: the listen address).
     pub public_url: Option<String>,
     /// Also run a local `runner agent` (`--with-runner`, see [`crate::local_runner`]).
     pub with_runner: Option<crate::local_runner::LocalRunnerOptions>,
@@ -80,7 +81,8 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         Some(runner) => Some(crate::local_runner::start(&state.store, &format!("http://{local}"), runner).await?),
         None => None,
     };
-    let app = app(state.clone(), web::WebConfig::default());
+    let web_config = web::WebConfig { public_url: options.public_url.clone(), ..web::WebConfig::default() };
+    let app = app(state.clone(), web_config);
     let stopped = async move {
         shutdown().await;
         // The local runner finishes its jobs against a server that still answers, then the server stops.
