@@ -40,6 +40,11 @@ pub struct AppState {
     pub deliveries: Arc<Notify>,
     /// Commit statuses for GitHub projects, when configured.
     pub statuses: Option<Arc<crate::statuses::StatusReporter>>,
+    /// The plain secret values of each running job attempt, for masking its log chunks: filled when the job is
+    /// leased (or on the first events batch a coordinator sees for it), dropped when it completes. Without it
+    /// every events batch re-read the pipeline, project and contexts and decrypted every secret. A cache only:
+    /// another coordinator, or this one after a restart, fills it again from the store.
+    pub job_secrets: Arc<std::sync::Mutex<std::collections::HashMap<(i64, i64), Arc<Vec<String>>>>>,
 }
 
 impl AppState {
@@ -49,6 +54,7 @@ impl AppState {
             secret_key: Arc::new(secret_key),
             deliveries: Arc::new(Notify::new()),
             statuses: None,
+            job_secrets: Arc::default(),
             queued: Arc::new(Notify::new()),
             data_dir,
             lease_ttl_ms: 60_000,

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -166,6 +167,7 @@ pub async fn assignment(state: &AppState, job: &JobRow) -> Result<JobAssignment,
     }
     let contexts = job.contexts()?;
     let secrets = crate::job_secrets::for_job(state, &project, &pipeline, &contexts).await?;
+    remember_secrets(state, job, secrets.values().cloned().collect());
     Ok(JobAssignment {
         wire_version: WIRE_VERSION,
         pipeline: PipelineRef {
@@ -255,11 +257,29 @@ async fn events(
 }
 
 /// The plain values of the secrets a job sees (for masking what it sends).
-async fn job_secret_values(state: &AppState, job: &JobRow) -> Result<Vec<String>, Problem> {
+async fn job_secret_values(state: &AppState, job: &JobRow) -> Result<Arc<Vec<String>>, Problem> {
+    let cached = state.job_secrets.lock().ok().and_then(|m| m.get(&(job.id, job.attempt)).cloned());
+    if let Some(values) = cached {
+        return Ok(values);
+    }
     let pipeline = state.store.pipeline(job.pipeline_id).await?;
     let project = state.store.project(job.project_id).await?;
     let secrets = crate::job_secrets::for_job(state, &project, &pipeline, &job.contexts()?).await?;
-    Ok(secrets.into_values().collect())
+    Ok(remember_secrets(state, job, secrets.into_values().collect()))
+}
+
+fn remember_secrets(state: &AppState, job: &JobRow, values: Vec<String>) -> Arc<Vec<String>> {
+    let values = Arc::new(values);
+    if let Ok(mut map) = state.job_secrets.lock() {
+        map.insert((job.id, job.attempt), Arc::clone(&values));
+    }
+    values
+}
+
+fn forget_secrets(state: &AppState, job_id: i64) {
+    if let Ok(mut map) = state.job_secrets.lock() {
+        map.retain(|(id, _), _| *id != job_id);
+    }
 }
 
 /// `text` with every occurrence of a secret value replaced by `********` (longest values first; values under 4
@@ -436,6 +456,7 @@ async fn complete(
         )));
     }
     let queued = state.store.complete_job(id, runner.id, &result).await?;
+    forget_secrets(&state, id);
     if let Ok(job) = state.store.job(id).await {
         crate::statuses::spawn_report(&state, job.pipeline_id);
     }
