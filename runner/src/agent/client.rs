@@ -211,6 +211,15 @@ impl Client {
         }
         let value: serde_json::Value = Self::read(path, r)?;
         match serde_json::from_value::<JobAssignment>(value.clone()) {
+            // The ID becomes a path segment on the runner (its job directory, removed afterwards) and in every
+            // URL about the job: `..` or `/` in it would name the runner's own data.
+            Ok(a) if !is_plain_id(&a.job.id) => Err(ApiError::Refused {
+                method: "POST",
+                path: path.to_owned(),
+                status: 200,
+                code: "bad_answer".into(),
+                message: format!("the lease names job `{}`: an ID must be letters, digits, `-` or `_`", a.job.id),
+            }),
             Ok(a) => Ok(Some(a)),
             // The job is leased to us now: say so rather than let its lease run out.
             Err(e) => match value.pointer("/job/id").and_then(|v| v.as_str()) {
@@ -270,16 +279,23 @@ impl Client {
 
     /// `GET` a layer's URL (as the coordinator gave it: a path under the base) into `out`.
     pub fn download(&self, url: &str, out: &mut dyn std::io::Write) -> Result<u64> {
-        if url.contains("://") && !url.starts_with(&self.base) {
-            return Err(ApiError::Refused {
-                method: "GET",
-                path: url.to_owned(),
-                status: 0,
-                code: "bad_request".into(),
-                message: "a workspace layer outside the coordinator: refusing to send the runner token there".into(),
-            });
-        }
-        let path = url.strip_prefix(&self.base).unwrap_or(url);
+        // Only a path under the base, absolute (`/api/…`) or as a full URL that is exactly the base followed by
+        // `/`: `https://ci.example.com.evil.net/…` or a relative `@evil.net/…` would take the token elsewhere.
+        let base = self.base.trim_end_matches('/');
+        let path = match url.strip_prefix(base) {
+            Some(rest) if url.contains("://") && rest.starts_with('/') => rest,
+            _ if !url.contains("://") && url.starts_with('/') && !url.starts_with("//") => url,
+            _ => {
+                return Err(ApiError::Refused {
+                    method: "GET",
+                    path: url.to_owned(),
+                    status: 0,
+                    code: "bad_request".into(),
+                    message: "a workspace layer outside the coordinator: refusing to send the runner token there"
+                        .into(),
+                })
+            }
+        };
         let mut r = self.call("GET", path, Body::Empty)?;
         std::io::copy(&mut r.body_mut().as_reader(), out)
             .map_err(|e| ApiError::Away(format!("downloading {path}: {e}")))
@@ -371,6 +387,11 @@ pub fn retrying<T>(what: &str, stop: &dyn Fn() -> bool, mut f: impl FnMut() -> R
     }
 }
 
+/// Whether a job ID from the coordinator is safe as a path segment: non-empty, letters, digits, `-`, `_`.
+fn is_plain_id(id: &str) -> bool {
+    !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,5 +413,26 @@ mod tests {
     fn path_segments_are_percent_encoded() {
         assert_eq!(segment("j-1"), "j-1");
         assert_eq!(segment("a b/c?"), "a%20b%2Fc%3F");
+    }
+
+    #[test]
+    fn job_ids_that_could_name_runner_paths_are_refused() {
+        assert!(is_plain_id("42") && is_plain_id("j-88e0_1"));
+        for bad in ["", ".", "..", "a/b", "a b", "%2e%2e"] {
+            assert!(!is_plain_id(bad), "{bad:?}");
+        }
+    }
+
+    /// A layer URL must stay on the coordinator: the runner token goes with the request.
+    #[test]
+    fn layer_urls_off_the_coordinator_are_refused_before_any_request() {
+        let client = Client::new("http://127.0.0.1:9/");
+        let mut sink = Vec::new();
+        for url in
+            ["http://127.0.0.1:9.evil.net/x", "http://127.0.0.1:9@evil.net/x", "@evil.net/x", "//evil.net/x", "x"]
+        {
+            let err = client.download(url, &mut sink).map(|_| ()).unwrap_err();
+            assert!(matches!(err, ApiError::Refused { status: 0, .. }), "{url}: {err}");
+        }
     }
 }

@@ -156,7 +156,9 @@ fn list(root: &Path, path: &Path, out: &mut Vec<(String, u64)>) {
         for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
             list(root, &entry.path(), out);
         }
-    } else {
+    } else if meta.is_file() {
+        // Only regular files: a symlink the job made (`out/t -> /var/lib/…/agent.json`) would otherwise be
+        // followed when the agent uploads the artifact, sending a host file to the coordinator.
         let rel = path.strip_prefix(root).unwrap_or(path).display().to_string();
         out.push((rel, meta.len()));
     }
@@ -179,3 +181,21 @@ pub trait RemoteFiles: Send + Sync {
 
 /// A shared [`RemoteFiles`].
 pub type Remote = Arc<dyn RemoteFiles>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An artifact directory a job filled: its symlinks are not artifacts (uploading one would follow it to a
+    /// host file).
+    #[test]
+    fn artifact_lists_hold_regular_files_only() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir(dir.path().join("out")).expect("mkdir");
+        std::fs::write(dir.path().join("out/report.txt"), "ok").expect("write");
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("out/t")).expect("symlink");
+        let mut files = Vec::new();
+        list(dir.path(), &dir.path().join("out"), &mut files);
+        assert_eq!(files, vec![("out/report.txt".to_string(), 2)]);
+    }
+}
