@@ -647,6 +647,26 @@ mod tests {
                 call(&app, "PUT", &format!("/api/v1/jobs/{job}/workspace"), Some(&token), b"tar bytes".to_vec()).await;
             assert_eq!(status, 201, "{name}");
 
+            // Test results sent twice (a retried POST) count once.
+            let results = serde_json::json!({"job_id": job, "path": "test-results", "cases": [
+                {"classname": "a", "name": "ok", "result": "success"},
+                {"classname": "a", "name": "bad", "result": "failure", "message": "1 != 2"}]});
+            for _ in 0..2 {
+                let (status, body) = call(
+                    &app,
+                    "POST",
+                    &format!("/api/v1/jobs/{job}/test-results"),
+                    Some(&token),
+                    json(results.clone()),
+                )
+                .await;
+                assert_eq!(status, 200, "{name}: {body}");
+            }
+            let job_number: i64 = job.parse().unwrap_or_else(|e| panic!("{e}"));
+            let mut counts = s.test_result_counts(job_number).await.unwrap_or_else(|e| panic!("{e}"));
+            counts.sort();
+            assert_eq!(counts, vec![("failure".to_string(), 1), ("success".to_string(), 1)], "{name}");
+
             let result = serde_json::json!({"job_id": job, "status": "success", "started_at": 1, "finished_at": 2});
             for _ in 0..2 {
                 let (status, body) =

@@ -74,16 +74,21 @@ impl Store {
         mask: &(dyn Fn(&str) -> String + Sync),
     ) -> Result<LogAppend> {
         let mut w = self.write().await?;
+        // Chunks are contiguous, so the log ends where its last chunk does: one primary-key lookup (a MAX over an
+        // expression read every earlier chunk of the step, for every append).
         let row = sqlx::query(
-            "SELECT COALESCE(MAX(byte_offset + byte_len), 0) AS log_end FROM log_chunks WHERE job_id = $1 AND attempt \
-             = $2 AND step = $3",
+            "SELECT byte_offset + byte_len AS log_end FROM log_chunks WHERE job_id = $1 AND attempt = $2 AND step = \
+             $3 ORDER BY byte_offset DESC LIMIT 1",
         )
         .bind(job_id)
         .bind(attempt)
         .bind(step)
-        .fetch_one(&mut *w.tx)
+        .fetch_optional(&mut *w.tx)
         .await?;
-        let end = col::<i64>(&row, "log_end")? as u64;
+        let end = match row {
+            Some(row) => col::<i64>(&row, "log_end")? as u64,
+            None => 0,
+        };
         if offset > end {
             return Ok(LogAppend::Gap { expected_offset: end });
         }
@@ -203,9 +208,16 @@ impl Store {
             .collect()
     }
 
-    /// Adds one `store_test_results` step's cases.
+    /// Stores one `store_test_results` step's cases, replacing what the same attempt sent for the same path
+    /// (a retried POST must not count every case twice).
     pub async fn add_test_results(&self, job_id: i64, attempt: i64, results: &TestResults) -> Result<()> {
         let mut w = self.write().await?;
+        sqlx::query("DELETE FROM test_results WHERE job_id = $1 AND attempt = $2 AND path = $3")
+            .bind(job_id)
+            .bind(attempt)
+            .bind(&results.path)
+            .execute(&mut *w.tx)
+            .await?;
         for case in &results.cases {
             sqlx::query(
                 "INSERT INTO test_results (job_id, attempt, path, classname, name, file, result, message, \
