@@ -97,8 +97,11 @@ pub fn hierarchies(mountinfo: &str, own_cgroups: &str, id: &str) -> Vec<Hierarch
                 point.join(rel)
             }
         };
-        // Relative to the mount's root (the hierarchy may be mounted from a sub-cgroup).
-        let own = under(path.strip_prefix(*root).unwrap_or(path));
+        // Relative to the mount's root (the hierarchy may be mounted from a sub-cgroup), by path components:
+        // root `/init.scope` does not contain `/init.scope-x`. A mount that does not contain this process's
+        // cgroup cannot show it: skip the hierarchy rather than bind a guessed path.
+        let Some(rel) = Path::new(path).strip_prefix(root).ok().and_then(Path::to_str) else { continue };
+        let own = under(rel);
         let source = if managed { under(&container) } else { own.clone() };
         out.push(Hierarchy { name: name.to_owned(), source, managed, own });
     }
@@ -222,6 +225,16 @@ mod tests {
                 h("rdma", "/sys/fs/cgroup/rdma".into(), false, "/sys/fs/cgroup/rdma"),
             ]
         );
+    }
+
+    /// Mount root `/init.scope` does not contain cgroup `/init.scope-x` (a string prefix said it did, and the
+    /// view bound `<mount>/-x`).
+    #[test]
+    fn a_cgroup_outside_the_mount_root_is_skipped() {
+        let own = OWN.replace("/init.scope/user", "/init.scope-x");
+        let got = hierarchies(MOUNTINFO, &own, "c");
+        assert!(got.iter().all(|h| h.name != "systemd"), "{got:?}");
+        assert!(got.iter().any(|h| h.name == "memory"), "{got:?}");
     }
 
     #[test]
