@@ -11,7 +11,7 @@
 //! `DOCKER_BUILDKIT=0`.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use axum::body::Body;
@@ -87,18 +87,7 @@ pub async fn build(State(state): State<ApiState>, uri: Uri, body: Body) -> ApiRe
         .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
     let args = build_args(&pairs)?;
     // The context is staged in a file under the engine root (not held in memory), then is the child's stdin.
-    let staged = tempfile::NamedTempFile::new_in(state.root.tmp_dir())
-        .or_else(|_| tempfile::NamedTempFile::new())
-        .map_err(|e| ApiError::internal(format!("cannot stage the build context: {e}")))?;
-    let mut file = staged.reopen().map_err(|e| ApiError::internal(format!("cannot stage the build context: {e}")))?;
-    let mut stream = body.into_data_stream();
-    let mut size = 0usize;
-    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("cannot read the build context: {e}")))?;
-        size += chunk.len();
-        file.write_all(&chunk).map_err(|e| ApiError::internal(format!("cannot stage the build context: {e}")))?;
-    }
-    drop(file);
+    let (staged, size) = super::stage_body(&state.root, body, "the build context").await?;
     if size == 0 {
         return Err(ApiError::bad_request("the request body must be the build context as a tar"));
     }

@@ -811,21 +811,9 @@ pub async fn archive_put(
     q: Query,
     body: Body,
 ) -> ApiResult<StatusCode> {
-    use futures_util::StreamExt as _;
-    use std::io::Write as _;
     let dir = q.get("path").filter(|p| !p.is_empty()).ok_or_else(|| ApiError::bad_request("path is required"))?;
     let dir = dir.to_owned();
-    let staging = tempfile::NamedTempFile::new_in(state.root.tmp_dir())
-        .or_else(|_| tempfile::NamedTempFile::new())
-        .map_err(|e| ApiError::internal(format!("cannot stage the archive: {e}")))?;
-    let mut file = staging.reopen().map_err(|e| ApiError::internal(format!("cannot stage the archive: {e}")))?;
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::bad_request(format!("cannot read the archive from the request: {e}")))?;
-        file.write_all(&chunk).map_err(|e| ApiError::internal(format!("cannot stage the archive: {e}")))?;
-    }
-    drop(file);
+    let (staging, _) = super::stage_body(&state.root, body, "the archive").await?;
     let root = state.root.clone();
     let scope = state.scope.clone();
     blocking(move || {

@@ -168,19 +168,7 @@ pub async fn get_many(State(state): State<ApiState>, uri: axum::http::Uri) -> Ap
 /// `POST /images/load?quiet=`: a docker or OCI archive in the body (streamed to a staging file first, then
 /// loaded all or nothing); answers docker's JSON lines `{"stream": "Loaded image: …"}`.
 pub async fn load(State(state): State<ApiState>, body: axum::body::Body) -> ApiResult<Response> {
-    use futures_util::StreamExt as _;
-    use std::io::Write as _;
-    let staging = tempfile::NamedTempFile::new_in(state.root.tmp_dir())
-        .or_else(|_| tempfile::NamedTempFile::new())
-        .map_err(|e| ApiError::internal(format!("cannot stage the archive: {e}")))?;
-    let mut file = staging.reopen().map_err(|e| ApiError::internal(format!("cannot stage the archive: {e}")))?;
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::bad_request(format!("cannot read the archive from the request: {e}")))?;
-        file.write_all(&chunk).map_err(|e| ApiError::internal(format!("cannot stage the archive: {e}")))?;
-    }
-    drop(file);
+    let (staging, _) = super::stage_body(&state.root, body, "the archive").await?;
     let root = state.root.clone();
     let lines = blocking(move || {
         let store = ImageStore::open(&root)?;

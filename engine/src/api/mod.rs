@@ -173,6 +173,28 @@ pub async fn read_body(body: Body) -> ApiResult<Bytes> {
     })
 }
 
+/// Streams a request body (an archive or a build context: unbounded, unlike [`read_body`]) into a temporary
+/// file under the engine root's `tmp/`, and returns it with its size. `what` names the body in errors ("the
+/// archive"). The file is removed when the returned handle drops.
+pub async fn stage_body(root: &Root, body: Body, what: &str) -> ApiResult<(tempfile::NamedTempFile, u64)> {
+    use futures_util::StreamExt as _;
+    use std::io::Write as _;
+    let dir = root.tmp_dir();
+    let cannot = |e: std::io::Error| ApiError::internal(format!("cannot stage {what} in {}: {e}", dir.display()));
+    std::fs::create_dir_all(&dir).map_err(cannot)?;
+    let staged = tempfile::NamedTempFile::new_in(&dir).map_err(cannot)?;
+    let mut file = std::io::BufWriter::new(staged.reopen().map_err(cannot)?);
+    let mut stream = body.into_data_stream();
+    let mut size = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("cannot read {what} from the request: {e}")))?;
+        size += chunk.len() as u64;
+        file.write_all(&chunk).map_err(cannot)?;
+    }
+    file.flush().map_err(cannot)?;
+    Ok((staged, size))
+}
+
 /// Parses a JSON request body into `T`; malformed JSON is a 400 that says where.
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON in the request body: {e}")))
