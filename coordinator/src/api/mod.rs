@@ -44,8 +44,11 @@ pub struct AppState {
     /// leased (or on the first events batch a coordinator sees for it), dropped when it completes. Without it
     /// every events batch re-read the pipeline, project and contexts and decrypted every secret. A cache only:
     /// another coordinator, or this one after a restart, fills it again from the store.
-    pub job_secrets: Arc<std::sync::Mutex<std::collections::HashMap<(i64, i64), Arc<Vec<String>>>>>,
+    pub job_secrets: Arc<std::sync::Mutex<JobSecrets>>,
 }
+
+/// Plain secret values by (job ID, attempt); see [`AppState::job_secrets`].
+pub type JobSecrets = std::collections::HashMap<(i64, i64), Arc<Vec<String>>>;
 
 impl AppState {
     pub fn new(store: Store, data_dir: PathBuf, secret_key: SecretKey) -> AppState {
