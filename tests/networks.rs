@@ -396,6 +396,30 @@ fn cleanup_leaves_no_device_or_rule_behind() {
 }
 
 #[test]
+fn bridges_of_a_deleted_engine_root_are_swept_by_the_next_network_change() {
+    if !can_run_containers() {
+        return;
+    }
+    let gone = TestEngine::new();
+    let n = Network::create(&gone, "orphan", &["--internal"]);
+    let bridge = n.bridge();
+    assert!(host_links().contains(&bridge), "{}", host_links());
+    let alias = String::from_utf8_lossy(&sh("ip", &["-d", "link", "show", &bridge]).stdout).into_owned();
+    assert!(alias.contains("alias drydock-network:"), "the bridge names its record: {alias}");
+    // `rm -rf` of the root: the record goes, the bridge and its nftables elements stay behind.
+    std::fs::remove_dir_all(gone.root().join("networks")).expect("delete the networks of the root");
+    assert!(nft_table().contains(&bridge), "{}", nft_table());
+
+    let other = TestEngine::new();
+    other.run(["network", "create", "next"]).success();
+    let links = host_links();
+    assert!(!links.contains(&format!("{bridge}:")), "the orphaned bridge is deleted: {links}");
+    assert!(!nft_table().contains(&format!("\"{bridge}\"")), "{}", nft_table());
+    other.run(["network", "rm", "next"]).success();
+    drop(n);
+}
+
+#[test]
 fn the_default_bridge_takes_resources_on_first_use_and_prune_gives_them_back() {
     if !can_run_containers() {
         return;

@@ -74,10 +74,10 @@ impl NetworkStore {
         let host = host_lock()?;
         let subnet = match user_subnet {
             Some(s) => {
-                check_user_subnet(s, &existing)?;
+                check_user_subnet(s, &existing, &host)?;
                 s
             }
-            None => super::choose_pool_subnet(&existing)?,
+            None => super::choose_pool_subnet(&existing, &host)?,
         };
         let mut network = Network {
             id: random_id(),
@@ -103,12 +103,13 @@ impl NetworkStore {
 }
 
 /// A `--subnet` may not overlap another network of this root, nor the bridge of another Drydock root.
-fn check_user_subnet(subnet: Subnet, existing: &[Network]) -> Result<()> {
+fn check_user_subnet(subnet: Subnet, existing: &[Network], host: &super::HostLock) -> Result<()> {
+    super::remove::sweep_orphaned_bridges(host)?;
     if let Some(other) = existing.iter().find(|n| n.subnet.is_some_and(|s| s.overlaps(&subnet))) {
         return Err(Error::Overlap { subnet, other: format!("network {}", other.name) });
     }
     for (route, dev) in link::host_routes()? {
-        if dev.starts_with("dd-") && route.overlaps(&subnet) {
+        if dev.starts_with(link::BRIDGE_PREFIX) && route.overlaps(&subnet) {
             return Err(Error::Overlap { subnet, other: format!("{route} on {dev}") });
         }
     }

@@ -23,11 +23,29 @@ use std::path::{Path, PathBuf};
 use futures_util::future::{try_join, try_join4};
 use futures_util::TryStreamExt;
 use nix::sched::{setns, CloneFlags};
+use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use super::ipam::Subnet;
+
+/// Prefix of the bridges the engine makes (`dd-<12 hex of the network ID>`).
+pub const BRIDGE_PREFIX: &str = "dd-";
+/// Start of a bridge's alias naming the network record it belongs to.
+const OWNER_ALIAS: &str = "drydock-network:";
+/// IFALIASZ: the kernel's limit on an alias, terminating NUL included.
+const IFALIAS_MAX: usize = 256;
+
+/// A bridge made by an engine, as found on the host.
+#[derive(Debug, Clone)]
+pub struct OwnedBridge {
+    pub name: String,
+    index: u32,
+    /// The network record (`<root>/networks/<id>.json`) the bridge was made for.
+    pub owner: PathBuf,
+    pub subnet: Option<Subnet>,
+}
 
 const ENODEV: i32 = 19;
 const EEXIST: i32 = 17;
@@ -121,8 +139,13 @@ impl Netlink {
 
     /// Creates bridge `name` with address `gateway/prefix` and brings it up; an existing bridge is kept (its
     /// address added if missing), so this also restores a network's bridge after a reboot.
-    pub fn ensure_bridge(&self, name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
+    ///
+    /// `owner` goes into the device's alias (`ip link` shows it): the path of the network's record, so that a
+    /// bridge whose engine root was deleted can be recognised and swept ([`Netlink::owned_bridges`]).
+    pub fn ensure_bridge(&self, name: &str, gateway: Ipv4Addr, prefix: u8, owner: &Path) -> Result<()> {
         let h = &self.host;
+        let alias =
+            owner.to_str().filter(|o| o.len() + OWNER_ALIAS.len() < IFALIAS_MAX).map(|o| [OWNER_ALIAS, o].concat());
         self.run(async {
             let index = match index_of(h, name).await? {
                 Some(i) => i,
@@ -142,11 +165,44 @@ impl Netlink {
                 Err(e) if errno(&e) == Some(EEXIST) => {}
                 r => r.map_err(nl(format!("add address {gateway}/{prefix} to {name}")))?,
             }
-            h.link()
-                .set(LinkUnspec::new_with_index(index).up().build())
-                .execute()
-                .await
-                .map_err(nl(format!("bring {name} up")))
+            let mut up = LinkUnspec::new_with_index(index).up().build();
+            if let Some(alias) = alias {
+                up.attributes.push(LinkAttribute::IfAlias(alias));
+            }
+            h.link().set(up).execute().await.map_err(nl(format!("bring {name} up")))
+        })
+    }
+
+    /// The host's bridges named `dd-*` that carry an owner alias (see [`Netlink::ensure_bridge`]): name, the
+    /// owning record's path and the bridge's first IPv4 subnet.
+    pub fn owned_bridges(&self) -> Result<Vec<OwnedBridge>> {
+        let h = &self.host;
+        self.run(async {
+            let mut found = Vec::new();
+            let mut links = h.link().get().execute();
+            while let Some(m) = links.try_next().await.map_err(nl("list network devices"))? {
+                let Some(name) = name_of(&m).filter(|n| n.starts_with(BRIDGE_PREFIX)) else { continue };
+                let owner = m.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::IfAlias(a) => a.strip_prefix(OWNER_ALIAS).map(PathBuf::from),
+                    _ => None,
+                });
+                if let Some(owner) = owner {
+                    found.push(OwnedBridge { name: name.to_owned(), index: m.header.index, owner, subnet: None });
+                }
+            }
+            for b in &mut found {
+                let mut addresses = h.address().get().set_link_index_filter(b.index).execute();
+                while let Some(a) = addresses.try_next().await.map_err(nl(format!("list addresses of {}", b.name)))? {
+                    let v4 = a.attributes.iter().find_map(|at| match at {
+                        AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+                        _ => None,
+                    });
+                    if let (Some(ip), None) = (v4, b.subnet) {
+                        b.subnet = Some(Subnet::containing(ip, a.header.prefix_len));
+                    }
+                }
+            }
+            Ok(found)
         })
     }
 
@@ -243,11 +299,6 @@ impl Netlink {
 /// Whether a network device called `name` exists on the host.
 pub fn exists(name: &str) -> Result<bool> {
     Netlink::open()?.exists(name)
-}
-
-/// [`Netlink::ensure_bridge`] in a session of its own.
-pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
-    Netlink::open()?.ensure_bridge(name, gateway, prefix)
 }
 
 /// [`Netlink::delete`] in a session of its own.

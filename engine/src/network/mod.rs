@@ -362,7 +362,7 @@ impl NetworkStore {
         let fresh_subnet = n.subnet.is_none();
         if n.subnet.is_none() {
             let others: Vec<Network> = self.list()?.into_iter().filter(|o| o.id != n.id).collect();
-            let subnet = choose_pool_subnet(&others)?;
+            let subnet = choose_pool_subnet(&others, _host)?;
             n.subnet = Some(subnet);
             n.gateway = Some(subnet.first_host());
             self.save(n, lock)?;
@@ -380,7 +380,7 @@ impl NetworkStore {
             // has its elements. Skipping the check spares an `nft` process on every container start.
             return Ok(());
         }
-        if let Err(e) = netlink.ensure_bridge(&bridge, gateway, subnet.prefix()) {
+        if let Err(e) = netlink.ensure_bridge(&bridge, gateway, subnet.prefix(), &self.record_path(&n.id)) {
             if !existed {
                 let _ = netlink.delete(&bridge);
             }
@@ -425,8 +425,10 @@ impl NetworkStore {
     }
 }
 
-/// A subnet from the pool that overlaps no other network of this root and no host route.
-fn choose_pool_subnet(others: &[Network]) -> Result<Subnet> {
+/// A subnet from the pool that overlaps no other network of this root and no host route. Bridges left by
+/// deleted engine roots are swept first, so that they do not hold subnets of the pool forever.
+fn choose_pool_subnet(others: &[Network], host: &HostLock) -> Result<Subnet> {
+    remove::sweep_orphaned_bridges(host)?;
     let (pool, size) = ipam::pool_from_env()?;
     let mut taken: Vec<Subnet> = others.iter().filter_map(|o| o.subnet).collect();
     taken.extend(link::host_routes()?.into_iter().map(|(s, _)| s));

@@ -2,8 +2,40 @@
 //! and its record; `prune` also gives an unused built-in `bridge`'s device, elements and subnet back (the built-in
 //! network keeps them otherwise, as docker's `docker0`). Endpoints whose namespace is gone do not count as containers
 //! (see `NetworkStore::reap_stale`). The built-in networks cannot be removed.
+//!
+//! Bridges whose engine root is gone (deleted with `rm -rf` while networks existed) are swept by
+//! [`sweep_orphaned_bridges`]: each bridge carries the path of its network's record in its alias, and a bridge
+//! whose record no longer exists loses its device and firewall elements. That runs under the host lock before
+//! a subnet is chosen or checked (a leaked bridge would hold its subnet forever) and on `network prune`. An
+//! engine root visible only inside a private mount namespace would look deleted from outside it: roots are
+//! expected on the host's filesystem.
 
-use super::{host_lock, Error, Network, NetworkStore, Result, DRIVER_BRIDGE};
+use std::ffi::OsStr;
+use std::net::Ipv4Addr;
+
+use super::ipam::Subnet;
+use super::{firewall, host_lock, link, Error, HostLock, Network, NetworkStore, Result, DRIVER_BRIDGE};
+
+/// Deletes the bridges and firewall elements of networks whose record is gone; returns the bridges deleted.
+/// Only aliases shaped like one of our records (`…/networks/<id>.json`) are considered.
+pub fn sweep_orphaned_bridges(_host: &HostLock) -> Result<Vec<String>> {
+    let netlink = link::Netlink::open()?;
+    let mut swept = Vec::new();
+    for b in netlink.owned_bridges()? {
+        let shaped = b.owner.is_absolute()
+            && b.owner.extension() == Some(OsStr::new("json"))
+            && b.owner.parent().and_then(|p| p.file_name()) == Some(OsStr::new("networks"));
+        if !shaped || b.owner.exists() {
+            continue;
+        }
+        netlink.delete(&b.name)?;
+        let subnet = b.subnet.unwrap_or_else(|| Subnet::containing(Ipv4Addr::UNSPECIFIED, 32));
+        firewall::disable(&firewall::Rules { bridge: &b.name, subnet, internal: true, masquerade: true })?;
+        tracing::info!(bridge = %b.name, record = %b.owner.display(), "removed a bridge whose engine root is gone");
+        swept.push(b.name);
+    }
+    Ok(swept)
+}
 
 impl NetworkStore {
     /// Removes a network by name, ID or unique ID prefix; returns its record.
@@ -27,7 +59,9 @@ impl NetworkStore {
 
     /// Removes every user-defined network no container is connected to; returns their names. An unused
     /// built-in `bridge` gives its bridge device, firewall elements and subnet back (it is not removed).
+    /// Bridges left by deleted engine roots are swept too (not listed: they belong to no network here).
     pub fn prune(&self) -> Result<Vec<String>> {
+        sweep_orphaned_bridges(&host_lock()?)?;
         let mut removed = Vec::new();
         for n in self.list()? {
             if n.builtin {
