@@ -25,6 +25,8 @@ impl Server {
             .arg(e.root())
             .args(["serve", "--socket"])
             .arg(&socket)
+            // The server's own docker config is empty: registry credentials can only come from the client.
+            .env("DOCKER_CONFIG", dir.path().join("server-docker-config"))
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn engine serve");
@@ -229,4 +231,32 @@ fn client_api_errors_carry_the_server_message_and_docker_exit_codes() {
     let mut c = s.cmd(["ps"]);
     c.env("DRYDOCK_HOST", "ssh://me@host");
     Run::of(&mut c).code_is(125).stderr_has("invalid engine host `ssh://me@host`");
+}
+
+#[test]
+fn client_login_keeps_credentials_client_side_and_sends_them_with_push_and_pull() {
+    let Some((_e, s)) = server() else { return };
+    let reg = crate::registry::Registry::start_with_auth(Some(("ci", "s3cret")));
+    let name = format!("{}/private:1", reg.host());
+    s.engine(["tag", "busybox", &name]).success();
+    s.engine(["push", &name]).code_is(1);
+    let login =
+        |password: &[u8]| Run::with_stdin(&mut s.cmd(["login", "-u", "ci", "--password-stdin", &reg.host()]), password);
+    login(b"wrong\n").code_is(125).stderr_has(&format!("cannot log in to {}", reg.host()));
+    let config = s.dir.path().join("docker-config/config.json");
+    assert!(!config.exists(), "nothing saved after a refused login");
+    login(b"s3cret\n").success().stdout_is("Login Succeeded\n");
+    assert!(config.is_file(), "the client keeps the credentials");
+    s.engine(["push", &name]).success().stdout_has("Pushed").stdout_has("digest: sha256:");
+    s.engine(["rmi", &name]).success();
+    s.engine(["pull", &name]).success().stdout_has("Status: Downloaded newer image");
+    s.engine(["rmi", &name]).success();
+    // run pulls a missing image through the API, with the same credentials.
+    s.engine(["run", "--rm", &name, "echo", "pulled"])
+        .success()
+        .stdout_is("pulled\n")
+        .stderr_has("Unable to find image");
+    s.engine(["logout", &reg.host()]).success();
+    s.engine(["rmi", &name]).success();
+    s.engine(["pull", &name]).code_is(1);
 }

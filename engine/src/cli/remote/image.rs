@@ -154,6 +154,8 @@ fn print_progress(
     out: &mut dyn Write,
 ) -> anyhow::Result<Option<Value>> {
     let mut aux = None;
+    // Each state of a layer is printed once (docker's non-terminal output), not every progress update.
+    let mut seen = std::collections::HashSet::new();
     for line in lines {
         let v = line?;
         if let Some(e) = v["error"].as_str() {
@@ -169,6 +171,7 @@ fn print_progress(
             write!(out, "{s}")?;
         } else if let Some(status) = v["status"].as_str() {
             match v["id"].as_str() {
+                Some(id) if !seen.insert((id.to_owned(), status.to_owned())) => {}
                 Some(id) => writeln!(out, "{id}: {status}")?,
                 None => writeln!(out, "{status}")?,
             }
