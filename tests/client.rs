@@ -18,6 +18,11 @@ struct Server {
 
 impl Server {
     fn start(e: &TestEngine) -> Server {
+        Server::start_with(e, &[])
+    }
+
+    /// `engine serve` with extra arguments (`--tcp …`).
+    fn start_with(e: &TestEngine, extra: &[&str]) -> Server {
         let dir = tempfile::Builder::new().prefix("drydock-client-").tempdir().expect("temp dir");
         let socket = dir.path().join("engine.sock");
         let mut child = Command::new(bin_dir().join("engine"))
@@ -25,6 +30,7 @@ impl Server {
             .arg(e.root())
             .args(["serve", "--socket"])
             .arg(&socket)
+            .args(extra)
             // The server's own docker config is empty: registry credentials can only come from the client.
             .env("DOCKER_CONFIG", dir.path().join("server-docker-config"))
             .stdin(Stdio::null())
@@ -259,4 +265,38 @@ fn client_login_keeps_credentials_client_side_and_sends_them_with_push_and_pull(
     s.engine(["logout", &reg.host()]).success();
     s.engine(["rmi", &name]).success();
     s.engine(["pull", &name]).code_is(1);
+}
+
+#[test]
+fn client_reaches_a_tcp_server_by_localhost_and_takes_docker_management_forms() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+    let s = Server::start_with(&e, &["--tcp", &format!("127.0.0.1:{port}")]);
+    // `localhost` is resolved by the client itself (the static client has no NSS).
+    let tcp = |args: &[&str]| {
+        let mut c = s.cmd(["--log-level", "warn"]);
+        c.args(args).env("DRYDOCK_HOST", format!("tcp://localhost:{port}"));
+        Run::of(&mut c)
+    };
+    tcp(&["run", "--rm", "busybox", "echo", "over-tcp"]).success().stdout_is("over-tcp\n");
+    tcp(&["system", "info"]).success().stdout_has("Images: 1");
+    tcp(&["image", "ls", "-q"]).success();
+    tcp(&["container", "ls", "-a"]).success().stdout_has("CONTAINER ID");
+    // DRYDOCK_HOST wins over DOCKER_HOST.
+    let mut c = s.cmd(["version"]);
+    c.env("DOCKER_HOST", "unix:///nonexistent/docker.sock").env("DRYDOCK_HOST", format!("tcp://127.0.0.1:{port}"));
+    Run::of(&mut c).success().stdout_has(&format!("tcp://127.0.0.1:{port}"));
+    // DOCKER_HOST alone is used too.
+    let mut c = s.cmd(["version"]);
+    c.env_remove("DRYDOCK_HOST").env("DOCKER_HOST", format!("tcp://127.0.0.1:{port}"));
+    Run::of(&mut c).success().stdout_has("Server: Drydock Engine");
+    // `image build` is docker's management form of `build`.
+    let ctx = tempfile::tempdir().expect("context");
+    std::fs::write(ctx.path().join("Dockerfile"), "FROM busybox\nRUN echo built-by-image-build\n").expect("Dockerfile");
+    tcp(&["image", "build", "-t", "ib:1", ctx.path().to_str().expect("utf-8")])
+        .success()
+        .stdout_has("built-by-image-build");
 }

@@ -321,3 +321,33 @@ pub fn print_inspect(values: &[serde_json::Value], format: Option<&str>) -> anyh
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewritten(args: &[&str]) -> Vec<String> {
+        let mut v: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        rewrite_management_forms(&mut v);
+        v.into_iter().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn docker_management_forms_become_plain_verbs() {
+        assert_eq!(rewritten(&["docker", "image", "build", "-t", "x", "."]), ["docker", "build", "-t", "x", "."]);
+        assert_eq!(rewritten(&["e", "--root", "/r", "image", "push", "x"]), ["e", "--root", "/r", "push", "x"]);
+        assert_eq!(rewritten(&["docker", "image", "ls"]), ["docker", "image", "ls"]);
+        assert_eq!(rewritten(&["docker", "run", "image", "build"]), ["docker", "run", "image", "build"]);
+    }
+
+    #[test]
+    fn docker_and_docker_compose_are_always_remote_and_root_wins_for_engine() {
+        let cli = |args: &[&str]| Cli::try_parse_from(args).expect("valid command line").command;
+        let ps = cli(&["engine", "ps"]);
+        // Called as docker: a server even without DOCKER_HOST (docker's default socket, or the environment's).
+        assert!(matches!(server_for(&ps, InvokedAs::Docker, false), Ok(Some(_))));
+        assert!(matches!(server_for(&ps, InvokedAs::Engine, true), Ok(None)));
+        let serve = cli(&["engine", "serve", "--socket", "/s"]);
+        assert!(matches!(server_for(&serve, InvokedAs::Docker, false), Ok(None)));
+    }
+}

@@ -781,3 +781,42 @@ fn path_stat_mode(header: &str) -> Option<u64> {
     let v: Value = serde_json::from_slice(&raw).ok()?;
     v["mode"].as_u64()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_flags_become_port_bindings() {
+        let b = |p: &str| split_publish(p).map(|(v, port)| (v.to_string(), port)).ok();
+        assert_eq!(b("80"), Some((r#"{"HostIp":"","HostPort":""}"#.into(), "80/tcp".into())));
+        assert_eq!(b("8080:80"), Some((r#"{"HostIp":"","HostPort":"8080"}"#.into(), "80/tcp".into())));
+        assert_eq!(
+            b("127.0.0.1:8080:80/udp"),
+            Some((r#"{"HostIp":"127.0.0.1","HostPort":"8080"}"#.into(), "80/udp".into()))
+        );
+        assert_eq!(b("[::1]:53:53/udp"), Some((r#"{"HostIp":"::1","HostPort":"53"}"#.into(), "53/udp".into())));
+        assert_eq!(b("1:2:3:4"), None);
+    }
+
+    #[test]
+    fn mounts_and_tags_parse() {
+        let m = mount_json("type=bind,source=/a,target=/b,readonly").expect("valid mount");
+        assert_eq!(m, json!({"Type": "bind", "Source": "/a", "Target": "/b", "ReadOnly": true}));
+        assert!(mount_json("type=bind,target=/b,bind-propagation=shared")
+            .is_err_and(|e| e.to_string().contains("bind-propagation")));
+        assert_eq!(split_tag("localhost:5000/app:1"), ("localhost:5000/app".into(), "1".into()));
+        assert_eq!(split_tag("localhost:5000/app"), ("localhost:5000/app".into(), String::new()));
+    }
+
+    #[test]
+    fn start_errors_map_to_docker_exit_codes() {
+        let code = |m: &str| {
+            let e = start_error(client::Error::Api { status: hyper::StatusCode::BAD_REQUEST, message: m.into() });
+            e.downcast_ref::<ExitError>().map(|x| x.code)
+        };
+        assert_eq!(code("exec: \"nope\": executable file not found in $PATH"), Some(127));
+        assert_eq!(code("exec /etc/passwd: permission denied"), Some(126));
+        assert_eq!(code("cannot set up the network"), Some(125));
+    }
+}
