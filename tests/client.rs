@@ -300,3 +300,64 @@ fn client_reaches_a_tcp_server_by_localhost_and_takes_docker_management_forms() 
         .success()
         .stdout_has("built-by-image-build");
 }
+
+#[test]
+fn client_run_flags_for_hosts_dns_ip_expose_and_health_reach_the_container() {
+    let Some((_e, s)) = server() else { return };
+    s.engine([
+        "run",
+        "--rm",
+        "--add-host",
+        "db.test:10.1.2.3",
+        "--dns",
+        "10.0.0.53",
+        "--dns-search",
+        "example.test",
+        "busybox",
+        "sh",
+        "-c",
+        "grep db.test /etc/hosts; grep -v '^#' /etc/resolv.conf",
+    ])
+    .success()
+    .stdout_has("10.1.2.3\tdb.test\n")
+    .stdout_has("nameserver 10.0.0.53\n")
+    .stdout_has("search example.test\n");
+    s.engine([
+        "run",
+        "-d",
+        "--name",
+        "h1",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "1s",
+        "--expose",
+        "8080",
+        "busybox",
+        "sleep",
+        "60",
+    ])
+    .success();
+    s.engine(["inspect", "--format", "{{json .Config.Healthcheck}} {{json .Config.ExposedPorts}}", "h1"])
+        .success()
+        .stdout_is("{\"Interval\":1000000000,\"Test\":[\"CMD-SHELL\",\"true\"]} {\"8080/tcp\":{}}\n");
+    s.engine(["rm", "-f", "h1"]).success();
+    s.engine(["network", "create", "--subnet", "10.77.9.0/24", "n9"]).success();
+    s.engine([
+        "run",
+        "--rm",
+        "--network",
+        "n9",
+        "--ip",
+        "10.77.9.50",
+        "--network-alias",
+        "web",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -4 addr show eth0 | grep -o 'inet [0-9./]*'",
+    ])
+    .success()
+    .stdout_is("inet 10.77.9.50/24\n");
+    s.engine(["network", "rm", "n9"]).success();
+}

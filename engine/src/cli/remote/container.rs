@@ -207,36 +207,8 @@ fn exit(code: i64) -> ExitCode {
     ExitCode::from((code & 0xff) as u8)
 }
 
-/// Flags the server's create endpoint does not take: refused rather than silently dropped.
-fn unsupported_flags(a: &CreateArgs) -> Option<&'static str> {
-    [
-        (!a.add_host.is_empty(), "--add-host"),
-        (!a.dns.is_empty(), "--dns"),
-        (!a.dns_search.is_empty(), "--dns-search"),
-        (!a.dns_option.is_empty(), "--dns-option"),
-        (!a.expose.is_empty(), "--expose"),
-        (a.ip.is_some(), "--ip"),
-        (a.health_cmd.is_some() || a.health_interval.is_some() || a.health_timeout.is_some(), "--health-*"),
-        (
-            a.health_start_period.is_some() || a.health_start_interval.is_some() || a.health_retries.is_some(),
-            "--health-*",
-        ),
-    ]
-    .into_iter()
-    .find_map(|(given, name)| given.then_some(name))
-}
-
 /// The docker `POST /containers/create` body for the flags.
 fn create_body(a: &CreateArgs) -> anyhow::Result<Value> {
-    if let Some(name) = unsupported_flags(a) {
-        return Err(ExitError {
-            code: engine::error::EXIT_ENGINE,
-            message: format!(
-                "{name} is not supported over the Engine API yet: run on the engine root (--root) instead"
-            ),
-        }
-        .into());
-    }
     // Environment: files first, then -e; a bare KEY takes this shell's value (dropped when unset, as docker).
     let mut env = Vec::new();
     for file in &a.env_file {
@@ -306,6 +278,10 @@ fn create_body(a: &CreateArgs) -> anyhow::Result<Value> {
             "AutoRemove": a.rm,
             "Init": a.init,
             "SecurityOpt": a.security_opt,
+            "ExtraHosts": a.add_host,
+            "Dns": a.dns,
+            "DnsSearch": a.dns_search,
+            "DnsOptions": a.dns_option,
         },
     });
     let set = |body: &mut Value, key: &str, v: Value| {
@@ -338,14 +314,35 @@ fn create_body(a: &CreateArgs) -> anyhow::Result<Value> {
     if let Some(t) = a.stop_timeout {
         set(&mut body, "StopTimeout", json!(t));
     }
+    let health = engine::container::health::HealthFlags {
+        cmd: a.health_cmd.clone(),
+        interval: a.health_interval,
+        timeout: a.health_timeout,
+        start_period: a.health_start_period,
+        start_interval: a.health_start_interval,
+        retries: a.health_retries,
+    }
+    .to_override();
     if a.no_healthcheck {
         set(&mut body, "Healthcheck", json!({"Test": ["NONE"]}));
+    } else if let Some(h) = health {
+        set(&mut body, "Healthcheck", serde_json::to_value(h)?);
+    }
+    if !a.expose.is_empty() {
+        let ports: BTreeMap<String, Value> = a
+            .expose
+            .iter()
+            .map(|p| (if p.contains('/') { p.clone() } else { format!("{p}/tcp") }, json!({})))
+            .collect();
+        set(&mut body, "ExposedPorts", json!(ports));
     }
     if let Some(n) = &a.network {
         set_host(&mut body, "NetworkMode", json!(n));
-        if !a.network_alias.is_empty() {
-            set(&mut body, "NetworkingConfig", json!({"EndpointsConfig": {n: {"Aliases": a.network_alias}}}));
+        let mut endpoint = json!({"Aliases": a.network_alias});
+        if let Some(ip) = &a.ip {
+            endpoint["IPAMConfig"] = json!({"IPv4Address": ip});
         }
+        set(&mut body, "NetworkingConfig", json!({"EndpointsConfig": {n: endpoint}}));
     }
     if let Some(r) = restart {
         set_host(&mut body, "RestartPolicy", r);
