@@ -361,3 +361,22 @@ fn client_run_flags_for_hosts_dns_ip_expose_and_health_reach_the_container() {
     .stdout_is("inet 10.77.9.50/24\n");
     s.engine(["network", "rm", "n9"]).success();
 }
+
+#[test]
+fn client_run_it_gives_a_pty_and_passes_typed_input_and_the_exit_code() {
+    let Some((_e, s)) = server() else { return };
+    let engine = bin_dir().join("engine");
+    let host = format!("unix://{}", s.socket.display());
+    // script(1) gives the client a terminal; the container's shell reads what is "typed" on it.
+    let script = format!(
+        "DRYDOCK_HOST={host} {} run --rm -it busybox sh -c 'tty; read line; echo got:$line; exit 3'",
+        engine.display()
+    );
+    let mut c = Command::new("script");
+    c.args(["-qec", &script, "/dev/null"]).env_remove("DOCKER_HOST");
+    let r = Run::with_stdin(&mut c, b"typed\n");
+    let text = r.stdout();
+    assert!(text.contains("/dev/pts/"), "no pty in the container: {text:?}");
+    assert!(text.contains("got:typed"), "typed input did not reach the container: {text:?}");
+    assert_eq!(r.code(), 3, "exit code of the -it container: {text:?}");
+}

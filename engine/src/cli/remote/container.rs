@@ -478,6 +478,9 @@ fn run_container(args: RunArgs, client: &ApiClient) -> anyhow::Result<ExitCode> 
 /// Copies a hijacked stream to stdout/stderr (demultiplexed without a TTY) and, with `interactive`, stdin to it
 /// on a thread of its own (half-closing the stream at stdin's end, which is the container's EOF).
 fn pump(h: &Hijacked, interactive: bool, tty: bool) -> anyhow::Result<()> {
+    // With -t on a terminal, keys go to the container as typed (the container's TTY does the echo and the line
+    // editing); the terminal is restored when the guard drops.
+    let _raw = if tty && interactive { RawTerminal::enter() } else { None };
     if interactive {
         let mut writer = h.writer().context("cannot copy stdin to the attached stream")?;
         std::thread::spawn(move || {
@@ -492,6 +495,32 @@ fn pump(h: &Hijacked, interactive: bool, tty: bool) -> anyhow::Result<()> {
         client::demux(&mut reader, &mut io::stdout().lock(), &mut io::stderr().lock())
     };
     r.context("the attached stream broke")
+}
+
+/// This terminal in raw mode until dropped (`None` when stdin is not a terminal).
+struct RawTerminal {
+    saved: nix::sys::termios::Termios,
+}
+
+impl RawTerminal {
+    fn enter() -> Option<RawTerminal> {
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        let stdin = io::stdin();
+        if !stdin.is_terminal() {
+            return None;
+        }
+        let saved = tcgetattr(&stdin).ok()?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(&stdin, SetArg::TCSANOW, &raw).ok()?;
+        Some(RawTerminal { saved })
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        let _ = nix::sys::termios::tcsetattr(&io::stdin(), nix::sys::termios::SetArg::TCSANOW, &self.saved);
+    }
 }
 
 fn start(args: StartArgs, client: &ApiClient) -> anyhow::Result<ExitCode> {
