@@ -380,3 +380,33 @@ fn client_run_it_gives_a_pty_and_passes_typed_input_and_the_exit_code() {
     assert!(text.contains("got:typed"), "typed input did not reach the container: {text:?}");
     assert_eq!(r.code(), 3, "exit code of the -it container: {text:?}");
 }
+
+#[test]
+fn client_lifecycle_verbs_logs_follow_and_image_archives() {
+    let Some((_e, s)) = server() else { return };
+    s.engine(["run", "-d", "--name", "w", "-p", "127.0.0.1::80", "busybox", "sh", "-c", "echo a; sleep 1; echo b"])
+        .success();
+    // logs -f follows until the container exits.
+    s.engine(["logs", "-f", "w"]).success().stdout_is("a\nb\n");
+    s.engine(["wait", "w"]).success().stdout_is("0\n");
+    s.engine(["rename", "w", "w2"]).success();
+    s.engine(["restart", "-t", "1", "w2"]).success().stdout_is("w2\n");
+    s.engine(["kill", "w2"]).success().stdout_is("w2\n");
+    s.engine(["wait", "w2"]).success().stdout_is("137\n");
+    s.engine(["rm", "w2"]).success();
+
+    s.engine(["run", "-d", "--name", "t", "-p", "127.0.0.1::80", "busybox", "sleep", "60"]).success();
+    s.engine(["top", "t"]).success().stdout_has("sleep 60");
+    s.engine(["port", "t", "80"]).success().stdout_has("127.0.0.1:");
+    s.engine(["rm", "-f", "t"]).success();
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tar = dir.path().join("busybox.tar");
+    let tar = tar.to_str().expect("utf-8");
+    s.engine(["save", "-o", tar, "busybox"]).success();
+    s.engine(["tag", "busybox", "copy:1"]).success();
+    s.engine(["rmi", "copy:1"]).success().stdout_has("Untagged: copy:1");
+    s.engine(["history", "-q", "busybox"]).success();
+    s.engine(["load", "-i", tar]).success().stdout_has("busybox");
+    s.engine(["image", "inspect", "--format", "{{.Os}}", "busybox"]).success().stdout_is("linux\n");
+}
