@@ -289,6 +289,10 @@ fn client_reaches_a_tcp_server_by_localhost_and_takes_docker_management_forms() 
     let mut c = s.cmd(["version"]);
     c.env("DOCKER_HOST", "unix:///nonexistent/docker.sock").env("DRYDOCK_HOST", format!("tcp://127.0.0.1:{port}"));
     Run::of(&mut c).success().stdout_has(&format!("tcp://127.0.0.1:{port}"));
+    // docker's -H names the server on the command line.
+    let mut c = s.cmd(["-H", &format!("tcp://127.0.0.1:{port}"), "images", "-q"]);
+    c.env("DRYDOCK_HOST", "unix:///nonexistent/engine.sock");
+    Run::of(&mut c).success();
     // DOCKER_HOST alone is used too.
     let mut c = s.cmd(["version"]);
     c.env_remove("DRYDOCK_HOST").env("DOCKER_HOST", format!("tcp://127.0.0.1:{port}"));

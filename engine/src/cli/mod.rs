@@ -31,6 +31,10 @@ pub struct Cli {
     /// Log level for engine diagnostics on stderr (error, warn, info, debug, trace).
     #[arg(long, global = true, env = "DRYDOCK_LOG", default_value = "warn")]
     pub log_level: String,
+    /// Engine API server to use instead of the root: unix:///path or tcp://host:port (docker's -H; else
+    /// DRYDOCK_HOST, else DOCKER_HOST).
+    #[arg(short = 'H', long = "host", global = true)]
+    pub host: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -154,12 +158,16 @@ fn server_for(
     command: &Command,
     invoked_as: InvokedAs,
     root_on_command_line: bool,
+    host_flag: Option<&str>,
 ) -> engine::client::Result<Option<engine::client::Host>> {
     use engine::client::{host::DEFAULT_DOCKER_HOST, Host};
     let on_root_only =
         matches!(command, Command::Serve(_) | Command::Container(container::ContainerCommand::ContainerMonitor(_)));
     if on_root_only {
         return Ok(None);
+    }
+    if let Some(h) = host_flag {
+        return Host::parse(h).map(Some);
     }
     if invoked_as != InvokedAs::Engine {
         return Ok(Some(Host::from_env()?.map_or_else(|| Host::parse(DEFAULT_DOCKER_HOST), Ok)?));
@@ -189,7 +197,7 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log_level).unwrap_or_default())
         .try_init();
-    let result = match server_for(&cli.command, invoked_as, root_on_command_line) {
+    let result = match server_for(&cli.command, invoked_as, root_on_command_line, cli.host.as_deref()) {
         Err(e) => Err(e.into()),
         Ok(Some(host)) => engine::client::ApiClient::new(host)
             .map_err(anyhow::Error::from)
@@ -345,9 +353,12 @@ mod tests {
         let cli = |args: &[&str]| Cli::try_parse_from(args).expect("valid command line").command;
         let ps = cli(&["engine", "ps"]);
         // Called as docker: a server even without DOCKER_HOST (docker's default socket, or the environment's).
-        assert!(matches!(server_for(&ps, InvokedAs::Docker, false), Ok(Some(_))));
-        assert!(matches!(server_for(&ps, InvokedAs::Engine, true), Ok(None)));
+        assert!(matches!(server_for(&ps, InvokedAs::Docker, false, None), Ok(Some(_))));
+        assert!(matches!(server_for(&ps, InvokedAs::Engine, true, None), Ok(None)));
         let serve = cli(&["engine", "serve", "--socket", "/s"]);
-        assert!(matches!(server_for(&serve, InvokedAs::Docker, false), Ok(None)));
+        assert!(matches!(server_for(&serve, InvokedAs::Docker, false, None), Ok(None)));
+        // -H names the server, even with --root (it is the more specific request).
+        let expected = engine::client::Host::Unix("/h.sock".into());
+        assert_eq!(server_for(&ps, InvokedAs::Engine, true, Some("unix:///h.sock")).ok().flatten(), Some(expected));
     }
 }
