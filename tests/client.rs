@@ -192,6 +192,13 @@ fn client_build_cp_network_and_volume_verbs() {
     write("Dockerfile.bad", "FROM busybox\nRUN exit 9\n");
     let bad = ctx.path().join("Dockerfile.bad");
     s.engine(["build", "-f", bad.to_str().expect("utf-8"), dir]).code_is(1);
+    // A Dockerfile on stdin: alone (an empty context), or with -f - and a context directory.
+    Run::with_stdin(&mut s.cmd(["build", "-t", "stdin:1", "-"]), b"FROM busybox\nRUN echo from-stdin\n")
+        .success()
+        .stdout_has("from-stdin");
+    Run::with_stdin(&mut s.cmd(["build", "-f", "-", dir]), b"FROM busybox\nCOPY a.txt /\nRUN cat /a.txt\n")
+        .success()
+        .stdout_has("hello-a");
 
     // cp both ways.
     s.engine(["run", "-d", "--name", "box", "busybox", "sleep", "300"]).success();

@@ -383,7 +383,22 @@ pub fn build(a: BuildArgs, client: &ApiClient) -> anyhow::Result<ExitCode> {
 
 fn build_inner(a: BuildArgs, client: &ApiClient) -> anyhow::Result<ExitCode> {
     let (context, dockerfile): (Box<dyn Read + Send>, Option<String>) = if a.context == "-" {
-        (Box::new(io::stdin()), a.file.clone())
+        // `-` is a tar (plain or gzip) or a lone Dockerfile, which docker sends as a one-file context.
+        let bytes = super::super::build::read_stdin()?;
+        if a.file.as_deref() == Some("-") {
+            anyhow::bail!("invalid argument: can't use stdin for both build context and dockerfile");
+        }
+        if super::super::build::is_archive(&bytes) {
+            (Box::new(io::Cursor::new(bytes)), a.file.clone())
+        } else {
+            let mut tar = tar::Builder::new(Vec::new());
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(&mut header, "Dockerfile", bytes.as_slice())?;
+            (Box::new(io::Cursor::new(tar.into_inner()?)), Some("Dockerfile".to_owned()))
+        }
     } else {
         let dir = Path::new(&a.context);
         if !dir.is_dir() {
@@ -456,6 +471,7 @@ fn build_inner(a: BuildArgs, client: &ApiClient) -> anyhow::Result<ExitCode> {
 fn context_tar(dir: &Path, file: Option<&str>) -> anyhow::Result<(std::fs::File, String)> {
     let (dockerfile_path, mut name) = match file {
         None => (dir.join("Dockerfile"), "Dockerfile".to_owned()),
+        Some("-") => (PathBuf::from("-"), String::new()),
         Some(f) => {
             let p = PathBuf::from(f);
             let abs = if p.is_absolute() { p } else { std::env::current_dir()?.join(p) };
@@ -488,8 +504,12 @@ fn context_tar(dir: &Path, file: Option<&str>) -> anyhow::Result<(std::fs::File,
     }
     if name.is_empty() {
         name = ".drydock-dockerfile".to_owned();
-        let text = std::fs::read(&dockerfile_path)
-            .with_context(|| format!("cannot read the Dockerfile {}", dockerfile_path.display()))?;
+        let text = if dockerfile_path == Path::new("-") {
+            super::super::build::read_stdin()?
+        } else {
+            std::fs::read(&dockerfile_path)
+                .with_context(|| format!("cannot read the Dockerfile {}", dockerfile_path.display()))?
+        };
         let mut header = tar::Header::new_gnu();
         header.set_size(text.len() as u64);
         header.set_mode(0o644);
