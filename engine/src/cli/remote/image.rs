@@ -215,7 +215,12 @@ fn push(name: &str, quiet: bool, client: &ApiClient) -> anyhow::Result<ExitCode>
 
 fn login_cmd(a: LoginArgs, client: &ApiClient) -> anyhow::Result<ExitCode> {
     let registry = login::normalise_registry(a.server.as_deref());
-    let username = a.username.ok_or_else(|| anyhow::anyhow!("a user name is required: use -u USER"))?;
+    let stdin = io::stdin();
+    let username = match a.username {
+        Some(u) => u,
+        None if stdin.is_terminal() && !a.password_stdin => super::super::registry::prompt("Username: ")?,
+        None => anyhow::bail!("a user name is required: use -u USER"),
+    };
     let password = if a.password_stdin {
         let mut p = String::new();
         io::stdin().lock().read_to_string(&mut p).context("cannot read the password from standard input")?;
@@ -223,6 +228,8 @@ fn login_cmd(a: LoginArgs, client: &ApiClient) -> anyhow::Result<ExitCode> {
     } else if let Some(p) = a.password {
         eprintln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
         p
+    } else if stdin.is_terminal() {
+        super::super::registry::prompt_hidden("Password: ")?
     } else {
         anyhow::bail!("a password is required: use --password-stdin (or -p)")
     };
