@@ -150,10 +150,10 @@ fn rewrite_management_forms(args: &mut Vec<std::ffi::OsString>) {
     }
 }
 
-/// Where the verbs go: the engine root, or a server. `docker`/`docker-compose` always use a server
-/// (`DRYDOCK_HOST`, `DOCKER_HOST`, else docker's default socket); `engine` uses one when `DRYDOCK_HOST` or
-/// `DOCKER_HOST` is set and `--root` is not on the command line. `serve` and the container monitor always work
-/// on the root.
+/// Where the verbs go: the engine root, or a server. `-H` names a server; else `--root` on the command line
+/// means the root; else `docker`/`docker-compose` always use a server (`DRYDOCK_HOST`, `DOCKER_HOST`, else
+/// docker's default socket) and `engine` uses one when `DRYDOCK_HOST` or `DOCKER_HOST` is set. `serve` and the
+/// container monitor always work on the root.
 fn server_for(
     command: &Command,
     invoked_as: InvokedAs,
@@ -169,11 +169,12 @@ fn server_for(
     if let Some(h) = host_flag {
         return Host::parse(h).map(Some);
     }
-    if invoked_as != InvokedAs::Engine {
-        return Ok(Some(Host::from_env()?.map_or_else(|| Host::parse(DEFAULT_DOCKER_HOST), Ok)?));
-    }
+    // An explicit `--root` is a request for the root, whatever the name the binary was called by.
     if root_on_command_line {
         return Ok(None);
+    }
+    if invoked_as != InvokedAs::Engine {
+        return Ok(Some(Host::from_env()?.map_or_else(|| Host::parse(DEFAULT_DOCKER_HOST), Ok)?));
     }
     Host::from_env()
 }
@@ -355,6 +356,7 @@ mod tests {
         // Called as docker: a server even without DOCKER_HOST (docker's default socket, or the environment's).
         assert!(matches!(server_for(&ps, InvokedAs::Docker, false, None), Ok(Some(_))));
         assert!(matches!(server_for(&ps, InvokedAs::Engine, true, None), Ok(None)));
+        assert!(matches!(server_for(&ps, InvokedAs::DockerCompose, true, None), Ok(None)));
         let serve = cli(&["engine", "serve", "--socket", "/s"]);
         assert!(matches!(server_for(&serve, InvokedAs::Docker, false, None), Ok(None)));
         // -H names the server, even with --root (it is the more specific request).
