@@ -5,6 +5,7 @@
 pub mod api;
 pub mod archive;
 pub mod build;
+pub mod client;
 pub mod compose;
 pub mod container;
 pub mod digest;

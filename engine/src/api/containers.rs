@@ -57,6 +57,7 @@ struct CreateBody {
     stop_signal: Option<String>,
     stop_timeout: Option<i64>,
     healthcheck: Option<HealthConfig>,
+    exposed_ports: Option<BTreeMap<String, Value>>,
     host_config: Option<HostConfigBody>,
     networking_config: Option<NetworkingConfigBody>,
 }
@@ -78,6 +79,10 @@ struct HostConfigBody {
     tmpfs: Option<BTreeMap<String, String>>,
     volumes_from: Option<Vec<String>>,
     security_opt: Option<Vec<String>>,
+    extra_hosts: Option<Vec<String>>,
+    dns: Option<Vec<String>>,
+    dns_search: Option<Vec<String>>,
+    dns_options: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -114,6 +119,15 @@ struct NetworkingConfigBody {
 #[serde(rename_all = "PascalCase", default)]
 struct EndpointBody {
     aliases: Option<Vec<String>>,
+    #[serde(rename = "IPAMConfig")]
+    ipam_config: Option<EndpointIpamBody>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct EndpointIpamBody {
+    #[serde(rename = "IPv4Address")]
+    ipv4_address: Option<String>,
 }
 
 /// Maps docker's create body onto the CLI's options (the same merge rules then apply).
@@ -178,11 +192,16 @@ fn create_options(body: CreateBody, name: Option<String>) -> ApiResult<CreateOpt
         .map(|(target, opts)| if opts.is_empty() { target } else { format!("{target}:{opts}") })
         .collect();
     let network = hc.network_mode.filter(|n| !n.is_empty() && n != "default");
-    let network_aliases = body
+    let endpoints: Vec<EndpointBody> = body
         .networking_config
         .and_then(|n| n.endpoints_config)
-        .map(|eps| eps.into_values().flatten().flat_map(|e| e.aliases.unwrap_or_default()).collect())
+        .map(|eps| eps.into_values().flatten().collect())
         .unwrap_or_default();
+    let ip = endpoints
+        .iter()
+        .find_map(|e| e.ipam_config.as_ref().and_then(|i| i.ipv4_address.clone()))
+        .filter(|a| !a.is_empty());
+    let network_aliases = endpoints.into_iter().flat_map(|e| e.aliases.unwrap_or_default()).collect();
     let (healthcheck, no_healthcheck) = match body.healthcheck {
         Some(h) if h.test.first().is_some_and(|t| t == "NONE") => (None, true),
         other => (other, false),
@@ -203,6 +222,12 @@ fn create_options(body: CreateBody, name: Option<String>) -> ApiResult<CreateOpt
         volumes_from: hc.volumes_from.unwrap_or_default(),
         network,
         network_aliases,
+        ip,
+        add_hosts: hc.extra_hosts.unwrap_or_default(),
+        dns: hc.dns.unwrap_or_default(),
+        dns_search: hc.dns_search.unwrap_or_default(),
+        dns_options: hc.dns_options.unwrap_or_default(),
+        expose: body.exposed_ports.unwrap_or_default().into_keys().collect(),
         publish,
         publish_all: hc.publish_all_ports.unwrap_or(false),
         hostname: body.hostname.filter(|h| !h.is_empty()),

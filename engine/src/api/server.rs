@@ -98,7 +98,7 @@ async fn run(state: ApiState, socket: &Path, tcp: Option<SocketAddr>) -> Result<
 }
 
 /// Serves one connection: HTTP/1.1 with upgrades, each request routed after its version prefix is handled.
-fn connection<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io: IO, router: Router) {
+pub(crate) fn connection<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io: IO, router: Router) {
     tokio::spawn(async move {
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let router = router.clone();

@@ -8,6 +8,7 @@ mod container;
 mod image;
 mod network;
 mod registry;
+mod remote;
 mod serve;
 mod table;
 mod volume;
@@ -30,6 +31,10 @@ pub struct Cli {
     /// Log level for engine diagnostics on stderr (error, warn, info, debug, trace).
     #[arg(long, global = true, env = "DRYDOCK_LOG", default_value = "warn")]
     pub log_level: String,
+    /// Engine API server to use instead of the root: unix:///path or tcp://host:port (docker's -H; else
+    /// DRYDOCK_HOST, else DOCKER_HOST).
+    #[arg(short = 'H', long = "host", global = true)]
+    pub host: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -62,6 +67,19 @@ pub enum Command {
     Compose(Box<compose::ComposeArgs>),
     /// Serve the Docker Engine API on a unix socket, for the docker CLI and SDKs.
     Serve(serve::ServeArgs),
+    /// Show the client's version and, with a server (DOCKER_HOST), the server's.
+    Version,
+    /// Show system-wide information (from the server with DOCKER_HOST).
+    Info,
+    /// Manage the engine (`system info`).
+    #[command(subcommand)]
+    System(SystemCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SystemCommand {
+    /// Show system-wide information.
+    Info,
 }
 
 #[derive(clap::Args, Debug)]
@@ -87,21 +105,89 @@ impl Context {
     }
 }
 
+/// How the binary was called: as `engine`, or as `docker` / `docker-compose` (a copy or link of the static
+/// client in a CI job's container), which are always clients of a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InvokedAs {
+    Engine,
+    Docker,
+    DockerCompose,
+}
+
 /// The command line as the engine parses it. Called as `docker-compose` (a symlink or copy of this binary, as CI
 /// scripts expect it on the PATH), the engine behaves as `engine compose`: `docker-compose -f f.yml up -d` is
-/// `engine compose -f f.yml up -d`. Called as `docker`, the verbs are already docker's.
-fn command_line() -> Vec<std::ffi::OsString> {
+/// `engine compose -f f.yml up -d`. Called as `docker`, the verbs are already docker's; docker's management
+/// forms that have no group of their own here are rewritten to the plain verb (`image build|pull|push|save|load`
+/// → `build|pull|…`, `container` verbs are a group already).
+fn command_line() -> (Vec<std::ffi::OsString>, InvokedAs) {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let invoked_as = args.first().map(std::path::Path::new).and_then(|p| p.file_name()).map(|n| n.to_os_string());
-    if invoked_as.as_deref() == Some(std::ffi::OsStr::new("docker-compose")) {
+    let invoked_as = match args.first().map(std::path::Path::new).and_then(|p| p.file_name()).and_then(|n| n.to_str()) {
+        Some("docker-compose") => InvokedAs::DockerCompose,
+        Some("docker") => InvokedAs::Docker,
+        _ => InvokedAs::Engine,
+    };
+    if invoked_as == InvokedAs::DockerCompose {
         args.insert(1, "compose".into());
     }
-    args
+    rewrite_management_forms(&mut args);
+    (args, invoked_as)
+}
+
+/// `image build|pull|push|save|load ARGS` → `build|pull|… ARGS` (the first non-flag word after the global flags).
+fn rewrite_management_forms(args: &mut Vec<std::ffi::OsString>) {
+    let mut i = 1;
+    while i < args.len() {
+        match args[i].to_str() {
+            Some("--root" | "--log-level") => i += 2,
+            Some(a) if a.starts_with("--root=") || a.starts_with("--log-level=") => i += 1,
+            _ => break,
+        }
+    }
+    let group = args.get(i).and_then(|a| a.to_str());
+    let verb = args.get(i + 1).and_then(|a| a.to_str());
+    if group == Some("image") && matches!(verb, Some("build" | "pull" | "push" | "save" | "load")) {
+        args.remove(i);
+    }
+}
+
+/// Where the verbs go: the engine root, or a server. `-H` names a server; else `--root` on the command line
+/// means the root; else `docker`/`docker-compose` always use a server (`DRYDOCK_HOST`, `DOCKER_HOST`, else
+/// docker's default socket) and `engine` uses one when `DRYDOCK_HOST` or `DOCKER_HOST` is set. `serve` and the
+/// container monitor always work on the root.
+fn server_for(
+    command: &Command,
+    invoked_as: InvokedAs,
+    root_on_command_line: bool,
+    host_flag: Option<&str>,
+) -> engine::client::Result<Option<engine::client::Host>> {
+    use engine::client::{host::DEFAULT_DOCKER_HOST, Host};
+    let on_root_only =
+        matches!(command, Command::Serve(_) | Command::Container(container::ContainerCommand::ContainerMonitor(_)));
+    if on_root_only {
+        return Ok(None);
+    }
+    if let Some(h) = host_flag {
+        return Host::parse(h).map(Some);
+    }
+    // An explicit `--root` is a request for the root, whatever the name the binary was called by.
+    if root_on_command_line {
+        return Ok(None);
+    }
+    if invoked_as != InvokedAs::Engine {
+        return Ok(Some(Host::from_env()?.map_or_else(|| Host::parse(DEFAULT_DOCKER_HOST), Ok)?));
+    }
+    Host::from_env()
 }
 
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse_from(command_line()) {
-        Ok(cli) => cli,
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let (args, invoked_as) = command_line();
+    let parsed = Cli::command().try_get_matches_from(args).and_then(|m| {
+        let root_on_command_line = m.value_source("root") == Some(clap::parser::ValueSource::CommandLine);
+        Cli::from_arg_matches(&m).map(|cli| (cli, root_on_command_line))
+    });
+    let (cli, root_on_command_line) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             let code = if e.use_stderr() { EXIT_ENGINE } else { 0 };
             let _ = e.print();
@@ -112,19 +198,12 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log_level).unwrap_or_default())
         .try_init();
-    let ctx = Context { root: cli.root };
-    let result = match cli.command {
-        Command::Build(args) => build::build(*args, &ctx),
-        Command::Image(cmd) => image::run(cmd, &ctx),
-        Command::ImageGroup(cmd) => image::run_group(cmd, &ctx),
-        Command::Container(cmd) => container::run(cmd, &ctx),
-        Command::ContainerGroup(cmd) => container::run_group(cmd, &ctx),
-        Command::Registry(cmd) => registry::run(cmd, &ctx),
-        Command::Network(cmd) => network::run(cmd, &ctx),
-        Command::Volume(cmd) => volume::run(cmd, &ctx),
-        Command::Inspect(args) => inspect(args, &ctx),
-        Command::Compose(args) => compose::run(*args, &ctx),
-        Command::Serve(args) => serve::run(args, &ctx),
+    let result = match server_for(&cli.command, invoked_as, root_on_command_line, cli.host.as_deref()) {
+        Err(e) => Err(e.into()),
+        Ok(Some(host)) => engine::client::ApiClient::new(host)
+            .map_err(anyhow::Error::from)
+            .and_then(|client| remote::run(cli.command, &client)),
+        Ok(None) => run_local(cli.command, &Context { root: cli.root }),
     };
     match result {
         Ok(code) => code,
@@ -132,8 +211,44 @@ pub fn main() -> ExitCode {
             if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("Error: {}", chain(&e));
+            // docker's wording for what the server refused, so scripts and people read the same message.
+            let from_server = e
+                .chain()
+                .any(|c| matches!(c.downcast_ref::<engine::client::Error>(), Some(engine::client::Error::Api { .. })));
+            if from_server && !chain(&e).starts_with("Error response from daemon") {
+                eprintln!("Error response from daemon: {}", chain(&e));
+            } else {
+                eprintln!("Error: {}", chain(&e));
+            }
             ExitCode::from(exit_code_of(&e))
+        }
+    }
+}
+
+fn run_local(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Build(args) => build::build(*args, ctx),
+        Command::Image(cmd) => image::run(cmd, ctx),
+        Command::ImageGroup(cmd) => image::run_group(cmd, ctx),
+        Command::Container(cmd) => container::run(cmd, ctx),
+        Command::ContainerGroup(cmd) => container::run_group(cmd, ctx),
+        Command::Registry(cmd) => registry::run(cmd, ctx),
+        Command::Network(cmd) => network::run(cmd, ctx),
+        Command::Volume(cmd) => volume::run(cmd, ctx),
+        Command::Inspect(args) => inspect(args, ctx),
+        Command::Compose(args) => compose::run(*args, ctx),
+        Command::Serve(args) => serve::run(args, ctx),
+        Command::Version => {
+            println!("Client: Drydock Engine\n Version:           {}", env!("CARGO_PKG_VERSION"));
+            println!(
+                " API version:       {} (no server: the engine root {} is used directly)",
+                engine::client::API_VERSION,
+                ctx.root.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Info | Command::System(SystemCommand::Info) => {
+            anyhow::bail!("info describes a server: set DOCKER_HOST or DRYDOCK_HOST (unix:///path) to ask one")
         }
     }
 }
@@ -214,4 +329,38 @@ pub fn print_inspect(values: &[serde_json::Value], format: Option<&str>) -> anyh
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewritten(args: &[&str]) -> Vec<String> {
+        let mut v: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        rewrite_management_forms(&mut v);
+        v.into_iter().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn docker_management_forms_become_plain_verbs() {
+        assert_eq!(rewritten(&["docker", "image", "build", "-t", "x", "."]), ["docker", "build", "-t", "x", "."]);
+        assert_eq!(rewritten(&["e", "--root", "/r", "image", "push", "x"]), ["e", "--root", "/r", "push", "x"]);
+        assert_eq!(rewritten(&["docker", "image", "ls"]), ["docker", "image", "ls"]);
+        assert_eq!(rewritten(&["docker", "run", "image", "build"]), ["docker", "run", "image", "build"]);
+    }
+
+    #[test]
+    fn docker_and_docker_compose_are_always_remote_and_root_wins_for_engine() {
+        let cli = |args: &[&str]| Cli::try_parse_from(args).expect("valid command line").command;
+        let ps = cli(&["engine", "ps"]);
+        // Called as docker: a server even without DOCKER_HOST (docker's default socket, or the environment's).
+        assert!(matches!(server_for(&ps, InvokedAs::Docker, false, None), Ok(Some(_))));
+        assert!(matches!(server_for(&ps, InvokedAs::Engine, true, None), Ok(None)));
+        assert!(matches!(server_for(&ps, InvokedAs::DockerCompose, true, None), Ok(None)));
+        let serve = cli(&["engine", "serve", "--socket", "/s"]);
+        assert!(matches!(server_for(&serve, InvokedAs::Docker, false, None), Ok(None)));
+        // -H names the server, even with --root (it is the more specific request).
+        let expected = engine::client::Host::Unix("/h.sock".into());
+        assert_eq!(server_for(&ps, InvokedAs::Engine, true, Some("unix:///h.sock")).ok().flatten(), Some(expected));
+    }
 }
