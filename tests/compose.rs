@@ -480,20 +480,25 @@ fn compose_run_builds_the_example_app_and_its_tests_pass() {
     if !can_run_containers() {
         return;
     }
-    // The seeds' flow: `docker-compose -f docker-compose.test.yml run tests` builds the app image from its
-    // Dockerfile, starts it, waits for its healthcheck, and returns the tests' exit code.
+    // The seeds' flow: `docker-compose -f docker-compose.test.yml run tests` builds the app image and the
+    // tests' image from their Dockerfiles, starts the app, waits for its healthcheck, and returns the tests' exit
+    // code; the JUnit results are copied out of the run container (the example's pipeline does the same).
     let engine = TestEngine::with_busybox();
     let app = example_app();
     let project = format!("exapp{}", std::process::id() % 10000);
     let file = app.path().join("docker-compose.test.yml").display().to_string();
     let image = format!("app-{project}:test");
-    let mut c = engine.cmd(["compose", "-p", &project, "-f", &file, "run", "--rm", "-T", "tests"]);
+    let tests = format!("{project}-tests");
+    let mut c = engine.cmd(["compose", "-p", &project, "-f", &file, "run", "--name", &tests, "-T", "tests"]);
     c.env("APP_IMAGE", &image).env("APP_VERSION", "1.2.3");
     let run = Run::of(&mut c).success();
     assert!(run.stdout().contains("3 passed, 0 failed"), "{}", run.stdout());
     assert!(run.stderr().contains("Step 1/"), "the image was built: {}", run.stderr());
-    let junit = std::fs::read_to_string(app.path().join("test-results/junit.xml")).unwrap_or_default();
+    let results = app.path().join("test-results");
+    engine.run(["cp", &format!("{tests}:/results"), &results.display().to_string()]).success();
+    let junit = std::fs::read_to_string(results.join("junit.xml")).unwrap_or_default();
     assert!(junit.contains(r#"tests="3" failures="0""#), "{junit}");
+    engine.run(["rm", "-f", &tests]).success();
     engine.run(["inspect", "-f", "{{json .Config.Env}}", &image]).success().stdout_has("APP_VERSION=1.2.3");
     let mut c = engine.cmd(["compose", "-p", &project, "-f", &file, "down", "-t", "0"]);
     c.env("APP_IMAGE", &image);

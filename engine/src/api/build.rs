@@ -26,8 +26,10 @@ use super::errors::{ApiError, ApiResult};
 use super::images::progress_line as line;
 use super::ApiState;
 
-/// The `engine build` arguments for a request's query pairs.
-fn build_args(pairs: &[(String, String)]) -> ApiResult<Vec<String>> {
+/// The `engine build` arguments for a request's query pairs. A scoped server (a CI job's engine) builds on the
+/// default bridge or without a network only: `host` would give RUN steps the runner host's loopback services,
+/// and another network may belong to another job.
+fn build_args(pairs: &[(String, String)], scoped: bool) -> ApiResult<Vec<String>> {
     let mut args = Vec::new();
     let json_map = |key: &str, value: &str| -> ApiResult<BTreeMap<String, Option<String>>> {
         if value.is_empty() {
@@ -51,6 +53,15 @@ fn build_args(pairs: &[(String, String)]) -> ApiResult<Vec<String>> {
             }
             "target" if !value.is_empty() => args.extend(["--target".to_owned(), value.clone()]),
             "networkmode" if !value.is_empty() && value != "default" => {
+                if scoped && !matches!(value.as_str(), "bridge" | "none") {
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        format!(
+                            "network mode `{value}` is not available to a build on this engine: it is scoped to one \
+                             CI job (`engine serve --scope`); use the default network or `none`"
+                        ),
+                    ));
+                }
                 args.extend(["--network".to_owned(), value.clone()])
             }
             "nocache" if truthy(value) => args.push("--no-cache".to_owned()),
@@ -85,7 +96,7 @@ fn build_args(pairs: &[(String, String)]) -> ApiResult<Vec<String>> {
 pub async fn build(State(state): State<ApiState>, uri: Uri, body: Body) -> ApiResult<Response> {
     let axum::extract::Query(pairs) = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri)
         .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
-    let args = build_args(&pairs)?;
+    let args = build_args(&pairs, state.scope.is_some())?;
     // The context is staged in a file under the engine root (not held in memory), then is the child's stdin.
     let (staged, size) = super::stage_body(&state.root, body, "the build context").await?;
     if size == 0 {
@@ -151,17 +162,20 @@ mod tests {
 
     #[test]
     fn query_maps_to_engine_build_flags() {
-        let args = build_args(&pairs(&[
-            ("t", "app:1"),
-            ("t", "app:latest"),
-            ("dockerfile", "ci/Dockerfile"),
-            ("buildargs", r#"{"V":"2","FROM_ENV":null}"#),
-            ("labels", r#"{"team":"ci"}"#),
-            ("nocache", "1"),
-            ("q", "0"),
-            ("networkmode", "default"),
-            ("rm", "1"),
-        ]))
+        let args = build_args(
+            &pairs(&[
+                ("t", "app:1"),
+                ("t", "app:latest"),
+                ("dockerfile", "ci/Dockerfile"),
+                ("buildargs", r#"{"V":"2","FROM_ENV":null}"#),
+                ("labels", r#"{"team":"ci"}"#),
+                ("nocache", "1"),
+                ("q", "0"),
+                ("networkmode", "default"),
+                ("rm", "1"),
+            ]),
+            false,
+        )
         .unwrap_or_default();
         assert_eq!(
             args,
@@ -183,9 +197,21 @@ mod tests {
 
     #[test]
     fn bad_json_and_buildkit_are_refused_clearly() {
-        let e = build_args(&pairs(&[("buildargs", "{nope")])).err().map(|e| e.to_string()).unwrap_or_default();
+        let e = build_args(&pairs(&[("buildargs", "{nope")]), false).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("invalid buildargs"), "{e}");
-        let e = build_args(&pairs(&[("version", "2")])).err().map(|e| e.to_string()).unwrap_or_default();
+        let e = build_args(&pairs(&[("version", "2")]), false).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("DOCKER_BUILDKIT=0"), "{e}");
+    }
+
+    #[test]
+    fn a_scoped_build_keeps_to_the_default_network_or_none() {
+        for mode in ["host", "container:abc", "othernet"] {
+            let e = build_args(&pairs(&[("networkmode", mode)]), true).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains("scoped to one CI job"), "{mode}: {e}");
+            assert!(build_args(&pairs(&[("networkmode", mode)]), false).is_ok(), "{mode} unscoped");
+        }
+        for mode in ["default", "bridge", "none"] {
+            assert!(build_args(&pairs(&[("networkmode", mode)]), true).is_ok(), "{mode}");
+        }
     }
 }

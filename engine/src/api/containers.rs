@@ -290,7 +290,10 @@ pub async fn create(State(state): State<ApiState>, q: Query, body: Body) -> ApiR
 /// network, named volumes, containers whose volumes or network namespace it shares — must be in the scope
 /// (else 404, as if it did not exist). A named volume that does not exist yet is made here, with the label,
 /// rather than by the library without it.
+///
+/// What would reach past the job is refused with 403 (see [`refuse_host_access`]).
 fn enforce_scope(scope: &Scope, store: &ContainerStore, opts: &mut CreateOptions) -> ApiResult<()> {
+    refuse_host_access(opts)?;
     opts.labels.retain(|l| l.split_once('=').map_or(l.as_str(), |(k, _)| k) != scope.key);
     opts.labels.push(format!("{}={}", scope.key, scope.value));
     let mut containers: Vec<&str> = opts.volumes_from.iter().map(|v| v.split(':').next().unwrap_or(v)).collect();
@@ -325,6 +328,39 @@ fn enforce_scope(scope: &Scope, store: &ContainerStore, opts: &mut CreateOptions
             }
             Err(e) => return Err(e.into()),
         }
+    }
+    Ok(())
+}
+
+/// A scoped server is a CI job's Docker engine (`setup_remote_docker`), running as root on the runner's host: what
+/// would give the job that host is refused, as CircleCI's remote Docker (a separate machine) never offers it —
+/// host paths as bind mounts (the job's own files are not there either: `docker cp` or a build context carry
+/// them), the host's network namespace, and security options that lift the default confinement.
+fn refuse_host_access(opts: &CreateOptions) -> ApiResult<()> {
+    let scoped = "this engine is scoped to one CI job (`engine serve --scope`)";
+    let host_bind = opts.binds.iter().find(|b| b.starts_with('/'));
+    let bind_mount = opts.mounts.iter().find(|m| m.split(',').any(|kv| kv == "type=bind"));
+    if let Some(path) = host_bind.or(bind_mount) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "bind mount `{path}` refused: {scoped} and host paths are not shared with jobs; use a named volume, \
+                 or copy files in with `docker cp` or a build context"
+            ),
+        ));
+    }
+    if opts.network.as_deref() == Some("host") {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("network `host` refused: {scoped}; use the default network or a network the job creates"),
+        ));
+    }
+    let weakening = |o: &str| {
+        let o = o.replace(':', "=");
+        o.ends_with("=unconfined") || o == "no-new-privileges=false" || o.starts_with("label=disable")
+    };
+    if let Some(o) = opts.security_opt.iter().find(|o| weakening(o)) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, format!("security option `{o}` refused: {scoped}")));
     }
     Ok(())
 }
