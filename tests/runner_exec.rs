@@ -628,3 +628,56 @@ fn runner_exec_workflow_runs_independent_jobs_and_nodes_concurrently_and_asks_fo
         .stderr_has("--approve nosuch: workflow `main` has no approval job of that name; its approval jobs: hold");
     assert_no_containers(&e);
 }
+
+#[test]
+fn runner_exec_ctrl_c_stops_the_remote_docker_engine_and_removes_its_scope() {
+    use std::io::BufRead;
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let data = tempfile::tempdir().expect("data dir");
+    let data_dir = data.path().to_string_lossy().into_owned();
+    let p = project(
+        "version: 2.1\njobs:\n  build:\n    docker: [{image: busybox:latest}]\n    steps:\n\
+         \x20     - setup_remote_docker\n\
+         \x20     - run: docker network create n1 && docker run -d --network n1 busybox sleep 1000 && echo started; sleep 1000\n\
+         workflows:\n  main:\n    jobs: [build]\n",
+        &[],
+    );
+    let mut child = Command::new(bin_dir().join("runner"))
+        .args(["exec", "--json", "--data-dir", &data_dir])
+        .current_dir(p.path())
+        .env("DRYDOCK_ROOT", e.root())
+        .env("DRYDOCK_DOCKER_CLIENT", "/usr/local/bin/docker")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn runner");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("read");
+        let started = line.contains("started\\n");
+        seen.push(line);
+        if started {
+            break;
+        }
+    }
+    assert!(seen.last().is_some_and(|l| l.contains("started")), "the step never started: {seen:?}");
+    let running = e.run(["ps", "-q"]).success();
+    assert_eq!(running.stdout().lines().count(), 2, "the primary and the remote engine's container run");
+    assert_eq!(processes_with(&format!("{data_dir}/remote-docker")).len(), 1, "one engine serve");
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    seen.extend(lines.map_while(Result::ok));
+    let code = child.wait().expect("wait");
+    assert_eq!(code.code(), Some(1), "{seen:?}");
+    let last: serde_json::Value = serde_json::from_str(seen.last().expect("events")).expect("JSON event");
+    assert_eq!(last["status"], "canceled", "{seen:?}");
+    assert_no_containers(&e);
+    let networks = e.run(["network", "ls"]).success();
+    assert!(!networks.stdout().contains("n1"), "{}", networks.stdout());
+    let strays = processes_with(&format!("{data_dir}/remote-docker"));
+    assert!(strays.is_empty(), "engine serve left running: {strays:?}");
+}

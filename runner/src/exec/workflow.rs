@@ -24,6 +24,9 @@ pub enum Approval {
     Declined(String),
 }
 
+/// Gives the sink of one job's events: its name, and its node when it has several.
+pub type SinkFor<'a> = &'a dyn Fn(&str, Option<u32>) -> Arc<dyn EventSink>;
+
 /// How a workflow runs.
 pub struct WorkflowOptions<'a> {
     /// Nodes run at once (at least one).
@@ -32,7 +35,7 @@ pub struct WorkflowOptions<'a> {
     pub approve: &'a dyn Fn(&str) -> Approval,
     /// The sink of one job's events — the job's name, and its node when it has several (text output prefixes
     /// its lines with them when jobs overlap).
-    pub sink_for: &'a dyn Fn(&str, Option<u32>) -> Arc<dyn EventSink>,
+    pub sink_for: SinkFor<'a>,
 }
 
 /// Where a job of the workflow is.
@@ -190,7 +193,7 @@ fn nodes(
 }
 
 /// Starts one node of job `i` on its own thread; it reports `(i, status)` on `done` when it ends.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "the scheduler's state, passed down once; a struct would only rename it")]
 fn start_node<'scope, 'env>(
     scope: &'scope std::thread::Scope<'scope, 'env>,
     i: usize,
