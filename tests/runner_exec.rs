@@ -681,3 +681,47 @@ fn runner_exec_ctrl_c_stops_the_remote_docker_engine_and_removes_its_scope() {
     let strays = processes_with(&format!("{data_dir}/remote-docker"));
     assert!(strays.is_empty(), "engine serve left running: {strays:?}");
 }
+
+#[test]
+fn runner_exec_workflow_asks_on_the_terminal_for_an_approval_job() {
+    use std::io::Write;
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let data = tempfile::tempdir().expect("data dir");
+    let p = project(
+        "version: 2.1\njobs:\n  after:\n    docker: [{image: busybox:latest}]\n    steps: [{run: echo after the approval}]\n\
+         workflows:\n  main:\n    jobs:\n      - hold: {type: approval}\n      - after: {requires: [hold]}\n",
+        &[],
+    );
+    // script(1) gives the runner a terminal; what is written to script's stdin is typed on it.
+    let answer = |typed: &str| {
+        let runner = format!(
+            "cd {} && DRYDOCK_ROOT={} {} exec --workflow main --branch main --data-dir {}",
+            p.path().display(),
+            e.root().display(),
+            bin_dir().join("runner").display(),
+            data.path().display()
+        );
+        let mut child = Command::new("script")
+            .args(["-qec", &runner, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("script(1) from bsdutils");
+        child.stdin.take().expect("stdin").write_all(typed.as_bytes()).expect("type the answer");
+        let out = child.wait_with_output().expect("wait");
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).replace('\r', ""))
+    };
+    let (code, text) = answer("y\n");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("Approve job `hold`? [y/N]"), "{text}");
+    assert!(text.contains("Job hold: approval job, approved by this local run\n"), "{text}");
+    assert!(text.contains("after the approval\n"), "{text}");
+    let (code, text) = answer("n\n");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("Job hold: not run (approval job, declined on the terminal)\n"), "{text}");
+    assert!(!text.contains("after the approval"), "{text}");
+    assert_no_containers(&e);
+}
