@@ -298,7 +298,7 @@ fn runner_exec_workflow_passes_the_workspace_and_stops_after_a_failure() {
                   \x20     - hold: {type: approval, requires: [test]}\n      - deploy: {requires: [hold]}\n";
     let p = project(config, &[]);
     let data_dir = data.path().to_string_lossy().into_owned();
-    let args = ["--workflow", "main", "--data-dir", &data_dir, "--branch", "main"];
+    let args = ["--workflow", "main", "--data-dir", &data_dir, "--branch", "main", "--approve", "hold"];
     let ok: Vec<&str> = args.iter().copied().chain(["-e", "FAIL=0"]).collect();
     runner_exec(&e, p.path(), &ok)
         .success()
@@ -482,5 +482,246 @@ fn runner_exec_add_ssh_keys_writes_the_selected_key_and_github_host_keys() {
     let bad = config.replace(&sha_two, "SHA256:unknown");
     let p = project(&bad, &[]);
     runner_exec(&e, p.path(), &["build", "--ssh-key", &one_s]).code_is(1).stdout_has("SHA256:unknown");
+    assert_no_containers(&e);
+}
+
+/// The processes whose command line holds `needle` (a stray `engine serve` of a finished job).
+fn processes_with(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(needle) {
+            found.push(format!("{}: {cmdline}", entry.file_name().to_string_lossy()));
+        }
+    }
+    found
+}
+
+#[test]
+fn runner_exec_setup_remote_docker_gives_later_steps_a_job_scoped_docker_engine() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let data = tempfile::tempdir().expect("data dir");
+    let data_dir = data.path().to_string_lossy().into_owned();
+    let config = "version: 2.1\njobs:\n  build:\n    docker: [{image: busybox:latest}]\n    steps:\n\
+                  \x20     - checkout\n\
+                  \x20     - run: {name: before, command: 'echo \"before: DOCKER_HOST=[${DOCKER_HOST:-}]\"'}\n\
+                  \x20     - setup_remote_docker\n\
+                  \x20     - run: {name: host, command: 'echo \"after: DOCKER_HOST=[$DOCKER_HOST]\"'}\n\
+                  \x20     - run: docker version\n\
+                  \x20     - run: docker run --rm busybox echo hi from the remote engine\n\
+                  \x20     - run: DOCKER_BUILDKIT=0 docker build -t t:1 .\n\
+                  \x20     - run: docker images\n\
+                  \x20     - run: docker run -d --name left-running busybox sleep 1000 && docker network create jobnet && docker volume create jobvol\n\
+                  \x20 plain:\n    docker: [{image: busybox:latest}]\n    steps:\n\
+                  \x20     - run: 'echo \"plain: DOCKER_HOST=[${DOCKER_HOST:-}]\"; ls /run/drydock || echo no socket directory'\n\
+                  \x20 missing-client:\n    docker: [{image: busybox:latest}]\n    steps: [setup_remote_docker]\n\
+                  workflows:\n  main:\n    jobs: [build, plain, missing-client]\n";
+    let dockerfile = "FROM busybox:latest\nRUN echo built in the remote engine > /built\nCMD [\"cat\", \"/built\"]\n";
+    let p = project(config, &[("Dockerfile", dockerfile)]);
+    let run = |job: &str, client: &str| {
+        let mut c = Command::new(bin_dir().join("runner"));
+        c.args(["exec", job, "--data-dir", &data_dir]).current_dir(p.path()).env("DRYDOCK_ROOT", e.root());
+        c.env("DRYDOCK_DOCKER_CLIENT", client);
+        Run::of(&mut c)
+    };
+    let r = run("build", "/usr/local/bin/docker").success();
+    let r = r
+        .stdout_has("before: DOCKER_HOST=[]\n")
+        .stdout_has("Remote Docker engine: Drydock engine ")
+        .stdout_has("after: DOCKER_HOST=[unix:///run/drydock/docker.sock]\n")
+        .stdout_has("Server:")
+        .stdout_has("hi from the remote engine\n")
+        .stdout_has("Successfully tagged t:1\n")
+        .stdout_has("Job build: success — 10 steps, 0 failed, 0 skipped");
+    let images = r.stdout();
+    assert!(images.lines().any(|l| l.split_whitespace().take(2).eq(["t", "1"])), "docker images lists t:1: {images}");
+    // The job's scope is gone: containers, networks, volumes; its server; its socket directory. Images stay.
+    assert_no_containers(&e);
+    let networks = e.run(["network", "ls"]).success();
+    assert!(!networks.stdout().contains("jobnet"), "{}", networks.stdout());
+    e.run(["volume", "ls", "-q"]).success().stdout_is("");
+    e.run(["run", "--rm", "t:1"]).success().stdout_is("built in the remote engine\n");
+    let strays = processes_with(&format!("{data_dir}/remote-docker"));
+    assert!(strays.is_empty(), "engine serve left running: {strays:?}");
+    let left: Vec<_> = std::fs::read_dir(data.path().join("remote-docker")).expect("remote-docker dir").collect();
+    assert!(left.is_empty(), "socket directories left: {left:?}");
+
+    run("plain", "/usr/local/bin/docker")
+        .success()
+        .stdout_has("plain: DOCKER_HOST=[]\n")
+        .stdout_has("no socket directory\n");
+
+    let sibling = bin_dir().join("drydock-docker");
+    run("missing-client", "/nonexistent/docker")
+        .code_is(1)
+        .stdout_has("DRYDOCK_DOCKER_CLIENT is /nonexistent/docker, which is not a file")
+        .stdout_has(&sibling.display().to_string());
+    assert_no_containers(&e);
+}
+
+#[test]
+fn runner_exec_workflow_runs_independent_jobs_and_nodes_concurrently_and_asks_for_approval() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let data = tempfile::tempdir().expect("data dir");
+    let data_dir = data.path().to_string_lossy().into_owned();
+    let config = "version: 2.1\njobs:\n\
+                  \x20 a:\n    docker: [{image: busybox:latest}]\n    steps: [{run: sleep 1; echo a done}]\n\
+                  \x20 b:\n    docker: [{image: busybox:latest}]\n    steps: [{run: sleep 1; echo b done}]\n\
+                  \x20 split:\n    docker: [{image: busybox:latest}]\n    parallelism: 2\n\
+                  \x20   steps: [{run: 'echo node $CIRCLE_NODE_INDEX of $CIRCLE_NODE_TOTAL'}]\n\
+                  \x20 deploy:\n    docker: [{image: busybox:latest}]\n    steps: [{run: echo deploying}]\n\
+                  workflows:\n  main:\n    jobs:\n      - a\n      - b\n      - split: {requires: [a, b]}\n\
+                  \x20     - hold: {type: approval, requires: [split]}\n      - deploy: {requires: [hold]}\n";
+    let p = project(config, &[]);
+    let base = ["--workflow", "main", "--data-dir", &data_dir, "--branch", "main", "--jobs", "2"];
+    let with = |more: &[&'static str]| base.iter().copied().chain(more.iter().copied()).collect::<Vec<&str>>();
+
+    // Approved on the command line; JSON events say whose they are.
+    let r = runner_exec(&e, p.path(), &with(&["--approve", "hold", "--json"])).success();
+    let events: Vec<serde_json::Value> =
+        r.stdout().lines().map(|l| serde_json::from_str(l).expect("a JSON event per line")).collect();
+    let kinds: Vec<(String, String)> = events
+        .iter()
+        .map(|v| (v["event"].as_str().unwrap_or("").to_owned(), v["job"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    let first_finished = kinds.iter().position(|(k, _)| k == "job_finished").expect("a job finished");
+    let mut started_before: Vec<&str> =
+        kinds[..first_finished].iter().filter(|(k, _)| k == "job_started").map(|(_, j)| j.as_str()).collect();
+    started_before.sort_unstable();
+    assert_eq!(started_before, ["a", "b"], "a and b run at the same time: {kinds:?}");
+    let split_runs: Vec<&serde_json::Value> =
+        events.iter().filter(|v| v["event"] == "job_finished" && v["job"] == "split").collect();
+    let mut nodes: Vec<u64> = split_runs.iter().filter_map(|v| v["node"].as_u64()).collect();
+    nodes.sort_unstable();
+    assert_eq!(nodes, [0, 1], "two nodes of split: {kinds:?}");
+    assert!(split_runs.iter().all(|v| v["status"] == "success"), "{split_runs:?}");
+    let output: String = events
+        .iter()
+        .filter(|v| v["event"] == "output" && v["job"] == "split")
+        .filter_map(|v| v["text"].as_str())
+        .collect();
+    assert!(output.contains("node 0 of 2\n") && output.contains("node 1 of 2\n"), "{output}");
+    assert!(events.iter().any(|v| v["event"] == "approved" && v["job"] == "hold"), "{kinds:?}");
+    assert!(events.iter().any(|v| v["event"] == "output" && v["job"] == "deploy" && v["text"] == "deploying\n"));
+
+    // No terminal to ask on and no --approve: hold is not approved, deploy does not run.
+    let r = runner_exec(&e, p.path(), &base).code_is(1);
+    let r = r
+        .stdout_has("[a] a done\n")
+        .stdout_has("[b] b done\n")
+        .stdout_has("[split#1] node 1 of 2\n")
+        .stdout_has("[split#0] Job split: success")
+        .stdout_has("Job hold: not run (approval job, not approved: pass --approve hold or --approve-all")
+        .stdout_has("Job deploy: not run (requires hold to end success, it ended not_run)\n")
+        .stdout_has("Workflow main: failed\n");
+    assert!(!r.stdout().contains("deploying"), "{}", r.stdout());
+
+    runner_exec(&e, p.path(), &with(&["--approve", "nosuch"]))
+        .code_is(2)
+        .stderr_has("--approve nosuch: workflow `main` has no approval job of that name; its approval jobs: hold");
+    assert_no_containers(&e);
+}
+
+#[test]
+fn runner_exec_ctrl_c_stops_the_remote_docker_engine_and_removes_its_scope() {
+    use std::io::BufRead;
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let data = tempfile::tempdir().expect("data dir");
+    let data_dir = data.path().to_string_lossy().into_owned();
+    let p = project(
+        "version: 2.1\njobs:\n  build:\n    docker: [{image: busybox:latest}]\n    steps:\n\
+         \x20     - setup_remote_docker\n\
+         \x20     - run: docker network create n1 && docker run -d --network n1 busybox sleep 1000 && echo started; sleep 1000\n\
+         workflows:\n  main:\n    jobs: [build]\n",
+        &[],
+    );
+    let mut child = Command::new(bin_dir().join("runner"))
+        .args(["exec", "--json", "--data-dir", &data_dir])
+        .current_dir(p.path())
+        .env("DRYDOCK_ROOT", e.root())
+        .env("DRYDOCK_DOCKER_CLIENT", "/usr/local/bin/docker")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn runner");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("read");
+        let started = line.contains("started\\n");
+        seen.push(line);
+        if started {
+            break;
+        }
+    }
+    assert!(seen.last().is_some_and(|l| l.contains("started")), "the step never started: {seen:?}");
+    let running = e.run(["ps", "-q"]).success();
+    assert_eq!(running.stdout().lines().count(), 2, "the primary and the remote engine's container run");
+    assert_eq!(processes_with(&format!("{data_dir}/remote-docker")).len(), 1, "one engine serve");
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    seen.extend(lines.map_while(Result::ok));
+    let code = child.wait().expect("wait");
+    assert_eq!(code.code(), Some(1), "{seen:?}");
+    let last: serde_json::Value = serde_json::from_str(seen.last().expect("events")).expect("JSON event");
+    assert_eq!(last["status"], "canceled", "{seen:?}");
+    assert_no_containers(&e);
+    let networks = e.run(["network", "ls"]).success();
+    assert!(!networks.stdout().contains("n1"), "{}", networks.stdout());
+    let strays = processes_with(&format!("{data_dir}/remote-docker"));
+    assert!(strays.is_empty(), "engine serve left running: {strays:?}");
+}
+
+#[test]
+fn runner_exec_workflow_asks_on_the_terminal_for_an_approval_job() {
+    use std::io::Write;
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let data = tempfile::tempdir().expect("data dir");
+    let p = project(
+        "version: 2.1\njobs:\n  after:\n    docker: [{image: busybox:latest}]\n    steps: [{run: echo after the approval}]\n\
+         workflows:\n  main:\n    jobs:\n      - hold: {type: approval}\n      - after: {requires: [hold]}\n",
+        &[],
+    );
+    // script(1) gives the runner a terminal; what is written to script's stdin is typed on it.
+    let answer = |typed: &str| {
+        let runner = format!(
+            "cd {} && DRYDOCK_ROOT={} {} exec --workflow main --branch main --data-dir {}",
+            p.path().display(),
+            e.root().display(),
+            bin_dir().join("runner").display(),
+            data.path().display()
+        );
+        let mut child = Command::new("script")
+            .args(["-qec", &runner, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("script(1) from bsdutils");
+        child.stdin.take().expect("stdin").write_all(typed.as_bytes()).expect("type the answer");
+        let out = child.wait_with_output().expect("wait");
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).replace('\r', ""))
+    };
+    let (code, text) = answer("y\n");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("Approve job `hold`? [y/N]"), "{text}");
+    assert!(text.contains("Job hold: approval job, approved by this local run\n"), "{text}");
+    assert!(text.contains("after the approval\n"), "{text}");
+    let (code, text) = answer("n\n");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("Job hold: not run (approval job, declined on the terminal)\n"), "{text}");
+    assert!(!text.contains("after the approval"), "{text}");
     assert_no_containers(&e);
 }

@@ -10,9 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use clap::Args;
+use config_schema::spec::JobKind;
 use runner::exec::checkout;
 use runner::exec::env::{self, BuildInfo};
 use runner::exec::mask::Secrets;
+use runner::exec::workflow::{Approval, WorkflowOptions};
 use runner::exec::{Event, EventSink, ExecRequest, Status};
 
 #[derive(Args)]
@@ -69,6 +71,16 @@ pub struct ExecArgs {
     /// job's `parallelism`.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     parallelism: Option<u32>,
+    /// With --workflow: run up to N jobs (parallel nodes count one each) at the same time; their output lines
+    /// are prefixed with `[job]` when N > 1.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "workflow", value_parser = clap::value_parser!(u32).range(1..=64))]
+    jobs: u32,
+    /// With --workflow: approve this approval job without asking; repeatable.
+    #[arg(long, value_name = "JOB", requires = "workflow")]
+    approve: Vec<String>,
+    /// With --workflow: approve every approval job without asking.
+    #[arg(long, requires = "workflow")]
+    approve_all: bool,
 }
 
 /// Set by SIGINT/SIGTERM.
@@ -202,7 +214,8 @@ pub fn run(args: ExecArgs) -> ExitCode {
         remote: None,
         ssh_keys: ssh_keys.clone(),
     };
-    let sink: Arc<dyn EventSink> = Arc::new(Printer { json: args.json, out: Mutex::new(std::io::stdout()) });
+    let out = Arc::new(Mutex::new(std::io::stdout()));
+    let sink: Arc<dyn EventSink> = Arc::new(Printer::new(args.json, Arc::clone(&out), None));
     if let Some(name) = &args.workflow {
         let trigger = match &args.tag {
             Some(tag) => config_schema::Trigger::Tag(tag.clone()),
@@ -220,8 +233,27 @@ pub fn run(args: ExecArgs) -> ExitCode {
                 format!("{} has no workflow `{name}`; workflows: {}", args.config.display(), known.join(", "))
             });
         };
+        let approvals: Vec<&str> =
+            workflow.jobs.iter().filter(|j| j.kind == JobKind::Approval).map(|j| j.name.as_str()).collect();
+        if let Some(unknown) = args.approve.iter().find(|a| !approvals.contains(&a.as_str())) {
+            return config_error(format!(
+                "--approve {unknown}: workflow `{name}` has no approval job of that name; its approval jobs: {}",
+                if approvals.is_empty() { "none".to_owned() } else { approvals.join(", ") }
+            ));
+        }
+        let approve = |job: &str| approve(job, &args);
+        // Overlapping jobs: each line says whose it is. JSON events always carry the job.
+        let tag = args.json || args.jobs > 1;
+        let sink_for = |job: &str, node: Option<u32>| -> Arc<dyn EventSink> {
+            if tag {
+                Arc::new(Printer::new(args.json, Arc::clone(&out), Some((job.to_owned(), node))))
+            } else {
+                Arc::clone(&sink)
+            }
+        };
+        let options = WorkflowOptions { jobs: args.jobs as usize, approve: &approve, sink_for: &sink_for };
         install_signal_handlers();
-        let status = runner::exec::workflow::run_workflow(workflow, &processed, &request_for, &sink, &CANCEL);
+        let status = runner::exec::workflow::run_workflow(workflow, &processed, &request_for, &sink, &options, &CANCEL);
         if !args.json {
             println!("Workflow {name}: {}", status_word(status));
         }
@@ -285,49 +317,131 @@ fn ids() -> (String, String) {
     (uuid("workflow"), uuid("pipeline"))
 }
 
-/// Prints events: text for people, JSON lines for programs.
+/// An approval job's answer: `--approve-all` or `--approve JOB`, else a question on the terminal, else (no
+/// terminal) declined with what to pass.
+fn approve(job: &str, args: &ExecArgs) -> Approval {
+    use std::io::{BufRead, IsTerminal};
+    if args.approve_all || args.approve.iter().any(|a| a == job) {
+        return Approval::Approved;
+    }
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Approval::Declined(format!(
+            "approval job, not approved: pass --approve {job} or --approve-all (no terminal to ask on)"
+        ));
+    }
+    eprint!("Approve job `{job}`? [y/N] ");
+    let mut answer = String::new();
+    let _ = stdin.lock().read_line(&mut answer);
+    match answer.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Approval::Approved,
+        _ => Approval::Declined("approval job, declined on the terminal".into()),
+    }
+}
+
+/// Prints events: text for people, JSON lines for programs. With a job tag (workflow jobs that overlap), text
+/// lines start with `[job] ` — `[job#node] ` for a node of a job with parallelism — (output is cut into whole
+/// lines for that) and JSON events get `job` (and `node`) fields.
 struct Printer {
     json: bool,
-    out: Mutex<std::io::Stdout>,
+    out: Arc<Mutex<std::io::Stdout>>,
+    job: Option<(String, Option<u32>)>,
+    /// Output after the last newline, held until its line is complete (tagged text only).
+    partial: Mutex<String>,
+}
+
+impl Printer {
+    fn new(json: bool, out: Arc<Mutex<std::io::Stdout>>, job: Option<(String, Option<u32>)>) -> Printer {
+        Printer { json, out, job, partial: Mutex::new(String::new()) }
+    }
+
+    /// Tagged text: `[job] ` before each whole line of `text`; the rest waits (or is flushed with `flush`).
+    fn tagged_lines(&self, job: &str, text: &str, flush: bool) -> String {
+        let Ok(mut partial) = self.partial.lock() else { return String::new() };
+        partial.push_str(text);
+        let cut = if flush { partial.len() } else { partial.rfind('\n').map_or(0, |i| i + 1) };
+        let whole: String = partial.drain(..cut).collect();
+        let mut shown = String::new();
+        for line in whole.split_inclusive('\n') {
+            shown.push_str(&format!("[{job}] {line}"));
+        }
+        if flush && !shown.is_empty() && !shown.ends_with('\n') {
+            shown.push('\n');
+        }
+        shown
+    }
 }
 
 impl EventSink for Printer {
     fn event(&self, event: &Event) {
+        if let (false, Some((job, node))) = (self.json, &self.job) {
+            let tag = match node {
+                Some(n) => format!("{job}#{n}"),
+                None => job.clone(),
+            };
+            let job = &tag;
+            let text = match event {
+                Event::Output { text, .. } => self.tagged_lines(job, text, false),
+                other => {
+                    let mut line = self.tagged_lines(job, "", true);
+                    line.push_str(&self.tagged_lines(job, &render(other), true));
+                    line
+                }
+            };
+            if let Ok(mut out) = self.out.lock() {
+                let _ = write!(out, "{text}");
+                let _ = out.flush();
+            }
+            return;
+        }
         let Ok(mut out) = self.out.lock() else { return };
         if self.json {
-            if let Ok(line) = serde_json::to_string(event) {
-                let _ = writeln!(out, "{line}");
+            let mut value = serde_json::to_value(event).unwrap_or_default();
+            if let (Some((job, node)), Some(map)) = (&self.job, value.as_object_mut()) {
+                map.entry("job").or_insert_with(|| serde_json::Value::String(job.clone()));
+                if let Some(n) = node {
+                    map.insert("node".into(), (*n).into());
+                }
             }
+            let _ = writeln!(out, "{value}");
             let _ = out.flush();
             return;
         }
-        let _ = match event {
-            Event::JobStarted { job } => writeln!(out, "Job {job}"),
-            Event::Pulling { image } => writeln!(out, "Pulling {image}"),
-            Event::ContainersStarted { .. } => Ok(()),
-            Event::StepStarted { step, name } => writeln!(out, "==> [{step}] {name}"),
-            Event::Output { text, .. } => write!(out, "{text}"),
-            Event::StepError { message, .. } => writeln!(out, "error: {message}"),
-            Event::StepFinished { step, name, status, exit_code, duration_ms } => match status {
-                Status::Skipped if *duration_ms == 0 => writeln!(out, "--- [{step}] {name}: skipped"),
-                _ => {
-                    let code = exit_code.filter(|c| *c != 0).map(|c| format!(" (exit {c})")).unwrap_or_default();
-                    writeln!(out, "<== [{step}] {name}: {}{code} in {}", status_word(*status), seconds(*duration_ms))
-                }
-            },
-            Event::JobError { job, message } => writeln!(out, "error: job {job}: {message}"),
-            Event::JobNotRun { job, reason } => writeln!(out, "Job {job}: not run ({reason})"),
-            Event::TestResults { .. } => Ok(()),
-            Event::Approved { job } => writeln!(out, "Job {job}: approval job, approved by this local run"),
-            Event::JobFinished { job, status, steps, failed, skipped, duration_ms } => writeln!(
-                out,
-                "Job {job}: {} — {steps} steps, {failed} failed, {skipped} skipped, in {}",
-                status_word(*status),
-                seconds(*duration_ms)
-            ),
-        };
+        let _ = write!(out, "{}", render(event));
         let _ = out.flush();
     }
+}
+
+/// An event as the text output shows it (lines end with a newline; output as it came).
+fn render(event: &Event) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = match event {
+        Event::JobStarted { job } => writeln!(out, "Job {job}"),
+        Event::Pulling { image } => writeln!(out, "Pulling {image}"),
+        Event::ContainersStarted { .. } => Ok(()),
+        Event::StepStarted { step, name } => writeln!(out, "==> [{step}] {name}"),
+        Event::Output { text, .. } => write!(out, "{text}"),
+        Event::StepError { message, .. } => writeln!(out, "error: {message}"),
+        Event::StepFinished { step, name, status, exit_code, duration_ms } => match status {
+            Status::Skipped if *duration_ms == 0 => writeln!(out, "--- [{step}] {name}: skipped"),
+            _ => {
+                let code = exit_code.filter(|c| *c != 0).map(|c| format!(" (exit {c})")).unwrap_or_default();
+                writeln!(out, "<== [{step}] {name}: {}{code} in {}", status_word(*status), seconds(*duration_ms))
+            }
+        },
+        Event::JobError { job, message } => writeln!(out, "error: job {job}: {message}"),
+        Event::JobNotRun { job, reason } => writeln!(out, "Job {job}: not run ({reason})"),
+        Event::TestResults { .. } => Ok(()),
+        Event::Approved { job } => writeln!(out, "Job {job}: approval job, approved by this local run"),
+        Event::JobFinished { job, status, steps, failed, skipped, duration_ms } => writeln!(
+            out,
+            "Job {job}: {} — {steps} steps, {failed} failed, {skipped} skipped, in {}",
+            status_word(*status),
+            seconds(*duration_ms)
+        ),
+    };
+    out
 }
 
 fn status_word(s: Status) -> &'static str {

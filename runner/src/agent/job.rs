@@ -178,7 +178,9 @@ fn outcome_of_error(e: &ExecError) -> JobOutcome {
         | ExecError::Root(_)
         | ExecError::Image(_)
         | ExecError::Io { .. }
-        | ExecError::Remote(_) => JobOutcome::InfrastructureFail,
+        | ExecError::Remote(_)
+        // Before the step, only the runner's own directory for the socket can fail.
+        | ExecError::RemoteDocker(_) => JobOutcome::InfrastructureFail,
     }
 }
 

@@ -130,12 +130,14 @@ fn entrypoint_and_cmd(spec: &DockerImageSpec) -> (Option<String>, Vec<String>) {
     }
 }
 
-/// Creates and starts the primary and service containers of a job.
+/// Creates and starts the primary and service containers of a job; `primary_binds` (`HOST:CONTAINER[:ro]`)
+/// are mounted into the primary only (the remote docker socket and client).
 pub fn start<'a>(
     store: &'a ContainerStore,
     images: &ImageStore,
     job: &str,
     docker: &[DockerImageSpec],
+    primary_binds: Vec<String>,
     keep: bool,
 ) -> Result<JobContainers<'a>, ExecError> {
     let mut containers = JobContainers { store, ids: Vec::new(), keep };
@@ -156,6 +158,7 @@ pub fn start<'a>(
         user: primary.user.clone(),
         labels: vec![label.clone(), "drydock.role=primary".into()],
         add_hosts,
+        binds: primary_binds,
         ..CreateOptions::default()
     };
     let fail = |role: &'static str, image: &str| {

@@ -29,6 +29,8 @@ pub enum ExecError {
     StepInput { field: String, value: String, hint: String },
     #[error("coordinator: {0}")]
     Remote(String),
+    #[error("{0}")]
+    RemoteDocker(#[from] super::remote_docker::RemoteDockerError),
     #[error("checkout: {0}")]
     Checkout(String),
     #[error("{context}: {source}")]

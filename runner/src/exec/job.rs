@@ -3,8 +3,9 @@
 //! `on_fail` once something did, `always`). `run` steps are exec'd into the primary container with the
 //! environment of [`super::env`] and their output streamed through the [`Masker`]; background steps stream
 //! from their own thread and are stopped when the job ends; caches go through [`super::cache`], workspaces and
-//! artifacts through [`super::files`], test results through [`super::junit`]. Steps `runner exec` does not
-//! support yet (remote docker) are reported and skipped; `add_ssh_keys` goes through [`super::ssh`].
+//! artifacts through [`super::files`], test results through [`super::junit`], `add_ssh_keys` through
+//! [`super::ssh`], `setup_remote_docker` through [`super::remote_docker`] (which sets `DOCKER_HOST` for the
+//! steps after it).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +25,7 @@ use super::containers;
 use super::env::{self, BuildInfo};
 use super::files;
 use super::mask::{Masker, Secrets};
+use super::remote_docker::{self, RemoteDocker};
 use super::{Event, EventSink, ExecError, Status};
 
 /// The no-output timeout when a step sets none (CircleCI's).
@@ -131,11 +133,18 @@ fn run_steps(
                 sink.event(&Event::Pulling { image: image.to_owned() });
             })?;
         }
-        let c = containers::start(&store, &images, &req.job.name, &req.job.docker, req.keep)?;
+        // The remote docker's socket directory and client are mounted at creation: prepared before the step.
+        let remote = if req.job.steps.iter().any(|s| matches!(s, SpecStep::SetupRemoteDocker { .. })) {
+            Some(RemoteDocker::prepare(&req.data_dir, &req.engine_root, req.keep)?)
+        } else {
+            None
+        };
+        let binds = remote.as_ref().map(RemoteDocker::binds).unwrap_or_default();
+        let c = containers::start(&store, &images, &req.job.name, &req.job.docker, binds, req.keep)?;
         sink.event(&Event::ContainersStarted { ids: c.ids.clone() });
-        Ok::<_, ExecError>(c)
+        Ok::<_, ExecError>((c, remote))
     })();
-    let job_containers = match env_ready {
+    let (job_containers, mut remote) = match env_ready {
         Ok(c) => c,
         Err(e) => {
             sink.event(&Event::StepError { step: 0, message: req.secrets.mask_str(&e.to_string()) });
@@ -188,7 +197,7 @@ fn run_steps(
     finish(sink, 0, &spin_name, Status::Success, None, spin_up);
     counts.steps += 1;
 
-    let ctx = Ctx { req, store: &store, primary, home, working_dir, default_shell, job_env, sink, cancel };
+    let mut ctx = Ctx { req, store: &store, primary, home, working_dir, default_shell, job_env, sink, cancel };
     let stop_background = Arc::new(AtomicBool::new(false));
     let mut background = Vec::new();
     let mut failed = false;
@@ -267,14 +276,16 @@ fn run_steps(
                 Ok(()) => (Status::Success, None),
                 Err(e) => step_error(&ctx, index, &e),
             },
-            other => {
-                sink.event(&Event::Output {
-                    step: index,
-                    text: format!("`{}` is not supported by `runner exec` yet: skipped\n", step_kind(other)),
-                });
-                (Status::Skipped, None)
-            }
+            SpecStep::SetupRemoteDocker { .. } => match setup_remote_docker(&ctx, index, remote.as_mut()) {
+                Ok(()) => (Status::Success, None),
+                Err(e) => step_error(&ctx, index, &e),
+            },
         };
+        if status == Status::Success && matches!(step, SpecStep::SetupRemoteDocker { .. }) {
+            // As CircleCI: set by the step, over any value the project or the job had.
+            ctx.job_env.retain(|(k, _)| k != "DOCKER_HOST");
+            ctx.job_env.push(("DOCKER_HOST".into(), remote_docker::DOCKER_HOST.into()));
+        }
         match status {
             Status::Failed | Status::TimedOut => {
                 failed = true;
@@ -299,6 +310,8 @@ fn run_steps(
     if req.keep {
         counts.kept = job_containers.ids.clone();
     }
+    // The job's server first (nothing new is created in its scope), then its objects, then the job's own.
+    drop(remote);
     drop(job_containers);
     Ok(if canceled {
         Status::Canceled
@@ -362,21 +375,6 @@ fn step_name(step: &SpecStep) -> String {
         SpecStep::AttachWorkspace { at } => format!("Attaching workspace at {at}"),
         SpecStep::SetupRemoteDocker { .. } => "Setup a remote Docker engine".into(),
         SpecStep::AddSshKeys { .. } => "Add SSH keys".into(),
-    }
-}
-
-fn step_kind(step: &SpecStep) -> &'static str {
-    match step {
-        SpecStep::Run(_) => "run",
-        SpecStep::Checkout { .. } => "checkout",
-        SpecStep::SaveCache { .. } => "save_cache",
-        SpecStep::RestoreCache { .. } => "restore_cache",
-        SpecStep::StoreArtifacts { .. } => "store_artifacts",
-        SpecStep::StoreTestResults { .. } => "store_test_results",
-        SpecStep::PersistToWorkspace { .. } => "persist_to_workspace",
-        SpecStep::AttachWorkspace { .. } => "attach_workspace",
-        SpecStep::SetupRemoteDocker { .. } => "setup_remote_docker",
-        SpecStep::AddSshKeys { .. } => "add_ssh_keys",
     }
 }
 
@@ -700,6 +698,29 @@ fn store_test_results(ctx: &Ctx, index: usize, path: &str) -> Result<(), ExecErr
         remote.test_results(path, &cases).map_err(ExecError::Remote)?;
     }
     ctx.sink.event(&Event::TestResults { step: index, path: path.to_owned(), cases });
+    Ok(())
+}
+
+/// Starts the job's `engine serve` (prepared with the containers) and says which engine answers.
+fn setup_remote_docker(ctx: &Ctx, index: usize, remote: Option<&mut RemoteDocker>) -> Result<(), ExecError> {
+    let Some(remote) = remote else {
+        return Err(ExecError::StepInput {
+            field: "setup_remote_docker".into(),
+            value: ctx.req.job.name.clone(),
+            hint: "the job's containers were created without the remote docker mounts: report this as a bug".into(),
+        });
+    };
+    let v = remote.start()?;
+    let text = format!(
+        "Remote Docker engine: Drydock engine {} (API {}, {}/{}), scoped to {}\nDOCKER_HOST={} for the following steps\n",
+        v.version,
+        v.api_version,
+        v.os,
+        v.arch,
+        remote.scope(),
+        remote_docker::DOCKER_HOST
+    );
+    ctx.sink.event(&Event::Output { step: index, text });
     Ok(())
 }
 

@@ -12,6 +12,7 @@ pub mod files;
 pub mod job;
 pub mod junit;
 pub mod mask;
+pub mod remote_docker;
 pub mod shim;
 pub mod ssh;
 pub mod workflow;
