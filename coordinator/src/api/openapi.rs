@@ -275,7 +275,7 @@ mod tests {
         ];
         // This file's own test text mentions `.route("` too: only its `routes()` counts.
         let routed: BTreeSet<(String, String)> =
-            sources.iter().map(|s| s.split("#[cfg(test)]").next().unwrap_or(s)).flat_map(|s| routes_in(s)).collect();
+            sources.iter().map(|s| s.split("#[cfg(test)]").next().unwrap_or(s)).flat_map(routes_in).collect();
         assert!(routed.len() > 30, "the route scan found too few routes: {routed:?}");
         let doc = super::document();
         let mut documented = BTreeSet::new();
