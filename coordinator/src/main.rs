@@ -118,7 +118,7 @@ enum ProjectCommand {
         auto_cancel: Option<bool>,
         /// Run at most N of the project's jobs at once (`none`: no limit); the others stay queued.
         #[arg(long, value_name = "N|none", value_parser = parse_limit)]
-        max_concurrent_jobs: Option<Option<i64>>,
+        max_concurrent_jobs: Option<JobLimit>,
     },
     /// Remove a project and everything stored for it.
     Remove { name: String },
@@ -155,12 +155,17 @@ fn parse_on_off(s: &str) -> Result<bool, String> {
     }
 }
 
-fn parse_limit(s: &str) -> Result<Option<i64>, String> {
+/// `--max-concurrent-jobs`: a number above 0, or no limit. (A newtype: clap reads `Option<Option<_>>` as a flag
+/// with an optional value.)
+#[derive(Debug, Clone, Copy)]
+struct JobLimit(Option<i64>);
+
+fn parse_limit(s: &str) -> Result<JobLimit, String> {
     if s == "none" {
-        return Ok(None);
+        return Ok(JobLimit(None));
     }
     match s.parse::<i64>() {
-        Ok(n) if n > 0 => Ok(Some(n)),
+        Ok(n) if n > 0 => Ok(JobLimit(Some(n))),
         _ => Err(format!("`{s}` is not a number of jobs above 0 (or `none`)")),
     }
 }
@@ -342,7 +347,7 @@ async fn project(cli: &Cli, cmd: &ProjectCommand) -> anyhow::Result<()> {
             }
         }
         ProjectCommand::Set { name, auto_cancel, max_concurrent_jobs } => {
-            let p = store.set_project_options(name, *auto_cancel, *max_concurrent_jobs).await?;
+            let p = store.set_project_options(name, *auto_cancel, max_concurrent_jobs.map(|l| l.0)).await?;
             let limit = p.max_concurrent_jobs.map_or("none".to_string(), |n| n.to_string());
             let auto = if p.auto_cancel_redundant { "on" } else { "off" };
             println!("project {}: auto-cancel {auto}, max concurrent jobs {limit}", p.slug);
