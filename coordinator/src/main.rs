@@ -69,6 +69,9 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage project schedules (pipelines started by cron, UTC).
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// Manage dashboard users.
     #[command(subcommand)]
     User(UserCommand),
@@ -107,8 +110,64 @@ enum ProjectCommand {
     },
     /// List projects.
     List,
+    /// Change a project's options.
+    Set {
+        name: String,
+        /// Cancel a branch's older unfinished pipelines when a new one starts (never on the default branch).
+        #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+        auto_cancel: Option<bool>,
+        /// Run at most N of the project's jobs at once (`none`: no limit); the others stay queued.
+        #[arg(long, value_name = "N|none", value_parser = parse_limit)]
+        max_concurrent_jobs: Option<JobLimit>,
+    },
     /// Remove a project and everything stored for it.
     Remove { name: String },
+}
+
+#[derive(Subcommand)]
+enum ScheduleCommand {
+    /// Start a pipeline of PROJECT's BRANCH whenever CRON fires (5 fields, UTC).
+    Add {
+        project: String,
+        /// `minute hour day-of-month month day-of-week`, e.g. `0 3 * * *` for 03:00 UTC daily.
+        #[arg(long)]
+        cron: String,
+        #[arg(long)]
+        branch: String,
+        /// Run only this workflow of the configuration.
+        #[arg(long)]
+        workflow: Option<String>,
+        /// The schedule's name (default: derived from the cron, branch and workflow).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List schedules (of one project, or all).
+    List { project: Option<String> },
+    /// Remove a schedule.
+    Remove { project: String, name: String },
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        other => Err(format!("`{other}` is neither on nor off")),
+    }
+}
+
+/// `--max-concurrent-jobs`: a number above 0, or no limit. (A newtype: clap reads `Option<Option<_>>` as a flag
+/// with an optional value.)
+#[derive(Debug, Clone, Copy)]
+struct JobLimit(Option<i64>);
+
+fn parse_limit(s: &str) -> Result<JobLimit, String> {
+    if s == "none" {
+        return Ok(JobLimit(None));
+    }
+    match s.parse::<i64>() {
+        Ok(n) if n > 0 => Ok(JobLimit(Some(n))),
+        _ => Err(format!("`{s}` is not a number of jobs above 0 (or `none`)")),
+    }
 }
 
 #[derive(Subcommand)]
@@ -145,6 +204,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal: in a journal, a file or a pipe they are noise.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -247,6 +308,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("added {role} {name}");
             }
         }
+        Command::Schedule(cmd) => schedule(&cli, cmd).await?,
         Command::Token(TokenCommand::Create { admin, .. }) => {
             let store = open_store(&cli).await?;
             let kind = if *admin { TokenKind::Admin } else { TokenKind::RunnerRegistration };
@@ -284,10 +346,60 @@ async fn project(cli: &Cli, cmd: &ProjectCommand) -> anyhow::Result<()> {
                 println!("{}\t{}", p.slug, p.local_path.as_deref().unwrap_or(&p.clone_url));
             }
         }
+        ProjectCommand::Set { name, auto_cancel, max_concurrent_jobs } => {
+            let p = store.set_project_options(name, *auto_cancel, max_concurrent_jobs.map(|l| l.0)).await?;
+            let limit = p.max_concurrent_jobs.map_or("none".to_string(), |n| n.to_string());
+            let auto = if p.auto_cancel_redundant { "on" } else { "off" };
+            println!("project {}: auto-cancel {auto}, max concurrent jobs {limit}", p.slug);
+        }
         ProjectCommand::Remove { name } => {
             store.remove_project(name).await?;
             println!("removed project {name}");
         }
     }
     Ok(())
+}
+
+async fn schedule(cli: &Cli, cmd: &ScheduleCommand) -> anyhow::Result<()> {
+    let store = open_store(cli).await?;
+    match cmd {
+        ScheduleCommand::Add { project, cron, branch, workflow, name } => {
+            let project = store.project_by_slug(project).await?;
+            config_schema::validate::cron_schedule(cron).map_err(anyhow::Error::msg)?;
+            let now = coordinator::store::now_ms();
+            let next = coordinator::scheduler::next_tick_after(cron, now)
+                .with_context(|| format!("cron `{cron}` never fires after now"))?;
+            let name = name.clone().unwrap_or_else(|| {
+                let w = workflow.as_deref().map(|w| format!(" {w}")).unwrap_or_default();
+                format!("{cron} {branch}{w}")
+            });
+            let s = store.add_schedule(project.id, &name, cron, branch, workflow.as_deref(), next).await?;
+            println!("added schedule `{}` to {}: next at {}", s.name, project.slug, utc(s.next_tick_at));
+        }
+        ScheduleCommand::List { project } => {
+            let only = match project {
+                Some(slug) => Some(store.project_by_slug(slug).await?.id),
+                None => None,
+            };
+            let projects = store.list_projects().await?;
+            for s in store.schedules(only).await? {
+                let slug = projects.iter().find(|p| p.id == s.project_id).map_or("?", |p| p.slug.as_str());
+                let workflow = s.workflow.as_deref().unwrap_or("*");
+                println!("{slug}\t{}\t{}\t{}\t{workflow}\tnext {}", s.name, s.cron, s.branch, utc(s.next_tick_at));
+            }
+        }
+        ScheduleCommand::Remove { project, name } => {
+            let p = store.project_by_slug(project).await?;
+            store.remove_schedule(p.id, name).await?;
+            println!("removed schedule `{name}` of {}", p.slug);
+        }
+    }
+    Ok(())
+}
+
+/// Unix milliseconds as an RFC 3339 UTC time (`never` for the far future).
+fn utc(ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .filter(|_| ms < i64::MAX)
+        .map_or_else(|| "never".to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }

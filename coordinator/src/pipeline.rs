@@ -11,7 +11,7 @@ use config_schema::plan::Trigger;
 use config_schema::{Options, Pipeline};
 
 use crate::repo::{Mirror, RepoError};
-use crate::store::pipelines::{Created, PipelineTrigger, Planned};
+use crate::store::pipelines::{Created, PipelineIds, PipelineTrigger, Planned};
 use crate::store::projects::Project;
 use crate::store::{Store, StoreError};
 
@@ -34,6 +34,20 @@ pub struct TriggerRequest {
     /// From the webhook; read from the commit when empty.
     pub commit_message: String,
     pub author: String,
+    /// Only this workflow runs (a schedule's `--workflow`); a configuration without it is a config error.
+    pub workflow: Option<String>,
+    /// The schedule that fired: `(id, name)` for `<< pipeline.schedule.* >>`.
+    pub schedule: Option<(i64, String)>,
+}
+
+/// What a pipeline's creation also settles in its transaction.
+#[derive(Debug, Clone, Copy)]
+enum Claim<'a> {
+    None,
+    /// A webhook delivery, marked processed.
+    Delivery(&'a str),
+    /// A schedule's tick, marked processed.
+    Tick(&'a crate::store::schedules::Tick),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +79,7 @@ pub async fn create(
     project: &Project,
     req: &TriggerRequest,
 ) -> Result<Created, PipelineError> {
-    create_inner(store, data_dir, project, req, None)
+    create_inner(store, data_dir, project, req, Claim::None)
         .await?
         .ok_or_else(|| PipelineError::Task("the pipeline was not stored".into()))
 }
@@ -78,7 +92,25 @@ pub async fn create_for_delivery(
     req: &TriggerRequest,
     delivery_id: &str,
 ) -> Result<Option<Created>, PipelineError> {
-    create_inner(&state.store, &state.data_dir, project, req, Some(delivery_id)).await
+    create_inner(&state.store, &state.data_dir, project, req, Claim::Delivery(delivery_id)).await
+}
+
+/// Creates the pipeline of a schedule's tick and marks the tick processed in the same transaction; `None` when
+/// another coordinator processed it first.
+pub async fn create_for_tick(
+    store: &Store,
+    data_dir: &Path,
+    project: &Project,
+    tick: &crate::store::schedules::Tick,
+) -> Result<Option<Created>, PipelineError> {
+    let req = TriggerRequest {
+        source: "schedule".into(),
+        branch: Some(tick.schedule.branch.clone()),
+        workflow: tick.schedule.workflow.clone(),
+        schedule: Some((tick.schedule.id, tick.schedule.name.clone())),
+        ..Default::default()
+    };
+    create_inner(store, data_dir, project, &req, Claim::Tick(tick)).await
 }
 
 async fn create_inner(
@@ -86,7 +118,7 @@ async fn create_inner(
     data_dir: &Path,
     project: &Project,
     req: &TriggerRequest,
-    delivery_id: Option<&str>,
+    claim: Claim<'_>,
 ) -> Result<Option<Created>, PipelineError> {
     let mut req = req.clone();
     if req.branch.is_none() && req.tag.is_none() {
@@ -107,25 +139,27 @@ async fn create_inner(
         },
         author: if req.author.is_empty() { fetched.author.clone() } else { req.author.clone() },
     };
-    let planned = plan(&fetched, &req);
-    let created = match delivery_id {
-        None => store.create_pipeline(project.id, &trigger, &planned).await?,
-        Some(d) => match store.create_pipeline_for_delivery(d, project.id, &trigger, &planned).await? {
-            Some(c) => c,
-            None => return Ok(None),
-        },
+    let planned = |ids: PipelineIds| plan(&fetched, &req, project, ids);
+    let created = match claim {
+        Claim::None => Some(store.create_pipeline_with(project.id, &trigger, planned).await?),
+        Claim::Delivery(d) => store.create_pipeline_for_delivery(d, project.id, &trigger, planned).await?,
+        Claim::Tick(tick) => store.create_pipeline_for_tick(tick, &trigger, planned).await?,
     };
-    match &planned {
-        Planned::ConfigError(message) => {
+    let Some(created) = created else {
+        return Ok(None);
+    };
+    match &created.config_error {
+        Some(message) => {
             tracing::warn!(project = %project.slug, pipeline.number = created.number, %message, "config error")
         }
-        Planned::Ready { .. } => tracing::info!(
+        None => tracing::info!(
             project = %project.slug,
             pipeline.number = created.number,
             queued_jobs = created.queued_jobs,
             "pipeline created"
         ),
     }
+    auto_cancel(store, project, &trigger, created.pipeline_id).await?;
     Ok(Some(created))
 }
 
@@ -158,22 +192,14 @@ async fn fetch(data_dir: PathBuf, project: &Project, req: &TriggerRequest) -> Re
 }
 
 /// The configuration processed and planned for the trigger, or the located message saying why not.
-fn plan(fetched: &Fetched, req: &TriggerRequest) -> Planned {
+fn plan(fetched: &Fetched, req: &TriggerRequest, project: &Project, ids: PipelineIds) -> Planned {
     let Some(bytes) = &fetched.config else {
         return Planned::ConfigError(format!("{CONFIG_PATH}: not found at {}: add a configuration", fetched.sha));
     };
     let Ok(text) = std::str::from_utf8(bytes) else {
         return Planned::ConfigError(format!("{CONFIG_PATH}: not UTF-8 text"));
     };
-    let mut values = BTreeMap::new();
-    values.insert("git.revision".to_string(), fetched.sha.clone());
-    if let Some(b) = &req.branch {
-        values.insert("git.branch".to_string(), b.clone());
-    }
-    if let Some(t) = &req.tag {
-        values.insert("git.tag".to_string(), t.clone());
-    }
-    values.insert("trigger_source".to_string(), req.source.clone());
+    let values = pipeline_values(&fetched.sha, req, project, ids);
     let pipeline = Pipeline { parameters: BTreeMap::new(), values };
     let config = match config_schema::process_text(text, CONFIG_PATH, &Options::default(), &pipeline) {
         Ok(c) => c,
@@ -185,7 +211,162 @@ fn plan(fetched: &Fetched, req: &TriggerRequest) -> Planned {
         (None, None) => Trigger::Branch(String::new()),
     };
     match config_schema::plan(&config, &trigger) {
-        Ok(plan) => Planned::Ready { config, plan },
+        Ok(mut plan) => {
+            if let Some(only) = &req.workflow {
+                plan.workflows.retain(|w| &w.name == only);
+                if plan.workflows.is_empty() {
+                    return Planned::ConfigError(format!(
+                        "{CONFIG_PATH}: workflow `{only}` does not run on this branch (it is missing, or its \
+                         filters or triggers skip the branch): fix the schedule's --workflow or the configuration"
+                    ));
+                }
+            }
+            Planned::Ready { config, plan }
+        }
         Err(e) => Planned::ConfigError(format!("{CONFIG_PATH}: {e}")),
+    }
+}
+
+/// With the project's auto-cancel on, a new pipeline on a branch other than the default cancels the branch's
+/// older unfinished pipelines (their jobs not yet running end `canceled`, running ones are told to stop).
+async fn auto_cancel(
+    store: &Store,
+    project: &Project,
+    trigger: &PipelineTrigger,
+    pipeline_id: i64,
+) -> Result<(), PipelineError> {
+    let Some(branch) = trigger.branch.as_deref() else {
+        return Ok(());
+    };
+    if !project.auto_cancel_redundant || trigger.tag.is_some() || branch == project.default_branch {
+        return Ok(());
+    }
+    let canceled = store.cancel_redundant(project.id, branch, pipeline_id).await?;
+    if !canceled.is_empty() {
+        tracing::info!(project = %project.slug, %branch, pipelines = ?canceled, "redundant pipelines canceled");
+    }
+    Ok(())
+}
+
+/// The `<< pipeline.* >>` values of a pipeline (config_schema's `PIPELINE_VALUES`; the ones not known here stay
+/// empty): its ID and number, the project's URL and type, the git reference and what triggered it.
+fn pipeline_values(sha: &str, req: &TriggerRequest, project: &Project, ids: PipelineIds) -> BTreeMap<String, String> {
+    let mut values = BTreeMap::new();
+    values.insert("id".to_string(), ids.id.to_string());
+    values.insert("number".to_string(), ids.number.to_string());
+    values.insert("git.revision".to_string(), sha.to_string());
+    if let Some(b) = &req.branch {
+        values.insert("git.branch".to_string(), b.clone());
+    }
+    if let Some(t) = &req.tag {
+        values.insert("git.tag".to_string(), t.clone());
+    }
+    values.insert("trigger_source".to_string(), req.source.clone());
+    if let Some((id, name)) = &req.schedule {
+        values.insert("schedule.id".to_string(), id.to_string());
+        values.insert("schedule.name".to_string(), name.clone());
+    }
+    let (url, kind) = match &project.local_path {
+        Some(path) => (path.clone(), "local"),
+        None => (project.clone_url.clone(), "github"),
+    };
+    values.insert("project.git_url".to_string(), url);
+    values.insert("project.type".to_string(), kind.to_string());
+    values
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::store::projects::NewProject;
+    use crate::store::testing;
+
+    /// A local project over a repository whose `main` and `feature` branches hold `config`.
+    pub(crate) async fn local_project(db: &testing::TestDb, config: &str) -> Project {
+        let repo_dir = db.dir.path().join("repo");
+        let sha = crate::api::webhooks::tests::repository(&repo_dir, config);
+        let repo = git2::Repository::open(&repo_dir).unwrap_or_else(|e| panic!("{e}"));
+        let oid = git2::Oid::from_str(&sha).unwrap_or_else(|e| panic!("{e}"));
+        repo.reference("refs/heads/feature", oid, false, "test").unwrap_or_else(|e| panic!("{e}"));
+        let local = repo_dir.display().to_string();
+        db.store
+            .add_project(&NewProject {
+                slug: "app".into(),
+                clone_url: local.clone(),
+                local_path: Some(local),
+                webhook_secret_enc: None,
+                default_branch: "main".into(),
+                fork_secrets: false,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    const ONE_JOB: &str =
+        "version: 2.1\njobs:\n  build: {docker: [{image: busybox}], steps: [{run: 'true'}]}\nworkflows:\n  main:\n    \
+         jobs: [build]\n";
+
+    #[tokio::test]
+    async fn a_branch_pipeline_cancels_the_branchs_older_ones_but_never_the_default_branchs() {
+        for db in testing::databases().await {
+            let name = db.name;
+            local_project(&db, ONE_JOB).await;
+            let project = db.store.set_project_options("app", Some(true), None).await.unwrap_or_else(|e| panic!("{e}"));
+            let data = db.dir.path().join("data");
+            let on = |branch: &str| TriggerRequest {
+                source: "api".into(),
+                branch: Some(branch.into()),
+                ..Default::default()
+            };
+            let mut made = Vec::new();
+            for branch in ["feature", "feature", "main", "main"] {
+                made.push(create(&db.store, &data, &project, &on(branch)).await.unwrap_or_else(|e| panic!("{e}")));
+            }
+            let mut states = Vec::new();
+            for c in &made {
+                states.push(db.store.pipeline(c.pipeline_id).await.map(|p| p.state).unwrap_or_default());
+            }
+            assert_eq!(states, ["canceled", "running", "running", "running"], "{name}");
+            let jobs = db.store.pipeline_jobs(made[0].pipeline_id).await.unwrap_or_default();
+            assert_eq!(jobs.iter().map(|j| j.state.as_str()).collect::<Vec<_>>(), ["canceled"], "{name}");
+        }
+    }
+
+    /// `<< pipeline.number >>` and `<< pipeline.id >>` are the pipeline's own (they were empty: config_schema
+    /// was never given them).
+    #[tokio::test]
+    async fn the_config_sees_the_pipelines_number_and_id() {
+        for db in testing::databases().await {
+            let repo_dir = db.dir.path().join("repo");
+            crate::api::webhooks::tests::repository(
+                &repo_dir,
+                "version: 2.1\njobs:\n  build:\n    docker: [{image: busybox}]\n    steps:\n      - run: echo \
+                 'n=<< pipeline.number >> id=<< pipeline.id >> type=<< pipeline.project.type >>'\nworkflows:\n  \
+                 main:\n    jobs: [build]\n",
+            );
+            let local = repo_dir.display().to_string();
+            let project = db
+                .store
+                .add_project(&NewProject {
+                    slug: "app".into(),
+                    clone_url: local.clone(),
+                    local_path: Some(local),
+                    webhook_secret_enc: None,
+                    default_branch: "main".into(),
+                    fork_secrets: false,
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let data = db.dir.path().join("data");
+            let req = TriggerRequest { source: "api".into(), ..Default::default() };
+            for number in 1..=2 {
+                let created = create(&db.store, &data, &project, &req).await.unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!((created.number, created.config_error.as_deref()), (number, None), "{}", db.name);
+                let jobs = db.store.pipeline_jobs(created.pipeline_id).await.unwrap_or_default();
+                let spec = jobs.first().and_then(|j| j.spec_json.clone()).unwrap_or_default();
+                let want = format!("n={number} id={} type=local", created.pipeline_id);
+                assert!(spec.contains(&want), "{}: {want} not in {spec}", db.name);
+            }
+        }
     }
 }

@@ -1,11 +1,71 @@
 //! Background work of a serving coordinator: expiring leases (a job whose runner stopped heartbeating is
-//! re-queued once, then failed `runner lost`). Every coordinator runs it; the store's transactions make two
-//! coordinators doing it at once harmless.
+//! re-queued once, then failed `runner lost`) and firing project schedules (`coordinator schedule add`; see
+//! [`crate::store::schedules`] for why a tick makes exactly one pipeline). Every coordinator runs both; the
+//! store's transactions make two coordinators doing it at once harmless.
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use crate::api::AppState;
 use crate::store::now_ms;
+
+/// How often due schedules are looked for (a tick fires at most this late).
+pub const SCHEDULE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The first time after `after_ms` (Unix milliseconds) that CircleCI cron `cron` (5 fields, UTC) fires, or
+/// `None` when it never does again or is not valid (checked when the schedule is added).
+pub fn next_tick_after(cron: &str, after_ms: i64) -> Option<i64> {
+    let schedule = config_schema::validate::cron_schedule(cron).ok()?;
+    let after = DateTime::<Utc>::from_timestamp_millis(after_ms)?;
+    schedule.after(&after).next().map(|t| t.timestamp_millis())
+}
+
+/// Runs forever: claims due schedule ticks and creates their pipelines every [`SCHEDULE_INTERVAL`].
+pub async fn fire_schedules_forever(state: AppState) {
+    let mut tick = tokio::time::interval(SCHEDULE_INTERVAL);
+    loop {
+        tick.tick().await;
+        if let Err(e) = fire_due_schedules(&state, now_ms()).await {
+            tracing::error!(error = %e, "cannot fire schedules");
+        }
+    }
+}
+
+/// Claims the ticks due at `now` and creates the pipelines of every unprocessed tick (also ones a crashed
+/// coordinator claimed); returns how many pipelines were created.
+pub async fn fire_due_schedules(state: &AppState, now: i64) -> Result<usize, crate::store::StoreError> {
+    state.store.claim_due_ticks(now, &next_tick_after).await?;
+    let mut created = 0;
+    for tick in state.store.unprocessed_ticks(100).await? {
+        let project = state.store.project(tick.schedule.project_id).await?;
+        match crate::pipeline::create_for_tick(&state.store, &state.data_dir, &project, &tick).await {
+            Ok(Some(c)) => {
+                created += 1;
+                tracing::info!(
+                    project = %project.slug,
+                    schedule = %tick.schedule.name,
+                    pipeline.number = c.number,
+                    tick_at_ms = tick.tick_at,
+                    "schedule fired"
+                );
+                crate::statuses::spawn_report(state, c.pipeline_id);
+                if c.queued_jobs > 0 {
+                    state.wake_runners();
+                }
+            }
+            Ok(None) => {}
+            // The database failed: the tick stays unprocessed and the next look tries again.
+            Err(crate::pipeline::PipelineError::Store(e)) => return Err(e),
+            Err(e) => {
+                // The repository could not be read: the tick is recorded as failed, not retried forever.
+                tracing::warn!(project = %project.slug, schedule = %tick.schedule.name, error = %e, "schedule tick failed");
+                state.store.finish_tick(&tick, &format!("error: {e}")).await?;
+            }
+        }
+    }
+    Ok(created)
+}
 
 /// How often leases are checked.
 pub const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
@@ -31,6 +91,54 @@ pub async fn expire_leases_forever(state: AppState) {
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot expire leases"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing;
+
+    #[test]
+    fn cron_ticks_are_utc_and_strictly_after() {
+        // 2026-12-01T02:59:00Z → 03:00 the same day; at 03:00 exactly → 03:00 the next day.
+        let before = 1_796_093_940_000;
+        assert_eq!(next_tick_after("0 3 * * *", before), Some(before + 60_000));
+        assert_eq!(next_tick_after("0 3 * * *", before + 60_000), Some(before + 60_000 + 86_400_000));
+        assert_eq!(next_tick_after("not a cron", before), None);
+    }
+
+    #[tokio::test]
+    async fn a_due_schedule_fires_one_pipeline_of_its_branch_and_workflow() {
+        for db in testing::databases().await {
+            let name = db.name;
+            let config =
+                "version: 2.1\njobs:\n  j: {docker: [{image: busybox}], steps: [{run: 'true'}]}\nworkflows:\n  \
+                          build:\n    jobs: [j]\n  nightly:\n    jobs: [j]\n";
+            let project = crate::pipeline::tests::local_project(&db, config).await;
+            let key = crate::secrets::SecretKey::load_or_create(&db.dir.path().join("secret.key"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let state = AppState::new(db.store.clone(), db.dir.path().join("data"), key);
+            let now = now_ms();
+            let s = &db.store;
+            s.add_schedule(project.id, "n", "0 3 * * *", "feature", Some("nightly"), now - 1)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            s.add_schedule(project.id, "typo", "0 3 * * *", "main", Some("nightlyy"), now - 1)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(fire_due_schedules(&state, now).await.ok(), Some(2), "{name}");
+            assert_eq!(fire_due_schedules(&state, now).await.ok(), Some(0), "{name}");
+            let pipelines = s.pipelines(project.id, 10).await.unwrap_or_default();
+            let by_branch = |b: &str| pipelines.iter().find(|p| p.trigger.branch.as_deref() == Some(b)).cloned();
+            let fired = by_branch("feature").unwrap_or_else(|| panic!("{name}: no pipeline on feature"));
+            assert_eq!((fired.trigger.source.as_str(), fired.state.as_str()), ("schedule", "running"), "{name}");
+            let workflows = s.workflows(fired.id).await.unwrap_or_default();
+            assert_eq!(workflows.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(), ["nightly"], "{name}");
+            let typo = by_branch("main").unwrap_or_else(|| panic!("{name}: no pipeline on main"));
+            assert_eq!(typo.state, "config_error", "{name}");
+            assert!(typo.error.unwrap_or_default().contains("`nightlyy`"), "{name}");
         }
     }
 }

@@ -76,6 +76,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         state.statuses = Some(std::sync::Arc::new(crate::statuses::StatusReporter { client, public_url }));
     }
     tokio::spawn(crate::scheduler::expire_leases_forever(state.clone()));
+    tokio::spawn(crate::scheduler::fire_schedules_forever(state.clone()));
     tokio::spawn(api::webhooks::process_deliveries_forever(state.clone()));
     let runner = match &options.with_runner {
         Some(runner) => Some(crate::local_runner::start(&state.store, &format!("http://{local}"), runner).await?),

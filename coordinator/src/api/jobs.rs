@@ -16,14 +16,20 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/jobs/{job_id}/cancel", post(cancel))
 }
 
-/// Refuses requests without an admin token.
+/// Refuses requests without an admin token: 401 without a token or with an unknown one, 403 with a runner's.
 pub async fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), Problem> {
     let token = bearer(headers).ok_or_else(|| Problem::unauthorized("send `Authorization: Bearer <admin token>`"))?;
     if state.store.check_token(TokenKind::Admin, token).await? {
-        Ok(())
-    } else {
-        Err(Problem::unauthorized("unknown admin token: create one with `coordinator token create --admin`"))
+        return Ok(());
     }
+    if state.store.check_token(TokenKind::RunnerRegistration, token).await?
+        || state.store.runner_by_token(token).await?.is_some()
+    {
+        return Err(Problem::forbidden(
+            "this is a runner token: the API for people takes an admin token (`coordinator token create --admin`)",
+        ));
+    }
+    Err(Problem::unauthorized("unknown admin token: create one with `coordinator token create --admin`"))
 }
 
 fn job_id(raw: &str) -> Result<i64, Problem> {
@@ -102,7 +108,7 @@ mod tests {
             let admin = s.create_token(TokenKind::Admin).await.unwrap_or_else(|e| panic!("{e}"));
             let runner = s.create_token(TokenKind::RunnerRegistration).await.unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(call(&app, &format!("/api/v1/jobs/{hold}/approve"), None).await, 401, "{name}");
-            assert_eq!(call(&app, &format!("/api/v1/jobs/{hold}/approve"), Some(&runner)).await, 401, "{name}");
+            assert_eq!(call(&app, &format!("/api/v1/jobs/{hold}/approve"), Some(&runner)).await, 403, "{name}");
             assert_eq!(call(&app, &format!("/api/v1/jobs/{hold}/approve"), Some(&admin)).await, 200, "{name}");
             assert_eq!(call(&app, &format!("/api/v1/jobs/{hold}/approve"), Some(&admin)).await, 409, "{name}");
             assert_eq!(call(&app, "/api/v1/jobs/999999/approve", Some(&admin)).await, 404, "{name}");

@@ -1,9 +1,18 @@
-//! The HTTP API (axum): [`runners`] is the runner protocol of `docs/runner-protocol.md`; errors are JSON problems
+//! The HTTP API (axum): [`runners`] is the runner protocol of `docs/runner-protocol.md`; [`projects`],
+//! [`pipelines`], [`jobs`], [`logs`] and [`contexts`] are the REST API for people and tools (admin token),
+//! described by the OpenAPI document [`openapi`] serves; [`webhooks`] receives GitHub's. Errors are JSON problems
 //! ([`Problem`]: `{"error": code, "message": sentence}`) with the HTTP status the protocol names. Request bodies
 //! are read with explicit limits ([`read_json`]) so that an oversize body is a `413 too_large` problem, not a
 //! dropped connection.
 
+pub mod contexts;
 pub mod jobs;
+pub mod logs;
+pub mod openapi;
+pub mod pipelines;
+pub mod projects;
+#[cfg(test)]
+mod rest_tests;
 pub mod runners;
 pub mod webhooks;
 
@@ -74,7 +83,16 @@ impl AppState {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    Router::new().merge(runners::routes()).merge(jobs::routes()).merge(webhooks::routes()).with_state(state)
+    Router::new()
+        .merge(runners::routes())
+        .merge(jobs::routes())
+        .merge(pipelines::routes())
+        .merge(projects::routes())
+        .merge(contexts::routes())
+        .merge(logs::routes())
+        .merge(openapi::routes())
+        .merge(webhooks::routes())
+        .with_state(state)
 }
 
 /// An error answer: status, code and a sentence saying what to do; extra fields go into the JSON too.
@@ -93,6 +111,10 @@ impl Problem {
 
     pub fn unauthorized(message: impl Into<String>) -> Problem {
         Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
     pub fn bad_request(message: impl Into<String>) -> Problem {

@@ -33,7 +33,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/jobs/{job_id}/heartbeat", post(heartbeat))
         .route("/api/v1/jobs/{job_id}/events", post(events))
         .route("/api/v1/jobs/{job_id}/test-results", post(test_results))
-        .route("/api/v1/jobs/{job_id}/artifacts/{*path}", put(artifact))
+        .route("/api/v1/jobs/{job_id}/artifacts/{*path}", put(artifact).get(super::logs::download_artifact))
         .route("/api/v1/jobs/{job_id}/workspace", put(put_workspace).get(get_workspace))
         .route("/api/v1/workspace-layers/{layer_id}", get(workspace_layer))
         .route("/api/v1/jobs/{job_id}/complete", post(complete))
@@ -326,12 +326,64 @@ fn safe_relative(path: &str) -> Result<PathBuf, Problem> {
     Ok(out)
 }
 
+/// An artifact path that names a directory of another artifact, or lies under another artifact's file: `a` and
+/// `a/b` cannot both be files on disk (nor in a download of the artifacts).
+fn clash(rel: &Path) -> Problem {
+    Problem::conflict(format!(
+        "artifact path `{}` clashes with an artifact uploaded before: one is a file where the other needs a \
+         directory (`a` and `a/b`); store them under different paths",
+        rel.display()
+    ))
+}
+
+/// Refuses `rel` when a stored artifact of the job is one of its parent directories or lives under it.
+async fn refuse_clash(root: &Path, rel: &Path) -> Result<(), Problem> {
+    let mut at = root.to_path_buf();
+    let parts: Vec<_> = rel.components().collect();
+    for (i, part) in parts.iter().enumerate() {
+        at.push(part);
+        match tokio::fs::symlink_metadata(&at).await {
+            Ok(meta) if i + 1 < parts.len() && !meta.is_dir() => return Err(clash(rel)),
+            Ok(meta) if i + 1 == parts.len() && meta.is_dir() => return Err(clash(rel)),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    Ok(())
+}
+
+/// Why an upload failed; `clash` when the file system refused a file where a directory is, or the reverse.
+struct UploadError {
+    problem: Problem,
+    clash: bool,
+}
+
+impl From<Problem> for UploadError {
+    fn from(problem: Problem) -> UploadError {
+        UploadError { problem, clash: false }
+    }
+}
+
+impl From<UploadError> for Problem {
+    fn from(e: UploadError) -> Problem {
+        e.problem
+    }
+}
+
+fn is_clash(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotADirectory | std::io::ErrorKind::IsADirectory | std::io::ErrorKind::AlreadyExists
+    ) || e.raw_os_error() == Some(libc::ENOTEMPTY)
+}
+
 /// Streams `body` into `dest` (through a temporary file beside it), refusing more than `limit` bytes.
-async fn store_upload(body: Body, dest: &Path, limit: u64) -> Result<u64, Problem> {
+async fn store_upload(body: Body, dest: &Path, limit: u64) -> Result<u64, UploadError> {
     let dir = dest.parent().ok_or_else(|| Problem::internal("upload destination has no parent"))?;
-    tokio::fs::create_dir_all(dir)
-        .await
-        .map_err(|e| Problem::internal(format!("cannot create {}: {e}", dir.display())))?;
+    tokio::fs::create_dir_all(dir).await.map_err(|e| UploadError {
+        clash: is_clash(&e),
+        problem: Problem::internal(format!("cannot create {}: {e}", dir.display())),
+    })?;
     let tmp = dir.join(format!(".upload-{:016x}", rand::random::<u64>()));
     let mut file = tokio::fs::File::create(&tmp)
         .await
@@ -354,9 +406,15 @@ async fn store_upload(body: Body, dest: &Path, limit: u64) -> Result<u64, Proble
     drop(file);
     if let Err(e) = result {
         let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(e);
+        return Err(e.into());
     }
-    tokio::fs::rename(&tmp, dest).await.map_err(|e| Problem::internal(format!("cannot store the upload: {e}")))?;
+    if let Err(e) = tokio::fs::rename(&tmp, dest).await {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(UploadError {
+            clash: is_clash(&e),
+            problem: Problem::internal(format!("cannot store the upload: {e}")),
+        });
+    }
     Ok(size)
 }
 
@@ -369,8 +427,17 @@ async fn artifact(
     let runner = runner(&state, &headers).await?;
     let job = state.store.leased_job(job_id(&raw)?, runner.id).await?;
     let rel = safe_relative(&path)?;
-    let dest = state.data_dir.join("artifacts").join(job.id.to_string()).join(job.attempt.to_string()).join(&rel);
-    let size = store_upload(body, &dest, state.max_artifact_bytes).await?;
+    let root = state.data_dir.join("artifacts").join(job.id.to_string()).join(job.attempt.to_string());
+    let dest = root.join(&rel);
+    refuse_clash(&root, &rel).await?;
+    // `clash`: another upload of this job made the clash after the check.
+    let size = store_upload(body, &dest, state.max_artifact_bytes).await.map_err(|e| {
+        if e.clash {
+            clash(&rel)
+        } else {
+            e.problem
+        }
+    })?;
     state.store.put_artifact(job.id, job.attempt, &rel.to_string_lossy(), size as i64, &dest.to_string_lossy()).await?;
     Ok(StatusCode::CREATED.into_response())
 }
@@ -424,7 +491,9 @@ async fn workspace_layer(
 }
 
 /// A file as a stream of 64 KiB chunks.
-fn file_stream(f: tokio::fs::File) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send {
+pub(crate) fn file_stream(
+    f: tokio::fs::File,
+) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send {
     use tokio::io::AsyncReadExt;
     futures_util::stream::unfold(Some(f), |file| async move {
         let mut f = file?;
@@ -550,11 +619,12 @@ mod tests {
             let token = body["token"].as_str().unwrap_or_default().to_string();
             assert!(token.starts_with("drt_"), "{body}");
 
-            // Nothing queued: 204 after the wait; no token: 401.
+            // Nothing queued: 204 after the wait, without writing to the database; no token: 401.
+            let writes = s.write_transactions();
             let (status, _) =
                 call(&app, "POST", "/api/v1/runners/lease", Some(&token), json(serde_json::json!({"wait_ms": 50})))
                     .await;
-            assert_eq!(status, 204, "{name}");
+            assert_eq!((status, s.write_transactions()), (204, writes), "{name}");
             let (status, body) = call(&app, "POST", "/api/v1/runners/lease", None, vec![]).await;
             assert_eq!((status, body["error"].as_str()), (401, Some("unauthorized")));
 
@@ -641,6 +711,14 @@ mod tests {
             )
             .await;
             assert_eq!(status, 400, "{name}");
+            // A path under an artifact's file, or an artifact's directory itself, is a conflict, not a 500.
+            for clashing in ["reports/out.txt/inner", "reports"] {
+                let (status, body) =
+                    call(&app, "PUT", &format!("/api/v1/jobs/{job}/artifacts/{clashing}"), Some(&token), b"x".to_vec())
+                        .await;
+                assert_eq!(status, 409, "{name}: {clashing}: {body}");
+                assert!(body["message"].as_str().unwrap_or_default().contains("clashes"), "{name}: {body}");
+            }
 
             // A workspace layer persisted by build is what deploy attaches.
             let (status, _) =

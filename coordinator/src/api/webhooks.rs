@@ -127,6 +127,7 @@ async fn process(state: &AppState, d: &Delivery) {
                     is_fork: t.pull_request.as_ref().is_some_and(|p| p.is_fork),
                     commit_message: t.commit_message.clone(),
                     author: t.author.clone(),
+                    ..Default::default()
                 };
                 match state.store.project_by_slug(&t.repo_full_name).await {
                     Err(e) => format!("no project: {e}"),
@@ -155,7 +156,7 @@ async fn process(state: &AppState, d: &Delivery) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use axum::http::Request;
     use hmac::{Hmac, Mac};
     use sha2::Sha256;
@@ -166,7 +167,7 @@ mod tests {
     use crate::store::testing;
 
     /// A local repository with one commit holding `config` as `.circleci/config.yml`; returns its SHA.
-    fn repository(dir: &std::path::Path, config: &str) -> String {
+    pub(crate) fn repository(dir: &std::path::Path, config: &str) -> String {
         let repo = git2::Repository::init(dir).unwrap_or_else(|e| panic!("{e}"));
         std::fs::create_dir_all(dir.join(".circleci")).unwrap_or_else(|e| panic!("{e}"));
         std::fs::write(dir.join(".circleci/config.yml"), config).unwrap_or_else(|e| panic!("{e}"));

@@ -701,16 +701,15 @@ impl Dashboard for CoordinatorDashboard {
         Ok(())
     }
 
-    async fn rerun_workflow(&self, _actor: &User, _workflow_id: &str, scope: RerunScope) -> DataResult<()> {
-        let what = match scope {
-            RerunScope::Workflow => "rerunning a workflow",
-            RerunScope::FailedJobs => "rerunning failed jobs",
+    async fn rerun_workflow(&self, actor: &User, workflow_id: &str, scope: RerunScope) -> DataResult<()> {
+        let scope = match scope {
+            RerunScope::Workflow => crate::store::reruns::RerunScope::Workflow,
+            RerunScope::FailedJobs => crate::store::reruns::RerunScope::Failed,
         };
-        Err(DataError::Conflict {
-            message: format!(
-                "{what} is not supported by this coordinator yet: push a commit or run `coordinator trigger`"
-            ),
-        })
+        let rerun = crate::api::pipelines::rerun_workflow(&self.state, row_id(workflow_id, "workflow")?, scope).await?;
+        let (workflow, rerun_of) = (rerun.workflow_id, rerun.rerun_of);
+        tracing::info!(workflow.id = workflow, rerun_of, user = %actor.name, "workflow rerun on the dashboard");
+        Ok(())
     }
 
     async fn set_env_var(&self, actor: &User, slug: &str, name: &EnvVarName, value: &str) -> DataResult<()> {

@@ -4,9 +4,10 @@
 //! completion makes it `success`, `failed` or `canceled` and settles its workflow again. An expired lease
 //! re-queues the job once (attempt + 1), then fails it with `runner lost` ([`Store::expire_leases`]).
 //!
-//! Exactly-once leasing is one `UPDATE … WHERE id = (SELECT … LIMIT 1) AND state = 'queued'` per lease: on
-//! PostgreSQL the inner select takes `FOR UPDATE SKIP LOCKED`, so concurrent leases pick different rows; on SQLite
-//! the statement runs under the single writer lock.
+//! Exactly-once leasing: a read-only probe first (an idle long-poll must not write), then in one transaction a
+//! pick of the oldest leasable job and `UPDATE … WHERE id = … AND state = 'queued'`: on PostgreSQL the pick takes
+//! `FOR UPDATE OF j SKIP LOCKED`, so concurrent leases pick different rows (and a project's concurrency limit
+//! is re-counted under its row lock); on SQLite the transaction runs under the single writer lock.
 
 use std::collections::BTreeMap;
 
@@ -145,29 +146,75 @@ impl Store {
     }
 
     /// Leases the oldest queued job a runner with `resource_classes` may take (any when empty) to `runner_id`
-    /// until `ttl_ms` from now; `None` when there is none. At most one caller ever gets a given job.
+    /// until `ttl_ms` from now; `None` when there is none. At most one caller ever gets a given job. A project
+    /// with a concurrency limit has at most that many jobs running: its other jobs stay queued.
     pub async fn lease_job(&self, runner_id: i64, resource_classes: &[String], ttl_ms: i64) -> Result<Option<JobRow>> {
-        let mut filter = String::new();
+        let mut candidates = String::from(
+            "FROM jobs j JOIN projects p ON p.id = j.project_id WHERE j.state = 'queued' AND j.kind = 'build' AND \
+             (p.max_concurrent_jobs IS NULL OR (SELECT COUNT(*) FROM jobs r WHERE r.project_id = j.project_id AND \
+             r.state = 'running') < p.max_concurrent_jobs)",
+        );
         if !resource_classes.is_empty() {
-            let placeholders: Vec<String> = (0..resource_classes.len()).map(|i| format!("${}", i + 4)).collect();
-            filter = format!(" AND resource_class IN ({})", placeholders.join(", "));
+            let placeholders: Vec<String> = (1..=resource_classes.len()).map(|i| format!("${i}")).collect();
+            candidates.push_str(&format!(" AND j.resource_class IN ({})", placeholders.join(", ")));
         }
+        // Read first: an idle long-poll looks every second, and a write transaction per look would take SQLite's
+        // single writer (and make PostgreSQL commit) for nothing.
+        let probe = format!("SELECT j.id {candidates} LIMIT 1");
+        let mut check = sqlx::query(&probe);
+        for class in resource_classes {
+            check = check.bind(class);
+        }
+        if check.fetch_optional(&self.pool).await?.is_none() {
+            return Ok(None);
+        }
+        // PostgreSQL: concurrent leases skip each other's rows instead of waiting for them.
         let lock = match self.backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Postgres => " FOR UPDATE OF j SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        let sql = format!(
-            "UPDATE jobs SET state = 'running', runner_id = $1, lease_expires_at = $2, started_at = $3, \
-             cancel_requested = 0 WHERE id = (SELECT id FROM jobs WHERE state = 'queued' AND kind = 'build'{filter} \
-             ORDER BY queued_at, id LIMIT 1{lock}) AND state = 'queued' RETURNING {JOB_COLUMNS}"
+        let pick = format!(
+            "SELECT j.id, j.project_id, p.max_concurrent_jobs {candidates} ORDER BY j.queued_at, j.id LIMIT 1{lock}"
         );
-        let now = now_ms();
-        let mut query = sqlx::query(&sql).bind(runner_id).bind(now + ttl_ms).bind(now);
+        let mut query = sqlx::query(&pick);
         for class in resource_classes {
             query = query.bind(class);
         }
         let mut w = self.write().await?;
-        let row = query.fetch_optional(&mut *w.tx).await?;
+        let Some(row) = query.fetch_optional(&mut *w.tx).await? else {
+            w.commit().await?;
+            return Ok(None);
+        };
+        let job_id: i64 = col(&row, "id")?;
+        let project_id: i64 = col(&row, "project_id")?;
+        let limit: Option<i64> = col(&row, "max_concurrent_jobs")?;
+        if let (Some(limit), Backend::Postgres) = (limit, self.backend) {
+            // Two leases of one project's jobs each counted the other's job as queued: the project row's lock
+            // orders them, and the count after it sees what the other committed. (SQLite has one writer.)
+            sqlx::query("SELECT id FROM projects WHERE id = $1 FOR UPDATE")
+                .bind(project_id)
+                .execute(&mut *w.tx)
+                .await?;
+            let row = sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE project_id = $1 AND state = 'running'")
+                .bind(project_id)
+                .fetch_one(&mut *w.tx)
+                .await?;
+            if col::<i64>(&row, "n")? >= limit {
+                w.tx.rollback().await?;
+                return Ok(None);
+            }
+        }
+        let now = now_ms();
+        let row = sqlx::query(&format!(
+            "UPDATE jobs SET state = 'running', runner_id = $1, lease_expires_at = $2, started_at = $3, \
+             cancel_requested = 0 WHERE id = $4 AND state = 'queued' RETURNING {JOB_COLUMNS}"
+        ))
+        .bind(runner_id)
+        .bind(now + ttl_ms)
+        .bind(now)
+        .bind(job_id)
+        .fetch_optional(&mut *w.tx)
+        .await?;
         let job = row.as_ref().map(read_job).transpose()?;
         if job.is_some() {
             sqlx::query("UPDATE runners SET last_seen_at = $1 WHERE id = $2")
@@ -269,6 +316,14 @@ impl Store {
     /// Re-queues jobs whose lease expired before `now` for the first time and fails the others with
     /// [`RUNNER_LOST`].
     pub async fn expire_leases(&self, now: i64) -> Result<Expired> {
+        // Every coordinator looks once a second: read first, write only when a lease has expired.
+        let expired = sqlx::query("SELECT id FROM jobs WHERE state = 'running' AND lease_expires_at < $1 LIMIT 1")
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        if expired.is_none() {
+            return Ok(Expired::default());
+        }
         let mut w = self.write().await?;
         let rows = sqlx::query(
             "SELECT id, workflow_id, requeues FROM jobs WHERE state = 'running' AND lease_expires_at < $1 ORDER BY id",
@@ -318,6 +373,30 @@ impl Store {
         let queued = settle_workflow(&mut w, col(&row, "workflow_id")?).await?;
         w.commit().await?;
         Ok(queued)
+    }
+
+    /// Cancels the unfinished pipelines of `branch` in the project older than `newer_than` (auto-cancel of
+    /// redundant pipelines); returns their IDs.
+    pub async fn cancel_redundant(&self, project_id: i64, branch: &str, newer_than: i64) -> Result<Vec<i64>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT j.id, j.pipeline_id FROM jobs j JOIN pipelines p ON p.id = j.pipeline_id WHERE \
+             p.project_id = $1 AND p.branch = $2 AND p.tag IS NULL AND p.id < $3 AND p.state = 'running' AND \
+             j.state IN ('blocked', 'on_hold', 'queued', 'running') ORDER BY j.id",
+        )
+        .bind(project_id)
+        .bind(branch)
+        .bind(newer_than)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut pipelines = Vec::new();
+        for row in &rows {
+            self.cancel_job(col(row, "id")?).await?;
+            let pipeline: i64 = col(row, "pipeline_id")?;
+            if !pipelines.contains(&pipeline) {
+                pipelines.push(pipeline);
+            }
+        }
+        Ok(pipelines)
     }
 
     /// Cancels a job: one not yet running ends `canceled` at once; a running one is told so by its next
@@ -428,10 +507,14 @@ pub(crate) async fn settle_workflow(w: &mut WriteTx, workflow_id: i64) -> Result
         .fetch_one(&mut *w.tx)
         .await?;
     let pipeline_id: i64 = col(&row, "pipeline_id")?;
-    let rows = sqlx::query("SELECT state FROM workflows WHERE pipeline_id = $1")
-        .bind(pipeline_id)
-        .fetch_all(&mut *w.tx)
-        .await?;
+    // A workflow that was rerun no longer counts: its rerun does.
+    let rows = sqlx::query(
+        "SELECT state FROM workflows w WHERE pipeline_id = $1 AND NOT EXISTS (SELECT 1 FROM workflows r WHERE \
+         r.rerun_of = w.id)",
+    )
+    .bind(pipeline_id)
+    .fetch_all(&mut *w.tx)
+    .await?;
     let workflow_states = rows.iter().map(|r| col::<String>(r, "state")).collect::<Result<Vec<_>>>()?;
     let refs: Vec<&str> = workflow_states.iter().map(String::as_str).collect();
     let pipeline_state = match aggregate_state(&refs) {
@@ -663,6 +746,74 @@ pub(crate) mod tests {
             let job = job.unwrap_or_else(|| panic!("{}: large job not leased", db.name));
             s.cancel_job(job.id).await.unwrap_or_else(|e| panic!("{e}"));
             assert!(s.heartbeat(job.id, 1, 60_000).await.map(|h| h.cancel).unwrap_or(false));
+        }
+    }
+
+    /// Regression: every look of an idle long-poll (once a second per runner) opened a write transaction.
+    #[tokio::test]
+    async fn an_idle_lease_reads_without_writing() {
+        for db in testing::databases().await {
+            let s = &db.store;
+            let project = project(s).await;
+            let before = s.write_transactions();
+            for _ in 0..3 {
+                assert!(s.lease_job(1, &[], 1000).await.unwrap_or_else(|e| panic!("{e}")).is_none());
+            }
+            assert_eq!(s.write_transactions(), before, "{}: an empty queue was written to", db.name);
+            let yaml =
+                "version: 2.1\njobs:\n  j: {docker: [{image: x}], resource_class: large, steps: [{run: 'true'}]}\n\
+                        workflows:\n  w:\n    jobs: [j]\n";
+            s.create_pipeline(project, &trigger(), &planned(yaml, "main")).await.unwrap_or_else(|e| panic!("{e}"));
+            let before = s.write_transactions();
+            assert!(s.lease_job(1, &["medium".into()], 1000).await.ok().flatten().is_none());
+            assert_eq!(s.expire_leases(now_ms()).await.ok(), Some(Expired::default()));
+            assert_eq!(s.write_transactions(), before, "{}: a queue without a matching job was written to", db.name);
+            let job = s.lease_job(1, &["large".into()], 1000).await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(job.map(|j| j.state).as_deref(), Some("running"), "{}", db.name);
+        }
+    }
+
+    /// A project limited to 2 running jobs: 10 runners at once lease 2 of its 5 queued jobs; a third starts when
+    /// one ends. Other projects are not held back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_projects_concurrency_limit_keeps_its_other_jobs_queued() {
+        for db in testing::databases().await {
+            let (s, name) = (Arc::new(db.store.clone()), db.name);
+            let limited = project(&s).await;
+            let p = s.set_project_options("acme/app", None, Some(Some(2))).await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!((p.max_concurrent_jobs, p.auto_cancel_redundant), (Some(2), false), "{name}");
+            let yaml = "version: 2.1\njobs:\n  j: {docker: [{image: x}], steps: [{run: 'true'}]}\nworkflows:\n  w:\n    jobs: [j]\n";
+            for _ in 0..5 {
+                s.create_pipeline(limited, &trigger(), &planned(yaml, "main")).await.unwrap_or_else(|e| panic!("{e}"));
+            }
+            let mut tasks = Vec::new();
+            for runner in 0..10 {
+                let s = s.clone();
+                tasks.push(tokio::spawn(async move { s.lease_job(runner, &[], 60_000).await }));
+            }
+            let mut leased = Vec::new();
+            for t in tasks {
+                if let Some(job) = t.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{name}: {e}")) {
+                    leased.push(job);
+                }
+            }
+            assert_eq!(leased.len(), 2, "{name}");
+            let mut other = crate::store::projects::tests::new_project("acme/other");
+            other.webhook_secret_enc = None;
+            let other = s.add_project(&other).await.unwrap_or_else(|e| panic!("{e}")).id;
+            s.create_pipeline(other, &trigger(), &planned(yaml, "main")).await.unwrap_or_else(|e| panic!("{e}"));
+            let next = s.lease_job(50, &[], 60_000).await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(next.map(|j| j.project_id), Some(other), "{name}: another project's job is not held back");
+            assert!(s.lease_job(51, &[], 60_000).await.ok().flatten().is_none(), "{name}");
+            let done = &leased[0];
+            let result = result(done, JobOutcome::Success);
+            s.complete_job(done.id, done.runner_id.unwrap_or_default(), &result)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let third = s.lease_job(52, &[], 60_000).await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(third.map(|j| j.project_id), Some(limited), "{name}");
+            let p = s.set_project_options("acme/app", Some(true), Some(None)).await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!((p.max_concurrent_jobs, p.auto_cancel_redundant), (None, true), "{name}");
         }
     }
 

@@ -9,7 +9,7 @@
 use config_schema::wire::{StepStatus, TestResults, TestStatus};
 use serde::Serialize;
 
-use super::{col, now_ms, Result, Store};
+use super::{col, now_ms, Backend, Result, Store};
 
 /// What became of a log chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +74,11 @@ impl Store {
         mask: &(dyn Fn(&str) -> String + Sync),
     ) -> Result<LogAppend> {
         let mut w = self.write().await?;
+        if self.backend == Backend::Postgres {
+            // Two coordinators (or a retry racing its original) may append the same chunk at once: the job row's
+            // lock makes the second wait for the first and then see its chunk (SQLite has one writer anyway).
+            sqlx::query("SELECT id FROM jobs WHERE id = $1 FOR UPDATE").bind(job_id).fetch_optional(&mut *w.tx).await?;
+        }
         // Chunks are contiguous, so the log ends where its last chunk does: one primary-key lookup (a MAX over an
         // expression read every earlier chunk of the step, for every append).
         let row = sqlx::query(
@@ -102,9 +107,9 @@ impl Store {
             skip += 1;
         }
         let tail = &data[skip..];
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO log_chunks (job_id, attempt, step, byte_offset, byte_len, stream, data) VALUES ($1, $2, $3, \
-             $4, $5, $6, $7)",
+             $4, $5, $6, $7) ON CONFLICT (job_id, attempt, step, byte_offset) DO NOTHING",
         )
         .bind(job_id)
         .bind(attempt)
@@ -116,7 +121,7 @@ impl Store {
         .execute(&mut *w.tx)
         .await?;
         w.commit().await?;
-        Ok(LogAppend::Stored)
+        Ok(if inserted.rows_affected() == 0 { LogAppend::Duplicate } else { LogAppend::Stored })
     }
 
     /// A job attempt's log chunks in step and offset order.
@@ -139,6 +144,33 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Step `step`'s log of a job attempt as stored (masked): the coordinates the API's offsets count in.
+    pub async fn step_log(&self, job_id: i64, attempt: i64, step: i64) -> Result<Vec<u8>> {
+        let rows = sqlx::query(
+            "SELECT data FROM log_chunks WHERE job_id = $1 AND attempt = $2 AND step = $3 ORDER BY byte_offset",
+        )
+        .bind(job_id)
+        .bind(attempt)
+        .bind(step)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            out.extend_from_slice(col::<String>(r, "data")?.as_bytes());
+        }
+        Ok(out)
+    }
+
+    /// Whether step `step` of the job's current attempt (or the whole job) has ended: its log grows no more.
+    pub async fn step_ended(&self, job_id: i64, step: i64) -> Result<bool> {
+        let job = self.job(job_id).await?;
+        if job.is_terminal() {
+            return Ok(true);
+        }
+        let steps = self.steps(job_id, job.attempt).await?;
+        Ok(steps.iter().any(|s| s.step == step && s.status.is_some()))
     }
 
     /// Records that a step started; a repeated event changes nothing.
@@ -268,6 +300,32 @@ impl Store {
         w.commit().await
     }
 
+    /// `(size_bytes, file)` of artifact `path` of a job attempt.
+    pub async fn artifact_file(&self, job_id: i64, attempt: i64, path: &str) -> Result<(i64, String)> {
+        let row =
+            sqlx::query("SELECT size_bytes, file FROM artifacts WHERE job_id = $1 AND attempt = $2 AND path = $3")
+                .bind(job_id)
+                .bind(attempt)
+                .bind(path)
+                .fetch_optional(&self.pool)
+                .await?;
+        match row {
+            Some(row) => Ok((col(&row, "size_bytes")?, col(&row, "file")?)),
+            None => Err(super::StoreError::NotFound(format!("artifact `{path}` of job {job_id}"))),
+        }
+    }
+
+    /// `(path, size_bytes)` of the artifacts one attempt of a job uploaded.
+    pub async fn attempt_artifacts(&self, job_id: i64, attempt: i64) -> Result<Vec<(String, i64)>> {
+        let rows =
+            sqlx::query("SELECT path, size_bytes FROM artifacts WHERE job_id = $1 AND attempt = $2 ORDER BY path")
+                .bind(job_id)
+                .bind(attempt)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|r| Ok((col(r, "path")?, col(r, "size_bytes")?))).collect()
+    }
+
     /// `(path, size_bytes)` of a job's artifacts.
     pub async fn artifacts(&self, job_id: i64) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query("SELECT path, size_bytes FROM artifacts WHERE job_id = $1 ORDER BY path")
@@ -300,10 +358,12 @@ impl Store {
     /// they were persisted.
     pub async fn upstream_workspace_layers(&self, job_id: i64) -> Result<Vec<(i64, i64)>> {
         let job = self.job(job_id).await?;
-        let rows = sqlx::query("SELECT id, name, requires_json FROM jobs WHERE workflow_id = $1")
-            .bind(job.workflow_id)
-            .fetch_all(&self.pool)
-            .await?;
+        // A job a rerun kept (`copied_from`) persisted its layers as the job it was copied from.
+        let rows =
+            sqlx::query("SELECT COALESCE(copied_from, id) AS id, name, requires_json FROM jobs WHERE workflow_id = $1")
+                .bind(job.workflow_id)
+                .fetch_all(&self.pool)
+                .await?;
         let mut by_name = std::collections::BTreeMap::new();
         for r in &rows {
             let requires: String = col(r, "requires_json")?;
@@ -321,10 +381,13 @@ impl Store {
                 }
             }
         }
-        let rows = sqlx::query("SELECT id, job_id, size_bytes FROM workspace_layers WHERE job_id IN (SELECT id FROM jobs WHERE workflow_id = $1) ORDER BY id")
-            .bind(job.workflow_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id, job_id, size_bytes FROM workspace_layers WHERE job_id IN (SELECT COALESCE(copied_from, id) \
+             FROM jobs WHERE workflow_id = $1) ORDER BY id",
+        )
+        .bind(job.workflow_id)
+        .fetch_all(&self.pool)
+        .await?;
         let mut out = Vec::new();
         for r in &rows {
             if upstream.contains(&col::<i64>(r, "job_id")?) {
@@ -341,5 +404,51 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(|r| col(r, "file")).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::jobs::tests::{planned, project};
+    use crate::store::pipelines::PipelineTrigger;
+    use crate::store::testing;
+
+    /// Regression: on PostgreSQL two appends of the same chunk at once both read the same log end and the second
+    /// insert hit the primary key (a 503 for the runner). Every copy must succeed and the bytes be stored once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_appends_of_the_same_chunk_store_it_once() {
+        for db in testing::databases().await {
+            let s = Arc::new(db.store.clone());
+            let project = project(&s).await;
+            let yaml = "version: 2.1\njobs:\n  j: {docker: [{image: x}], steps: [{run: 'true'}]}\nworkflows:\n  w:\n    jobs: [j]\n";
+            let trigger = PipelineTrigger { source: "api".into(), sha: "abc".into(), ..Default::default() };
+            s.create_pipeline(project, &trigger, &planned(yaml, "main")).await.unwrap_or_else(|e| panic!("{e}"));
+            let job = s.lease_job(1, &[], 60_000).await.ok().flatten().unwrap_or_else(|| panic!("no job"));
+            let job_id = job.id;
+            for round in 0..5u64 {
+                let offset = round * 6;
+                let mut tasks = Vec::new();
+                for _ in 0..8 {
+                    let s = s.clone();
+                    tasks.push(tokio::spawn(async move {
+                        s.append_log(job_id, 1, 0, "stdout", offset, "chunk\n", &|t: &str| t.to_string()).await
+                    }));
+                }
+                let mut stored = 0;
+                for t in tasks {
+                    match t.await.unwrap_or_else(|e| panic!("{e}")) {
+                        Ok(LogAppend::Stored) => stored += 1,
+                        Ok(LogAppend::Duplicate) => {}
+                        other => panic!("{}: round {round}: {other:?}", db.name),
+                    }
+                }
+                assert_eq!(stored, 1, "{}: round {round}", db.name);
+            }
+            let log: String = s.job_log(job.id, 1).await.unwrap_or_default().into_iter().map(|c| c.data).collect();
+            assert_eq!(log, "chunk\n".repeat(5), "{}", db.name);
+        }
     }
 }

@@ -9,14 +9,17 @@
 //! first takes [`Store::write`]'s in-process lock (the embedded setup runs one coordinator per file).
 //!
 //! Submodules hold the queries per table group: [`projects`], [`pipelines`], [`jobs`] (lease, heartbeat,
-//! completion, the workflow DAG), [`logs`], [`runners`] (runners and API tokens), [`deliveries`] (webhooks).
+//! completion, the workflow DAG), [`reruns`] (a finished workflow again), [`logs`], [`runners`] (runners and API
+//! tokens), [`schedules`] (cron schedules and their ticks), [`deliveries`] (webhooks).
 
 pub mod deliveries;
 pub mod jobs;
 pub mod logs;
 pub mod pipelines;
 pub mod projects;
+pub mod reruns;
 pub mod runners;
+pub mod schedules;
 pub mod secrets;
 
 use std::borrow::Cow;
@@ -72,6 +75,8 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     write_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Write transactions begun so far (see [`Store::write_transactions`]).
+    writes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A write transaction; on SQLite it also holds the process's write lock until it ends.
@@ -125,7 +130,7 @@ impl Store {
                 })
             });
         let pool = options.connect(url).await.map_err(|source| StoreError::Connect { url: redact_url(url), source })?;
-        Ok(Store { pool, backend, write_lock: Arc::new(tokio::sync::Mutex::new(())) })
+        Ok(Store { pool, backend, write_lock: Arc::new(tokio::sync::Mutex::new(())), writes: Arc::default() })
     }
 
     pub fn backend(&self) -> Backend {
@@ -143,8 +148,15 @@ impl Store {
         Ok(())
     }
 
+    /// How many write transactions this handle (and its clones) began: idle paths such as a waiting long-poll
+    /// must not write, and tests check that they do not.
+    pub fn write_transactions(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Starts a write transaction (see the module doc for SQLite's lock).
     pub async fn write(&self) -> Result<WriteTx> {
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let guard = match self.backend {
             Backend::Sqlite => Some(self.write_lock.clone().lock_owned().await),
             Backend::Postgres => None,
@@ -163,10 +175,14 @@ fn migrator(backend: Backend) -> Migrator {
         Backend::Sqlite => &[
             (1, "initial", include_str!("../../../migrations/sqlite/0001_initial.sql")),
             (2, "dashboard_users", include_str!("../../../migrations/sqlite/0002_dashboard_users.sql")),
+            (3, "reruns", include_str!("../../../migrations/sqlite/0003_reruns.sql")),
+            (4, "schedules_and_limits", include_str!("../../../migrations/sqlite/0004_schedules_and_limits.sql")),
         ],
         Backend::Postgres => &[
             (1, "initial", include_str!("../../../migrations/postgres/0001_initial.sql")),
             (2, "dashboard_users", include_str!("../../../migrations/postgres/0002_dashboard_users.sql")),
+            (3, "reruns", include_str!("../../../migrations/postgres/0003_reruns.sql")),
+            (4, "schedules_and_limits", include_str!("../../../migrations/postgres/0004_schedules_and_limits.sql")),
         ],
     };
     let migrations = files

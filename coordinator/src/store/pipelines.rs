@@ -55,6 +55,8 @@ pub struct WorkflowRow {
     pub name: String,
     /// `running`, `on_hold`, `success`, `failed` or `canceled`.
     pub state: String,
+    /// The workflow this one reruns.
+    pub rerun_of: Option<i64>,
 }
 
 const PIPELINE_COLUMNS: &str = "id, project_id, number, source, branch, tag, sha, pr_number, is_fork, commit_message, \
@@ -87,6 +89,7 @@ fn read_workflow(row: &AnyRow) -> Result<WorkflowRow> {
         pipeline_id: col(row, "pipeline_id")?,
         name: col(row, "name")?,
         state: col(row, "state")?,
+        rerun_of: col(row, "rerun_of")?,
     })
 }
 
@@ -97,6 +100,16 @@ pub struct Created {
     pub number: i64,
     /// Jobs that are `queued` right away (runners should be woken).
     pub queued_jobs: usize,
+    /// The located message when the pipeline is a `config_error`.
+    pub config_error: Option<String>,
+}
+
+/// Who a pipeline being created is, before its configuration is processed: `<< pipeline.id >>` and
+/// `<< pipeline.number >>` are known only once its row exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PipelineIds {
+    pub id: i64,
+    pub number: i64,
 }
 
 impl Store {
@@ -107,8 +120,19 @@ impl Store {
         trigger: &PipelineTrigger,
         planned: &Planned,
     ) -> Result<Created> {
+        self.create_pipeline_with(project_id, trigger, |_| planned.clone()).await
+    }
+
+    /// Like [`Store::create_pipeline`], with the plan made by `plan` once the pipeline's ID and number are known
+    /// (inside the transaction: `plan` must not block).
+    pub async fn create_pipeline_with(
+        &self,
+        project_id: i64,
+        trigger: &PipelineTrigger,
+        plan: impl FnOnce(PipelineIds) -> Planned + Send,
+    ) -> Result<Created> {
         let mut w = self.write().await?;
-        let created = insert_pipeline(&mut w, project_id, trigger, planned).await?;
+        let created = insert_pipeline(&mut w, project_id, trigger, plan).await?;
         w.commit().await?;
         Ok(created)
     }
@@ -121,10 +145,10 @@ impl Store {
         delivery_id: &str,
         project_id: i64,
         trigger: &PipelineTrigger,
-        planned: &Planned,
+        plan: impl FnOnce(PipelineIds) -> Planned + Send,
     ) -> Result<Option<Created>> {
         let mut w = self.write().await?;
-        let created = insert_pipeline(&mut w, project_id, trigger, planned).await?;
+        let created = insert_pipeline(&mut w, project_id, trigger, plan).await?;
         let marked = sqlx::query(
             "UPDATE webhook_deliveries SET processed_at = $1, pipeline_id = $2, outcome = 'pipeline' WHERE \
              delivery_id = $3 AND processed_at IS NULL",
@@ -165,16 +189,33 @@ impl Store {
         rows.iter().map(read_pipeline).collect()
     }
 
+    /// A page of a project's pipelines, newest first: at most `limit` with a number below `before` (all when
+    /// `None`). The next page starts before the last number returned.
+    pub async fn pipelines_page(&self, project_id: i64, before: Option<i64>, limit: i64) -> Result<Vec<PipelineRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE project_id = $1 AND number < $2 ORDER BY number DESC \
+             LIMIT $3"
+        ))
+        .bind(project_id)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(read_pipeline).collect()
+    }
+
     pub async fn workflows(&self, pipeline_id: i64) -> Result<Vec<WorkflowRow>> {
-        let rows = sqlx::query("SELECT id, pipeline_id, name, state FROM workflows WHERE pipeline_id = $1 ORDER BY id")
-            .bind(pipeline_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id, pipeline_id, name, state, rerun_of FROM workflows WHERE pipeline_id = $1 ORDER BY id",
+        )
+        .bind(pipeline_id)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(read_workflow).collect()
     }
 
     pub async fn workflow(&self, id: i64) -> Result<WorkflowRow> {
-        let row = sqlx::query("SELECT id, pipeline_id, name, state FROM workflows WHERE id = $1")
+        let row = sqlx::query("SELECT id, pipeline_id, name, state, rerun_of FROM workflows WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -186,7 +227,7 @@ impl Store {
 }
 
 /// Next value of a per-project counter (`pipeline_counter`, `job_counter`).
-async fn next_counter(w: &mut WriteTx, project_id: i64, column: &'static str) -> Result<i64> {
+pub(crate) async fn next_counter(w: &mut WriteTx, project_id: i64, column: &'static str) -> Result<i64> {
     let row = sqlx::query(&format!("UPDATE projects SET {column} = {column} + 1 WHERE id = $1 RETURNING {column}"))
         .bind(project_id)
         .fetch_optional(&mut *w.tx)
@@ -201,15 +242,10 @@ pub(crate) async fn insert_pipeline(
     w: &mut WriteTx,
     project_id: i64,
     trigger: &PipelineTrigger,
-    planned: &Planned,
+    plan: impl FnOnce(PipelineIds) -> Planned + Send,
 ) -> Result<Created> {
     let now = now_ms();
     let number = next_counter(w, project_id, "pipeline_counter").await?;
-    let (state, error) = match planned {
-        Planned::ConfigError(message) => ("config_error", Some(message.as_str())),
-        Planned::Ready { plan, .. } if plan.workflows.is_empty() => ("no_workflows", None),
-        Planned::Ready { .. } => ("running", None),
-    };
     let row = sqlx::query(
         "INSERT INTO pipelines (project_id, number, source, branch, tag, sha, pr_number, is_fork, commit_message, \
          author, state, error, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
@@ -225,15 +261,29 @@ pub(crate) async fn insert_pipeline(
     .bind(trigger.is_fork as i64)
     .bind(&trigger.commit_message)
     .bind(&trigger.author)
-    .bind(state)
-    .bind(error)
+    .bind("running")
+    .bind(None::<String>)
     .bind(now)
     .fetch_one(&mut *w.tx)
     .await?;
     let pipeline_id: i64 = col(&row, "id")?;
+    let planned = plan(PipelineIds { id: pipeline_id, number });
+    let (state, error) = match &planned {
+        Planned::ConfigError(message) => ("config_error", Some(message.clone())),
+        Planned::Ready { plan, .. } if plan.workflows.is_empty() => ("no_workflows", None),
+        Planned::Ready { .. } => ("running", None),
+    };
+    if state != "running" {
+        sqlx::query("UPDATE pipelines SET state = $1, error = $2 WHERE id = $3")
+            .bind(state)
+            .bind(&error)
+            .bind(pipeline_id)
+            .execute(&mut *w.tx)
+            .await?;
+    }
     let mut queued_jobs = 0;
-    let Planned::Ready { config, plan } = planned else {
-        return Ok(Created { pipeline_id, number, queued_jobs });
+    let Planned::Ready { config, plan } = &planned else {
+        return Ok(Created { pipeline_id, number, queued_jobs, config_error: error });
     };
     for planned_workflow in &plan.workflows {
         let row = sqlx::query(
@@ -295,5 +345,5 @@ pub(crate) async fn insert_pipeline(
         // No-op jobs finish at once; settling also counts what is queued now.
         queued_jobs += settle_workflow(w, workflow_id).await?;
     }
-    Ok(Created { pipeline_id, number, queued_jobs })
+    Ok(Created { pipeline_id, number, queued_jobs, config_error: None })
 }

@@ -18,6 +18,10 @@ pub struct Project {
     pub default_branch: String,
     /// Whether forked pull requests get the project's secrets.
     pub fork_secrets: bool,
+    /// Whether a new pipeline on a branch other than the default cancels the branch's older unfinished ones.
+    pub auto_cancel_redundant: bool,
+    /// At most this many of the project's jobs run at once (the others stay queued); `None`: no limit.
+    pub max_concurrent_jobs: Option<i64>,
 }
 
 /// What `project add` stores.
@@ -31,7 +35,8 @@ pub struct NewProject {
     pub fork_secrets: bool,
 }
 
-const COLUMNS: &str = "id, slug, clone_url, local_path, webhook_secret_enc, default_branch, fork_secrets";
+const COLUMNS: &str = "id, slug, clone_url, local_path, webhook_secret_enc, default_branch, fork_secrets, \
+                       auto_cancel_redundant, max_concurrent_jobs";
 
 fn read(row: &AnyRow) -> Result<Project> {
     Ok(Project {
@@ -42,6 +47,8 @@ fn read(row: &AnyRow) -> Result<Project> {
         webhook_secret_enc: col(row, "webhook_secret_enc")?,
         default_branch: col(row, "default_branch")?,
         fork_secrets: col::<i64>(row, "fork_secrets")? != 0,
+        auto_cancel_redundant: col::<i64>(row, "auto_cancel_redundant")? != 0,
+        max_concurrent_jobs: col(row, "max_concurrent_jobs")?,
     })
 }
 
@@ -101,6 +108,33 @@ impl Store {
         }
     }
 
+    /// Sets the project's options: auto-cancel of redundant pipelines, and its concurrency limit (`Some(None)`
+    /// removes the limit); `None` leaves an option as it is.
+    pub async fn set_project_options(
+        &self,
+        slug: &str,
+        auto_cancel_redundant: Option<bool>,
+        max_concurrent_jobs: Option<Option<i64>>,
+    ) -> Result<Project> {
+        let mut w = self.write().await?;
+        let row = sqlx::query(&format!(
+            "UPDATE projects SET auto_cancel_redundant = COALESCE($2, auto_cancel_redundant), max_concurrent_jobs = \
+             CASE WHEN $3 = 1 THEN $4 ELSE max_concurrent_jobs END WHERE slug = $1 RETURNING {COLUMNS}"
+        ))
+        .bind(slug)
+        .bind(auto_cancel_redundant.map(i64::from))
+        .bind(i64::from(max_concurrent_jobs.is_some()))
+        .bind(max_concurrent_jobs.flatten())
+        .fetch_optional(&mut *w.tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound(format!("project `{slug}` (see `coordinator project list`)")));
+        };
+        let project = read(&row)?;
+        w.commit().await?;
+        Ok(project)
+    }
+
     /// Removes a project with its pipelines, jobs, logs and settings.
     pub async fn remove_project(&self, slug: &str) -> Result<()> {
         let mut w = self.write().await?;
@@ -113,7 +147,7 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::testing;
 

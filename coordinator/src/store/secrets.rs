@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{col, now_ms, Result, Store};
+use super::{col, now_ms, Result, Store, StoreError};
 
 /// A variable as listed: its name and masked value only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -60,6 +60,86 @@ impl Store {
         .execute(&mut *w.tx)
         .await?;
         w.commit().await
+    }
+
+    /// Deletes project variable `name`.
+    pub async fn delete_env_var(&self, project_id: i64, name: &str) -> Result<()> {
+        let mut w = self.write().await?;
+        let done = sqlx::query("DELETE FROM env_vars WHERE project_id = $1 AND name = $2")
+            .bind(project_id)
+            .bind(name)
+            .execute(&mut *w.tx)
+            .await?;
+        w.commit().await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("environment variable `{name}`")));
+        }
+        Ok(())
+    }
+
+    /// The names of all contexts.
+    pub async fn contexts(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT name FROM contexts ORDER BY name").fetch_all(&self.pool).await?;
+        rows.iter().map(|r| col(r, "name")).collect()
+    }
+
+    /// Creates an empty context; a name taken already is a conflict.
+    pub async fn create_context(&self, name: &str) -> Result<()> {
+        let mut w = self.write().await?;
+        let done = sqlx::query("INSERT INTO contexts (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(now_ms())
+            .execute(&mut *w.tx)
+            .await?;
+        w.commit().await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("context `{name}` exists already")));
+        }
+        Ok(())
+    }
+
+    /// Deletes a context with its variables.
+    pub async fn delete_context(&self, name: &str) -> Result<()> {
+        let mut w = self.write().await?;
+        let done = sqlx::query("DELETE FROM contexts WHERE name = $1").bind(name).execute(&mut *w.tx).await?;
+        w.commit().await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("context `{name}`")));
+        }
+        Ok(())
+    }
+
+    /// A context's variables, masked.
+    pub async fn context_vars(&self, context: &str) -> Result<Vec<MaskedVar>> {
+        let exists = sqlx::query("SELECT id FROM contexts WHERE name = $1").bind(context).fetch_optional(&self.pool);
+        if exists.await?.is_none() {
+            return Err(StoreError::NotFound(format!("context `{context}`")));
+        }
+        let rows = sqlx::query(
+            "SELECT v.name, v.masked FROM context_vars v JOIN contexts c ON c.id = v.context_id WHERE c.name = $1 \
+             ORDER BY v.name",
+        )
+        .bind(context)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(MaskedVar { name: col(r, "name")?, masked: col(r, "masked")? })).collect()
+    }
+
+    /// Deletes variable `name` of context `context`.
+    pub async fn delete_context_var(&self, context: &str, name: &str) -> Result<()> {
+        let mut w = self.write().await?;
+        let done = sqlx::query(
+            "DELETE FROM context_vars WHERE name = $2 AND context_id = (SELECT id FROM contexts WHERE name = $1)",
+        )
+        .bind(context)
+        .bind(name)
+        .execute(&mut *w.tx)
+        .await?;
+        w.commit().await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("variable `{name}` of context `{context}`")));
+        }
+        Ok(())
     }
 
     /// `(name, ciphertext)` of the variables a job sees: the project's, then each context's in order (a later

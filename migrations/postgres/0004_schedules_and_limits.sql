@@ -1,0 +1,20 @@
+-- Schedule ticks and project options (postgres). Keep in step with migrations/sqlite/0004_schedules_and_limits.sql.
+-- A due schedule is claimed by inserting its tick (one row per schedule and tick time: two coordinators cannot
+-- both claim it) and moving the schedule's next_tick_at in the same transaction; the tick's pipeline is created
+-- in the transaction that marks the tick processed, so a tick makes exactly one pipeline whatever crashes.
+
+CREATE TABLE schedule_ticks (
+    schedule_id BIGINT NOT NULL REFERENCES schedules (id) ON DELETE CASCADE,
+    tick_at BIGINT NOT NULL,
+    claimed_at BIGINT NOT NULL,
+    processed_at BIGINT,
+    pipeline_id BIGINT,
+    outcome TEXT,
+    PRIMARY KEY (schedule_id, tick_at)
+);
+CREATE INDEX schedule_ticks_unprocessed ON schedule_ticks (processed_at);
+
+-- Cancel the older pipelines of a branch (never the default branch) when a newer one is created: 0/1.
+ALTER TABLE projects ADD COLUMN auto_cancel_redundant BIGINT NOT NULL DEFAULT 0;
+-- At most this many of the project's jobs run at once; NULL: no limit.
+ALTER TABLE projects ADD COLUMN max_concurrent_jobs BIGINT;
