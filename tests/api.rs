@@ -441,6 +441,30 @@ fn api_scoped_servers_do_not_see_each_others_containers_networks_and_volumes() {
 }
 
 #[test]
+fn api_a_scoped_server_refuses_what_would_reach_the_host() {
+    let Some((e, _unscoped)) = server() else { return };
+    let job = Server::start_with(&e, &["--scope", "drydock.job=host-access"]);
+    job.docker(["run", "--rm", "-v", "/:/host", "busybox", "true"])
+        .code_is(125)
+        .stderr_has("bind mount `/:/host` refused")
+        .stderr_has("docker cp");
+    job.docker(["run", "--rm", "--mount", "type=bind,source=/etc,target=/x", "busybox", "true"])
+        .code_is(125)
+        .stderr_has("refused");
+    job.docker(["run", "--rm", "--network", "host", "busybox", "true"])
+        .code_is(125)
+        .stderr_has("network `host` refused");
+    job.docker(["run", "--rm", "--security-opt", "seccomp=unconfined", "busybox", "true"])
+        .code_is(125)
+        .stderr_has("security option `seccomp=unconfined` refused");
+    // What a job does need still works: named volumes and tmpfs.
+    job.docker(["run", "--rm", "-v", "job-data:/data", "--tmpfs", "/scratch", "busybox", "true"]).success();
+    job.docker(["volume", "rm", "job-data"]).success();
+    // Nothing was created by the refused requests.
+    job.docker(["ps", "-a", "-q"]).success().stdout_is("");
+}
+
+#[test]
 fn api_save_load_commit_diff_rename_and_export() {
     let Some((_e, s)) = server() else { return };
     let archive = s.dir.path().join("box.tar");
