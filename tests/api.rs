@@ -626,3 +626,99 @@ fn api_docker_build_with_the_classic_builder_tags_and_runs_the_image() {
     std::fs::write(ctx.path().join("Dockerfile"), "FROM busybox\nRUN exit 3\n").expect("Dockerfile");
     s.docker(["build", "--network", "none", &dir]).code_is(1).stderr_has("returned a non-zero code: 3");
 }
+
+/// The Docker SDK for Rust (bollard) against `engine serve`: its typed models must deserialize what we send.
+#[test]
+fn api_bollard_sdk_creates_starts_waits_reads_logs_inspects_lists_and_removes() {
+    use bollard::models::{ContainerCreateBody, ContainerStateStatusEnum};
+    use bollard::query_parameters::{
+        CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+        WaitContainerOptionsBuilder,
+    };
+    use bollard::Docker;
+    use futures_util::TryStreamExt;
+
+    let Some((_e, s)) = server() else { return };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    rt.block_on(async {
+        let socket = s.socket.to_str().expect("utf-8 socket path");
+        let sdk = Docker::connect_with_unix(socket, 60, bollard::API_DEFAULT_VERSION).expect("bollard client");
+        // bollard speaks a newer API (1.53) than we serve: it negotiates down to ours, as SDK users do.
+        let sdk = sdk.negotiate_version().await.expect("negotiate the API version");
+        assert_eq!(sdk.client_version().to_string(), "1.44");
+        let v = sdk.version().await.expect("version");
+        assert_eq!(v.api_version.as_deref(), Some("1.44"));
+
+        let body = ContainerCreateBody {
+            image: Some("busybox".into()),
+            cmd: Some(vec!["sh".into(), "-c".into(), "echo out; echo err >&2".into()]),
+            ..Default::default()
+        };
+        let name_opts = CreateContainerOptionsBuilder::new().name("sdk").build();
+        let created = sdk.create_container(Some(name_opts), body).await.expect("create");
+        assert!(!created.id.is_empty());
+        let state = sdk.inspect_container("sdk", None).await.expect("inspect").state.expect("State");
+        assert_eq!(state.status, Some(ContainerStateStatusEnum::CREATED));
+        sdk.start_container("sdk", None).await.expect("start");
+        let waited: Vec<_> = sdk
+            .wait_container("sdk", Some(WaitContainerOptionsBuilder::new().condition("not-running").build()))
+            .try_collect()
+            .await
+            .expect("wait");
+        assert_eq!(waited.iter().map(|w| w.status_code).collect::<Vec<_>>(), [0]);
+
+        let logs: Vec<_> = sdk
+            .logs("sdk", Some(LogsOptionsBuilder::new().stdout(true).stderr(true).build()))
+            .try_collect()
+            .await
+            .expect("logs");
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        for frame in logs {
+            match frame {
+                bollard::container::LogOutput::StdOut { message } => out.extend_from_slice(&message),
+                bollard::container::LogOutput::StdErr { message } => err.extend_from_slice(&message),
+                other => panic!("unexpected log frame {other:?}"),
+            }
+        }
+        assert_eq!((out.as_slice(), err.as_slice()), (&b"out\n"[..], &b"err\n"[..]));
+
+        let inspected = sdk.inspect_container("sdk", None).await.expect("inspect");
+        assert_eq!(inspected.id.as_deref(), Some(created.id.as_str()));
+        assert_eq!(inspected.name.as_deref(), Some("/sdk"));
+        let state = inspected.state.expect("State");
+        assert_eq!((state.status, state.exit_code), (Some(ContainerStateStatusEnum::EXITED), Some(0)));
+
+        let listed =
+            sdk.list_containers(Some(ListContainersOptionsBuilder::new().all(true).build())).await.expect("list");
+        let names: Vec<_> = listed.iter().flat_map(|c| c.names.clone().unwrap_or_default()).collect();
+        assert_eq!(names, ["/sdk"]);
+        assert!(sdk.list_containers(None).await.expect("list running").is_empty());
+
+        // A failing command: bollard reports the exit code as its wait error.
+        let body = ContainerCreateBody {
+            image: Some("busybox".into()),
+            cmd: Some(vec!["sh".into(), "-c".into(), "exit 3".into()]),
+            ..Default::default()
+        };
+        let failing = sdk.create_container(None, body).await.expect("create").id;
+        sdk.start_container(&failing, None).await.expect("start");
+        let err = sdk.wait_container(&failing, None).try_collect::<Vec<_>>().await.expect_err("exit 3");
+        assert!(matches!(err, bollard::errors::Error::DockerContainerWaitError { code: 3, .. }), "{err:?}");
+
+        sdk.remove_container("sdk", None).await.expect("remove");
+        sdk.remove_container(&failing, Some(RemoveContainerOptionsBuilder::new().force(true).build()))
+            .await
+            .expect("remove the failed one");
+        let err = sdk.inspect_container("sdk", None).await.expect_err("removed");
+        assert!(
+            matches!(&err, bollard::errors::Error::DockerResponseServerError { status_code: 404, message }
+                if message == "No such container: sdk"),
+            "{err:?}"
+        );
+        assert!(sdk
+            .list_containers(Some(ListContainersOptionsBuilder::new().all(true).build()))
+            .await
+            .expect("list")
+            .is_empty());
+    });
+}
