@@ -12,7 +12,8 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
@@ -38,6 +39,8 @@ pub struct Attachments {
     pending: Mutex<HashMap<String, [OwnedFd; 3]>>,
     /// Containers whose monitor's status pipe a thread reads: `None` until the exit is reported.
     exits: Mutex<HashMap<String, Option<i32>>>,
+    /// Notified on every exit report (waiters block on it instead of polling).
+    exit_reported: Condvar,
     /// Tells an attach stream its container has exited (see [`Attachments::finish_watch`]).
     exit_signals: Mutex<HashMap<String, oneshot::Sender<()>>>,
 }
@@ -70,6 +73,7 @@ impl Attachments {
                 None => exits.remove(id),
             };
         }
+        self.exit_reported.notify_all();
         if let Some(tx) = self.exit_signals.lock().unwrap_or_else(|p| p.into_inner()).remove(id) {
             let _ = tx.send(());
         }
@@ -78,21 +82,37 @@ impl Attachments {
     /// The exit code of a watched container, waiting (at most 10 s) for a report on its way: a `--rm`
     /// container's directory goes just before its monitor reports. `None` if nobody watches `id`.
     pub fn await_exit(&self, id: &str) -> Option<i32> {
-        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let end = Instant::now() + Duration::from_secs(10);
+        let mut exits = self.exits.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            {
-                let mut exits = self.exits.lock().unwrap_or_else(|p| p.into_inner());
-                match exits.get(id) {
-                    Some(Some(code)) => {
-                        let code = *code;
-                        exits.remove(id);
-                        return Some(code);
-                    }
-                    Some(None) if std::time::Instant::now() < end => {}
-                    _ => return None,
+            match exits.get(id) {
+                Some(Some(code)) => {
+                    let code = *code;
+                    exits.remove(id);
+                    return Some(code);
                 }
+                Some(None) => {
+                    let left = end.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    exits = self.exit_reported.wait_timeout(exits, left).unwrap_or_else(|p| p.into_inner()).0;
+                }
+                None => return None,
             }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Blocks until the next exit report of container `id` if this server watches it and it has not reported
+    /// yet (at most `longest`, so a waiter still notices a closed connection or a change made by another
+    /// process); otherwise sleeps `poll`, the state file being the only witness then.
+    pub fn pause_for_exit(&self, id: &str, poll: Duration, longest: Duration) {
+        let exits = self.exits.lock().unwrap_or_else(|p| p.into_inner());
+        if matches!(exits.get(id), Some(None)) {
+            let _ = self.exit_reported.wait_timeout(exits, longest);
+        } else {
+            drop(exits);
+            std::thread::sleep(poll);
         }
     }
 
