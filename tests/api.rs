@@ -491,6 +491,13 @@ fn api_docker_cp_copies_both_ways() {
         .stdout_is("from the host\nfrom the host\ndeep\n");
     s.docker(["cp", "cpbox:/etc/passwd", &h("")]).success();
     assert!(std::fs::read_to_string(host.join("passwd")).expect("copied out").starts_with("root:x:0:0"));
+    // Regression: the bind-mounted /etc files of a running container were copied as the rootfs's empty targets.
+    s.docker(["cp", "cpbox:/etc/hostname", &h("")]).success();
+    let hostname = s.docker(["exec", "cpbox", "cat", "/etc/hostname"]).success().stdout();
+    assert_eq!(std::fs::read_to_string(host.join("hostname")).expect("copied hostname"), hostname);
+    assert!(hostname.len() > 1, "{hostname:?}");
+    s.docker(["cp", "cpbox:/etc/hosts", &h("")]).success();
+    assert!(std::fs::read_to_string(host.join("hosts")).expect("copied hosts").contains("localhost"));
     s.docker(["cp", "cpbox:/root/tree", &h("back")]).success();
     assert_eq!(std::fs::read_to_string(host.join("back/sub/deep")).expect("copied tree"), "deep\n");
     s.docker(["cp", "cpbox:/nosuch", &h("")]).code_is(1).stderr_has("Could not find the file /nosuch");
