@@ -317,7 +317,7 @@ async fn pump<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static>
     tty: bool,
     wanted: [bool; 2],
 ) {
-    let (mut client_in, mut client_out) = tokio::io::split(io);
+    let (client_in, mut client_out) = tokio::io::split(io);
     match source {
         Source::Log(mut rx) => {
             while let Some(chunk) = rx.recv().await {
@@ -325,14 +325,11 @@ async fn pump<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static>
                     break;
                 }
             }
+            let _ = client_out.shutdown().await;
         }
         Source::Pipes(ends) => {
             let stdin_task = match ends.stdin.map(pipe::Sender::from_owned_fd) {
-                Some(Ok(mut sink)) => Some(tokio::spawn(async move {
-                    // The client's half-close (docker's CloseWrite at stdin EOF) ends the copy; dropping the
-                    // sender then gives the container EOF.
-                    let _ = tokio::io::copy(&mut client_in, &mut sink).await;
-                })),
+                Some(Ok(sink)) => Some(copy_input(client_in, sink)),
                 Some(Err(e)) => {
                     tracing::warn!("cannot use the stdin pipe: {e}");
                     None
@@ -345,12 +342,41 @@ async fn pump<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static>
                 (Ok(out), Ok(err)) => copy_output(out, err, &mut client_out, tty, wanted, Some(ends.exited)).await,
                 (Err(e), _) | (_, Err(e)) => tracing::warn!("cannot use the output pipes: {e}"),
             }
-            if let Some(t) = stdin_task {
-                t.abort();
-            }
+            end_stream(client_out, stdin_task).await;
         }
     }
+}
+
+/// Copies the client's input to the container's stdin pipe. The client's half-close (docker's CloseWrite at
+/// stdin EOF) ends the copy; dropping the sender then gives the container EOF.
+pub(super) fn copy_input<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
+    mut client_in: R,
+    mut sink: pipe::Sender,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if tokio::io::copy(&mut client_in, &mut sink).await.is_err() {
+            // The container stopped reading (it exited): what the client still sends is read and dropped, else
+            // the close finds unread input and resets the connection, and the client sees ECONNRESET instead
+            // of the end of the output.
+            drop(sink);
+            let _ = tokio::io::copy(&mut client_in, &mut tokio::io::sink()).await;
+        }
+    })
+}
+
+/// Ends a hijacked stream: the end of the output first, then a short grace for the client to close its side,
+/// so input it sent meanwhile (a terminal's EOF character, keys typed as the container exited) is read rather
+/// than left unread, which would turn our close into a reset.
+pub(super) async fn end_stream<W: tokio::io::AsyncWrite + Unpin>(
+    mut client_out: W,
+    stdin_task: Option<tokio::task::JoinHandle<()>>,
+) {
     let _ = client_out.shutdown().await;
+    if let Some(mut t) = stdin_task {
+        if tokio::time::timeout(Duration::from_secs(2), &mut t).await.is_err() {
+            t.abort();
+        }
+    }
 }
 
 /// Copies the container's output pipes to the client until both close — or, once `exited` fires, until both
