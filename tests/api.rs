@@ -729,3 +729,41 @@ fn api_bollard_sdk_creates_starts_waits_reads_logs_inspects_lists_and_removes() 
             .is_empty());
     });
 }
+
+/// A client that goes away between the attach of a created container and its start (a `docker run` killed at
+/// the wrong moment): the pipes parked for it must not wedge the container or the server.
+#[test]
+fn api_a_client_gone_before_start_leaves_the_container_startable_and_removable() {
+    let Some((_e, s)) = server() else { return };
+    let (status, body) = s.http(
+        "POST",
+        "/v1.44/containers/create?name=orphan",
+        br#"{"Image": "busybox", "Cmd": ["sh", "-c", "seq 1 20000; echo done"]}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let mut c = UnixStream::connect(&s.socket).expect("connect");
+    c.write_all(
+        b"POST /v1.44/containers/orphan/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n",
+    )
+    .expect("send attach");
+    let mut head = [0u8; 12];
+    c.read_exact(&mut head).expect("read the attach answer");
+    assert_eq!(&head, b"HTTP/1.1 101");
+    drop(c);
+    // Its output goes nowhere now; the container still runs to its end and logs everything.
+    s.docker(["start", "orphan"]).success();
+    s.docker(["wait", "orphan"]).success().stdout_is("0\n");
+    let logs = s.docker(["logs", "--tail", "1", "orphan"]).success().stdout();
+    assert_eq!(logs, "done\n");
+    s.docker(["rm", "orphan"]).success();
+    // Malformed and oversize bodies on other endpoints: docker's statuses, and the server still serves.
+    let (status, body) = s.http("POST", "/v1.44/networks/create", b"{\"Name\": ");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("invalid JSON in the request body"), "{body}");
+    let (status, _) = s.http("POST", "/v1.44/volumes/create", &vec![b' '; 2 << 20]);
+    assert_eq!(status, 413);
+    let (status, body) = s.http("POST", "/v1.44/containers/nosuch/exec", br#"{"Cmd": ["true"]}"#);
+    assert_eq!((status, body.as_str()), (404, r#"{"message":"No such container: nosuch"}"#));
+    s.docker(["run", "--rm", "busybox", "echo", "still here"]).success().stdout_is("still here\n");
+    s.docker(["ps", "-a", "-q"]).success().stdout_is("");
+}
