@@ -515,6 +515,13 @@ fn api_docker_cp_copies_both_ways() {
         .stdout_is("from the host\nfrom the host\ndeep\n");
     s.docker(["cp", "cpbox:/etc/passwd", &h("")]).success();
     assert!(std::fs::read_to_string(host.join("passwd")).expect("copied out").starts_with("root:x:0:0"));
+    // Regression: the bind-mounted /etc files of a running container were copied as the rootfs's empty targets.
+    s.docker(["cp", "cpbox:/etc/hostname", &h("")]).success();
+    let hostname = s.docker(["exec", "cpbox", "cat", "/etc/hostname"]).success().stdout();
+    assert_eq!(std::fs::read_to_string(host.join("hostname")).expect("copied hostname"), hostname);
+    assert!(hostname.len() > 1, "{hostname:?}");
+    s.docker(["cp", "cpbox:/etc/hosts", &h("")]).success();
+    assert!(std::fs::read_to_string(host.join("hosts")).expect("copied hosts").contains("localhost"));
     s.docker(["cp", "cpbox:/root/tree", &h("back")]).success();
     assert_eq!(std::fs::read_to_string(host.join("back/sub/deep")).expect("copied tree"), "deep\n");
     s.docker(["cp", "cpbox:/nosuch", &h("")]).code_is(1).stderr_has("Could not find the file /nosuch");
@@ -649,4 +656,138 @@ fn api_docker_build_with_the_classic_builder_tags_and_runs_the_image() {
     // A failing step: docker prints the builder's error and exits 1.
     std::fs::write(ctx.path().join("Dockerfile"), "FROM busybox\nRUN exit 3\n").expect("Dockerfile");
     s.docker(["build", "--network", "none", &dir]).code_is(1).stderr_has("returned a non-zero code: 3");
+}
+
+/// The Docker SDK for Rust (bollard) against `engine serve`: its typed models must deserialize what we send.
+#[test]
+fn api_bollard_sdk_creates_starts_waits_reads_logs_inspects_lists_and_removes() {
+    use bollard::models::{ContainerCreateBody, ContainerStateStatusEnum};
+    use bollard::query_parameters::{
+        CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+        WaitContainerOptionsBuilder,
+    };
+    use bollard::Docker;
+    use futures_util::TryStreamExt;
+
+    let Some((_e, s)) = server() else { return };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    rt.block_on(async {
+        let socket = s.socket.to_str().expect("utf-8 socket path");
+        let sdk = Docker::connect_with_unix(socket, 60, bollard::API_DEFAULT_VERSION).expect("bollard client");
+        // bollard speaks a newer API (1.53) than we serve: it negotiates down to ours, as SDK users do.
+        let sdk = sdk.negotiate_version().await.expect("negotiate the API version");
+        assert_eq!(sdk.client_version().to_string(), "1.44");
+        let v = sdk.version().await.expect("version");
+        assert_eq!(v.api_version.as_deref(), Some("1.44"));
+
+        let body = ContainerCreateBody {
+            image: Some("busybox".into()),
+            cmd: Some(vec!["sh".into(), "-c".into(), "echo out; echo err >&2".into()]),
+            ..Default::default()
+        };
+        let name_opts = CreateContainerOptionsBuilder::new().name("sdk").build();
+        let created = sdk.create_container(Some(name_opts), body).await.expect("create");
+        assert!(!created.id.is_empty());
+        let state = sdk.inspect_container("sdk", None).await.expect("inspect").state.expect("State");
+        assert_eq!(state.status, Some(ContainerStateStatusEnum::CREATED));
+        sdk.start_container("sdk", None).await.expect("start");
+        let waited: Vec<_> = sdk
+            .wait_container("sdk", Some(WaitContainerOptionsBuilder::new().condition("not-running").build()))
+            .try_collect()
+            .await
+            .expect("wait");
+        assert_eq!(waited.iter().map(|w| w.status_code).collect::<Vec<_>>(), [0]);
+
+        let logs: Vec<_> = sdk
+            .logs("sdk", Some(LogsOptionsBuilder::new().stdout(true).stderr(true).build()))
+            .try_collect()
+            .await
+            .expect("logs");
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        for frame in logs {
+            match frame {
+                bollard::container::LogOutput::StdOut { message } => out.extend_from_slice(&message),
+                bollard::container::LogOutput::StdErr { message } => err.extend_from_slice(&message),
+                other => panic!("unexpected log frame {other:?}"),
+            }
+        }
+        assert_eq!((out.as_slice(), err.as_slice()), (&b"out\n"[..], &b"err\n"[..]));
+
+        let inspected = sdk.inspect_container("sdk", None).await.expect("inspect");
+        assert_eq!(inspected.id.as_deref(), Some(created.id.as_str()));
+        assert_eq!(inspected.name.as_deref(), Some("/sdk"));
+        let state = inspected.state.expect("State");
+        assert_eq!((state.status, state.exit_code), (Some(ContainerStateStatusEnum::EXITED), Some(0)));
+
+        let listed =
+            sdk.list_containers(Some(ListContainersOptionsBuilder::new().all(true).build())).await.expect("list");
+        let names: Vec<_> = listed.iter().flat_map(|c| c.names.clone().unwrap_or_default()).collect();
+        assert_eq!(names, ["/sdk"]);
+        assert!(sdk.list_containers(None).await.expect("list running").is_empty());
+
+        // A failing command: bollard reports the exit code as its wait error.
+        let body = ContainerCreateBody {
+            image: Some("busybox".into()),
+            cmd: Some(vec!["sh".into(), "-c".into(), "exit 3".into()]),
+            ..Default::default()
+        };
+        let failing = sdk.create_container(None, body).await.expect("create").id;
+        sdk.start_container(&failing, None).await.expect("start");
+        let err = sdk.wait_container(&failing, None).try_collect::<Vec<_>>().await.expect_err("exit 3");
+        assert!(matches!(err, bollard::errors::Error::DockerContainerWaitError { code: 3, .. }), "{err:?}");
+
+        sdk.remove_container("sdk", None).await.expect("remove");
+        sdk.remove_container(&failing, Some(RemoveContainerOptionsBuilder::new().force(true).build()))
+            .await
+            .expect("remove the failed one");
+        let err = sdk.inspect_container("sdk", None).await.expect_err("removed");
+        assert!(
+            matches!(&err, bollard::errors::Error::DockerResponseServerError { status_code: 404, message }
+                if message == "No such container: sdk"),
+            "{err:?}"
+        );
+        assert!(sdk
+            .list_containers(Some(ListContainersOptionsBuilder::new().all(true).build()))
+            .await
+            .expect("list")
+            .is_empty());
+    });
+}
+
+/// A client that goes away between the attach of a created container and its start (a `docker run` killed at
+/// the wrong moment): the pipes parked for it must not wedge the container or the server.
+#[test]
+fn api_a_client_gone_before_start_leaves_the_container_startable_and_removable() {
+    let Some((_e, s)) = server() else { return };
+    let (status, body) = s.http(
+        "POST",
+        "/v1.44/containers/create?name=orphan",
+        br#"{"Image": "busybox", "Cmd": ["sh", "-c", "seq 1 20000; echo done"]}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let mut c = UnixStream::connect(&s.socket).expect("connect");
+    c.write_all(
+        b"POST /v1.44/containers/orphan/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n",
+    )
+    .expect("send attach");
+    let mut head = [0u8; 12];
+    c.read_exact(&mut head).expect("read the attach answer");
+    assert_eq!(&head, b"HTTP/1.1 101");
+    drop(c);
+    // Its output goes nowhere now; the container still runs to its end and logs everything.
+    s.docker(["start", "orphan"]).success();
+    s.docker(["wait", "orphan"]).success().stdout_is("0\n");
+    let logs = s.docker(["logs", "--tail", "1", "orphan"]).success().stdout();
+    assert_eq!(logs, "done\n");
+    s.docker(["rm", "orphan"]).success();
+    // Malformed and oversize bodies on other endpoints: docker's statuses, and the server still serves.
+    let (status, body) = s.http("POST", "/v1.44/networks/create", b"{\"Name\": ");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("invalid JSON in the request body"), "{body}");
+    let (status, _) = s.http("POST", "/v1.44/volumes/create", &vec![b' '; 2 << 20]);
+    assert_eq!(status, 413);
+    let (status, body) = s.http("POST", "/v1.44/containers/nosuch/exec", br#"{"Cmd": ["true"]}"#);
+    assert_eq!((status, body.as_str()), (404, r#"{"message":"No such container: nosuch"}"#));
+    s.docker(["run", "--rm", "busybox", "echo", "still here"]).success().stdout_is("still here\n");
+    s.docker(["ps", "-a", "-q"]).success().stdout_is("");
 }

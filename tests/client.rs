@@ -390,6 +390,20 @@ fn client_run_it_gives_a_pty_and_passes_typed_input_and_the_exit_code() {
     assert!(text.contains("/dev/pts/"), "no pty in the container: {text:?}");
     assert!(text.contains("got:typed"), "typed input did not reach the container: {text:?}");
     assert_eq!(r.code(), 3, "exit code of the -it container: {text:?}");
+    // Regression: the EOF character typed before raw mode read as a NUL byte once raw, went to the container as
+    // input, and its TTY echoed it at the end of the output.
+    assert!(!text.contains('\0'), "a NUL byte in the output: {text:?}");
+    // Regression: input the container never read (script(1) types the EOF character when its stdin ends) was
+    // left unread on the server's side of the connection, whose close then reset it: the client printed "the
+    // attached stream broke: Connection reset by peer" after the output.
+    // It depended on timing (one run in a few): several runs.
+    let script = format!("DRYDOCK_HOST={host} {} run --rm -it busybox echo hi", engine.display());
+    for _ in 0..5 {
+        let mut c = Command::new("script");
+        c.args(["-qec", &script, "/dev/null"]).env_remove("DOCKER_HOST");
+        let r = Run::with_stdin(&mut c, b"");
+        assert_eq!((r.stdout().as_str(), r.code()), ("hi\r\n", 0), "stderr: {}", r.stderr());
+    }
 }
 
 #[test]

@@ -200,6 +200,15 @@ fn cp_copies_both_ways_with_docker_semantics() {
         })
         .unwrap_or_default();
     assert_eq!(names, ["hostname"]);
+    // Regression: /etc/hostname, /etc/hosts and /etc/resolv.conf are bind-mounted from the container directory;
+    // the rootfs only has empty mount targets, which cp copied.
+    let id = e.run(["inspect", "-f", "{{.Id}}", "c"]).success().stdout();
+    e.run(["cp", "c:/etc/hostname", &tmp.path().to_string_lossy()]).success();
+    assert_eq!(fs::read_to_string(tmp.path().join("hostname")).unwrap_or_default(), format!("{}\n", &id[..12]));
+    e.run(["cp", "c:/etc/hosts", &tmp.path().to_string_lossy()]).success();
+    assert!(fs::read_to_string(tmp.path().join("hosts")).unwrap_or_default().contains("localhost"));
+    e.run(["cp", "c:/etc/resolv.conf", &tmp.path().to_string_lossy()]).success();
+    assert!(fs::read_to_string(tmp.path().join("resolv.conf")).unwrap_or_default().contains("nameserver"));
     e.run(["cp", "c:/nope", "-"]).code_is(125).stderr_has("could not find the file");
 }
 

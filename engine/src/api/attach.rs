@@ -12,7 +12,8 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
@@ -38,6 +39,8 @@ pub struct Attachments {
     pending: Mutex<HashMap<String, [OwnedFd; 3]>>,
     /// Containers whose monitor's status pipe a thread reads: `None` until the exit is reported.
     exits: Mutex<HashMap<String, Option<i32>>>,
+    /// Notified on every exit report (waiters block on it instead of polling).
+    exit_reported: Condvar,
     /// Tells an attach stream its container has exited (see [`Attachments::finish_watch`]).
     exit_signals: Mutex<HashMap<String, oneshot::Sender<()>>>,
 }
@@ -70,6 +73,7 @@ impl Attachments {
                 None => exits.remove(id),
             };
         }
+        self.exit_reported.notify_all();
         if let Some(tx) = self.exit_signals.lock().unwrap_or_else(|p| p.into_inner()).remove(id) {
             let _ = tx.send(());
         }
@@ -78,21 +82,37 @@ impl Attachments {
     /// The exit code of a watched container, waiting (at most 10 s) for a report on its way: a `--rm`
     /// container's directory goes just before its monitor reports. `None` if nobody watches `id`.
     pub fn await_exit(&self, id: &str) -> Option<i32> {
-        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let end = Instant::now() + Duration::from_secs(10);
+        let mut exits = self.exits.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            {
-                let mut exits = self.exits.lock().unwrap_or_else(|p| p.into_inner());
-                match exits.get(id) {
-                    Some(Some(code)) => {
-                        let code = *code;
-                        exits.remove(id);
-                        return Some(code);
-                    }
-                    Some(None) if std::time::Instant::now() < end => {}
-                    _ => return None,
+            match exits.get(id) {
+                Some(Some(code)) => {
+                    let code = *code;
+                    exits.remove(id);
+                    return Some(code);
                 }
+                Some(None) => {
+                    let left = end.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    exits = self.exit_reported.wait_timeout(exits, left).unwrap_or_else(|p| p.into_inner()).0;
+                }
+                None => return None,
             }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Blocks until the next exit report of container `id` if this server watches it and it has not reported
+    /// yet (at most `longest`, so a waiter still notices a closed connection or a change made by another
+    /// process); otherwise sleeps `poll`, the state file being the only witness then.
+    pub fn pause_for_exit(&self, id: &str, poll: Duration, longest: Duration) {
+        let exits = self.exits.lock().unwrap_or_else(|p| p.into_inner());
+        if matches!(exits.get(id), Some(None)) {
+            let _ = self.exit_reported.wait_timeout(exits, longest);
+        } else {
+            drop(exits);
+            std::thread::sleep(poll);
         }
     }
 
@@ -297,7 +317,7 @@ async fn pump<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static>
     tty: bool,
     wanted: [bool; 2],
 ) {
-    let (mut client_in, mut client_out) = tokio::io::split(io);
+    let (client_in, mut client_out) = tokio::io::split(io);
     match source {
         Source::Log(mut rx) => {
             while let Some(chunk) = rx.recv().await {
@@ -305,14 +325,11 @@ async fn pump<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static>
                     break;
                 }
             }
+            let _ = client_out.shutdown().await;
         }
         Source::Pipes(ends) => {
             let stdin_task = match ends.stdin.map(pipe::Sender::from_owned_fd) {
-                Some(Ok(mut sink)) => Some(tokio::spawn(async move {
-                    // The client's half-close (docker's CloseWrite at stdin EOF) ends the copy; dropping the
-                    // sender then gives the container EOF.
-                    let _ = tokio::io::copy(&mut client_in, &mut sink).await;
-                })),
+                Some(Ok(sink)) => Some(copy_input(client_in, sink)),
                 Some(Err(e)) => {
                     tracing::warn!("cannot use the stdin pipe: {e}");
                     None
@@ -325,12 +342,41 @@ async fn pump<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static>
                 (Ok(out), Ok(err)) => copy_output(out, err, &mut client_out, tty, wanted, Some(ends.exited)).await,
                 (Err(e), _) | (_, Err(e)) => tracing::warn!("cannot use the output pipes: {e}"),
             }
-            if let Some(t) = stdin_task {
-                t.abort();
-            }
+            end_stream(client_out, stdin_task).await;
         }
     }
+}
+
+/// Copies the client's input to the container's stdin pipe. The client's half-close (docker's CloseWrite at
+/// stdin EOF) ends the copy; dropping the sender then gives the container EOF.
+pub(super) fn copy_input<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
+    mut client_in: R,
+    mut sink: pipe::Sender,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if tokio::io::copy(&mut client_in, &mut sink).await.is_err() {
+            // The container stopped reading (it exited): what the client still sends is read and dropped, else
+            // the close finds unread input and resets the connection, and the client sees ECONNRESET instead
+            // of the end of the output.
+            drop(sink);
+            let _ = tokio::io::copy(&mut client_in, &mut tokio::io::sink()).await;
+        }
+    })
+}
+
+/// Ends a hijacked stream: the end of the output first, then a short grace for the client to close its side,
+/// so input it sent meanwhile (a terminal's EOF character, keys typed as the container exited) is read rather
+/// than left unread, which would turn our close into a reset.
+pub(super) async fn end_stream<W: tokio::io::AsyncWrite + Unpin>(
+    mut client_out: W,
+    stdin_task: Option<tokio::task::JoinHandle<()>>,
+) {
     let _ = client_out.shutdown().await;
+    if let Some(mut t) = stdin_task {
+        if tokio::time::timeout(Duration::from_secs(2), &mut t).await.is_err() {
+            t.abort();
+        }
+    }
 }
 
 /// Copies the container's output pipes to the client until both close — or, once `exited` fires, until both

@@ -596,13 +596,16 @@ pub async fn wait(State(state): State<ApiState>, Path(name): Path<String>, q: Qu
     };
     let root = state.root.clone();
     let scope = state.scope.clone();
-    let (id, initial) = blocking(move || {
+    let (id, initial, no_restarts) = blocking(move || {
         let store = ContainerStore::open(&root);
         let c = super::scoped_container(scope.as_ref(), &store, &name)?;
         let s = store.state(&c.id)?;
-        Ok((c.id, s))
+        Ok((c.id, s, c.host_config.restart_policy.is_none()))
     })
     .await?;
+    // A monitor that restarts its container does not report the exits in between: those are seen in the state
+    // file only, looked at every 5 ms.
+    let longest = Duration::from_millis(if no_restarts { 500 } else { 5 });
     let (tx, rx) = mpsc::channel(1);
     let root = state.root.clone();
     let attachments = state.attach.clone();
@@ -642,8 +645,9 @@ pub async fn wait(State(state): State<ApiState>, Path(name): Path<String>, q: Qu
                 // the last state read.
                 Err(_) => break attachments.await_exit(&id).unwrap_or(last.exit_code),
             }
-            // One state file read per look: cheap enough to answer `docker run` within a few milliseconds.
-            std::thread::sleep(Duration::from_millis(5));
+            // A container this server started: woken by its monitor's exit report (the state is written before
+            // it), so `docker run` gets its exit code at once. Others: one state file read per look.
+            attachments.pause_for_exit(&id, Duration::from_millis(5), longest);
         };
         let body = json!({ "StatusCode": code, "Error": null }).to_string();
         let _ = tx.blocking_send(axum::body::Bytes::from(body));

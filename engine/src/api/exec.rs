@@ -20,11 +20,10 @@ use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
 use tokio::net::unix::pipe;
 use tokio::sync::oneshot;
 
-use super::attach::{copy_output, pipe_pair, stream_type};
+use super::attach::{copy_input, copy_output, end_stream, pipe_pair, stream_type};
 use super::{blocking, parse_json, read_body, ApiError, ApiResult, ApiState, Json};
 use crate::container::ContainerStore;
 
@@ -216,12 +215,9 @@ pub async fn start(State(state): State<ApiState>, Path(id): Path<String>, mut re
             Ok(upgraded) => TokioIo::new(upgraded),
             Err(e) => return tracing::debug!(exec.id = %id, "exec upgrade failed: {e}"),
         };
-        let (mut client_in, mut client_out) = tokio::io::split(io);
-        let stdin_task = in_host.and_then(|fd| pipe::Sender::from_owned_fd(fd).ok()).map(|mut sink| {
-            tokio::spawn(async move {
-                let _ = tokio::io::copy(&mut client_in, &mut sink).await;
-            })
-        });
+        let (client_in, mut client_out) = tokio::io::split(io);
+        let stdin_task =
+            in_host.and_then(|fd| pipe::Sender::from_owned_fd(fd).ok()).map(|sink| copy_input(client_in, sink));
         if let (Ok(out), Ok(err)) = (pipe::Receiver::from_owned_fd(out_r), pipe::Receiver::from_owned_fd(err_r)) {
             let copy = copy_output(out, err, &mut client_out, tty, wanted, None);
             tokio::pin!(copy);
@@ -233,10 +229,7 @@ pub async fn start(State(state): State<ApiState>, Path(id): Path<String>, mut re
                 _ = &mut done_rx => { let _ = tokio::time::timeout(Duration::from_millis(500), &mut copy).await; }
             }
         }
-        if let Some(t) = stdin_task {
-            t.abort();
-        }
-        let _ = client_out.shutdown().await;
+        end_stream(client_out, stdin_task).await;
     });
     let mut res = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let h = res.headers_mut();

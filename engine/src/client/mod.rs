@@ -63,6 +63,9 @@ pub enum Error {
     /// The server answered with an error status; `message` is its `{"message": …}`.
     #[error("{message}")]
     Api { status: StatusCode, message: String },
+    /// A request body could not be serialised as JSON (a bug in the caller's request type).
+    #[error("cannot encode the request body as JSON: {0}")]
+    Encode(#[source] serde_json::Error),
     /// A response body was not the JSON expected.
     #[error("unexpected response to {what}: {source}")]
     Decode {
@@ -111,10 +114,10 @@ pub enum RequestBody {
 }
 
 impl RequestBody {
-    /// A JSON body. Serialising request types (strings, string-keyed maps, numbers, `serde_json::Value`) cannot
-    /// fail; a type whose `Serialize` does fail sends an empty body, which the server refuses with a 400.
-    pub fn json<T: Serialize + ?Sized>(value: &T) -> RequestBody {
-        RequestBody::Bytes(serde_json::to_vec(value).unwrap_or_default())
+    /// A JSON body. A value that cannot be serialised (a map with non-string keys, a failing `Serialize`) is an
+    /// error here rather than an empty body sent to the server.
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<RequestBody> {
+        serde_json::to_vec(value).map(RequestBody::Bytes).map_err(Error::Encode)
     }
 }
 
@@ -161,13 +164,13 @@ impl ApiClient {
 
     /// `POST path` with an optional JSON body and decode the JSON answer.
     pub fn post_json<T: DeserializeOwned, B: Serialize + ?Sized>(&self, path: &str, body: Option<&B>) -> Result<T> {
-        let body = body.map_or(RequestBody::Empty, RequestBody::json);
+        let body = body.map_or(Ok(RequestBody::Empty), RequestBody::json)?;
         self.request(Method::POST, path, &[], body)?.json()
     }
 
     /// `POST path` with an optional JSON body, ignoring the answer's body (start, stop, kill, tag …).
     pub fn post<B: Serialize + ?Sized>(&self, path: &str, body: Option<&B>) -> Result<StatusCode> {
-        let body = body.map_or(RequestBody::Empty, RequestBody::json);
+        let body = body.map_or(Ok(RequestBody::Empty), RequestBody::json)?;
         let mut res = self.request(Method::POST, path, &[], body)?;
         let status = res.status();
         res.discard()?;

@@ -55,6 +55,15 @@ fn frames_demultiplex_and_a_cut_frame_is_an_error() {
 }
 
 #[test]
+fn a_body_that_cannot_be_json_is_an_error_not_an_empty_body() {
+    let bad: std::collections::BTreeMap<(u8, u8), u8> = [((1, 2), 3)].into();
+    assert!(matches!(RequestBody::json(&bad), Err(Error::Encode(_))));
+    let err = RequestBody::json(&bad).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.starts_with("cannot encode the request body as JSON: "), "{err}");
+    assert!(matches!(RequestBody::json(&serde_json::json!({"a": 1})), Ok(RequestBody::Bytes(b)) if b == br#"{"a":1}"#));
+}
+
+#[test]
 fn registry_auth_is_what_the_server_decodes() {
     use base64::Engine as _;
     let header = registry_auth("me", "s3cret", "localhost:5000");

@@ -22,9 +22,28 @@ pub enum PathKind {
     Other,
 }
 
-fn mounted(store: &ContainerStore, id: &str) -> Result<Mounted> {
+/// The container's rootfs, mounted while it is needed, and `path` resolved in it (see [`etc_file`]).
+fn located(store: &ContainerStore, id: &str, path: &str) -> Result<(Mounted, PathBuf)> {
     let c = store.load(id)?;
-    Mounted::ensure(RootfsDirs::of(&store.dir(id), &c))
+    let m = Mounted::ensure(RootfsDirs::of(&store.dir(id), &c))?;
+    let full = resolve(m.path(), path)?;
+    let full = etc_file(store, id, &c.host_config.network_mode, m.path(), &full).unwrap_or(full);
+    Ok((m, full))
+}
+
+/// The files the container's `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` are bind-mounted from (its
+/// directory's, or with `--network container:X` X's, as in the runtime spec): in the rootfs they are empty mount
+/// targets, which is all the host sees, running or not. docker copies their content; so does `cp`.
+fn etc_file(store: &ContainerStore, id: &str, network_mode: &str, rootfs: &Path, full: &Path) -> Option<PathBuf> {
+    let name = full.file_name()?;
+    if full.parent()? != rootfs.join("etc") || !["hostname", "hosts", "resolv.conf"].iter().any(|f| name == *f) {
+        return None;
+    }
+    let dir = match super::network::joined_container(network_mode) {
+        Some(other) if store.dir(other).join(name).is_file() => store.dir(other),
+        _ => store.dir(id),
+    };
+    Some(dir.join(name)).filter(|f| f.is_file())
 }
 
 /// Resolves `path` inside `rootfs`: every directory component follows symlinks within the rootfs; the last
@@ -41,8 +60,7 @@ fn resolve(rootfs: &Path, path: &str) -> Result<PathBuf> {
 
 /// The kind of `path` in container `id`, `None` if it does not exist.
 pub fn stat(store: &ContainerStore, id: &str, path: &str) -> Result<Option<PathKind>> {
-    let m = mounted(store, id)?;
-    let full = resolve(m.path(), path)?;
+    let (_mounted, full) = located(store, id, path)?;
     let meta = fs::metadata(&full).or_else(|_| fs::symlink_metadata(&full));
     Ok(meta.ok().map(|meta| if meta.is_dir() { PathKind::Dir } else { PathKind::Other }))
 }
@@ -63,8 +81,7 @@ pub struct PathStat {
 /// not exist.
 pub fn path_stat(store: &ContainerStore, id: &str, path: &str) -> Result<Option<PathStat>> {
     use std::os::unix::fs::MetadataExt;
-    let m = mounted(store, id)?;
-    let full = resolve(m.path(), path)?;
+    let (_mounted, full) = located(store, id, path)?;
     let Ok(meta) = fs::symlink_metadata(&full) else { return Ok(None) };
     let ft = meta.file_type();
     let mut mode = meta.mode() & 0o777;
@@ -86,8 +103,7 @@ pub fn path_stat(store: &ContainerStore, id: &str, path: &str) -> Result<Option<
 
 /// Writes `path` of container `id` as a tar stream to `out`.
 pub fn archive(store: &ContainerStore, id: &str, path: &str, out: impl Write) -> Result<()> {
-    let m = mounted(store, id)?;
-    let full = resolve(m.path(), path)?;
+    let (_mounted, full) = located(store, id, path)?;
     let meta = fs::symlink_metadata(&full)
         .map_err(|_| Error::NoSuchPath { container: id.to_owned(), path: path.to_owned() })?;
     let mut b = tar::Builder::new(out);
@@ -109,7 +125,8 @@ pub fn archive(store: &ContainerStore, id: &str, path: &str, out: impl Write) ->
 
 /// Unpacks the tar stream `input` into directory `dir` of container `id`.
 pub fn extract(store: &ContainerStore, id: &str, dir: &str, input: impl Read) -> Result<()> {
-    let m = mounted(store, id)?;
+    let c = store.load(id)?;
+    let m = Mounted::ensure(RootfsDirs::of(&store.dir(id), &c))?;
     let rel = clean_relative(std::ffi::OsStr::new(dir))
         .ok_or_else(|| Error::NoSuchPath { container: id.to_owned(), path: dir.to_owned() })?;
     let target = resolve_in_root(m.path(), &rel, dir).map_err(|e| Error::Runtime(e.to_string()))?;

@@ -351,10 +351,12 @@ impl ContainerStore {
 
     /// Finds a container by full ID, exact name (with or without `/`), or unique ID prefix — docker's order.
     pub fn resolve(&self, s: &str) -> Result<Container> {
-        let ids = self.ids()?;
-        if ids.iter().any(|id| id == s) {
+        // A full ID (what API clients send after create) is its own directory: no listing, which stats every
+        // container's record (200 containers: 200 statx per request).
+        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) && self.dir(s).join("config.json").is_file() {
             return self.load(s);
         }
+        let ids = self.ids()?;
         let name = s.strip_prefix('/').unwrap_or(s);
         let mut records = Vec::new();
         for id in &ids {

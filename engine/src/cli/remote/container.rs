@@ -480,11 +480,14 @@ fn run_container(args: RunArgs, client: &ApiClient) -> anyhow::Result<ExitCode> 
 fn pump(h: &Hijacked, interactive: bool, tty: bool) -> anyhow::Result<()> {
     // With -t on a terminal, keys go to the container as typed (the container's TTY does the echo and the line
     // editing); the terminal is restored when the guard drops.
-    let _raw = if tty && interactive { RawTerminal::enter() } else { None };
+    let raw = if tty && interactive { RawTerminal::enter() } else { None };
     if interactive {
         let mut writer = h.writer().context("cannot copy stdin to the attached stream")?;
+        let (typed, typed_eof) = raw.as_ref().map_or((Vec::new(), false), |r| (r.typed.clone(), r.typed_eof));
         std::thread::spawn(move || {
-            let _ = io::copy(&mut io::stdin().lock(), &mut writer);
+            if writer.write_all(&typed).is_ok() && !typed_eof {
+                let _ = io::copy(&mut io::stdin().lock(), &mut writer);
+            }
             let _ = writer.shutdown(std::net::Shutdown::Write);
         });
     }
@@ -500,9 +503,16 @@ fn pump(h: &Hijacked, interactive: bool, tty: bool) -> anyhow::Result<()> {
 /// This terminal in raw mode until dropped (`None` when stdin is not a terminal).
 struct RawTerminal {
     saved: nix::sys::termios::Termios,
+    /// Input typed before raw mode, read in the terminal's line mode (see [`RawTerminal::enter`]).
+    typed: Vec<u8>,
+    /// That input ended with the EOF character (^D at the start of a line): the container's stdin ends there.
+    typed_eof: bool,
 }
 
 impl RawTerminal {
+    /// Raw mode, after reading what was already typed in line mode: a pending EOF character is a marker in the
+    /// line discipline's buffer that reads as a NUL byte once the terminal is raw (it reached the container as
+    /// input, whose TTY echoed it: the output ended with a stray NUL). Read in line mode, it is the end of input.
     fn enter() -> Option<RawTerminal> {
         use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
         let stdin = io::stdin();
@@ -510,11 +520,39 @@ impl RawTerminal {
             return None;
         }
         let saved = tcgetattr(&stdin).ok()?;
+        let (typed, typed_eof) = read_pending_lines();
         let mut raw = saved.clone();
         cfmakeraw(&mut raw);
         tcsetattr(&stdin, SetArg::TCSANOW, &raw).ok()?;
-        Some(RawTerminal { saved })
+        Some(RawTerminal { saved, typed, typed_eof })
     }
+}
+
+/// The complete lines waiting on the terminal on stdin (line mode), and whether an EOF character followed them;
+/// non-blocking reads, so nothing waits for input that is not there.
+fn read_pending_lines() -> (Vec<u8>, bool) {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use std::os::fd::AsRawFd;
+    let stdin = io::stdin().as_raw_fd();
+    let Ok(flags) = fcntl(stdin, FcntlArg::F_GETFL) else { return (Vec::new(), false) };
+    let flags = OFlag::from_bits_truncate(flags);
+    if fcntl(stdin, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).is_err() {
+        return (Vec::new(), false);
+    }
+    let (mut typed, mut eof, mut buf) = (Vec::new(), false, [0u8; 4096]);
+    loop {
+        match nix::unistd::read(stdin, &mut buf) {
+            Ok(0) => {
+                eof = true;
+                break;
+            }
+            Ok(n) => typed.extend_from_slice(&buf[..n]),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    let _ = fcntl(stdin, FcntlArg::F_SETFL(flags));
+    (typed, eof)
 }
 
 impl Drop for RawTerminal {
@@ -706,7 +744,7 @@ fn exec(args: ExecArgs, client: &ApiClient) -> anyhow::Result<ExitCode> {
         client.post(&format!("/exec/{id}/start"), Some(&start))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let hijacked = client.upgrade(&format!("/exec/{id}/start"), RequestBody::json(&start))?;
+    let hijacked = client.upgrade(&format!("/exec/{id}/start"), RequestBody::json(&start)?)?;
     pump(&hijacked, args.interactive, args.tty)?;
     let v: Value = client.get_json(&format!("/exec/{id}/json"))?;
     Ok(exit(v["ExitCode"].as_i64().unwrap_or(i64::from(engine::error::EXIT_ENGINE))))
