@@ -57,6 +57,8 @@ struct CreateBody {
     stop_signal: Option<String>,
     stop_timeout: Option<i64>,
     healthcheck: Option<HealthConfig>,
+    /// `{"80/tcp": {}}`: only the keys matter.
+    exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
     host_config: Option<HostConfigBody>,
     networking_config: Option<NetworkingConfigBody>,
 }
@@ -78,6 +80,10 @@ struct HostConfigBody {
     tmpfs: Option<BTreeMap<String, String>>,
     volumes_from: Option<Vec<String>>,
     security_opt: Option<Vec<String>>,
+    extra_hosts: Option<Vec<String>>,
+    dns: Option<Vec<String>>,
+    dns_search: Option<Vec<String>>,
+    dns_options: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -114,6 +120,15 @@ struct NetworkingConfigBody {
 #[serde(rename_all = "PascalCase", default)]
 struct EndpointBody {
     aliases: Option<Vec<String>>,
+    #[serde(rename = "IPAMConfig")]
+    ipam_config: Option<EndpointIpamBody>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct EndpointIpamBody {
+    #[serde(rename = "IPv4Address")]
+    ipv4_address: Option<String>,
 }
 
 /// Maps docker's create body onto the CLI's options (the same merge rules then apply).
@@ -178,11 +193,16 @@ fn create_options(body: CreateBody, name: Option<String>) -> ApiResult<CreateOpt
         .map(|(target, opts)| if opts.is_empty() { target } else { format!("{target}:{opts}") })
         .collect();
     let network = hc.network_mode.filter(|n| !n.is_empty() && n != "default");
-    let network_aliases = body
+    let endpoints: Vec<EndpointBody> = body
         .networking_config
         .and_then(|n| n.endpoints_config)
-        .map(|eps| eps.into_values().flatten().flat_map(|e| e.aliases.unwrap_or_default()).collect())
+        .map(|eps| eps.into_values().flatten().collect())
         .unwrap_or_default();
+    let ip = endpoints
+        .iter()
+        .find_map(|e| e.ipam_config.as_ref().and_then(|i| i.ipv4_address.clone()))
+        .filter(|ip| !ip.is_empty());
+    let network_aliases = endpoints.into_iter().flat_map(|e| e.aliases.unwrap_or_default()).collect();
     let (healthcheck, no_healthcheck) = match body.healthcheck {
         Some(h) if h.test.first().is_some_and(|t| t == "NONE") => (None, true),
         other => (other, false),
@@ -203,9 +223,15 @@ fn create_options(body: CreateBody, name: Option<String>) -> ApiResult<CreateOpt
         volumes_from: hc.volumes_from.unwrap_or_default(),
         network,
         network_aliases,
+        ip,
         publish,
         publish_all: hc.publish_all_ports.unwrap_or(false),
         hostname: body.hostname.filter(|h| !h.is_empty()),
+        add_hosts: hc.extra_hosts.unwrap_or_default(),
+        dns: hc.dns.unwrap_or_default(),
+        dns_search: hc.dns_search.unwrap_or_default(),
+        dns_options: hc.dns_options.unwrap_or_default(),
+        expose: body.exposed_ports.unwrap_or_default().into_keys().collect(),
         memory: hc.memory.filter(|m| *m > 0).map(|m| m.to_string()),
         cpus: hc.nano_cpus.filter(|n| *n > 0).map(|n| n as f64 / 1e9),
         pids_limit: hc.pids_limit.filter(|p| *p > 0),
@@ -879,6 +905,65 @@ mod tests {
         assert_eq!(o.tmpfs, ["/run:size=1m"]);
         let o = options(r#"{"Image":"x","Entrypoint":["sh","-c"],"Cmd":"exit 3"}"#).map_err(|e| e.message)?;
         assert_eq!((o.entrypoint.as_deref(), o.cmd), (Some("sh"), vec!["-c".to_owned(), "exit 3".to_owned()]));
+        Ok(())
+    }
+
+    /// What compose sends over the API (`compose::create_body`) is read back as the options it was made from.
+    #[test]
+    fn compose_create_bodies_round_trip() -> Result<(), String> {
+        let sent = CreateOptions {
+            image: "busybox".into(),
+            cmd: vec!["-c".into(), "exit 3".into()],
+            name: Some("demo-app-1".into()),
+            env: vec!["A=1".into(), "FROM_CLIENT".into(), "UNSET_HERE".into()],
+            workdir: Some("/w".into()),
+            user: Some("1000".into()),
+            entrypoint: Some("sh".into()),
+            binds: vec!["demo_data:/data:ro".into(), "/anon".into()],
+            tmpfs: vec!["/run:size=1m".into()],
+            network: Some("demo_default".into()),
+            network_aliases: vec!["app".into(), "web".into()],
+            ip: Some("10.5.0.9".into()),
+            publish: vec!["127.0.0.1:8080:80/tcp".into(), "53/udp".into()],
+            hostname: Some("h".into()),
+            add_hosts: vec!["db:10.0.0.2".into()],
+            dns: vec!["10.0.0.53".into()],
+            expose: vec!["9000/tcp".into()],
+            memory: Some("64m".into()),
+            cpus: Some(0.5),
+            restart: Some("on-failure:3".into()),
+            init: true,
+            labels: vec!["com.docker.compose.service=app".into()],
+            stop_signal: Some("SIGINT".into()),
+            stop_timeout: Some(3),
+            healthcheck: Some(HealthConfig {
+                test: vec!["CMD".into(), "true".into()],
+                interval: 1,
+                ..HealthConfig::default()
+            }),
+            ..CreateOptions::default()
+        };
+        let lookup = |k: &str| (k == "FROM_CLIENT").then(|| "v".to_string());
+        let body = crate::compose::create_body::create_body(&sent, &lookup).map_err(|e| e.to_string())?;
+        let got = options(&body.to_string()).map_err(|e| e.message)?;
+        assert_eq!(got.env, ["A=1", "FROM_CLIENT=v"]);
+        assert_eq!(got.publish.len(), 2);
+        assert!(
+            got.publish.contains(&"127.0.0.1:8080:80/tcp".to_string()) && got.publish.contains(&"53/udp".to_string())
+        );
+        assert_eq!(got.memory.as_deref(), Some("67108864"));
+        let mut got_aliases = got.network_aliases.clone();
+        got_aliases.sort();
+        assert_eq!(got_aliases, ["app", "web"]);
+        let strip = |o: CreateOptions| CreateOptions {
+            name: None,
+            env: Vec::new(),
+            publish: Vec::new(),
+            memory: None,
+            network_aliases: Vec::new(),
+            ..o
+        };
+        assert_eq!(format!("{:?}", strip(got)), format!("{:?}", strip(sent)));
         Ok(())
     }
 
