@@ -420,7 +420,8 @@ fn the_engine_called_docker_compose_runs_compose_verbs() {
     let file = p.path().join("compose.yaml").display().to_string();
     let run = |args: &[&str]| {
         let mut c = std::process::Command::new(&link);
-        c.env("DRYDOCK_ROOT", p.engine.root()).args(["-p", &p.name, "-f", &file]).args(args);
+        // Called as docker-compose the binary is a client of a server unless --root is on the command line.
+        c.arg("--root").arg(p.engine.root()).args(["-p", &p.name, "-f", &file]).args(args);
         c.stdin(std::process::Stdio::null());
         Run::of(&mut c)
     };

@@ -4,6 +4,7 @@
 mod agent;
 mod api;
 mod build;
+mod client;
 mod compose;
 mod config;
 mod containers;

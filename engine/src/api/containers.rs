@@ -57,8 +57,7 @@ struct CreateBody {
     stop_signal: Option<String>,
     stop_timeout: Option<i64>,
     healthcheck: Option<HealthConfig>,
-    /// `{"80/tcp": {}}`: only the keys matter.
-    exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
+    exposed_ports: Option<BTreeMap<String, Value>>,
     host_config: Option<HostConfigBody>,
     networking_config: Option<NetworkingConfigBody>,
 }
@@ -201,7 +200,7 @@ fn create_options(body: CreateBody, name: Option<String>) -> ApiResult<CreateOpt
     let ip = endpoints
         .iter()
         .find_map(|e| e.ipam_config.as_ref().and_then(|i| i.ipv4_address.clone()))
-        .filter(|ip| !ip.is_empty());
+        .filter(|a| !a.is_empty());
     let network_aliases = endpoints.into_iter().flat_map(|e| e.aliases.unwrap_or_default()).collect();
     let (healthcheck, no_healthcheck) = match body.healthcheck {
         Some(h) if h.test.first().is_some_and(|t| t == "NONE") => (None, true),
@@ -224,14 +223,14 @@ fn create_options(body: CreateBody, name: Option<String>) -> ApiResult<CreateOpt
         network,
         network_aliases,
         ip,
-        publish,
-        publish_all: hc.publish_all_ports.unwrap_or(false),
-        hostname: body.hostname.filter(|h| !h.is_empty()),
         add_hosts: hc.extra_hosts.unwrap_or_default(),
         dns: hc.dns.unwrap_or_default(),
         dns_search: hc.dns_search.unwrap_or_default(),
         dns_options: hc.dns_options.unwrap_or_default(),
         expose: body.exposed_ports.unwrap_or_default().into_keys().collect(),
+        publish,
+        publish_all: hc.publish_all_ports.unwrap_or(false),
+        hostname: body.hostname.filter(|h| !h.is_empty()),
         memory: hc.memory.filter(|m| *m > 0).map(|m| m.to_string()),
         cpus: hc.nano_cpus.filter(|n| *n > 0).map(|n| n as f64 / 1e9),
         pids_limit: hc.pids_limit.filter(|p| *p > 0),

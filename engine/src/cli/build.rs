@@ -60,13 +60,13 @@ enum StdinContext {
     Dockerfile(String),
 }
 
-fn read_stdin() -> anyhow::Result<Vec<u8>> {
+pub(super) fn read_stdin() -> anyhow::Result<Vec<u8>> {
     let mut buf = Vec::new();
     io::stdin().lock().read_to_end(&mut buf).context("cannot read standard input")?;
     Ok(buf)
 }
 
-fn is_archive(bytes: &[u8]) -> bool {
+pub(super) fn is_archive(bytes: &[u8]) -> bool {
     bytes.starts_with(&[0x1f, 0x8b]) || (bytes.len() >= 262 && &bytes[257..262] == b"ustar")
 }
 

@@ -31,6 +31,10 @@ pub struct Cli {
     /// Log level for engine diagnostics on stderr (error, warn, info, debug, trace).
     #[arg(long, global = true, env = "DRYDOCK_LOG", default_value = "warn")]
     pub log_level: String,
+    /// Engine API server to use instead of the root: unix:///path or tcp://host:port (docker's -H; else
+    /// DRYDOCK_HOST, else DOCKER_HOST).
+    #[arg(short = 'H', long = "host", global = true)]
+    pub host: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -146,14 +150,15 @@ fn rewrite_management_forms(args: &mut Vec<std::ffi::OsString>) {
     }
 }
 
-/// Where the verbs go: the engine root, or a server. `docker`/`docker-compose` always use a server
-/// (`DRYDOCK_HOST`, `DOCKER_HOST`, else docker's default socket); `engine` uses one when `DRYDOCK_HOST` or
-/// `DOCKER_HOST` is set and `--root` is not on the command line. `serve` and the container monitor always work
-/// on the root.
+/// Where the verbs go: the engine root, or a server. `-H` names a server; else `--root` on the command line
+/// means the root; else `docker`/`docker-compose` always use a server (`DRYDOCK_HOST`, `DOCKER_HOST`, else
+/// docker's default socket) and `engine` uses one when `DRYDOCK_HOST` or `DOCKER_HOST` is set. `serve` and the
+/// container monitor always work on the root.
 fn server_for(
     command: &Command,
     invoked_as: InvokedAs,
     root_on_command_line: bool,
+    host_flag: Option<&str>,
 ) -> engine::client::Result<Option<engine::client::Host>> {
     use engine::client::{host::DEFAULT_DOCKER_HOST, Host};
     let on_root_only =
@@ -161,11 +166,15 @@ fn server_for(
     if on_root_only {
         return Ok(None);
     }
-    if invoked_as != InvokedAs::Engine {
-        return Ok(Some(Host::from_env()?.map_or_else(|| Host::parse(DEFAULT_DOCKER_HOST), Ok)?));
+    if let Some(h) = host_flag {
+        return Host::parse(h).map(Some);
     }
+    // An explicit `--root` is a request for the root, whatever the name the binary was called by.
     if root_on_command_line {
         return Ok(None);
+    }
+    if invoked_as != InvokedAs::Engine {
+        return Ok(Some(Host::from_env()?.map_or_else(|| Host::parse(DEFAULT_DOCKER_HOST), Ok)?));
     }
     Host::from_env()
 }
@@ -189,7 +198,7 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log_level).unwrap_or_default())
         .try_init();
-    let result = match server_for(&cli.command, invoked_as, root_on_command_line) {
+    let result = match server_for(&cli.command, invoked_as, root_on_command_line, cli.host.as_deref()) {
         Err(e) => Err(e.into()),
         Ok(Some(host)) => engine::client::ApiClient::new(host)
             .map_err(anyhow::Error::from)
@@ -320,4 +329,38 @@ pub fn print_inspect(values: &[serde_json::Value], format: Option<&str>) -> anyh
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewritten(args: &[&str]) -> Vec<String> {
+        let mut v: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        rewrite_management_forms(&mut v);
+        v.into_iter().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn docker_management_forms_become_plain_verbs() {
+        assert_eq!(rewritten(&["docker", "image", "build", "-t", "x", "."]), ["docker", "build", "-t", "x", "."]);
+        assert_eq!(rewritten(&["e", "--root", "/r", "image", "push", "x"]), ["e", "--root", "/r", "push", "x"]);
+        assert_eq!(rewritten(&["docker", "image", "ls"]), ["docker", "image", "ls"]);
+        assert_eq!(rewritten(&["docker", "run", "image", "build"]), ["docker", "run", "image", "build"]);
+    }
+
+    #[test]
+    fn docker_and_docker_compose_are_always_remote_and_root_wins_for_engine() {
+        let cli = |args: &[&str]| Cli::try_parse_from(args).expect("valid command line").command;
+        let ps = cli(&["engine", "ps"]);
+        // Called as docker: a server even without DOCKER_HOST (docker's default socket, or the environment's).
+        assert!(matches!(server_for(&ps, InvokedAs::Docker, false, None), Ok(Some(_))));
+        assert!(matches!(server_for(&ps, InvokedAs::Engine, true, None), Ok(None)));
+        assert!(matches!(server_for(&ps, InvokedAs::DockerCompose, true, None), Ok(None)));
+        let serve = cli(&["engine", "serve", "--socket", "/s"]);
+        assert!(matches!(server_for(&serve, InvokedAs::Docker, false, None), Ok(None)));
+        // -H names the server, even with --root (it is the more specific request).
+        let expected = engine::client::Host::Unix("/h.sock".into());
+        assert_eq!(server_for(&ps, InvokedAs::Engine, true, Some("unix:///h.sock")).ok().flatten(), Some(expected));
+    }
 }

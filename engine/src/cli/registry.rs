@@ -334,7 +334,7 @@ fn logout_cmd(a: LogoutArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn prompt(label: &str) -> anyhow::Result<String> {
+pub(super) fn prompt(label: &str) -> anyhow::Result<String> {
     print!("{label}");
     io::stdout().flush()?;
     let mut line = String::new();
@@ -343,7 +343,7 @@ fn prompt(label: &str) -> anyhow::Result<String> {
 }
 
 /// Reads a line from the terminal without echoing it.
-fn prompt_hidden(label: &str) -> anyhow::Result<String> {
+pub(super) fn prompt_hidden(label: &str) -> anyhow::Result<String> {
     use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
     let stdin = io::stdin();
     let saved = tcgetattr(&stdin).context("cannot read the terminal settings")?;

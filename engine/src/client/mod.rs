@@ -111,16 +111,17 @@ pub enum RequestBody {
 }
 
 impl RequestBody {
-    /// A JSON body.
+    /// A JSON body. Serialising request types (strings, string-keyed maps, numbers, `serde_json::Value`) cannot
+    /// fail; a type whose `Serialize` does fail sends an empty body, which the server refuses with a 400.
     pub fn json<T: Serialize + ?Sized>(value: &T) -> RequestBody {
-        // Serialising our own request types (strings, maps, numbers) cannot fail.
         RequestBody::Bytes(serde_json::to_vec(value).unwrap_or_default())
     }
 }
 
 type Body = UnsyncBoxBody<Bytes, io::Error>;
 
-/// A blocking Engine API client. Cheap to keep for the whole command; not `Sync` (one runtime, one caller).
+/// A blocking Engine API client. Cheap to keep for the whole command; calls block the calling thread on the
+/// client's own current-thread runtime, so do not call it from inside another tokio runtime.
 pub struct ApiClient {
     host: Host,
     runtime: tokio::runtime::Runtime,

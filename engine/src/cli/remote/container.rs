@@ -207,36 +207,8 @@ fn exit(code: i64) -> ExitCode {
     ExitCode::from((code & 0xff) as u8)
 }
 
-/// Flags the server's create endpoint does not take: refused rather than silently dropped.
-fn unsupported_flags(a: &CreateArgs) -> Option<&'static str> {
-    [
-        (!a.add_host.is_empty(), "--add-host"),
-        (!a.dns.is_empty(), "--dns"),
-        (!a.dns_search.is_empty(), "--dns-search"),
-        (!a.dns_option.is_empty(), "--dns-option"),
-        (!a.expose.is_empty(), "--expose"),
-        (a.ip.is_some(), "--ip"),
-        (a.health_cmd.is_some() || a.health_interval.is_some() || a.health_timeout.is_some(), "--health-*"),
-        (
-            a.health_start_period.is_some() || a.health_start_interval.is_some() || a.health_retries.is_some(),
-            "--health-*",
-        ),
-    ]
-    .into_iter()
-    .find_map(|(given, name)| given.then_some(name))
-}
-
 /// The docker `POST /containers/create` body for the flags.
 fn create_body(a: &CreateArgs) -> anyhow::Result<Value> {
-    if let Some(name) = unsupported_flags(a) {
-        return Err(ExitError {
-            code: engine::error::EXIT_ENGINE,
-            message: format!(
-                "{name} is not supported over the Engine API yet: run on the engine root (--root) instead"
-            ),
-        }
-        .into());
-    }
     // Environment: files first, then -e; a bare KEY takes this shell's value (dropped when unset, as docker).
     let mut env = Vec::new();
     for file in &a.env_file {
@@ -306,6 +278,10 @@ fn create_body(a: &CreateArgs) -> anyhow::Result<Value> {
             "AutoRemove": a.rm,
             "Init": a.init,
             "SecurityOpt": a.security_opt,
+            "ExtraHosts": a.add_host,
+            "Dns": a.dns,
+            "DnsSearch": a.dns_search,
+            "DnsOptions": a.dns_option,
         },
     });
     let set = |body: &mut Value, key: &str, v: Value| {
@@ -338,14 +314,35 @@ fn create_body(a: &CreateArgs) -> anyhow::Result<Value> {
     if let Some(t) = a.stop_timeout {
         set(&mut body, "StopTimeout", json!(t));
     }
+    let health = engine::container::health::HealthFlags {
+        cmd: a.health_cmd.clone(),
+        interval: a.health_interval,
+        timeout: a.health_timeout,
+        start_period: a.health_start_period,
+        start_interval: a.health_start_interval,
+        retries: a.health_retries,
+    }
+    .to_override();
     if a.no_healthcheck {
         set(&mut body, "Healthcheck", json!({"Test": ["NONE"]}));
+    } else if let Some(h) = health {
+        set(&mut body, "Healthcheck", serde_json::to_value(h)?);
+    }
+    if !a.expose.is_empty() {
+        let ports: BTreeMap<String, Value> = a
+            .expose
+            .iter()
+            .map(|p| (if p.contains('/') { p.clone() } else { format!("{p}/tcp") }, json!({})))
+            .collect();
+        set(&mut body, "ExposedPorts", json!(ports));
     }
     if let Some(n) = &a.network {
         set_host(&mut body, "NetworkMode", json!(n));
-        if !a.network_alias.is_empty() {
-            set(&mut body, "NetworkingConfig", json!({"EndpointsConfig": {n: {"Aliases": a.network_alias}}}));
+        let mut endpoint = json!({"Aliases": a.network_alias});
+        if let Some(ip) = &a.ip {
+            endpoint["IPAMConfig"] = json!({"IPv4Address": ip});
         }
+        set(&mut body, "NetworkingConfig", json!({"EndpointsConfig": {n: endpoint}}));
     }
     if let Some(r) = restart {
         set_host(&mut body, "RestartPolicy", r);
@@ -481,6 +478,9 @@ fn run_container(args: RunArgs, client: &ApiClient) -> anyhow::Result<ExitCode> 
 /// Copies a hijacked stream to stdout/stderr (demultiplexed without a TTY) and, with `interactive`, stdin to it
 /// on a thread of its own (half-closing the stream at stdin's end, which is the container's EOF).
 fn pump(h: &Hijacked, interactive: bool, tty: bool) -> anyhow::Result<()> {
+    // With -t on a terminal, keys go to the container as typed (the container's TTY does the echo and the line
+    // editing); the terminal is restored when the guard drops.
+    let _raw = if tty && interactive { RawTerminal::enter() } else { None };
     if interactive {
         let mut writer = h.writer().context("cannot copy stdin to the attached stream")?;
         std::thread::spawn(move || {
@@ -495,6 +495,32 @@ fn pump(h: &Hijacked, interactive: bool, tty: bool) -> anyhow::Result<()> {
         client::demux(&mut reader, &mut io::stdout().lock(), &mut io::stderr().lock())
     };
     r.context("the attached stream broke")
+}
+
+/// This terminal in raw mode until dropped (`None` when stdin is not a terminal).
+struct RawTerminal {
+    saved: nix::sys::termios::Termios,
+}
+
+impl RawTerminal {
+    fn enter() -> Option<RawTerminal> {
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        let stdin = io::stdin();
+        if !stdin.is_terminal() {
+            return None;
+        }
+        let saved = tcgetattr(&stdin).ok()?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(&stdin, SetArg::TCSANOW, &raw).ok()?;
+        Some(RawTerminal { saved })
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        let _ = nix::sys::termios::tcsetattr(io::stdin(), nix::sys::termios::SetArg::TCSANOW, &self.saved);
+    }
 }
 
 fn start(args: StartArgs, client: &ApiClient) -> anyhow::Result<ExitCode> {
@@ -780,4 +806,43 @@ fn path_stat_mode(header: &str) -> Option<u64> {
     let raw = base64::engine::general_purpose::STANDARD.decode(header.trim()).ok()?;
     let v: Value = serde_json::from_slice(&raw).ok()?;
     v["mode"].as_u64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_flags_become_port_bindings() {
+        let b = |p: &str| split_publish(p).map(|(v, port)| (v.to_string(), port)).ok();
+        assert_eq!(b("80"), Some((r#"{"HostIp":"","HostPort":""}"#.into(), "80/tcp".into())));
+        assert_eq!(b("8080:80"), Some((r#"{"HostIp":"","HostPort":"8080"}"#.into(), "80/tcp".into())));
+        assert_eq!(
+            b("127.0.0.1:8080:80/udp"),
+            Some((r#"{"HostIp":"127.0.0.1","HostPort":"8080"}"#.into(), "80/udp".into()))
+        );
+        assert_eq!(b("[::1]:53:53/udp"), Some((r#"{"HostIp":"::1","HostPort":"53"}"#.into(), "53/udp".into())));
+        assert_eq!(b("1:2:3:4"), None);
+    }
+
+    #[test]
+    fn mounts_and_tags_parse() {
+        let m = mount_json("type=bind,source=/a,target=/b,readonly").expect("valid mount");
+        assert_eq!(m, json!({"Type": "bind", "Source": "/a", "Target": "/b", "ReadOnly": true}));
+        assert!(mount_json("type=bind,target=/b,bind-propagation=shared")
+            .is_err_and(|e| e.to_string().contains("bind-propagation")));
+        assert_eq!(split_tag("localhost:5000/app:1"), ("localhost:5000/app".into(), "1".into()));
+        assert_eq!(split_tag("localhost:5000/app"), ("localhost:5000/app".into(), String::new()));
+    }
+
+    #[test]
+    fn start_errors_map_to_docker_exit_codes() {
+        let code = |m: &str| {
+            let e = start_error(client::Error::Api { status: hyper::StatusCode::BAD_REQUEST, message: m.into() });
+            e.downcast_ref::<ExitError>().map(|x| x.code)
+        };
+        assert_eq!(code("exec: \"nope\": executable file not found in $PATH"), Some(127));
+        assert_eq!(code("exec /etc/passwd: permission denied"), Some(126));
+        assert_eq!(code("cannot set up the network"), Some(125));
+    }
 }

@@ -154,6 +154,8 @@ fn print_progress(
     out: &mut dyn Write,
 ) -> anyhow::Result<Option<Value>> {
     let mut aux = None;
+    // Each state of a layer is printed once (docker's non-terminal output), not every progress update.
+    let mut seen = std::collections::HashSet::new();
     for line in lines {
         let v = line?;
         if let Some(e) = v["error"].as_str() {
@@ -169,6 +171,7 @@ fn print_progress(
             write!(out, "{s}")?;
         } else if let Some(status) = v["status"].as_str() {
             match v["id"].as_str() {
+                Some(id) if !seen.insert((id.to_owned(), status.to_owned())) => {}
                 Some(id) => writeln!(out, "{id}: {status}")?,
                 None => writeln!(out, "{status}")?,
             }
@@ -212,7 +215,12 @@ fn push(name: &str, quiet: bool, client: &ApiClient) -> anyhow::Result<ExitCode>
 
 fn login_cmd(a: LoginArgs, client: &ApiClient) -> anyhow::Result<ExitCode> {
     let registry = login::normalise_registry(a.server.as_deref());
-    let username = a.username.ok_or_else(|| anyhow::anyhow!("a user name is required: use -u USER"))?;
+    let stdin = io::stdin();
+    let username = match a.username {
+        Some(u) => u,
+        None if stdin.is_terminal() && !a.password_stdin => super::super::registry::prompt("Username: ")?,
+        None => anyhow::bail!("a user name is required: use -u USER"),
+    };
     let password = if a.password_stdin {
         let mut p = String::new();
         io::stdin().lock().read_to_string(&mut p).context("cannot read the password from standard input")?;
@@ -220,6 +228,8 @@ fn login_cmd(a: LoginArgs, client: &ApiClient) -> anyhow::Result<ExitCode> {
     } else if let Some(p) = a.password {
         eprintln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
         p
+    } else if stdin.is_terminal() {
+        super::super::registry::prompt_hidden("Password: ")?
     } else {
         anyhow::bail!("a password is required: use --password-stdin (or -p)")
     };
@@ -380,7 +390,22 @@ pub fn build(a: BuildArgs, client: &ApiClient) -> anyhow::Result<ExitCode> {
 
 fn build_inner(a: BuildArgs, client: &ApiClient) -> anyhow::Result<ExitCode> {
     let (context, dockerfile): (Box<dyn Read + Send>, Option<String>) = if a.context == "-" {
-        (Box::new(io::stdin()), a.file.clone())
+        // `-` is a tar (plain or gzip) or a lone Dockerfile, which docker sends as a one-file context.
+        let bytes = super::super::build::read_stdin()?;
+        if a.file.as_deref() == Some("-") {
+            anyhow::bail!("invalid argument: can't use stdin for both build context and dockerfile");
+        }
+        if super::super::build::is_archive(&bytes) {
+            (Box::new(io::Cursor::new(bytes)), a.file.clone())
+        } else {
+            let mut tar = tar::Builder::new(Vec::new());
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(&mut header, "Dockerfile", bytes.as_slice())?;
+            (Box::new(io::Cursor::new(tar.into_inner()?)), Some("Dockerfile".to_owned()))
+        }
     } else {
         let dir = Path::new(&a.context);
         if !dir.is_dir() {
@@ -453,6 +478,7 @@ fn build_inner(a: BuildArgs, client: &ApiClient) -> anyhow::Result<ExitCode> {
 fn context_tar(dir: &Path, file: Option<&str>) -> anyhow::Result<(std::fs::File, String)> {
     let (dockerfile_path, mut name) = match file {
         None => (dir.join("Dockerfile"), "Dockerfile".to_owned()),
+        Some("-") => (PathBuf::from("-"), String::new()),
         Some(f) => {
             let p = PathBuf::from(f);
             let abs = if p.is_absolute() { p } else { std::env::current_dir()?.join(p) };
@@ -485,8 +511,12 @@ fn context_tar(dir: &Path, file: Option<&str>) -> anyhow::Result<(std::fs::File,
     }
     if name.is_empty() {
         name = ".drydock-dockerfile".to_owned();
-        let text = std::fs::read(&dockerfile_path)
-            .with_context(|| format!("cannot read the Dockerfile {}", dockerfile_path.display()))?;
+        let text = if dockerfile_path == Path::new("-") {
+            super::super::build::read_stdin()?
+        } else {
+            std::fs::read(&dockerfile_path)
+                .with_context(|| format!("cannot read the Dockerfile {}", dockerfile_path.display()))?
+        };
         let mut header = tar::Header::new_gnu();
         header.set_size(text.len() as u64);
         header.set_mode(0o644);

@@ -96,3 +96,15 @@ fn each(names: &[String], mut f: impl FnMut(&str) -> anyhow::Result<()>) -> anyh
         None => Ok(ExitCode::SUCCESS),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_become_docker_json() {
+        let f = filters_json(&["status=exited".into(), "label=a=b".into(), "status=created".into()]).expect("valid");
+        assert_eq!(f, r#"{"label":["a=b"],"status":["exited","created"]}"#);
+        assert!(filters_json(&["nokey".into()]).is_err_and(|e| e.to_string().contains("KEY=VALUE")));
+    }
+}
