@@ -636,3 +636,38 @@ fn docker_compose_link(dir: &Path) -> PathBuf {
     }
     link
 }
+
+#[test]
+fn compose_over_the_api_up_attached_streams_logs_and_exits_with_the_chosen_code() {
+    if !can_run_containers() {
+        return;
+    }
+    let engine = TestEngine::with_busybox();
+    let server = EngineServer::start(&engine);
+    let dir = tempfile::tempdir().expect("project dir");
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        r#"
+services:
+  app:
+    image: busybox
+    command: ["sleep", "3600"]
+    stop_grace_period: 1s
+  tests:
+    image: busybox
+    depends_on: [app]
+    command: ["sh", "-c", "echo testing app; exit 3"]
+"#,
+    )
+    .expect("write compose.yaml");
+    let name = format!("apiatt{}", std::process::id() % 10000);
+    let compose = |args: &[&str]| api_compose(&server.host(), &bin_dir().join("engine"), dir.path(), &name, args);
+    // Each container's log is followed over the API; the first exit stops the rest.
+    let r = compose(&["up", "--exit-code-from", "tests", "--no-color"]).code_is(3);
+    let line = format!("{name}-tests-1  | testing app");
+    assert!(r.stdout().contains(&line), "want {line:?} in\n{}", r.stdout());
+    assert!(r.stderr().contains("Aborting on container exit"), "{}", r.stderr());
+    assert_eq!(engine.run(["ps", "-q"]).success().stdout().trim(), "");
+    compose(&["down", "-t", "0"]).success();
+    assert_eq!(engine.run(["ps", "-aq"]).success().stdout().trim(), "");
+}
