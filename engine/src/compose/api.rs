@@ -29,6 +29,7 @@ use crate::container::create::CreateOptions;
 use crate::container::exec::ExecOptions;
 use crate::container::health::HealthOutcome;
 use crate::container::logs::LogOptions;
+use crate::container::tty::{window_size, RawMode};
 use crate::container::Status;
 use crate::network::ports::{Protocol, PublishedPort};
 
@@ -60,6 +61,15 @@ impl ApiBackend {
         }
         let rows: Vec<Value> = self.client.get_json(&format!("/containers/json{}", query(&pairs)))?;
         rows.iter().map(info_from_list).collect()
+    }
+
+    /// Gives a TTY this terminal's size (`POST …/resize?h=&w=`); best effort, as docker's CLI does it.
+    fn resize(&self, path: &str) {
+        let Some((rows, cols)) = window_size(1) else { return };
+        let (h, w) = (rows.to_string(), cols.to_string());
+        if let Err(e) = self.client.post::<Value>(&format!("{path}{}", query(&[("h", &h), ("w", &w)])), None) {
+            tracing::debug!(error = %e, "terminal resize not applied");
+        }
     }
 
     fn inspect_json(&self, id: &str) -> Result<Value> {
@@ -323,7 +333,12 @@ impl Backend for ApiBackend {
             pump_stdin(&hijacked)?;
         }
         let reader = hijacked.reader().map_err(|e| Error::Other(format!("cannot read the attached stream: {e}")))?;
+        // With a TTY the local terminal is raw while attached (keys go through unchanged) and sized as ours.
+        let _raw = if tty && stdin { RawMode::enter(0) } else { None };
         self.start_container(id)?;
+        if tty {
+            self.resize(&format!("/containers/{}/resize", encode(id)));
+        }
         let copied = copy_stream(reader, tty, &mut io::stdout().lock(), &mut io::stderr().lock());
         let result: Value = wait.json()?;
         copied.map_err(|e| Error::Other(format!("reading the output of container {id}: {e}")))?;
@@ -416,6 +431,10 @@ impl Backend for ApiBackend {
         let hijacked = self.client.upgrade(&path, RequestBody::json(&start))?;
         if opts.interactive {
             pump_stdin(&hijacked)?;
+        }
+        let _raw = if opts.tty && opts.interactive { RawMode::enter(0) } else { None };
+        if opts.tty {
+            self.resize(&format!("/exec/{}/resize", encode(&exec_id)));
         }
         let reader = hijacked.reader().map_err(|e| Error::Other(format!("cannot read the exec stream: {e}")))?;
         copy_stream(reader, opts.tty, &mut io::stdout().lock(), &mut io::stderr().lock())
