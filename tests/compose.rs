@@ -511,6 +511,8 @@ fn api_compose(host: &str, program: &Path, dir: &Path, project: &str, args: &[&s
     c.args(["-p", project])
         .args(args)
         .current_dir(dir)
+        // The client's own credentials (`docker login`), never the host user's.
+        .env("DOCKER_CONFIG", dir.join(".docker-config"))
         .env("DRYDOCK_HOST", host)
         .env_remove("DOCKER_HOST")
         .stdin(std::process::Stdio::null());
@@ -670,4 +672,39 @@ services:
     assert_eq!(engine.run(["ps", "-q"]).success().stdout().trim(), "");
     compose(&["down", "-t", "0"]).success();
     assert_eq!(engine.run(["ps", "-aq"]).success().stdout().trim(), "");
+}
+
+#[test]
+fn compose_over_the_api_push_and_pull_send_the_clients_login() {
+    if !can_run_containers() {
+        return;
+    }
+    let engine = TestEngine::with_busybox();
+    let server = EngineServer::start(&engine);
+    let reg = crate::registry::Registry::start_with_auth(Some(("ci", "s3cret")));
+    let image = format!("{}/compose-private:1", reg.host());
+    engine.run(["tag", "busybox", &image]).success();
+    let dir = tempfile::tempdir().expect("project dir");
+    std::fs::write(dir.path().join("compose.yaml"), format!("services:\n  app:\n    image: {image}\n")).expect("write");
+    let engine_bin = bin_dir().join("engine");
+    let compose = |args: &[&str]| api_compose(&server.host(), &engine_bin, dir.path(), "pushpull", args);
+    let refused = compose(&["push"]);
+    assert_ne!(refused.code(), 0);
+    assert!(
+        refused.stderr().contains("service app: cannot push") && refused.stderr().contains("401"),
+        "{}",
+        refused.stderr()
+    );
+    // `login` through the same server keeps the credentials on the client side (DOCKER_CONFIG).
+    let mut login = std::process::Command::new(&engine_bin);
+    login
+        .args(["login", "-u", "ci", "--password-stdin", &reg.host()])
+        .env("DOCKER_CONFIG", dir.path().join(".docker-config"))
+        .env("DRYDOCK_HOST", server.host());
+    Run::with_stdin(&mut login, b"s3cret\n").success();
+    compose(&["push"]).success();
+    engine.run(["rmi", &image]).success();
+    compose(&["pull"]).success();
+    compose(&["run", "--rm", "-T", "app", "echo", "pulled-and-ran"]).success().stdout_has("pulled-and-ran");
+    compose(&["down"]).success();
 }

@@ -478,7 +478,7 @@ fn verb(command: ComposeCommand, bound: &Bound) -> anyhow::Result<ExitCode> {
                     .backend
                     .push_image(image)
                     .map_err(compose_err)
-                    .with_context(|| format!("cannot push {image} for service {}", service.name))?;
+                    .with_context(|| format!("service {}", service.name))?;
             }
             Ok(ExitCode::SUCCESS)
         }

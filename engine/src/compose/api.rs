@@ -562,7 +562,7 @@ impl Backend for ApiBackend {
         let res = self.client.request(
             Method::POST,
             &format!("/images/create{}", query(&[("fromImage", name)])),
-            &[("X-Registry-Auth", EMPTY_AUTH.to_string())],
+            &auth_header(name)?,
             RequestBody::Empty,
         )?;
         self.progress(res.json_lines(), quiet)
@@ -572,7 +572,7 @@ impl Backend for ApiBackend {
         let res = self.client.request(
             Method::POST,
             &format!("/images/{name}/push"),
-            &[("X-Registry-Auth", EMPTY_AUTH.to_string())],
+            &auth_header(name)?,
             RequestBody::Empty,
         )?;
         self.progress(res.json_lines(), false)
@@ -622,8 +622,17 @@ impl Backend for ApiBackend {
     }
 }
 
-/// `{}` base64url: no credentials (the server then uses its own, as `engine login` stored them).
-const EMPTY_AUTH: &str = "e30=";
+/// The `X-Registry-Auth` header for the registry of image `name`, from this side's credentials (what
+/// `docker login` / `engine login` saved here, as the remote CLI sends them); none without credentials.
+fn auth_header(name: &str) -> Result<Vec<(&'static str, String)>> {
+    let Ok(reference) = crate::reference::Reference::parse(name) else { return Ok(Vec::new()) };
+    let registry = crate::registry::login::normalise_registry(Some(&reference.registry));
+    match crate::registry::credentials::CredentialStore::default_location().get(&registry) {
+        Ok(Some(c)) => Ok(vec![("X-Registry-Auth", crate::client::registry_auth(&c.username, &c.password, &registry))]),
+        Ok(None) => Ok(Vec::new()),
+        Err(e) => Err(Error::Other(format!("cannot read the credentials for {registry}: {e}"))),
+    }
+}
 
 /// The build context `dir` as a tar stream: the paths `.dockerignore` keeps (the Dockerfile and `.dockerignore`
 /// always), written by a thread into a pipe whose read end is returned.
