@@ -114,10 +114,25 @@ fn client_static_docker_in_busybox_runs_containers_through_the_socket() {
 #[test]
 fn client_called_as_docker_compose_is_compose_and_remote() {
     let Some((e, s)) = server() else { return };
-    // argv[0] `docker-compose` is `engine compose …`, through the API (not on a root, which the image lacks).
-    let r = in_busybox(&e, &s, "docker-compose", &["ps"]);
-    assert_ne!(r.code(), 0, "compose over the API is not merged yet: expected its clear refusal");
-    r.stderr_has("compose is not yet available over the Engine API");
+    // argv[0] `docker-compose` is `engine compose …` over the API (the image has no engine root), as a CI job runs
+    // it: the project directory mounted in, `run --rm` with the command's output and exit code, then `down`.
+    let project = tempfile::tempdir().expect("project dir");
+    std::fs::write(project.path().join("compose.yaml"), "services:\n  tests:\n    image: busybox\n").expect("write");
+    let sock = format!("{}:/var/run/docker.sock", s.socket.display());
+    let bin = format!("{}:/usr/local/bin/docker-compose", static_client().display());
+    let dir = format!("{}:/project", project.path().display());
+    let compose = |args: &[&str]| {
+        let mut c = e.cmd(["run", "--rm", "--network", "none", "-v", &sock, "-v", &bin, "-v", &dir, "-w", "/project"]);
+        c.args(["busybox", "docker-compose", "-p", "injob"]).args(args);
+        c.env_remove("DOCKER_HOST").env_remove("DRYDOCK_HOST");
+        Run::of(&mut c)
+    };
+    compose(&["run", "--rm", "-T", "tests", "sh", "-c", "echo from-the-job; exit 5"])
+        .code_is(5)
+        .stdout_is("from-the-job\n");
+    compose(&["down"]).success();
+    // Without a compose file the error is compose's own, before anything connects.
+    in_busybox(&e, &s, "docker-compose", &["ps"]).stderr_has("no configuration file provided");
 }
 
 #[test]

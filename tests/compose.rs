@@ -2,14 +2,15 @@
 //! `run` returning the command's exit code (the seeds' `docker-compose run app test` flow), named volumes
 //! across `down`/`up` and `down -v`, a published port reached from 127.0.0.1, `--scale`, idempotent `up`
 //! (unchanged services left running, a changed one recreated), and bad input: located file errors, unknown
-//! dependencies, and a busy port rolling the whole project back.
+//! dependencies, and a busy port rolling the whole project back. The same project also runs through `engine
+//! serve` (compose over the Engine API, as `docker compose` in a CI job does): `DRYDOCK_HOST` set, no root.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::util::{can_run_containers, Run, TestEngine};
+use crate::util::{bin_dir, can_run_containers, EngineServer, Run, TestEngine};
 
 /// A project directory with a compose file, run against one engine root; `down -v` on drop.
 struct Project {
@@ -503,4 +504,212 @@ fn compose_run_builds_the_example_app_and_its_tests_pass() {
     let mut c = engine.cmd(["compose", "-p", &project, "-f", &file, "down", "-t", "0"]);
     c.env("APP_IMAGE", &image);
     Run::of(&mut c).success();
+}
+
+/// A compose client of an `engine serve` (`DRYDOCK_HOST`, no `--root`), run as `program` from the project
+/// directory: `engine compose …`, `docker compose …` (a `docker` link to the engine) or `docker-compose …`.
+fn api_compose(host: &str, program: &Path, dir: &Path, project: &str, args: &[&str]) -> Run {
+    let mut c = std::process::Command::new(program);
+    if program.file_name().is_some_and(|n| n == "engine" || n == "docker") {
+        c.arg("compose");
+    }
+    c.args(["-p", project])
+        .args(args)
+        .current_dir(dir)
+        // The client's own credentials (`docker login`), never the host user's.
+        .env("DOCKER_CONFIG", dir.join(".docker-config"))
+        .env("DRYDOCK_HOST", host)
+        .env_remove("DOCKER_HOST")
+        .stdin(std::process::Stdio::null());
+    Run::of(&mut c)
+}
+
+#[test]
+fn compose_over_the_api_up_healthy_reach_run_exit_code_and_down_v() {
+    if !can_run_containers() {
+        return;
+    }
+    let engine = TestEngine::with_busybox();
+    let server = EngineServer::start(&engine);
+    let dir = tempfile::tempdir().expect("project dir");
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        r#"
+services:
+  db:
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /www && echo hello-from-db > /www/index.html && touch /tmp/ready && httpd -f -p 80 -h /www"]
+    stop_grace_period: 1s
+    volumes: ["data:/data"]
+    healthcheck:
+      test: ["CMD-SHELL", "test -f /tmp/ready"]
+      interval: 200ms
+      retries: 50
+  app:
+    image: busybox
+    command: ["sleep", "3600"]
+    stop_grace_period: 1s
+    depends_on:
+      db:
+        condition: service_healthy
+volumes:
+  data:
+"#,
+    )
+    .expect("write compose.yaml");
+    let name = format!("viaapi{}", std::process::id() % 10000);
+    let engine_bin = bin_dir().join("engine");
+    let compose = |args: &[&str]| api_compose(&server.host(), &engine_bin, dir.path(), &name, args);
+
+    compose(&["up", "-d"]).success().stderr_has("Healthy").stderr_has("Started");
+    // Created by the server in its root, labelled as compose v2 labels them.
+    let app = format!("{name}-app-1");
+    let labels = engine.run(["inspect", "--format", "{{json .Config.Labels}}", &app]).success().stdout();
+    assert!(labels.contains(&format!("\"com.docker.compose.project\":\"{name}\"")), "{labels}");
+    assert!(labels.contains("\"com.docker.compose.service\":\"app\""), "{labels}");
+    compose(&["ps"]).success().stdout_has(&app).stdout_has(&format!("{name}-db-1"));
+    // `up` again leaves the running project as it is.
+    compose(&["up", "-d"]).success().stderr_has("Running");
+
+    // The client reaches the server by service name (httpd starts just after the healthcheck's file).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = compose(&["exec", "-T", "app", "wget", "-qO-", "http://db/"]);
+        if r.code() == 0 {
+            assert_eq!(r.stdout().trim(), "hello-from-db");
+            break;
+        }
+        assert!(Instant::now() < deadline, "db never answered: {}", r.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // `run` is attached: its output is ours, and so is its exit code; `--rm` leaves nothing behind.
+    compose(&["run", "--rm", "-T", "app", "sh", "-c", "exit 3"]).code_is(3);
+    compose(&["run", "--rm", "-T", "app", "sh", "-c", "wget -qO- http://db/"]).success().stdout_has("hello-from-db");
+    let all = engine.run(["ps", "-a", "--format", "{{.Names}}"]).success().stdout();
+    assert!(!all.contains("-run-"), "{all}");
+    compose(&["logs", "--no-color", "db"]).success();
+
+    compose(&["down", "-v", "-t", "0"]).success();
+    assert_eq!(engine.run(["ps", "-aq"]).success().stdout().trim(), "");
+    let nets = engine.run(["network", "ls"]).success().stdout();
+    assert!(!nets.contains(&format!("{name}_default")), "{nets}");
+    let vols = engine.run(["volume", "ls"]).success().stdout();
+    assert!(!vols.contains(&format!("{name}_data")), "{vols}");
+}
+
+#[test]
+fn compose_over_the_api_reports_a_bad_file_before_any_api_call() {
+    // No server listens here: the file's error must come first, located, and nothing may try to connect.
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("compose.yaml"), "services:\n  web:\n    image: busybox\n    prots: [\"80\"]\n")
+        .expect("write");
+    let host = format!("unix://{}", dir.path().join("nobody.sock").display());
+    for program in [bin_dir().join("engine"), docker_compose_link(dir.path())] {
+        let r = api_compose(&host, &program, dir.path(), "bad", &["up", "-d"]);
+        assert_ne!(r.code(), 0);
+        assert!(r.stderr().contains("compose.yaml:4:5: services.web.prots: unknown key `prots`"), "{}", r.stderr());
+        assert!(!r.stderr().contains("connect"), "{}", r.stderr());
+    }
+}
+
+#[test]
+fn compose_over_the_api_as_docker_compose_and_docker_compose_verb() {
+    if !can_run_containers() {
+        return;
+    }
+    let engine = TestEngine::with_busybox();
+    let server = EngineServer::start(&engine);
+    let dir = tempfile::tempdir().expect("project dir");
+    std::fs::write(dir.path().join("compose.yaml"), "services:\n  tests:\n    image: busybox\n").expect("write");
+    let docker = dir.path().join("docker");
+    std::os::unix::fs::symlink(bin_dir().join("engine"), &docker).expect("link docker");
+    let name = format!("dc{}", std::process::id() % 10000);
+    for (program, code) in [(docker_compose_link(dir.path()), "4"), (docker, "5")] {
+        let script = format!("echo via-$0; exit {code}");
+        let args = ["run", "--rm", "-T", "tests", "sh", "-c", &script, "docker"];
+        api_compose(&server.host(), &program, dir.path(), &name, &args)
+            .code_is(code.parse().expect("code"))
+            .stdout_has("via-docker");
+    }
+    api_compose(&server.host(), &dir.path().join("docker"), dir.path(), &name, &["down", "-v"]).success();
+    assert_eq!(engine.run(["ps", "-aq"]).success().stdout().trim(), "");
+}
+
+/// A `docker-compose` symlink to the engine binary in `dir` (the binary dispatches on argv[0]).
+fn docker_compose_link(dir: &Path) -> PathBuf {
+    let link = dir.join("docker-compose");
+    if !link.exists() {
+        std::os::unix::fs::symlink(bin_dir().join("engine"), &link).expect("link docker-compose");
+    }
+    link
+}
+
+#[test]
+fn compose_over_the_api_up_attached_streams_logs_and_exits_with_the_chosen_code() {
+    if !can_run_containers() {
+        return;
+    }
+    let engine = TestEngine::with_busybox();
+    let server = EngineServer::start(&engine);
+    let dir = tempfile::tempdir().expect("project dir");
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        r#"
+services:
+  app:
+    image: busybox
+    command: ["sleep", "3600"]
+    stop_grace_period: 1s
+  tests:
+    image: busybox
+    depends_on: [app]
+    command: ["sh", "-c", "echo testing app; exit 3"]
+"#,
+    )
+    .expect("write compose.yaml");
+    let name = format!("apiatt{}", std::process::id() % 10000);
+    let compose = |args: &[&str]| api_compose(&server.host(), &bin_dir().join("engine"), dir.path(), &name, args);
+    // Each container's log is followed over the API; the first exit stops the rest.
+    let r = compose(&["up", "--exit-code-from", "tests", "--no-color"]).code_is(3);
+    let line = format!("{name}-tests-1  | testing app");
+    assert!(r.stdout().contains(&line), "want {line:?} in\n{}", r.stdout());
+    assert!(r.stderr().contains("Aborting on container exit"), "{}", r.stderr());
+    assert_eq!(engine.run(["ps", "-q"]).success().stdout().trim(), "");
+    compose(&["down", "-t", "0"]).success();
+    assert_eq!(engine.run(["ps", "-aq"]).success().stdout().trim(), "");
+}
+
+#[test]
+fn compose_over_the_api_push_and_pull_send_the_clients_login() {
+    if !can_run_containers() {
+        return;
+    }
+    let engine = TestEngine::with_busybox();
+    let server = EngineServer::start(&engine);
+    let reg = crate::registry::Registry::start_with_auth(Some(("ci", "s3cret")));
+    let image = format!("{}/compose-private:1", reg.host());
+    engine.run(["tag", "busybox", &image]).success();
+    let dir = tempfile::tempdir().expect("project dir");
+    std::fs::write(dir.path().join("compose.yaml"), format!("services:\n  app:\n    image: {image}\n")).expect("write");
+    let engine_bin = bin_dir().join("engine");
+    let compose = |args: &[&str]| api_compose(&server.host(), &engine_bin, dir.path(), "pushpull", args);
+    let refused = compose(&["push"]);
+    assert_ne!(refused.code(), 0);
+    assert!(
+        refused.stderr().contains("service app: cannot push") && refused.stderr().contains("401"),
+        "{}",
+        refused.stderr()
+    );
+    // `login` through the same server keeps the credentials on the client side (DOCKER_CONFIG).
+    let mut login = std::process::Command::new(&engine_bin);
+    login
+        .args(["login", "-u", "ci", "--password-stdin", &reg.host()])
+        .env("DOCKER_CONFIG", dir.path().join(".docker-config"))
+        .env("DRYDOCK_HOST", server.host());
+    Run::with_stdin(&mut login, b"s3cret\n").success();
+    compose(&["push"]).success();
+    engine.run(["rmi", &image]).success();
+    compose(&["pull"]).success();
+    compose(&["run", "--rm", "-T", "app", "echo", "pulled-and-ran"]).success().stdout_has("pulled-and-ran");
+    compose(&["down"]).success();
 }

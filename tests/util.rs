@@ -238,3 +238,49 @@ impl Run {
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.report()))
     }
 }
+
+/// `engine --root ROOT serve --socket SOCK` on a socket in a temp dir, ready when it accepts connections; killed
+/// when dropped. Clients reach it with `DRYDOCK_HOST=unix://SOCK` ([`EngineServer::host`]).
+pub struct EngineServer {
+    child: std::process::Child,
+    pub socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl EngineServer {
+    pub fn start(e: &TestEngine) -> EngineServer {
+        let dir = tempfile::Builder::new().prefix("drydock-serve-").tempdir().expect("temp dir");
+        let socket = dir.path().join("engine.sock");
+        let mut child = Command::new(bin_dir().join("engine"))
+            .arg("--root")
+            .arg(e.root())
+            .arg("serve")
+            .arg("--socket")
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn engine serve");
+        // A server that exits instead of listening fails the test at once.
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            if let Some(status) = child.try_wait().expect("poll engine serve") {
+                panic!("engine serve exited before listening: {status}");
+            }
+            assert!(std::time::Instant::now() < end, "engine serve did not listen on {}", socket.display());
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        EngineServer { child, socket, _dir: dir }
+    }
+
+    /// `unix:///…/engine.sock`.
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+}
+
+impl Drop for EngineServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

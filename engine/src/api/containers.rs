@@ -947,6 +947,65 @@ mod tests {
         Ok(())
     }
 
+    /// What compose sends over the API (`compose::create_body`) is read back as the options it was made from.
+    #[test]
+    fn compose_create_bodies_round_trip() -> Result<(), String> {
+        let sent = CreateOptions {
+            image: "busybox".into(),
+            cmd: vec!["-c".into(), "exit 3".into()],
+            name: Some("demo-app-1".into()),
+            env: vec!["A=1".into(), "FROM_CLIENT".into(), "UNSET_HERE".into()],
+            workdir: Some("/w".into()),
+            user: Some("1000".into()),
+            entrypoint: Some("sh".into()),
+            binds: vec!["demo_data:/data:ro".into(), "/anon".into()],
+            tmpfs: vec!["/run:size=1m".into()],
+            network: Some("demo_default".into()),
+            network_aliases: vec!["app".into(), "web".into()],
+            ip: Some("10.5.0.9".into()),
+            publish: vec!["127.0.0.1:8080:80/tcp".into(), "53/udp".into()],
+            hostname: Some("h".into()),
+            add_hosts: vec!["db:10.0.0.2".into()],
+            dns: vec!["10.0.0.53".into()],
+            expose: vec!["9000/tcp".into()],
+            memory: Some("64m".into()),
+            cpus: Some(0.5),
+            restart: Some("on-failure:3".into()),
+            init: true,
+            labels: vec!["com.docker.compose.service=app".into()],
+            stop_signal: Some("SIGINT".into()),
+            stop_timeout: Some(3),
+            healthcheck: Some(HealthConfig {
+                test: vec!["CMD".into(), "true".into()],
+                interval: 1,
+                ..HealthConfig::default()
+            }),
+            ..CreateOptions::default()
+        };
+        let lookup = |k: &str| (k == "FROM_CLIENT").then(|| "v".to_string());
+        let body = crate::compose::create_body::create_body(&sent, &lookup).map_err(|e| e.to_string())?;
+        let got = options(&body.to_string()).map_err(|e| e.message)?;
+        assert_eq!(got.env, ["A=1", "FROM_CLIENT=v"]);
+        assert_eq!(got.publish.len(), 2);
+        assert!(
+            got.publish.contains(&"127.0.0.1:8080:80/tcp".to_string()) && got.publish.contains(&"53/udp".to_string())
+        );
+        assert_eq!(got.memory.as_deref(), Some("67108864"));
+        let mut got_aliases = got.network_aliases.clone();
+        got_aliases.sort();
+        assert_eq!(got_aliases, ["app", "web"]);
+        let strip = |o: CreateOptions| CreateOptions {
+            name: None,
+            env: Vec::new(),
+            publish: Vec::new(),
+            memory: None,
+            network_aliases: Vec::new(),
+            ..o
+        };
+        assert_eq!(format!("{:?}", strip(got)), format!("{:?}", strip(sent)));
+        Ok(())
+    }
+
     #[test]
     fn bad_create_bodies_are_400s() {
         assert!(options("{").is_err_and(|e| e.status == StatusCode::BAD_REQUEST));

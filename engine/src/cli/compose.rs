@@ -12,7 +12,9 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
 use super::{Context, ExitError};
+use engine::compose::backend::{Backend, BuildRequest};
 use engine::compose::down::{DownOptions, RemoveImages};
+use engine::compose::local::{ImageTools, LocalBackend};
 use engine::compose::project::{Bound, Progress, LABEL_SERVICE};
 use engine::compose::run::{ExecOptions, RunOptions, RunOutcome};
 use engine::compose::up::UpOptions;
@@ -321,16 +323,63 @@ fn compose_err(e: engine::compose::project::Error) -> anyhow::Error {
     }
 }
 
+/// Pulls, pushes and builds for the [`LocalBackend`]: the registry client's and the builder's progress output.
+struct LocalImageTools<'c> {
+    ctx: &'c Context,
+}
+
+impl ImageTools for LocalImageTools<'_> {
+    fn pull(&self, images: &engine::image::ImageStore, name: &str, quiet: bool) -> Result<(), String> {
+        super::registry::pull_missing(images, name, quiet).map_err(|e| format!("{e:#}"))
+    }
+
+    fn push(&self, name: &str) -> Result<(), String> {
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find the engine executable: {e}"))?;
+        let status = std::process::Command::new(exe)
+            .arg("--root")
+            .arg(&self.ctx.root)
+            .args(["push", name])
+            .status()
+            .map_err(|e| format!("cannot run engine push: {e}"))?;
+        if !status.success() {
+            return Err(format!("cannot push {name}"));
+        }
+        Ok(())
+    }
+
+    fn build(&self, request: &BuildRequest) -> Result<(), String> {
+        build_service(self.ctx, request).map_err(|e| format!("{e:#}"))
+    }
+}
+
 pub fn run(args: ComposeArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let project = load(&args)?;
     if let ComposeCommand::Config(c) = &args.command {
         return config(&project, c);
     }
     let root = ctx.open_root()?;
-    let bound = Bound::open(&project, &root).map_err(compose_err)?;
+    let tools = LocalImageTools { ctx };
+    let backend = LocalBackend::open(&root, &tools).map_err(compose_err)?;
+    verb(args.command, &Bound::new(&project, &backend))
+}
+
+/// `compose` in remote mode (`DRYDOCK_HOST`/`DOCKER_HOST`, or called as `docker compose` / `docker-compose`):
+/// the same verbs, orchestrated here, each engine operation an API call to the server at `host`. The files are
+/// loaded (and their errors reported) before anything connects.
+pub fn run_api(args: ComposeArgs, host: engine::client::Host) -> anyhow::Result<ExitCode> {
+    let project = load(&args)?;
+    if let ComposeCommand::Config(c) = &args.command {
+        return config(&project, c);
+    }
+    let backend = engine::compose::api::ApiBackend::new(host).map_err(compose_err)?;
+    verb(args.command, &Bound::new(&project, &backend))
+}
+
+/// Runs one verb (other than `config`) on a bound project.
+fn verb(command: ComposeCommand, bound: &Bound) -> anyhow::Result<ExitCode> {
     let mut progress = print_progress;
-    match args.command {
-        ComposeCommand::Up(a) => up(&bound, a),
+    match command {
+        ComposeCommand::Up(a) => up(bound, a),
         ComposeCommand::Down(a) => {
             let images = match a.rmi.as_deref() {
                 None => RemoveImages::None,
@@ -339,13 +388,13 @@ pub fn run(args: ComposeArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
                 Some(other) => anyhow::bail!("invalid --rmi value {other:?}: use local or all"),
             };
             let opts = DownOptions { volumes: a.volumes, images, remove_orphans: a.remove_orphans, timeout: a.timeout };
-            engine::compose::down::down(&bound, &opts, &mut progress).map_err(compose_err)?;
+            engine::compose::down::down(bound, &opts, &mut progress).map_err(compose_err)?;
             Ok(ExitCode::SUCCESS)
         }
-        ComposeCommand::Ps(a) => ps(&bound, a),
+        ComposeCommand::Ps(a) => ps(bound, a),
         ComposeCommand::Logs(a) => {
-            let containers = lifecycle::select(&bound, &a.services, false).map_err(compose_err)?;
-            let ids: Vec<(String, String)> = containers.into_iter().map(|(c, _)| (c.id, c.name)).collect();
+            let containers = lifecycle::select(bound, &a.services, false).map_err(compose_err)?;
+            let ids: Vec<(String, String)> = containers.into_iter().map(|c| (c.id, c.name)).collect();
             let opts = LogOptions {
                 follow: a.follow,
                 tail: a
@@ -358,19 +407,19 @@ pub fn run(args: ComposeArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
                 timestamps: a.timestamps,
                 since: None,
             };
-            follow_logs(&bound, &ids, &opts, !a.no_color && io::stdout().is_terminal(), !a.no_log_prefix);
+            follow_logs(bound, &ids, &opts, !a.no_color && io::stdout().is_terminal(), !a.no_log_prefix);
             Ok(ExitCode::SUCCESS)
         }
         ComposeCommand::Stop(a) => {
-            lifecycle::stop_services(&bound, &a.services, a.timeout, &mut progress).map_err(compose_err)?;
+            lifecycle::stop_services(bound, &a.services, a.timeout, &mut progress).map_err(compose_err)?;
             Ok(ExitCode::SUCCESS)
         }
         ComposeCommand::Start(a) => {
-            lifecycle::start_services(&bound, &a.services, &mut progress).map_err(compose_err)?;
+            lifecycle::start_services(bound, &a.services, &mut progress).map_err(compose_err)?;
             Ok(ExitCode::SUCCESS)
         }
         ComposeCommand::Restart(a) => {
-            lifecycle::restart_services(&bound, &a.services, a.timeout, &mut progress).map_err(compose_err)?;
+            lifecycle::restart_services(bound, &a.services, a.timeout, &mut progress).map_err(compose_err)?;
             Ok(ExitCode::SUCCESS)
         }
         ComposeCommand::Rm(a) => {
@@ -380,7 +429,7 @@ pub fn run(args: ComposeArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
                     if a.services.is_empty() { "every service".to_string() } else { a.services.join(", ") }
                 );
             }
-            let n = lifecycle::remove_services(&bound, &a.services, a.stop, a.volumes, &mut progress)
+            let n = lifecycle::remove_services(bound, &a.services, a.stop, a.volumes, &mut progress)
                 .map_err(compose_err)?;
             if n == 0 {
                 eprintln!("No stopped containers");
@@ -388,10 +437,10 @@ pub fn run(args: ComposeArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ComposeCommand::Kill(a) => {
-            lifecycle::kill_services(&bound, &a.services, &a.signal, &mut progress).map_err(compose_err)?;
+            lifecycle::kill_services(bound, &a.services, &a.signal, &mut progress).map_err(compose_err)?;
             Ok(ExitCode::SUCCESS)
         }
-        ComposeCommand::Run(a) => compose_run(&bound, a),
+        ComposeCommand::Run(a) => compose_run(bound, a),
         ComposeCommand::Exec(a) => {
             let tty = !a.no_tty && io::stdin().is_terminal() && io::stdout().is_terminal();
             let opts = ExecOptions {
@@ -405,17 +454,17 @@ pub fn run(args: ComposeArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
                 tty,
                 interactive: !a.detach,
             };
-            let code = engine::compose::run::exec(&bound, &opts).map_err(compose_err)?;
+            let code = engine::compose::run::exec(bound, &opts).map_err(compose_err)?;
             Ok(ExitCode::from((code & 0xff) as u8))
         }
         ComposeCommand::Config(_) => unreachable_config(),
         ComposeCommand::Pull(a) => {
-            for service in selected_services(&bound, &a.services)? {
+            for service in selected_services(bound, &a.services)? {
                 let Some(image) = &service.image else { continue };
                 if !a.quiet {
                     eprintln!(" {} Pulling", service.name);
                 }
-                super::registry::pull_missing(&bound.images, image, a.quiet)?;
+                bound.backend.pull_image(image, a.quiet).map_err(compose_err)?;
                 if !a.quiet {
                     eprintln!(" {} Pulled", service.name);
                 }
@@ -423,32 +472,36 @@ pub fn run(args: ComposeArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ComposeCommand::Push(a) => {
-            for service in selected_services(&bound, &a.services)? {
+            for service in selected_services(bound, &a.services)? {
                 let Some(image) = &service.image else { continue };
-                let status = std::process::Command::new(std::env::current_exe()?)
-                    .arg("--root")
-                    .arg(&ctx.root)
-                    .args(["push", image])
-                    .status()
-                    .context("cannot run engine push")?;
-                if !status.success() {
-                    anyhow::bail!("cannot push {image} for service {}", service.name);
-                }
+                bound
+                    .backend
+                    .push_image(image)
+                    .map_err(compose_err)
+                    .with_context(|| format!("service {}", service.name))?;
             }
             Ok(ExitCode::SUCCESS)
         }
         ComposeCommand::Build(a) => {
-            for service in selected_services(&bound, &a.services)? {
+            for service in selected_services(bound, &a.services)? {
                 if service.build.is_none() {
                     continue;
                 }
                 let image = bound.image_name(service);
-                build_service(ctx, service, &image, a.no_cache, a.pull, a.quiet, &a.build_args)?;
+                let request = BuildRequest {
+                    service,
+                    image: &image,
+                    no_cache: a.no_cache,
+                    pull: a.pull,
+                    quiet: a.quiet,
+                    extra_args: &a.build_args,
+                };
+                bound.backend.build_image(&request).map_err(compose_err)?;
             }
             Ok(ExitCode::SUCCESS)
         }
         ComposeCommand::Images(a) => {
-            let containers = lifecycle::select(&bound, &a.services, false).map_err(compose_err)?;
+            let containers = lifecycle::select(bound, &a.services, false).map_err(compose_err)?;
             let mut rows = vec![vec![
                 "CONTAINER".to_string(),
                 "REPOSITORY".into(),
@@ -456,16 +509,17 @@ pub fn run(args: ComposeArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
                 "IMAGE ID".into(),
                 "SIZE".into(),
             ]];
-            for (c, _) in containers {
-                let (repo, tag) = match engine::reference::Reference::parse(&c.config.image) {
+            for c in containers {
+                let (repo, tag) = match engine::reference::Reference::parse(&c.image) {
                     Ok(r) => (r.familiar_name(), r.tag.unwrap_or_default()),
-                    Err(_) => (c.config.image.clone(), String::new()),
+                    Err(_) => (c.image.clone(), String::new()),
                 };
                 let id = c.image_id.trim_start_matches("sha256:").chars().take(12).collect::<String>();
                 let size = bound
-                    .images
-                    .resolve(&c.image_id)
-                    .map(|i| engine::humanize::size(bound.images.image_size(&i)))
+                    .backend
+                    .image_size(&c.image_id)
+                    .map_err(compose_err)?
+                    .map(engine::humanize::size)
                     .unwrap_or_default();
                 if a.quiet {
                     println!("{id}");
@@ -479,9 +533,9 @@ pub fn run(args: ComposeArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ComposeCommand::Port(a) => {
-            let (c, state) = lifecycle::container_of(&bound, &a.service, a.index).map_err(compose_err)?;
+            let c = lifecycle::container_of(bound, &a.service, a.index).map_err(compose_err)?;
             let found =
-                state.ports.iter().find(|p| p.container_port == a.private_port && p.protocol.to_string() == a.protocol);
+                c.ports.iter().find(|p| p.container_port == a.private_port && p.protocol.to_string() == a.protocol);
             match found {
                 Some(p) => {
                     println!("{}", p.host_address());
@@ -491,21 +545,19 @@ pub fn run(args: ComposeArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             }
         }
         ComposeCommand::Top(a) => {
-            let containers = lifecycle::select(&bound, &a.services, false).map_err(compose_err)?;
-            for (c, state) in containers {
-                if !state.is_running() {
+            let containers = lifecycle::select(bound, &a.services, false).map_err(compose_err)?;
+            for c in containers {
+                if !c.is_running() {
                     continue;
                 }
                 println!("{}", c.name);
-                let status = std::process::Command::new(std::env::current_exe()?)
-                    .arg("--root")
-                    .arg(&ctx.root)
-                    .args(["top", &c.id])
-                    .status()
-                    .context("cannot run engine top")?;
-                if !status.success() {
-                    anyhow::bail!("cannot list the processes of {}", c.name);
-                }
+                let (titles, rows) = bound
+                    .backend
+                    .top(&c.id)
+                    .map_err(compose_err)
+                    .with_context(|| format!("cannot list the processes of {}", c.name))?;
+                let titles: Vec<&str> = titles.iter().map(String::as_str).collect();
+                super::table::print(&titles, &rows)?;
                 println!();
             }
             Ok(ExitCode::SUCCESS)
@@ -543,15 +595,8 @@ fn print_table(rows: &[Vec<String>]) {
 }
 
 /// Builds a service's image by running `engine build` (the builder prints its own classic output).
-fn build_service(
-    ctx: &Context,
-    service: &engine::compose::model::Service,
-    image: &str,
-    no_cache: bool,
-    pull: bool,
-    quiet: bool,
-    extra_args: &[String],
-) -> anyhow::Result<()> {
+fn build_service(ctx: &Context, request: &BuildRequest) -> anyhow::Result<()> {
+    let BuildRequest { service, image, no_cache, pull, quiet, extra_args } = *request;
     let Some(build) = &service.build else { return Ok(()) };
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
     cmd.arg("--root").arg(&ctx.root).arg("build").arg("-t").arg(image);
@@ -622,15 +667,7 @@ fn up(bound: &Bound, a: UpArgs) -> anyhow::Result<ExitCode> {
         no_start: a.no_start,
         wait_timeout: a.wait_timeout.map(std::time::Duration::from_secs),
     };
-    let root_dir = bound.root.path().to_path_buf();
-    let ctx = Context { root: root_dir };
-    let images = &bound.images;
-    let mut pull = |name: &str| super::registry::pull_missing(images, name, false).map_err(|e| format!("{e:#}"));
-    let mut build = |service: &engine::compose::model::Service, image: &str| {
-        build_service(&ctx, service, image, false, false, false, &[]).map_err(|e| format!("{e:#}"))
-    };
-    let outcome =
-        engine::compose::up::up(bound, &opts, &mut pull, &mut build, &mut print_progress).map_err(compose_err)?;
+    let outcome = engine::compose::up::up(bound, &opts, &mut print_progress).map_err(compose_err)?;
     if a.detach || a.no_start {
         return Ok(ExitCode::SUCCESS);
     }
@@ -641,7 +678,21 @@ fn up(bound: &Bound, a: UpArgs) -> anyhow::Result<ExitCode> {
     let colour = !a.no_color && io::stdout().is_terminal();
     let opts = LogOptions { follow: true, tail: None, timestamps: a.timestamps, since: None };
     let done = Arc::new(Mutex::new(Vec::<String>::new()));
-    let handles = spawn_log_threads(bound, &ids, &opts, colour, !a.no_log_prefix, Some(done.clone()));
+    std::thread::scope(|scope| {
+        spawn_log_threads(scope, bound.backend, &ids, &opts, colour, !a.no_log_prefix, Some(done.clone()));
+        attached_exit(bound, &a, &outcome, abort, &done)
+    })
+}
+
+/// While `up`'s log threads run: with `--abort-on-container-exit`, waits for the first container to stop, stops
+/// the rest and returns the exit code to report.
+fn attached_exit(
+    bound: &Bound,
+    a: &UpArgs,
+    outcome: &engine::compose::up::UpOutcome,
+    abort: bool,
+    done: &Mutex<Vec<String>>,
+) -> anyhow::Result<ExitCode> {
     let mut exit_code = 0;
     if abort {
         // Wait for the first container to stop, then stop the rest (docker compose's behaviour).
@@ -658,11 +709,8 @@ fn up(bound: &Bound, a: UpArgs) -> anyhow::Result<ExitCode> {
             None => Some(first),
         };
         if let Some(id) = from {
-            exit_code = bound.containers.state(&id).map(|s| s.exit_code).unwrap_or(0);
+            exit_code = bound.backend.inspect_container(&id).map(|s| s.exit_code).unwrap_or(0);
         }
-    }
-    for h in handles {
-        let _ = h.join();
     }
     Ok(ExitCode::from((exit_code & 0xff) as u8))
 }
@@ -703,53 +751,48 @@ impl Write for Prefixed {
     }
 }
 
-fn spawn_log_threads(
-    bound: &Bound,
+/// One thread per container copying its logs to stdout with a `name  | ` prefix; the scope joins them.
+fn spawn_log_threads<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    backend: &'scope dyn Backend,
     ids: &[(String, String)],
     opts: &LogOptions,
     colour: bool,
     prefix: bool,
     done: Option<Arc<Mutex<Vec<String>>>>,
-) -> Vec<std::thread::JoinHandle<()>> {
+) {
     let width = ids.iter().map(|(_, n)| n.len()).max().unwrap_or(0);
     let sink = Arc::new(Mutex::new(()));
-    ids.iter()
-        .enumerate()
-        .map(|(i, (id, name))| {
-            let text = if prefix { format!("{name:<width$}  | ") } else { String::new() };
-            let prefix =
-                if colour && prefix { format!("\x1b[{}m{text}\x1b[0m", COLOURS[i % COLOURS.len()]) } else { text };
-            let mut out = Prefixed { prefix: prefix.clone(), pending: Vec::new(), sink: sink.clone() };
-            let mut err = Prefixed { prefix, pending: Vec::new(), sink: sink.clone() };
-            let store = bound.containers.clone();
-            let id = id.clone();
-            let name = name.clone();
-            let opts = opts.clone();
-            let done = done.clone();
-            let sink = sink.clone();
-            std::thread::spawn(move || {
-                let _ = engine::container::logs::logs(&store, &id, &opts, &mut out, &mut err);
-                let _ = out.flush();
-                let _ = err.flush();
-                if opts.follow {
-                    let code = store.state(&id).map(|s| s.exit_code).unwrap_or(0);
-                    let _guard = sink.lock();
-                    println!("{name} exited with code {code}");
+    for (i, (id, name)) in ids.iter().enumerate() {
+        let text = if prefix { format!("{name:<width$}  | ") } else { String::new() };
+        let prefix = if colour && prefix { format!("\x1b[{}m{text}\x1b[0m", COLOURS[i % COLOURS.len()]) } else { text };
+        let mut out = Prefixed { prefix: prefix.clone(), pending: Vec::new(), sink: sink.clone() };
+        let mut err = Prefixed { prefix, pending: Vec::new(), sink: sink.clone() };
+        let id = id.clone();
+        let name = name.clone();
+        let opts = opts.clone();
+        let done = done.clone();
+        let sink = sink.clone();
+        scope.spawn(move || {
+            let _ = backend.logs(&id, &opts, &mut out, &mut err);
+            let _ = out.flush();
+            let _ = err.flush();
+            if opts.follow {
+                let code = backend.inspect_container(&id).map(|s| s.exit_code).unwrap_or(0);
+                let _guard = sink.lock();
+                println!("{name} exited with code {code}");
+            }
+            if let Some(done) = done {
+                if let Ok(mut d) = done.lock() {
+                    d.push(id);
                 }
-                if let Some(done) = done {
-                    if let Ok(mut d) = done.lock() {
-                        d.push(id);
-                    }
-                }
-            })
-        })
-        .collect()
+            }
+        });
+    }
 }
 
 fn follow_logs(bound: &Bound, ids: &[(String, String)], opts: &LogOptions, colour: bool, prefix: bool) {
-    for h in spawn_log_threads(bound, ids, opts, colour, prefix, None) {
-        let _ = h.join();
-    }
+    std::thread::scope(|scope| spawn_log_threads(scope, bound.backend, ids, opts, colour, prefix, None));
 }
 
 fn ps(bound: &Bound, a: PsArgs) -> anyhow::Result<ExitCode> {
@@ -762,27 +805,27 @@ fn ps(bound: &Bound, a: PsArgs) -> anyhow::Result<ExitCode> {
     let containers: Vec<_> = lifecycle::select(bound, &a.service_names, true)
         .map_err(compose_err)?
         .into_iter()
-        .filter(|(_, s)| a.all || s.is_running())
+        .filter(|c| a.all || c.is_running())
         .collect();
     if a.quiet {
-        for (c, _) in &containers {
+        for c in &containers {
             println!("{}", c.id);
         }
         return Ok(ExitCode::SUCCESS);
     }
     if a.format == "json" {
-        for (c, s) in &containers {
+        for c in &containers {
             let v = serde_json::json!({
                 "ID": c.id,
                 "Name": c.name,
-                "Image": c.config.image,
-                "Command": shell_words(&c.path, &c.args),
+                "Image": c.image,
+                "Command": c.command,
                 "Project": bound.project.name,
-                "Service": c.config.labels.get(LABEL_SERVICE),
-                "State": s.status.as_str(),
-                "Status": engine::container::list::status_text(s),
-                "ExitCode": s.exit_code,
-                "Publishers": s.ports.iter().map(|p| serde_json::json!({"URL": p.host_ip.to_string(), "TargetPort": p.container_port, "PublishedPort": p.host_port, "Protocol": p.protocol.to_string()})).collect::<Vec<_>>(),
+                "Service": c.label(LABEL_SERVICE),
+                "State": c.status.as_str(),
+                "Status": c.status_text,
+                "ExitCode": c.exit_code,
+                "Publishers": c.ports.iter().map(|p| serde_json::json!({"URL": p.host_ip.to_string(), "TargetPort": p.container_port, "PublishedPort": p.host_port, "Protocol": p.protocol.to_string()})).collect::<Vec<_>>(),
             });
             println!("{v}");
         }
@@ -797,27 +840,23 @@ fn ps(bound: &Bound, a: PsArgs) -> anyhow::Result<ExitCode> {
         "STATUS".into(),
         "PORTS".into(),
     ]];
-    for (c, s) in &containers {
-        let mut command = shell_words(&c.path, &c.args);
+    for c in &containers {
+        let mut command = c.command.clone();
         if command.chars().count() > 20 {
             command = format!("{}…", command.chars().take(19).collect::<String>());
         }
         rows.push(vec![
             c.name.clone(),
-            c.config.image.clone(),
+            c.image.clone(),
             format!("\"{command}\""),
-            c.config.labels.get(LABEL_SERVICE).cloned().unwrap_or_default(),
+            c.label(LABEL_SERVICE).unwrap_or_default().to_string(),
             engine::humanize::since(&c.created),
-            engine::container::list::status_text(s),
-            engine::network::ports::ps_column(&s.ports),
+            c.status_text.clone(),
+            engine::network::ports::ps_column(&c.ports),
         ]);
     }
     print_table(&rows);
     Ok(ExitCode::SUCCESS)
-}
-
-fn shell_words(path: &str, args: &[String]) -> String {
-    std::iter::once(path).chain(args.iter().map(String::as_str)).collect::<Vec<_>>().join(" ")
 }
 
 fn compose_run(bound: &Bound, a: RunArgs) -> anyhow::Result<ExitCode> {
@@ -840,14 +879,7 @@ fn compose_run(bound: &Bound, a: RunArgs) -> anyhow::Result<ExitCode> {
         interactive: a.interactive && !a.detach,
         labels: a.labels,
     };
-    let root_dir = bound.root.path().to_path_buf();
-    let ctx = Context { root: root_dir };
-    let images = &bound.images;
-    let mut pull = |name: &str| super::registry::pull_missing(images, name, false).map_err(|e| format!("{e:#}"));
-    let mut build = |service: &engine::compose::model::Service, image: &str| {
-        build_service(&ctx, service, image, false, false, false, &[]).map_err(|e| format!("{e:#}"))
-    };
-    match engine::compose::run::run(bound, &opts, &mut pull, &mut build, &mut print_progress).map_err(compose_err)? {
+    match engine::compose::run::run(bound, &opts, &mut print_progress).map_err(compose_err)? {
         RunOutcome::Exited(code) => Ok(ExitCode::from((code & 0xff) as u8)),
         RunOutcome::Detached { name, .. } => {
             println!("{name}");

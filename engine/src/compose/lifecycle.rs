@@ -1,21 +1,22 @@
 //! The small verbs on a project's existing containers: `ps`, `stop`, `start`, `restart`, `rm`, `kill`, `port`.
-//! Each selects containers by service (all when none is named) and calls the engine's verb on each.
+//! Each selects containers by service (all when none is named) and calls the [`super::backend::Backend`]'s verb on
+//! each.
 
+use super::backend::ContainerInfo;
 use super::project::{Bound, Error, Progress, Result, LABEL_ONEOFF, LABEL_SERVICE};
-use crate::container::{kill, remove, restart, start, stop, Container, State};
 
 /// The project's containers of `services` (all services when empty); one-off `run` containers only with
 /// `include_oneoff`.
-pub fn select(bound: &Bound, services: &[String], include_oneoff: bool) -> Result<Vec<(Container, State)>> {
+pub fn select(bound: &Bound, services: &[String], include_oneoff: bool) -> Result<Vec<ContainerInfo>> {
     for s in services {
         bound.service(s)?;
     }
     Ok(bound
         .all_containers()?
         .into_iter()
-        .filter(|(c, _)| {
-            let service = c.config.labels.get(LABEL_SERVICE).cloned().unwrap_or_default();
-            let oneoff = c.config.labels.get(LABEL_ONEOFF).map(String::as_str) == Some("True");
+        .filter(|c| {
+            let service = c.label(LABEL_SERVICE).unwrap_or_default().to_string();
+            let oneoff = c.label(LABEL_ONEOFF) == Some("True");
             (services.is_empty() || services.contains(&service)) && (include_oneoff || !oneoff)
         })
         .collect())
@@ -30,16 +31,16 @@ pub fn stop_services(
     // Reverse dependency order: dependants stop before what they depend on.
     let order = super::order::start_order(bound.project).unwrap_or_default();
     let mut containers = select(bound, services, false)?;
-    containers.sort_by_key(|(c, _)| {
-        let s = c.config.labels.get(LABEL_SERVICE).cloned().unwrap_or_default();
+    containers.sort_by_key(|c| {
+        let s = c.label(LABEL_SERVICE).unwrap_or_default().to_string();
         std::cmp::Reverse(order.iter().position(|o| *o == s).unwrap_or(usize::MAX))
     });
-    for (c, state) in containers {
-        if !state.is_running() {
+    for c in containers {
+        if !c.is_running() {
             continue;
         }
         progress(Progress { kind: "Container", name: c.name.clone(), action: "Stopping" });
-        stop::stop(&bound.containers, &c.id, timeout)?;
+        bound.backend.stop_container(&c.id, timeout)?;
         progress(Progress { kind: "Container", name: c.name.clone(), action: "Stopped" });
     }
     Ok(())
@@ -51,16 +52,16 @@ pub fn start_services(bound: &Bound, services: &[String], progress: &mut dyn FnM
     if containers.is_empty() {
         return Err(Error::Other("no containers to start: create them with `compose up`".into()));
     }
-    containers.sort_by_key(|(c, _)| {
-        let s = c.config.labels.get(LABEL_SERVICE).cloned().unwrap_or_default();
+    containers.sort_by_key(|c| {
+        let s = c.label(LABEL_SERVICE).unwrap_or_default().to_string();
         order.iter().position(|o| *o == s).unwrap_or(usize::MAX)
     });
-    for (c, state) in containers {
-        if state.is_running() {
+    for c in containers {
+        if c.is_running() {
             continue;
         }
         progress(Progress { kind: "Container", name: c.name.clone(), action: "Starting" });
-        start::start(&bound.containers, &c.id)?;
+        bound.backend.start_container(&c.id)?;
         progress(Progress { kind: "Container", name: c.name.clone(), action: "Started" });
     }
     Ok(())
@@ -72,9 +73,9 @@ pub fn restart_services(
     timeout: Option<i64>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<()> {
-    for (c, _) in select(bound, services, false)? {
+    for c in select(bound, services, false)? {
         progress(Progress { kind: "Container", name: c.name.clone(), action: "Restarting" });
-        restart::restart(&bound.containers, &c.id, timeout)?;
+        bound.backend.restart_container(&c.id, timeout)?;
         progress(Progress { kind: "Container", name: c.name.clone(), action: "Started" });
     }
     Ok(())
@@ -89,15 +90,15 @@ pub fn remove_services(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<usize> {
     let mut removed = 0;
-    for (c, state) in select(bound, services, true)? {
-        if state.is_running() {
+    for c in select(bound, services, true)? {
+        if c.is_running() {
             if !stop_first {
                 continue;
             }
-            stop::stop(&bound.containers, &c.id, None)?;
+            bound.backend.stop_container(&c.id, None)?;
         }
         progress(Progress { kind: "Container", name: c.name.clone(), action: "Removing" });
-        remove::remove(&bound.containers, &c.id, true, volumes)?;
+        bound.backend.remove_container(&c.id, true, volumes)?;
         progress(Progress { kind: "Container", name: c.name.clone(), action: "Removed" });
         removed += 1;
     }
@@ -110,10 +111,10 @@ pub fn kill_services(
     signal: &str,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<()> {
-    let signal = kill::parse_signal(signal)?;
-    for (c, state) in select(bound, services, false)? {
-        if state.is_running() {
-            kill::kill(&bound.containers, &c.id, signal)?;
+    crate::container::kill::parse_signal(signal)?;
+    for c in select(bound, services, false)? {
+        if c.is_running() {
+            bound.backend.kill_container(&c.id, signal)?;
             progress(Progress { kind: "Container", name: c.name.clone(), action: "Killed" });
         }
     }
@@ -121,11 +122,11 @@ pub fn kill_services(
 }
 
 /// The container of `service` with compose's `--index` (1-based).
-pub fn container_of(bound: &Bound, service: &str, index: u32) -> Result<(Container, State)> {
+pub fn container_of(bound: &Bound, service: &str, index: u32) -> Result<ContainerInfo> {
     bound.service(service)?;
     bound
         .service_containers(service)?
         .into_iter()
-        .find(|(c, _)| super::project::number_of(c) == index)
+        .find(|c| super::project::number_of(c) == index)
         .ok_or_else(|| Error::NotRunning(service.to_string()))
 }

@@ -1,4 +1,4 @@
-//! A loaded compose project bound to an engine root: the containers, networks and volumes that belong to it
+//! A loaded compose project bound to an engine ([`Backend`]): the containers, networks and volumes that belong to it
 //! (found by docker compose's `com.docker.compose.*` labels, so `docker compose` users see the same model),
 //! their names (`PROJECT-SERVICE-N`, `PROJECT_default`, `PROJECT_NAME`), and the translation of a service into
 //! the engine's `create` options. The verbs (`up`, `down`, `run`, …) build on this.
@@ -7,13 +7,9 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest as _, Sha256};
 
+use super::backend::{Backend, ContainerInfo};
 use super::model::{Project, Service, VolumeKind};
 use crate::container::create::CreateOptions;
-use crate::container::{Container, ContainerStore, State};
-use crate::image::ImageStore;
-use crate::network::NetworkStore;
-use crate::root::Root;
-use crate::volume::VolumeStore;
 
 pub const LABEL_PROJECT: &str = "com.docker.compose.project";
 pub const LABEL_SERVICE: &str = "com.docker.compose.service";
@@ -59,6 +55,11 @@ pub enum Error {
     Image(#[from] crate::image::Error),
     #[error(transparent)]
     Root(#[from] crate::root::Error),
+    /// From the Engine API server (compose over the API).
+    #[error(transparent)]
+    Api(#[from] crate::client::Error),
+    #[error(transparent)]
+    Build(#[from] crate::build::Error),
     #[error("{0}")]
     Other(String),
 }
@@ -87,30 +88,15 @@ pub struct Progress {
     pub action: &'static str,
 }
 
-/// A project with the stores it acts on.
+/// A project with the engine it acts on.
 pub struct Bound<'a> {
     pub project: &'a Project,
-    pub root: Root,
-    pub containers: ContainerStore,
-    pub images: ImageStore,
+    pub backend: &'a dyn Backend,
 }
 
 impl<'a> Bound<'a> {
-    pub fn open(project: &'a Project, root: &Root) -> Result<Bound<'a>> {
-        Ok(Bound {
-            project,
-            root: root.clone(),
-            containers: ContainerStore::open(root),
-            images: ImageStore::open(root)?,
-        })
-    }
-
-    pub fn networks(&self) -> Result<NetworkStore> {
-        Ok(NetworkStore::open(&self.root)?)
-    }
-
-    pub fn volumes(&self) -> Result<VolumeStore> {
-        Ok(VolumeStore::open(&self.root)?)
+    pub fn new(project: &'a Project, backend: &'a dyn Backend) -> Bound<'a> {
+        Bound { project, backend }
     }
 
     pub fn service(&self, name: &str) -> Result<&'a Service> {
@@ -118,40 +104,33 @@ impl<'a> Bound<'a> {
     }
 
     /// Every container of the project (including one-off `run` containers), oldest first.
-    pub fn all_containers(&self) -> Result<Vec<(Container, State)>> {
-        let mut out: Vec<(Container, State)> = self
-            .containers
-            .list()?
-            .into_iter()
-            .filter(|(c, _)| c.config.labels.get(LABEL_PROJECT) == Some(&self.project.name))
-            .collect();
-        out.sort_by(|a, b| a.0.created.cmp(&b.0.created));
+    pub fn all_containers(&self) -> Result<Vec<ContainerInfo>> {
+        let mut out = self.backend.project_containers(&self.project.name)?;
+        out.retain(|c| c.label(LABEL_PROJECT) == Some(self.project.name.as_str()));
+        out.sort_by(|a, b| a.created.cmp(&b.created));
         Ok(out)
     }
 
     /// The service's regular (not one-off) containers ordered by their number.
-    pub fn service_containers(&self, service: &str) -> Result<Vec<(Container, State)>> {
-        let mut out: Vec<(Container, State)> = self
+    pub fn service_containers(&self, service: &str) -> Result<Vec<ContainerInfo>> {
+        let mut out: Vec<ContainerInfo> = self
             .all_containers()?
             .into_iter()
-            .filter(|(c, _)| {
-                c.config.labels.get(LABEL_SERVICE).map(String::as_str) == Some(service)
-                    && c.config.labels.get(LABEL_ONEOFF).map(String::as_str) != Some("True")
-            })
+            .filter(|c| c.label(LABEL_SERVICE) == Some(service) && c.label(LABEL_ONEOFF) != Some("True"))
             .collect();
-        out.sort_by_key(|(c, _)| number_of(c));
+        out.sort_by_key(number_of);
         Ok(out)
     }
 
     /// Containers of services that are no longer in the files (docker compose's "orphans").
-    pub fn orphans(&self) -> Result<Vec<(Container, State)>> {
+    pub fn orphans(&self) -> Result<Vec<ContainerInfo>> {
         Ok(self
             .all_containers()?
             .into_iter()
-            .filter(|(c, _)| {
-                c.config.labels.get(LABEL_ONEOFF).map(String::as_str) != Some("True")
-                    && c.config.labels.get(LABEL_SERVICE).is_none_or(|s| {
-                        !self.project.services.contains_key(s) && !self.project.disabled_services.contains(s)
+            .filter(|c| {
+                c.label(LABEL_ONEOFF) != Some("True")
+                    && c.label(LABEL_SERVICE).is_none_or(|s| {
+                        !self.project.services.contains_key(s) && !self.project.disabled_services.iter().any(|d| d == s)
                     })
             })
             .collect())
@@ -287,7 +266,7 @@ impl<'a> Bound<'a> {
                 None => {
                     let other = self.service_containers(target)?;
                     match other.first() {
-                        Some((c, _)) => c.name.clone(),
+                        Some(c) => c.name.clone(),
                         None => return Err(Error::NotRunning(target.to_string())),
                     }
                 }
@@ -387,7 +366,7 @@ impl<'a> Bound<'a> {
             Some(("service", name)) => {
                 let containers = self.service_containers(name)?;
                 match containers.first() {
-                    Some((c, _)) => Ok(format!("container:{}", c.name)),
+                    Some(c) => Ok(format!("container:{}", c.name)),
                     None => Err(Error::NotRunning(name.to_string())),
                 }
             }
@@ -397,8 +376,8 @@ impl<'a> Bound<'a> {
 }
 
 /// The container number label, 0 when missing.
-pub fn number_of(c: &Container) -> u32 {
-    c.config.labels.get(LABEL_NUMBER).and_then(|n| n.parse().ok()).unwrap_or(0)
+pub fn number_of(c: &ContainerInfo) -> u32 {
+    c.label(LABEL_NUMBER).and_then(|n| n.parse().ok()).unwrap_or(0)
 }
 
 fn sort_keys(v: serde_json::Value) -> serde_json::Value {

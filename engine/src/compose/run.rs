@@ -8,8 +8,8 @@
 use rand::RngCore;
 
 use super::project::{Bound, Error, Progress, Result, LABEL_CONFIG_HASH, LABEL_NUMBER, LABEL_ONEOFF};
-use super::up::{self, BuildFn, PullFn, UpOptions};
-use crate::container::{create, exec, network as cnet, start};
+use super::up::{self, UpOptions};
+use crate::container::exec;
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -39,23 +39,17 @@ pub enum RunOutcome {
     Detached { id: String, name: String },
 }
 
-pub fn run(
-    bound: &Bound,
-    opts: &RunOptions,
-    pull: &mut PullFn,
-    build: &mut BuildFn,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<RunOutcome> {
+pub fn run(bound: &Bound, opts: &RunOptions, progress: &mut dyn FnMut(Progress)) -> Result<RunOutcome> {
     let service = bound.service(&opts.service)?;
     let deps: Vec<String> = service.depends_on.keys().cloned().collect();
     if !opts.no_deps && !deps.is_empty() {
-        up::up(bound, &UpOptions { services: deps, ..UpOptions::default() }, pull, build, progress)?;
+        up::up(bound, &UpOptions { services: deps, ..UpOptions::default() }, progress)?;
     }
     // The dependencies' `up` made the project networks and volumes; without one, `run` makes them itself.
     up::ensure_resources(bound, std::slice::from_ref(&service.name), progress)?;
-    up::ensure_image(bound, service, &UpOptions::default(), pull, build, progress)?;
-    let image = bound.images.resolve(&bound.image_name(service))?;
-    let mut create_opts = bound.create_options(service, 0, &image.id.to_string())?;
+    up::ensure_image(bound, service, &UpOptions::default(), progress)?;
+    let image_id = up::image_id_of(bound, service)?;
+    let mut create_opts = bound.create_options(service, 0, &image_id)?;
     let mut suffix = [0u8; 6];
     rand::thread_rng().fill_bytes(&mut suffix);
     let name = opts
@@ -98,16 +92,16 @@ pub fn run(
     create_opts.auto_remove = opts.remove;
     create_opts.tty = opts.tty;
     create_opts.open_stdin = opts.interactive;
-    let c = create::create(&bound.containers, &bound.images, &create_opts)?;
+    let id = bound.backend.create_container(&create_opts)?;
     for (network, aliases, ip) in bound.extra_networks(service) {
         let ip = ip.map(|s| s.parse().map_err(|_| Error::Other(format!("invalid ipv4_address {s:?}")))).transpose()?;
-        cnet::connect(&bound.containers, &c.id, &network, aliases, ip)?;
+        bound.backend.connect_network(&id, &network, aliases, ip)?;
     }
     if opts.detach {
-        start::start(&bound.containers, &c.id)?;
-        return Ok(RunOutcome::Detached { id: c.id, name });
+        bound.backend.start_container(&id)?;
+        return Ok(RunOutcome::Detached { id, name });
     }
-    Ok(RunOutcome::Exited(start::start_attached(&bound.containers, &c.id)?))
+    Ok(RunOutcome::Exited(bound.backend.start_attached(&id)?))
 }
 
 #[derive(Debug, Clone, Default)]
@@ -125,13 +119,13 @@ pub struct ExecOptions {
 
 /// `exec`: runs a command in container `index` of the service; returns its exit code.
 pub fn exec(bound: &Bound, opts: &ExecOptions) -> Result<i32> {
-    let (c, state) = super::lifecycle::container_of(bound, &opts.service, opts.index.max(1))?;
-    if !state.is_running() {
+    let c = super::lifecycle::container_of(bound, &opts.service, opts.index.max(1))?;
+    if !c.is_running() {
         return Err(Error::Other(format!(
             "service {:?} is not running (container {} is {})",
             opts.service,
             c.name,
-            state.status.as_str()
+            c.status.as_str()
         )));
     }
     let exec_opts = exec::ExecOptions {
@@ -143,5 +137,5 @@ pub fn exec(bound: &Bound, opts: &ExecOptions) -> Result<i32> {
         tty: opts.tty,
         interactive: opts.interactive,
     };
-    Ok(exec::exec(&bound.containers, &c.id, &exec_opts)?)
+    bound.backend.exec(&c.id, &exec_opts)
 }

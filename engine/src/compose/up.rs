@@ -11,13 +11,14 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use super::backend::{BuildRequest, ContainerInfo};
 use super::model::{Condition, Service};
 use super::order::{start_order, with_dependencies};
 use super::project::{
     number_of, Bound, Error, Progress, Result, COMPOSE_VERSION, LABEL_CONFIG_HASH, LABEL_IMAGE, LABEL_NETWORK,
     LABEL_PROJECT, LABEL_VERSION, LABEL_VOLUME,
 };
-use crate::container::{create, network as cnet, remove, start, stop};
+use crate::container::health::HealthOutcome;
 
 /// `up` flags.
 #[derive(Debug, Clone, Default)]
@@ -40,12 +41,6 @@ pub struct UpOptions {
     pub wait_timeout: Option<Duration>,
 }
 
-/// Builds a service's image; provided by the caller (the builder lives outside compose).
-pub type BuildFn<'f> = dyn FnMut(&Service, &str) -> std::result::Result<(), String> + 'f;
-
-/// Pulls an image by name; provided by the caller (registry access and its progress output live in the CLI).
-pub type PullFn<'f> = dyn FnMut(&str) -> std::result::Result<(), String> + 'f;
-
 /// What `up` did, for `--abort-on-container-exit` and attaching.
 #[derive(Debug, Default)]
 pub struct UpOutcome {
@@ -56,18 +51,13 @@ pub struct UpOutcome {
 /// Things created by this run, removed again if it fails.
 #[derive(Default)]
 struct Created {
-    containers: Vec<String>,
+    /// (ID, name)
+    containers: Vec<(String, String)>,
     networks: Vec<String>,
     volumes: Vec<String>,
 }
 
-pub fn up(
-    bound: &Bound,
-    opts: &UpOptions,
-    pull: &mut PullFn,
-    build: &mut BuildFn,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<UpOutcome> {
+pub fn up(bound: &Bound, opts: &UpOptions, progress: &mut dyn FnMut(Progress)) -> Result<UpOutcome> {
     let project = bound.project;
     for name in opts.services.iter().chain(opts.scale.keys()) {
         bound.service(name)?;
@@ -86,13 +76,13 @@ pub fn up(
     let orphans = bound.orphans()?;
     if !orphans.is_empty() {
         if opts.remove_orphans {
-            for (c, _) in &orphans {
+            for c in &orphans {
                 progress(Progress { kind: "Container", name: c.name.clone(), action: "Removing" });
-                remove::remove(&bound.containers, &c.id, true, false)?;
+                bound.backend.remove_container(&c.id, true, false)?;
                 progress(Progress { kind: "Container", name: c.name.clone(), action: "Removed" });
             }
         } else {
-            let names: Vec<&str> = orphans.iter().map(|(c, _)| c.name.as_str()).collect();
+            let names: Vec<&str> = orphans.iter().map(|c| c.name.as_str()).collect();
             progress(Progress {
                 kind: "Warning",
                 name: format!(
@@ -105,7 +95,7 @@ pub fn up(
     }
 
     for name in &selected {
-        ensure_image(bound, bound.service(name)?, opts, pull, build, progress)?;
+        ensure_image(bound, bound.service(name)?, opts, progress)?;
     }
 
     let mut created = Created::default();
@@ -122,19 +112,20 @@ pub fn ensure_image(
     bound: &Bound,
     service: &Service,
     opts: &UpOptions,
-    pull: &mut PullFn,
-    build: &mut BuildFn,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<()> {
     let image = bound.image_name(service);
-    let present = bound.images.resolve(&image).is_ok();
+    let present = bound.backend.image_id(&image)?.is_some();
+    let service_error = |e: Error| Error::Service { service: service.name.clone(), message: e.to_string() };
     let policy = service.pull_policy.as_deref().unwrap_or("missing");
     let must_build = service.build.is_some()
         && !opts.no_build
         && (opts.build || policy == "build" || (!present && policy != "never"));
     if must_build {
         progress(Progress { kind: "Image", name: image.clone(), action: "Building" });
-        build(service, &image).map_err(|message| Error::Service { service: service.name.clone(), message })?;
+        let request =
+            BuildRequest { service, image: &image, no_cache: false, pull: false, quiet: false, extra_args: &[] };
+        bound.backend.build_image(&request).map_err(service_error)?;
         progress(Progress { kind: "Image", name: image.clone(), action: "Built" });
         return Ok(());
     }
@@ -154,7 +145,7 @@ pub fn ensure_image(
         });
     }
     progress(Progress { kind: "Image", name: image.clone(), action: "Pulling" });
-    pull(&image).map_err(|message| Error::Service { service: service.name.clone(), message })?;
+    bound.backend.pull_image(&image, false).map_err(service_error)?;
     progress(Progress { kind: "Image", name: image, action: "Pulled" });
     Ok(())
 }
@@ -180,28 +171,27 @@ fn converge(
             }
         }
         let scale = opts.scale.get(name).copied().unwrap_or(service.replicas);
-        let image = bound.images.resolve(&bound.image_name(service))?;
-        let image_id = image.id.to_string();
+        let image_id = image_id_of(bound, service)?;
         let hash = bound.config_hash(service);
         let existing = bound.service_containers(name)?;
         let mut numbers_in_use = Vec::new();
-        for (c, state) in &existing {
+        for c in &existing {
             let number = number_of(c);
             if number == 0 || number > scale {
                 progress(Progress { kind: "Container", name: c.name.clone(), action: "Stopping" });
-                stop::stop(&bound.containers, &c.id, service.stop_grace_period.map(|d| d.as_secs() as i64))?;
+                bound.backend.stop_container(&c.id, service.stop_grace_period.map(|d| d.as_secs() as i64))?;
                 progress(Progress { kind: "Container", name: c.name.clone(), action: "Removing" });
-                remove::remove(&bound.containers, &c.id, true, false)?;
+                bound.backend.remove_container(&c.id, true, false)?;
                 progress(Progress { kind: "Container", name: c.name.clone(), action: "Removed" });
                 continue;
             }
             numbers_in_use.push(number);
-            let changed = c.config.labels.get(LABEL_CONFIG_HASH) != Some(&hash)
-                || c.config.labels.get(LABEL_IMAGE) != Some(&image_id);
+            let changed =
+                c.label(LABEL_CONFIG_HASH) != Some(hash.as_str()) || c.label(LABEL_IMAGE) != Some(image_id.as_str());
             if (changed || opts.force_recreate) && !opts.no_recreate {
                 progress(Progress { kind: "Container", name: c.name.clone(), action: "Recreate" });
-                stop::stop(&bound.containers, &c.id, service.stop_grace_period.map(|d| d.as_secs() as i64))?;
-                remove::remove(&bound.containers, &c.id, true, false)?;
+                bound.backend.stop_container(&c.id, service.stop_grace_period.map(|d| d.as_secs() as i64))?;
+                bound.backend.remove_container(&c.id, true, false)?;
                 let id = create_container(bound, service, number, &image_id, created, progress)?;
                 progress(Progress { kind: "Container", name: c.name.clone(), action: "Recreated" });
                 if !opts.no_start {
@@ -209,7 +199,7 @@ fn converge(
                 }
                 outcome.containers.push((name.clone(), id, c.name.clone()));
             } else {
-                if state.is_running() {
+                if c.is_running() {
                     progress(Progress { kind: "Container", name: c.name.clone(), action: "Running" });
                 } else if !opts.no_start {
                     start_container(bound, &c.id, &c.name, progress)?;
@@ -249,14 +239,20 @@ fn create_container(
     let name = bound.container_name(service, number);
     progress(Progress { kind: "Container", name: name.clone(), action: "Creating" });
     let opts = bound.create_options(service, number, image_id)?;
-    let c = create::create(&bound.containers, &bound.images, &opts)?;
-    created.containers.push(c.id.clone());
+    let id = bound.backend.create_container(&opts)?;
+    created.containers.push((id.clone(), name.clone()));
     for (network, aliases, ip) in bound.extra_networks(service) {
         let ip = parse_ip(service, ip.as_deref())?;
-        cnet::connect(&bound.containers, &c.id, &network, aliases, ip)?;
+        bound.backend.connect_network(&id, &network, aliases, ip)?;
     }
     progress(Progress { kind: "Container", name, action: "Created" });
-    Ok(c.id)
+    Ok(id)
+}
+
+/// The ID of the image a service runs (present: `ensure_image` ran before).
+pub fn image_id_of(bound: &Bound, service: &Service) -> Result<String> {
+    let name = bound.image_name(service);
+    bound.backend.image_id(&name)?.ok_or(Error::Image(crate::image::Error::NotFound(name)))
 }
 
 fn parse_ip(service: &Service, ip: Option<&str>) -> Result<Option<Ipv4Addr>> {
@@ -271,7 +267,7 @@ fn parse_ip(service: &Service, ip: Option<&str>) -> Result<Option<Ipv4Addr>> {
 
 fn start_container(bound: &Bound, id: &str, name: &str, progress: &mut dyn FnMut(Progress)) -> Result<()> {
     progress(Progress { kind: "Container", name: name.to_string(), action: "Starting" });
-    start::start(&bound.containers, id)?;
+    bound.backend.start_container(id)?;
     progress(Progress { kind: "Container", name: name.to_string(), action: "Started" });
     Ok(())
 }
@@ -293,7 +289,7 @@ fn wait_for(
         return Ok(());
     }
     let deadline = timeout.map(|t| Instant::now() + t);
-    for (c, _) in containers {
+    for c in containers {
         match condition {
             Condition::Started => {}
             Condition::Healthy => {
@@ -303,7 +299,7 @@ fn wait_for(
             Condition::CompletedSuccessfully => {
                 progress(Progress { kind: "Container", name: c.name.clone(), action: "Waiting" });
                 loop {
-                    let state = bound.containers.state(&c.id)?;
+                    let state = bound.backend.inspect_container(&c.id)?;
                     if !state.is_running() && state.status != crate::container::Status::Created {
                         if state.exit_code == 0 {
                             progress(Progress { kind: "Container", name: c.name.clone(), action: "Exited" });
@@ -331,13 +327,12 @@ fn wait_for(
 /// Waits for a container's healthcheck to pass (docker compose's `service_healthy`).
 fn wait_healthy(
     bound: &Bound,
-    c: &crate::container::Container,
+    c: &ContainerInfo,
     deadline: Option<Instant>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<()> {
-    use crate::container::health::{wait_healthy, HealthOutcome};
     let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-    let reason = match wait_healthy(&bound.containers, &c.id, left)? {
+    let reason = match bound.backend.wait_healthy(&c.id, left)? {
         HealthOutcome::Healthy => {
             progress(Progress { kind: "Container", name: c.name.clone(), action: "Healthy" });
             return Ok(());
@@ -369,7 +364,6 @@ fn ensure_networks(
     created: &mut Created,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<()> {
-    let networks = bound.networks()?;
     let used: Vec<&String> = selected
         .iter()
         .filter_map(|s| bound.project.services.get(s))
@@ -380,10 +374,8 @@ fn ensure_networks(
         if !used.contains(&key) {
             continue;
         }
-        match networks.resolve(&config.name) {
-            Ok(_) => continue,
-            Err(crate::network::Error::NotFound(_)) => {}
-            Err(e) => return Err(e.into()),
+        if bound.backend.network_labels(&config.name)?.is_some() {
+            continue;
         }
         if config.external {
             return Err(Error::ExternalNetwork { name: config.name.clone() });
@@ -393,7 +385,7 @@ fn ensure_networks(
         labels.insert(LABEL_PROJECT.into(), bound.project.name.clone());
         labels.insert(LABEL_NETWORK.into(), key.clone());
         labels.insert(LABEL_VERSION.into(), COMPOSE_VERSION.into());
-        networks.create(&crate::network::CreateOptions {
+        bound.backend.create_network(&crate::network::CreateOptions {
             name: config.name.clone(),
             driver: Some("bridge".into()),
             subnet: config.subnet.clone(),
@@ -414,7 +406,6 @@ fn ensure_volumes(
     created: &mut Created,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<()> {
-    let volumes = bound.volumes()?;
     let used: Vec<String> = selected
         .iter()
         .filter_map(|s| bound.project.services.get(s))
@@ -428,10 +419,8 @@ fn ensure_volumes(
         if !used.contains(key) {
             continue;
         }
-        match volumes.get(&config.name) {
-            Ok(_) => continue,
-            Err(crate::volume::Error::NotFound(_)) => {}
-            Err(e) => return Err(e.into()),
+        if bound.backend.volume_exists(&config.name)? {
+            continue;
         }
         if config.external {
             return Err(Error::ExternalVolume { name: config.name.clone() });
@@ -441,7 +430,7 @@ fn ensure_volumes(
         labels.insert(LABEL_PROJECT.into(), bound.project.name.clone());
         labels.insert(LABEL_VOLUME.into(), key.clone());
         labels.insert(LABEL_VERSION.into(), COMPOSE_VERSION.into());
-        volumes.create(Some(&config.name), labels, BTreeMap::new())?;
+        bound.backend.create_volume(&config.name, labels)?;
         created.volumes.push(config.name.clone());
         progress(Progress { kind: "Volume", name: config.name.clone(), action: "Created" });
     }
@@ -450,39 +439,29 @@ fn ensure_volumes(
 
 /// Undoes what a failed `up` created; errors here are reported as progress warnings, the original error wins.
 fn rollback(bound: &Bound, created: &Created, progress: &mut dyn FnMut(Progress)) {
-    for id in created.containers.iter().rev() {
-        let name = bound.containers.load(id).map(|c| c.name).unwrap_or_else(|_| id.clone());
+    for (id, name) in created.containers.iter().rev() {
         progress(Progress { kind: "Container", name: name.clone(), action: "Removing" });
-        match remove::remove(&bound.containers, id, true, true) {
-            Ok(()) => progress(Progress { kind: "Container", name, action: "Removed" }),
-            Err(crate::container::Error::NotFound(_)) => {}
+        match bound.backend.remove_container(id, true, true) {
+            Ok(()) => progress(Progress { kind: "Container", name: name.clone(), action: "Removed" }),
             Err(e) => {
                 progress(Progress { kind: "Warning", name: format!("cannot remove container {name}: {e}"), action: "" })
             }
         }
     }
-    if let Ok(networks) = bound.networks() {
-        for name in created.networks.iter().rev() {
-            progress(Progress { kind: "Network", name: name.clone(), action: "Removing" });
-            match networks.remove(name) {
-                Ok(_) => progress(Progress { kind: "Network", name: name.clone(), action: "Removed" }),
-                Err(e) => progress(Progress {
-                    kind: "Warning",
-                    name: format!("cannot remove network {name}: {e}"),
-                    action: "",
-                }),
+    for name in created.networks.iter().rev() {
+        progress(Progress { kind: "Network", name: name.clone(), action: "Removing" });
+        match bound.backend.remove_network(name) {
+            Ok(()) => progress(Progress { kind: "Network", name: name.clone(), action: "Removed" }),
+            Err(e) => {
+                progress(Progress { kind: "Warning", name: format!("cannot remove network {name}: {e}"), action: "" })
             }
         }
     }
-    if let Ok(volumes) = bound.volumes() {
-        for name in created.volumes.iter().rev() {
-            match volumes.remove(name, true, &|_| None) {
-                Ok(()) => progress(Progress { kind: "Volume", name: name.clone(), action: "Removed" }),
-                Err(e) => progress(Progress {
-                    kind: "Warning",
-                    name: format!("cannot remove volume {name}: {e}"),
-                    action: "",
-                }),
+    for name in created.volumes.iter().rev() {
+        match bound.backend.remove_volume(name, true) {
+            Ok(()) => progress(Progress { kind: "Volume", name: name.clone(), action: "Removed" }),
+            Err(e) => {
+                progress(Progress { kind: "Warning", name: format!("cannot remove volume {name}: {e}"), action: "" })
             }
         }
     }

@@ -32,13 +32,7 @@ pub fn run(command: Command, client: &ApiClient) -> anyhow::Result<ExitCode> {
         Command::Network(cmd) => network::run(cmd, client),
         Command::Volume(cmd) => volume::run(cmd, client),
         Command::Inspect(args) => inspect(args, client),
-        Command::Compose(_) => Err(ExitError {
-            code: engine::error::EXIT_ENGINE,
-            message: "compose is not yet available over the Engine API: unset DOCKER_HOST/DRYDOCK_HOST and give \
-                      --root to run it on the engine root directly"
-                .into(),
-        }
-        .into()),
+        Command::Compose(args) => super::compose::run_api(*args, client.host().clone()),
         Command::Serve(_) => anyhow::bail!("`serve` runs on an engine root, not through another server"),
     }
 }
