@@ -326,16 +326,14 @@ fn safe_relative(path: &str) -> Result<PathBuf, Problem> {
     Ok(out)
 }
 
-/// Streams `body` into `dest` (through a temporary file beside it), refusing more than `limit` bytes.
-async fn store_upload(body: Body, dest: &Path, limit: u64) -> Result<u64, Problem> {
+/// Streams `body` into `dest` (through a temporary file beside it), refusing more than `limit` bytes; a full disk
+/// under `data_dir` is a `507` naming it ([`super::storage_full`]) and leaves no partial file.
+async fn store_upload(body: Body, dest: &Path, limit: u64, data_dir: &Path) -> Result<u64, Problem> {
     let dir = dest.parent().ok_or_else(|| Problem::internal("upload destination has no parent"))?;
-    tokio::fs::create_dir_all(dir)
-        .await
-        .map_err(|e| Problem::internal(format!("cannot create {}: {e}", dir.display())))?;
+    let failed = |e: std::io::Error, path: &Path| super::storage_full::write_failed(&e, "the upload", path, data_dir);
+    tokio::fs::create_dir_all(dir).await.map_err(|e| failed(e, dir))?;
     let tmp = dir.join(format!(".upload-{:016x}", rand::random::<u64>()));
-    let mut file = tokio::fs::File::create(&tmp)
-        .await
-        .map_err(|e| Problem::internal(format!("cannot create {}: {e}", tmp.display())))?;
+    let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| failed(e, &tmp))?;
     let mut size = 0u64;
     let mut stream = body.into_data_stream();
     let result = async {
@@ -345,9 +343,9 @@ async fn store_upload(body: Body, dest: &Path, limit: u64) -> Result<u64, Proble
             if size > limit {
                 return Err(Problem::too_large(format!("the upload is over {limit} bytes")));
             }
-            file.write_all(&chunk).await.map_err(|e| Problem::internal(format!("cannot write the upload: {e}")))?;
+            file.write_all(&chunk).await.map_err(|e| failed(e, &tmp))?;
         }
-        file.flush().await.map_err(|e| Problem::internal(format!("cannot write the upload: {e}")))?;
+        file.flush().await.map_err(|e| failed(e, &tmp))?;
         Ok(())
     }
     .await;
@@ -356,7 +354,10 @@ async fn store_upload(body: Body, dest: &Path, limit: u64) -> Result<u64, Proble
         let _ = tokio::fs::remove_file(&tmp).await;
         return Err(e);
     }
-    tokio::fs::rename(&tmp, dest).await.map_err(|e| Problem::internal(format!("cannot store the upload: {e}")))?;
+    if let Err(e) = tokio::fs::rename(&tmp, dest).await {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(failed(e, dest));
+    }
     Ok(size)
 }
 
@@ -370,7 +371,7 @@ async fn artifact(
     let job = state.store.leased_job(job_id(&raw)?, runner.id).await?;
     let rel = safe_relative(&path)?;
     let dest = state.data_dir.join("artifacts").join(job.id.to_string()).join(job.attempt.to_string()).join(&rel);
-    let size = store_upload(body, &dest, state.max_artifact_bytes).await?;
+    let size = store_upload(body, &dest, state.max_artifact_bytes, &state.data_dir).await?;
     state.store.put_artifact(job.id, job.attempt, &rel.to_string_lossy(), size as i64, &dest.to_string_lossy()).await?;
     Ok(StatusCode::CREATED.into_response())
 }
@@ -388,7 +389,7 @@ async fn put_workspace(
         job.attempt,
         rand::random::<u64>()
     ));
-    let size = store_upload(body, &dest, state.max_workspace_bytes).await?;
+    let size = store_upload(body, &dest, state.max_workspace_bytes, &state.data_dir).await?;
     let id = state.store.add_workspace_layer(job.id, job.attempt, size as i64, &dest.to_string_lossy()).await?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({"layer_id": id.to_string()}))).into_response())
 }

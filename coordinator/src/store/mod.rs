@@ -163,10 +163,12 @@ fn migrator(backend: Backend) -> Migrator {
         Backend::Sqlite => &[
             (1, "initial", include_str!("../../../migrations/sqlite/0001_initial.sql")),
             (2, "dashboard_users", include_str!("../../../migrations/sqlite/0002_dashboard_users.sql")),
+            (3, "job_list_indexes", include_str!("../../../migrations/sqlite/0003_job_list_indexes.sql")),
         ],
         Backend::Postgres => &[
             (1, "initial", include_str!("../../../migrations/postgres/0001_initial.sql")),
             (2, "dashboard_users", include_str!("../../../migrations/postgres/0002_dashboard_users.sql")),
+            (3, "job_list_indexes", include_str!("../../../migrations/postgres/0003_job_list_indexes.sql")),
         ],
     };
     let migrations = files

@@ -1,0 +1,4 @@
+-- A pipeline's jobs are listed by pipeline (the dashboard's pipeline page, Store::pipeline_jobs): without an
+-- index that read every row of jobs (a full scan: ~100,000 rows for a busy installation, on every page view).
+-- Keep in step with migrations/postgres/0003_job_list_indexes.sql.
+CREATE INDEX jobs_pipeline ON jobs (pipeline_id, id);
