@@ -126,8 +126,12 @@ async fn run_on(name: &'static str, store: Store, data_dir: &Path) {
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let trigger =
-        PipelineTrigger { source: "api".into(), branch: Some("main".into()), sha: "0123abc".into(), ..Default::default() };
+    let trigger = PipelineTrigger {
+        source: "api".into(),
+        branch: Some("main".into()),
+        sha: "0123abc".into(),
+        ..Default::default()
+    };
     store
         .create_pipeline(project.id, &trigger, &crate::store::jobs::tests::planned(CONFIG, "main"))
         .await
@@ -208,7 +212,8 @@ async fn run_on(name: &'static str, store: Store, data_dir: &Path) {
 
     // Every chunk accepted before the disk filled reads back, byte for byte.
     let job_id: i64 = job.parse().unwrap_or_else(|e| panic!("job id {job}: {e}"));
-    let log: String = store.job_log(job_id, 1).await.unwrap_or_else(|e| panic!("{e}")).iter().map(|c| c.data.clone()).collect();
+    let log: String =
+        store.job_log(job_id, 1).await.unwrap_or_else(|e| panic!("{e}")).iter().map(|c| c.data.clone()).collect();
     assert_eq!(log.len(), accepted_bytes, "{name}");
     for (i, chunk) in log.as_bytes().chunks(CHUNK_BYTES).enumerate() {
         assert!(chunk.iter().all(|b| *b == b'a' + (i % 26) as u8), "{name}: chunk {i} reads back changed");

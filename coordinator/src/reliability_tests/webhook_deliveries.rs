@@ -14,7 +14,8 @@ const UNIQUE: usize = 900;
 const REDELIVERED: usize = 100;
 const CLIENTS: usize = 8;
 const SECRET: &str = "It's a Secret to Everybody";
-const CONFIG: &str = "version: 2.1\njobs:\n  build: {docker: [{image: busybox}], steps: [{run: 'true'}]}\nworkflows:\n  \
+const CONFIG: &str =
+    "version: 2.1\njobs:\n  build: {docker: [{image: busybox}], steps: [{run: 'true'}]}\nworkflows:\n  \
                       main:\n    jobs: [build]\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
