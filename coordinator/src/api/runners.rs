@@ -352,6 +352,16 @@ async fn store_upload(body: Body, dest: &Path, limit: u64, data_dir: &Path) -> R
     drop(file);
     if let Err(e) = result {
         let _ = tokio::fs::remove_file(&tmp).await;
+        if e.status != StatusCode::PAYLOAD_TOO_LARGE && e.status != StatusCode::BAD_REQUEST {
+            // The write failed (a full disk): read the rest of the body (up to the limit, storing nothing) so the
+            // client finishes sending and reads the answer instead of a broken pipe.
+            while let Some(Ok(chunk)) = stream.next().await {
+                size += chunk.len() as u64;
+                if size > limit {
+                    break;
+                }
+            }
+        }
         return Err(e);
     }
     if let Err(e) = tokio::fs::rename(&tmp, dest).await {
