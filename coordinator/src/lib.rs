@@ -11,6 +11,8 @@ pub mod job_secrets;
 pub mod local_runner;
 pub mod pipeline;
 pub mod projects;
+#[cfg(test)]
+mod reliability_tests;
 pub mod repo;
 pub mod scheduler;
 pub mod secrets;

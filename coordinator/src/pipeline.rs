@@ -171,7 +171,15 @@ async fn fetch(data_dir: PathBuf, project: &Project, req: &TriggerRequest) -> Re
     let repo_err = move |source| PipelineError::Repo { project: slug.clone(), source };
     let result = tokio::task::spawn_blocking(move || -> Result<Fetched, RepoError> {
         let mirror = Mirror::open(&data_dir, &id, &url)?;
-        mirror.fetch()?;
+        // A webhook names a full SHA; when the mirror holds that commit already (a redelivery, a branch or tag
+        // created at a known commit, several pushes of one commit) a fetch brings nothing for this pipeline — the
+        // configuration at a commit cannot change — and the fetch is most of a delivery's processing cost.
+        let have_commit = req.sha.as_deref().is_some_and(|sha| {
+            sha.len() == 40 && sha.bytes().all(|b| b.is_ascii_hexdigit()) && mirror.resolve(sha).is_ok()
+        });
+        if !have_commit {
+            mirror.fetch()?;
+        }
         if let Some(n) = req.pr_number {
             // A fork's head is only reachable under refs/pull/N/head (GitHub); a local remote has none.
             let _ = mirror.fetch_pull_request(n);

@@ -14,6 +14,7 @@ pub mod projects;
 #[cfg(test)]
 mod rest_tests;
 pub mod runners;
+pub mod storage_full;
 pub mod webhooks;
 
 use std::path::PathBuf;
@@ -154,6 +155,7 @@ impl From<StoreError> for Problem {
             StoreError::NotFound(what) => Problem::not_found(format!("{what} not found")),
             StoreError::Conflict(message) => Problem::conflict(message),
             StoreError::LeaseLost(_) => Problem::new(StatusCode::CONFLICT, "lease_lost", e.to_string()),
+            other if storage_full::store_disk_full(&other) => storage_full::database_full(&other),
             other => {
                 tracing::error!(error = %other, "store error");
                 Problem::new(

@@ -326,6 +326,7 @@ fn safe_relative(path: &str) -> Result<PathBuf, Problem> {
     Ok(out)
 }
 
+<<<<<<< HEAD
 /// An artifact path that names a directory of another artifact, or lies under another artifact's file: `a` and
 /// `a/b` cannot both be files on disk (nor in a download of the artifacts).
 fn clash(rel: &Path) -> Problem {
@@ -384,10 +385,16 @@ async fn store_upload(body: Body, dest: &Path, limit: u64) -> Result<u64, Upload
         clash: is_clash(&e),
         problem: Problem::internal(format!("cannot create {}: {e}", dir.display())),
     })?;
+=======
+/// Streams `body` into `dest` (through a temporary file beside it), refusing more than `limit` bytes; a full disk
+/// under `data_dir` is a `507` naming it ([`super::storage_full`]) and leaves no partial file.
+async fn store_upload(body: Body, dest: &Path, limit: u64, data_dir: &Path) -> Result<u64, Problem> {
+    let dir = dest.parent().ok_or_else(|| Problem::internal("upload destination has no parent"))?;
+    let failed = |e: std::io::Error, path: &Path| super::storage_full::write_failed(&e, "the upload", path, data_dir);
+    tokio::fs::create_dir_all(dir).await.map_err(|e| failed(e, dir))?;
+>>>>>>> cbench
     let tmp = dir.join(format!(".upload-{:016x}", rand::random::<u64>()));
-    let mut file = tokio::fs::File::create(&tmp)
-        .await
-        .map_err(|e| Problem::internal(format!("cannot create {}: {e}", tmp.display())))?;
+    let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| failed(e, &tmp))?;
     let mut size = 0u64;
     let mut stream = body.into_data_stream();
     let result = async {
@@ -397,15 +404,16 @@ async fn store_upload(body: Body, dest: &Path, limit: u64) -> Result<u64, Upload
             if size > limit {
                 return Err(Problem::too_large(format!("the upload is over {limit} bytes")));
             }
-            file.write_all(&chunk).await.map_err(|e| Problem::internal(format!("cannot write the upload: {e}")))?;
+            file.write_all(&chunk).await.map_err(|e| failed(e, &tmp))?;
         }
-        file.flush().await.map_err(|e| Problem::internal(format!("cannot write the upload: {e}")))?;
+        file.flush().await.map_err(|e| failed(e, &tmp))?;
         Ok(())
     }
     .await;
     drop(file);
     if let Err(e) = result {
         let _ = tokio::fs::remove_file(&tmp).await;
+<<<<<<< HEAD
         return Err(e.into());
     }
     if let Err(e) = tokio::fs::rename(&tmp, dest).await {
@@ -415,6 +423,24 @@ async fn store_upload(body: Body, dest: &Path, limit: u64) -> Result<u64, Upload
             problem: Problem::internal(format!("cannot store the upload: {e}")),
         });
     }
+=======
+        if e.status != StatusCode::PAYLOAD_TOO_LARGE && e.status != StatusCode::BAD_REQUEST {
+            // The write failed (a full disk): read the rest of the body (up to the limit, storing nothing) so the
+            // client finishes sending and reads the answer instead of a broken pipe.
+            while let Some(Ok(chunk)) = stream.next().await {
+                size += chunk.len() as u64;
+                if size > limit {
+                    break;
+                }
+            }
+        }
+        return Err(e);
+    }
+    if let Err(e) = tokio::fs::rename(&tmp, dest).await {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(failed(e, dest));
+    }
+>>>>>>> cbench
     Ok(size)
 }
 
@@ -427,6 +453,7 @@ async fn artifact(
     let runner = runner(&state, &headers).await?;
     let job = state.store.leased_job(job_id(&raw)?, runner.id).await?;
     let rel = safe_relative(&path)?;
+<<<<<<< HEAD
     let root = state.data_dir.join("artifacts").join(job.id.to_string()).join(job.attempt.to_string());
     let dest = root.join(&rel);
     refuse_clash(&root, &rel).await?;
@@ -438,6 +465,10 @@ async fn artifact(
             e.problem
         }
     })?;
+=======
+    let dest = state.data_dir.join("artifacts").join(job.id.to_string()).join(job.attempt.to_string()).join(&rel);
+    let size = store_upload(body, &dest, state.max_artifact_bytes, &state.data_dir).await?;
+>>>>>>> cbench
     state.store.put_artifact(job.id, job.attempt, &rel.to_string_lossy(), size as i64, &dest.to_string_lossy()).await?;
     Ok(StatusCode::CREATED.into_response())
 }
@@ -455,7 +486,7 @@ async fn put_workspace(
         job.attempt,
         rand::random::<u64>()
     ));
-    let size = store_upload(body, &dest, state.max_workspace_bytes).await?;
+    let size = store_upload(body, &dest, state.max_workspace_bytes, &state.data_dir).await?;
     let id = state.store.add_workspace_layer(job.id, job.attempt, size as i64, &dest.to_string_lossy()).await?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({"layer_id": id.to_string()}))).into_response())
 }

@@ -177,12 +177,14 @@ fn migrator(backend: Backend) -> Migrator {
             (2, "dashboard_users", include_str!("../../../migrations/sqlite/0002_dashboard_users.sql")),
             (3, "reruns", include_str!("../../../migrations/sqlite/0003_reruns.sql")),
             (4, "schedules_and_limits", include_str!("../../../migrations/sqlite/0004_schedules_and_limits.sql")),
+            (5, "job_list_indexes", include_str!("../../../migrations/sqlite/0005_job_list_indexes.sql")),
         ],
         Backend::Postgres => &[
             (1, "initial", include_str!("../../../migrations/postgres/0001_initial.sql")),
             (2, "dashboard_users", include_str!("../../../migrations/postgres/0002_dashboard_users.sql")),
             (3, "reruns", include_str!("../../../migrations/postgres/0003_reruns.sql")),
             (4, "schedules_and_limits", include_str!("../../../migrations/postgres/0004_schedules_and_limits.sql")),
+            (5, "job_list_indexes", include_str!("../../../migrations/postgres/0005_job_list_indexes.sql")),
         ],
     };
     let migrations = files

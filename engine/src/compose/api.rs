@@ -428,7 +428,7 @@ impl Backend for ApiBackend {
             self.client.post(&path, Some(&start))?;
             return Ok(0);
         }
-        let hijacked = self.client.upgrade(&path, RequestBody::json(&start))?;
+        let hijacked = self.client.upgrade(&path, RequestBody::json(&start)?)?;
         if opts.interactive {
             pump_stdin(&hijacked)?;
         }
