@@ -326,7 +326,6 @@ fn safe_relative(path: &str) -> Result<PathBuf, Problem> {
     Ok(out)
 }
 
-<<<<<<< HEAD
 /// An artifact path that names a directory of another artifact, or lies under another artifact's file: `a` and
 /// `a/b` cannot both be files on disk (nor in a download of the artifacts).
 fn clash(rel: &Path) -> Problem {
@@ -378,21 +377,12 @@ fn is_clash(e: &std::io::Error) -> bool {
     ) || e.raw_os_error() == Some(libc::ENOTEMPTY)
 }
 
-/// Streams `body` into `dest` (through a temporary file beside it), refusing more than `limit` bytes.
-async fn store_upload(body: Body, dest: &Path, limit: u64) -> Result<u64, UploadError> {
-    let dir = dest.parent().ok_or_else(|| Problem::internal("upload destination has no parent"))?;
-    tokio::fs::create_dir_all(dir).await.map_err(|e| UploadError {
-        clash: is_clash(&e),
-        problem: Problem::internal(format!("cannot create {}: {e}", dir.display())),
-    })?;
-=======
 /// Streams `body` into `dest` (through a temporary file beside it), refusing more than `limit` bytes; a full disk
 /// under `data_dir` is a `507` naming it ([`super::storage_full`]) and leaves no partial file.
-async fn store_upload(body: Body, dest: &Path, limit: u64, data_dir: &Path) -> Result<u64, Problem> {
+async fn store_upload(body: Body, dest: &Path, limit: u64, data_dir: &Path) -> Result<u64, UploadError> {
     let dir = dest.parent().ok_or_else(|| Problem::internal("upload destination has no parent"))?;
     let failed = |e: std::io::Error, path: &Path| super::storage_full::write_failed(&e, "the upload", path, data_dir);
-    tokio::fs::create_dir_all(dir).await.map_err(|e| failed(e, dir))?;
->>>>>>> cbench
+    tokio::fs::create_dir_all(dir).await.map_err(|e| UploadError { clash: is_clash(&e), problem: failed(e, dir) })?;
     let tmp = dir.join(format!(".upload-{:016x}", rand::random::<u64>()));
     let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| failed(e, &tmp))?;
     let mut size = 0u64;
@@ -413,17 +403,6 @@ async fn store_upload(body: Body, dest: &Path, limit: u64, data_dir: &Path) -> R
     drop(file);
     if let Err(e) = result {
         let _ = tokio::fs::remove_file(&tmp).await;
-<<<<<<< HEAD
-        return Err(e.into());
-    }
-    if let Err(e) = tokio::fs::rename(&tmp, dest).await {
-        let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(UploadError {
-            clash: is_clash(&e),
-            problem: Problem::internal(format!("cannot store the upload: {e}")),
-        });
-    }
-=======
         if e.status != StatusCode::PAYLOAD_TOO_LARGE && e.status != StatusCode::BAD_REQUEST {
             // The write failed (a full disk): read the rest of the body (up to the limit, storing nothing) so the
             // client finishes sending and reads the answer instead of a broken pipe.
@@ -434,13 +413,12 @@ async fn store_upload(body: Body, dest: &Path, limit: u64, data_dir: &Path) -> R
                 }
             }
         }
-        return Err(e);
+        return Err(e.into());
     }
     if let Err(e) = tokio::fs::rename(&tmp, dest).await {
         let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(failed(e, dest));
+        return Err(UploadError { clash: is_clash(&e), problem: failed(e, dest) });
     }
->>>>>>> cbench
     Ok(size)
 }
 
@@ -453,22 +431,17 @@ async fn artifact(
     let runner = runner(&state, &headers).await?;
     let job = state.store.leased_job(job_id(&raw)?, runner.id).await?;
     let rel = safe_relative(&path)?;
-<<<<<<< HEAD
     let root = state.data_dir.join("artifacts").join(job.id.to_string()).join(job.attempt.to_string());
     let dest = root.join(&rel);
     refuse_clash(&root, &rel).await?;
     // `clash`: another upload of this job made the clash after the check.
-    let size = store_upload(body, &dest, state.max_artifact_bytes).await.map_err(|e| {
+    let size = store_upload(body, &dest, state.max_artifact_bytes, &state.data_dir).await.map_err(|e| {
         if e.clash {
             clash(&rel)
         } else {
             e.problem
         }
     })?;
-=======
-    let dest = state.data_dir.join("artifacts").join(job.id.to_string()).join(job.attempt.to_string()).join(&rel);
-    let size = store_upload(body, &dest, state.max_artifact_bytes, &state.data_dir).await?;
->>>>>>> cbench
     state.store.put_artifact(job.id, job.attempt, &rel.to_string_lossy(), size as i64, &dest.to_string_lossy()).await?;
     Ok(StatusCode::CREATED.into_response())
 }
