@@ -13,6 +13,7 @@
 
 pub mod deliveries;
 pub mod jobs;
+pub mod log_range;
 pub mod logs;
 pub mod pipelines;
 pub mod projects;
