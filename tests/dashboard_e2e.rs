@@ -251,21 +251,21 @@ async fn drive(c: Client, url: String, shots: PathBuf) {
     // A reference the polling closures copy.
     let c = &c;
     // A wrong password shows the error and signs nobody in.
-    sign_in(&c, &url, "not-the-password-at-all").await;
+    sign_in(c, &url, "not-the-password-at-all").await;
     let error = c.wait().at_most(BOUND).for_element(Locator::Css(".error-message")).await.expect("the error message");
     assert_eq!(error.text().await.expect("its text"), "wrong user name or password");
-    screenshot(&c, &shots, "sign-in-refused").await;
+    screenshot(c, &shots, "sign-in-refused").await;
 
     // The right one opens the projects page, which lists the project.
-    sign_in(&c, &url, PASSWORD).await;
+    sign_in(c, &url, PASSWORD).await;
     let projects = eventually("the projects page", move || async move {
-        let page = html(&c).await;
+        let page = html(c).await;
         page.contains("Sign out").then_some(page)
     })
     .await;
     assert!(projects.contains(SLUG), "the projects page lists {SLUG}:\n{projects}");
     assert!(projects.contains(&format!("/projects/{SLUG_IN_PATH}")), "links percent-encode the slug:\n{projects}");
-    screenshot(&c, &shots, "projects").await;
+    screenshot(c, &shots, "projects").await;
 
     // The project page, through its link.
     c.find(Locator::Css(&format!("a[href='/projects/{SLUG_IN_PATH}']")))
@@ -275,7 +275,7 @@ async fn drive(c: Client, url: String, shots: PathBuf) {
         .await
         .expect("open the project");
     let project = eventually("the project page", move || async move {
-        let page = html(&c).await;
+        let page = html(c).await;
         page.contains("/pipelines/1").then_some(page)
     })
     .await;
@@ -285,27 +285,27 @@ async fn drive(c: Client, url: String, shots: PathBuf) {
     c.goto(&format!("{url}/projects/{SLUG_IN_PATH}/pipelines/1")).await.expect("open the pipeline");
     let approve =
         c.wait().at_most(BOUND).for_element(Locator::Css("button.approve")).await.expect("the approve button");
-    screenshot(&c, &shots, "pipeline-on-hold").await;
+    screenshot(c, &shots, "pipeline-on-hold").await;
     approve.click().await.expect("approve the hold");
     eventually(
         "the approval to land",
-        move || async move { dag_status(&c, "hold").await.filter(|s| s == "st-success") },
+        move || async move { dag_status(c, "hold").await.filter(|s| s == "st-success") },
     )
     .await;
-    let before = dag_status(&c, "build").await;
+    let before = dag_status(c, "build").await;
     assert_ne!(before.as_deref(), Some("st-success"), "the build has not run yet when the page opens");
 
     // From here the page must not reload: a mark left in its window survives only an in-place update.
     c.execute("window.drydockE2eMark = 'kept'; return true;", vec![]).await.expect("mark the window");
     eventually("the build to turn green on the open page", move || async move {
-        dag_status(&c, "build").await.filter(|s| s == "st-success")
+        dag_status(c, "build").await.filter(|s| s == "st-success")
     })
     .await;
     let mark = c.execute("return window.drydockE2eMark || null;", vec![]).await.expect("read the mark");
     assert_eq!(mark, serde_json::json!("kept"), "the pipeline page updated without reloading");
     let title = c.title().await.expect("the title");
     assert!(!title.starts_with('●'), "a finished pipeline's title carries no status dot: {title}");
-    screenshot(&c, &shots, "pipeline-green").await;
+    screenshot(c, &shots, "pipeline-green").await;
 
     // The job page: unfold the step and read its log.
     let job_href = c
@@ -332,11 +332,11 @@ async fn drive(c: Client, url: String, shots: PathBuf) {
     let step_count = c.find_all(Locator::Css("details.step")).await.expect("the steps").len();
     summary.click().await.expect("unfold the step");
     eventually("the step's log", move || async move {
-        let page = html(&c).await;
+        let page = html(c).await;
         (page.contains("e2e-first-line") && page.contains("e2e-last-line")).then_some(())
     })
     .await;
-    screenshot(&c, &shots, "job-log").await;
+    screenshot(c, &shots, "job-log").await;
 
     // A secret added on the settings page shows only as its hint, on every page.
     let settings_url = format!("{url}/projects/{SLUG_IN_PATH}/settings");
@@ -355,12 +355,12 @@ async fn drive(c: Client, url: String, shots: PathBuf) {
         .await
         .expect("add the variable");
     let settings = eventually("the variable in the list", move || async move {
-        let page = html(&c).await;
+        let page = html(c).await;
         page.contains("DEPLOY_TOKEN").then_some(page)
     })
     .await;
     assert!(settings.contains("xxxx7777"), "the hint shows the last four characters:\n{settings}");
-    screenshot(&c, &shots, "settings").await;
+    screenshot(c, &shots, "settings").await;
     let mut pages = vec![
         "/".to_string(),
         format!("/projects/{SLUG_IN_PATH}"),
@@ -374,7 +374,7 @@ async fn drive(c: Client, url: String, shots: PathBuf) {
     }
     for path in &pages {
         c.goto(&format!("{url}{path}")).await.expect("open a page");
-        let page = html(&c).await;
+        let page = html(c).await;
         assert!(!page.contains(SECRET), "{path} shows the secret value:\n{page}");
         assert!(!page.contains("Not Found") && page.contains("Drydock"), "{path} is a dashboard page:\n{page}");
     }
@@ -393,12 +393,12 @@ async fn drive(c: Client, url: String, shots: PathBuf) {
         .expect("type");
     c.find(Locator::Css("form.env-add button[type=submit]")).await.expect("add").click().await.expect("post the form");
     let refused = eventually("the refusal", move || async move {
-        let page = html(&c).await;
+        let page = html(c).await;
         (!page.contains("env-add")).then_some(page)
     })
     .await;
     assert!(refused.contains("403") && refused.contains("the form is stale"), "refused:\n{refused}");
-    screenshot(&c, &shots, "csrf-refused").await;
+    screenshot(c, &shots, "csrf-refused").await;
     c.goto(&settings_url).await.expect("open the settings");
-    assert!(!html(&c).await.contains("FORGED"), "the forged post changed nothing");
+    assert!(!html(c).await.contains("FORGED"), "the forged post changed nothing");
 }
