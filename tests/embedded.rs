@@ -13,13 +13,15 @@ const CONFIG: &str = "version: 2.1\njobs:\n  build: {docker: [{image: busybox}],
                       local runner'}]}\nworkflows:\n  main:\n    jobs: [build]\n";
 const PASSWORD: &str = "a-long-enough-password";
 
-fn coordinator(data: &Path) -> Command {
+/// `coordinator --data-dir DATA` (SQLite in DATA, quiet logs).
+pub(crate) fn coordinator(data: &Path) -> Command {
     let mut c = Command::new(bin_dir().join("coordinator"));
     c.arg("--data-dir").arg(data).env_remove("DATABASE_URL").env("RUST_LOG", "warn");
     c
 }
 
-fn run(data: &Path, args: &[&str], stdin: &str) -> String {
+/// Runs `coordinator --data-dir DATA ARGS` with `stdin` to success; its stdout.
+pub(crate) fn run(data: &Path, args: &[&str], stdin: &str) -> String {
     let mut child = coordinator(data)
         .args(args)
         .stdin(Stdio::piped())
@@ -39,8 +41,13 @@ fn run(data: &Path, args: &[&str], stdin: &str) -> String {
 }
 
 fn repository(dir: &Path) {
+    repository_with(dir, CONFIG);
+}
+
+/// A git repository at `dir` whose one commit on `main` holds `.circleci/config.yml` = `config`.
+pub(crate) fn repository_with(dir: &Path, config: &str) {
     std::fs::create_dir_all(dir.join(".circleci")).expect("mkdir");
-    std::fs::write(dir.join(".circleci/config.yml"), CONFIG).expect("write config");
+    std::fs::write(dir.join(".circleci/config.yml"), config).expect("write config");
     let repo = git2::Repository::init(dir).expect("git init");
     let mut index = repo.index().expect("index");
     index.add_path(Path::new(".circleci/config.yml")).expect("add");
@@ -87,7 +94,7 @@ fn page(url: &str, cookie: &str) -> String {
 }
 
 /// `runner agent` processes whose command line mentions `needle`.
-fn runner_agents_mentioning(needle: &str) -> Vec<String> {
+pub(crate) fn runner_agents_mentioning(needle: &str) -> Vec<String> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
         if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
@@ -101,13 +108,33 @@ fn runner_agents_mentioning(needle: &str) -> Vec<String> {
 }
 
 /// The serving coordinator, killed if the test fails before it stopped it.
-struct Server(std::process::Child);
+pub(crate) struct Server(pub(crate) std::process::Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Starts `coordinator serve --with-runner` on a free loopback port; the server and its `http://…` URL.
+pub(crate) fn serve_with_runner(data: &Path, runner_data: &Path, engine_root: &Path) -> (Server, String) {
+    let mut server = Server(
+        coordinator(data)
+            .args(["serve", "--listen", "127.0.0.1:0", "--with-runner"])
+            .arg("--runner-data-dir")
+            .arg(runner_data)
+            .arg("--engine-root")
+            .arg(engine_root)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start coordinator serve"),
+    );
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().expect("stdout")).read_line(&mut line).expect("the listening line");
+    let url = line.trim().strip_prefix("listening on ").expect("listening on …").to_string();
+    (server, url)
 }
 
 #[test]
@@ -126,22 +153,8 @@ fn serve_with_runner_runs_a_pipeline_shown_on_the_dashboard_and_stops_its_runner
         .contains("added admin alice"));
     run(&data, &["trigger", "demo", "--branch", "main"], "");
 
-    let mut server = Server(
-        coordinator(&data)
-            .args(["serve", "--listen", "127.0.0.1:0", "--with-runner"])
-            .arg("--runner-data-dir")
-            .arg(&runner_data)
-            .arg("--engine-root")
-            .arg(engine.root())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start coordinator serve"),
-    );
+    let (mut server, url) = serve_with_runner(&data, &runner_data, engine.root());
     let child = &mut server.0;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("the listening line");
-    let url = line.trim().strip_prefix("listening on ").expect("listening on …").to_string();
 
     let cookie = sign_in(&url);
     // Waits for the job to end (a bound against hanging, not a timing assertion).

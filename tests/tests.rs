@@ -9,6 +9,7 @@ mod compose;
 mod config;
 mod containers;
 mod coordinator;
+mod dashboard_e2e;
 mod embedded;
 mod images;
 mod networks;

@@ -9,6 +9,7 @@ pub mod dashboard;
 pub mod github;
 pub mod job_secrets;
 pub mod local_runner;
+pub mod log_events;
 pub mod pipeline;
 pub mod projects;
 #[cfg(test)]

@@ -71,8 +71,8 @@ pub struct Layout {
     pub csrf: String,
     /// Which top-level section to highlight.
     pub section: &'static str,
-    /// Reload the page after this many seconds (pages of things still running; the script does it, and not
-    /// while a live log is open).
+    /// Refresh the page after this many seconds (pages of things still running; the script fetches the page and
+    /// swaps its content in place, and not while a live log is open).
     pub refresh_s: Option<u32>,
 }
 
@@ -95,7 +95,7 @@ impl Layout {
     }
 }
 
-/// How often a page of something running reloads itself.
+/// How often a page of something running refreshes itself.
 pub const RUNNING_REFRESH_S: u32 = 10;
 
 /// A context holding `layout` under `layout` and each field of `page` at the top level.

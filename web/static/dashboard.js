@@ -61,9 +61,10 @@ document.addEventListener("submit", (event) => {
   if (message && !window.confirm(message)) event.preventDefault();
 });
 
-document.addEventListener("DOMContentLoaded", () => {
-  document.querySelectorAll("details[data-log-stream]").forEach(followLog);
-  document.querySelectorAll("details[data-log-src]").forEach((details) => {
+// Live logs, lazy step logs and scroll positions of the elements under `root` (the page, or a refreshed <main>).
+function wire(root) {
+  root.querySelectorAll("details[data-log-stream]").forEach(followLog);
+  root.querySelectorAll("details[data-log-src]").forEach((details) => {
     details.addEventListener("toggle", async () => {
       const pre = details.querySelector("pre.log");
       if (!details.open || details.dataset.loaded || !pre || pre.querySelector(".line")) return;
@@ -72,11 +73,43 @@ document.addEventListener("DOMContentLoaded", () => {
       pre.scrollTop = pre.scrollHeight;
     });
   });
-  document.querySelectorAll("pre.log").forEach((pre) => { pre.scrollTop = pre.scrollHeight; });
-  // Pages of running things reload themselves (statuses, durations, title, favicon), unless a live log is
-  // streaming: that page reloads when the step ends.
-  const refresh = Number(document.body.dataset.refresh);
-  if (refresh > 0 && !document.querySelector("details[data-log-stream]")) {
-    window.setTimeout(() => window.location.reload(), refresh * 1000);
-  }
+  root.querySelectorAll("pre.log").forEach((pre) => { pre.scrollTop = pre.scrollHeight; });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  wire(document);
+  // Pages of running things refresh themselves in place (statuses, durations, the job graph, title, favicon),
+  // unless a live log is streaming: that page reloads when the step ends.
+  if (!document.querySelector("details[data-log-stream]")) scheduleRefresh();
 });
+
+function scheduleRefresh() {
+  const refresh = Number(document.body.dataset.refresh);
+  if (refresh > 0) window.setTimeout(refreshInPlace, refresh * 1000);
+}
+
+// Fetches this page again and swaps its content, title, favicon and refresh interval in, without a reload (the
+// scroll position and open forms outside <main> stay). The page is this site's own, rendered and escaped by
+// the server. A failed fetch (the network, a restart) falls back to a reload.
+async function refreshInPlace() {
+  try {
+    const response = await fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } });
+    if (!response.ok || response.redirected) throw new Error("refresh answered " + response.status);
+    const page = new DOMParser().parseFromString(await response.text(), "text/html");
+    const main = page.querySelector("main");
+    if (!main) throw new Error("the refreshed page has no <main>");
+    const adopted = document.adoptNode(main);
+    document.querySelector("main").replaceWith(adopted);
+    wire(adopted);
+    document.title = page.title;
+    const icon = page.querySelector("link[rel=icon]");
+    const current = document.querySelector("link[rel=icon]");
+    if (icon && current) current.href = icon.getAttribute("href");
+    if (page.body.dataset.refresh) document.body.dataset.refresh = page.body.dataset.refresh;
+    else delete document.body.dataset.refresh;
+    // A step that started streams its log now; the stream's end reloads the page.
+    if (!adopted.querySelector("details[data-log-stream]")) scheduleRefresh();
+  } catch (e) {
+    window.location.reload();
+  }
+}

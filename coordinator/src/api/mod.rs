@@ -55,6 +55,8 @@ pub struct AppState {
     /// every events batch re-read the pipeline, project and contexts and decrypted every secret. A cache only:
     /// another coordinator, or this one after a restart, fills it again from the store.
     pub job_secrets: Arc<std::sync::Mutex<JobSecrets>>,
+    /// Wakes the dashboard's live logs when a step's log grows or the step ends (`crate::log_events`).
+    pub log_events: Arc<crate::log_events::LogEvents>,
 }
 
 /// Plain secret values by (job ID, attempt); see [`AppState::job_secrets`].
@@ -68,6 +70,7 @@ impl AppState {
             deliveries: Arc::new(Notify::new()),
             statuses: None,
             job_secrets: Arc::default(),
+            log_events: Arc::default(),
             queued: Arc::new(Notify::new()),
             data_dir,
             lease_ttl_ms: 60_000,

@@ -231,6 +231,7 @@ async fn events(
                     .store
                     .step_finished(job.id, job.attempt, i64::from(*step), *status, *exit_code, *at as i64)
                     .await?;
+                state.log_events.notify((job.id, i64::from(*step)));
             }
             JobEvent::Log { step, stream, offset, data, .. } => {
                 if data.len() > 64 * 1024 {
@@ -248,6 +249,9 @@ async fn events(
                     ));
                     p.extra = Some(("expected_offset", serde_json::json!(expected_offset)));
                     return Err(p);
+                }
+                if outcome == LogAppend::Stored {
+                    state.log_events.notify((job.id, i64::from(*step)));
                 }
             }
         }
@@ -530,6 +534,7 @@ async fn complete(
     }
     let queued = state.store.complete_job(id, runner.id, &result).await?;
     forget_secrets(&state, id);
+    state.log_events.notify_job(id);
     if let Ok(job) = state.store.job(id).await {
         crate::statuses::spawn_report(&state, job.pipeline_id);
     }

@@ -3,8 +3,11 @@
 //!
 //! Log coordinates: the dashboard addresses a step's log by bytes of the text as stored, i.e. after the
 //! coordinator masked secrets again (`log_chunks.data` in offset order), which may differ from the runner's byte
-//! offsets when a mask changed a chunk's length. Live logs poll the store (every coordinator behind a load
-//! balancer sees the same rows; nothing in-process is the only copy). Secrets: settings show names and
+//! offsets when a mask changed a chunk's length. A log is read by byte range (`Store::read_log_range`: the chunks
+//! that overlap it, never the whole log). Live logs wait on `crate::log_events`, which the runner API's events
+//! path wakes when it stored a chunk or finished a step; the store stays the one copy (every coordinator behind
+//! a load balancer sees the same rows), so a stream also reads again after `LogEvents::FALLBACK` without a
+//! wake-up. Artifacts stream from their file in [`ARTIFACT_CHUNK_BYTES`] reads. Secrets: settings show names and
 //! `web::model::SecretHint`s made from the decrypted value; values never leave this module towards the web.
 //!
 //! Not supported yet (answered as a 409 with a message): rerunning workflows and changing project options
@@ -14,7 +17,6 @@ pub mod users;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use config_schema::spec::RequirementSpec;
@@ -31,12 +33,16 @@ use web::{
 };
 
 use crate::api::AppState;
+use crate::log_events::LogWatch;
 use crate::store::pipelines::PipelineRow;
 use crate::store::projects::Project as ProjectRow;
 use crate::store::{col, Backend, StoreError};
 
-/// How often a live log looks for new output.
-const LOG_POLL: Duration = Duration::from_millis(500);
+/// The most a live log reads and sends as one event (a browser that opens a long finished log from byte 0 gets
+/// it in pieces, not as one allocation of the whole log).
+const LIVE_READ_BYTES: u64 = 256 * 1024;
+/// The size of each read of an artifact download.
+pub const ARTIFACT_CHUNK_BYTES: usize = 64 * 1024;
 /// A runner heard from within this long is online.
 const RUNNER_ONLINE_MS: i64 = 90_000;
 
@@ -226,24 +232,6 @@ impl CoordinatorDashboard {
         Ok(out)
     }
 
-    /// The stored (masked) text of a step's log of the job's current attempt.
-    async fn step_log(&self, job_id: i64, attempt: i64, step: u32) -> DataResult<Vec<u8>> {
-        let rows = sqlx::query(
-            "SELECT data FROM log_chunks WHERE job_id = $1 AND attempt = $2 AND step = $3 ORDER BY byte_offset",
-        )
-        .bind(job_id)
-        .bind(attempt)
-        .bind(i64::from(step))
-        .fetch_all(self.store().pool())
-        .await
-        .map_err(backend)?;
-        let mut out = Vec::new();
-        for r in &rows {
-            out.extend_from_slice(col::<String>(r, "data")?.as_bytes());
-        }
-        Ok(out)
-    }
-
     /// Whether the step (or its whole job) has finished: a live log ends then.
     async fn step_finished(&self, job_id: i64, step: u32) -> DataResult<bool> {
         let job = self.store().job(job_id).await?;
@@ -258,6 +246,48 @@ impl CoordinatorDashboard {
         let value = self.state.secret_key.decrypt(ciphertext).map_err(backend)?;
         Ok(SecretHint::of(&value))
     }
+}
+
+/// A live log stream's state: the next byte to send, whether everything was sent, and its wake-ups.
+struct LiveLog {
+    offset: u64,
+    done: bool,
+    watch: LogWatch,
+}
+
+/// The whole characters of `bytes`: `(skipped, text)`, where `skipped` bytes at the start belonged to a character
+/// that began before the read (a `from` offset inside a character) and a character cut in two at the end is left
+/// for the next read. The stored log is text, so nothing else can be invalid; if something were, it is replaced.
+fn whole_characters(bytes: &[u8]) -> (usize, String) {
+    let skipped = bytes.iter().take(3).take_while(|b| (0x80..0xC0).contains(*b)).count();
+    let rest = &bytes[skipped..];
+    let text = match std::str::from_utf8(rest) {
+        Ok(text) => text.to_string(),
+        Err(e) if e.error_len().is_none() => String::from_utf8_lossy(&rest[..e.valid_up_to()]).into_owned(),
+        Err(_) => String::from_utf8_lossy(rest).into_owned(),
+    };
+    (skipped, text)
+}
+
+/// A file's bytes as a stream of reads of at most [`ARTIFACT_CHUNK_BYTES`]: a download holds one buffer, never
+/// the whole file.
+fn file_chunks(file: tokio::fs::File, name: String) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
+    stream::unfold(Some((file, name)), |state| async move {
+        use tokio::io::AsyncReadExt;
+        let (mut file, name) = state?;
+        let mut buf = vec![0u8; ARTIFACT_CHUNK_BYTES];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Bytes::from(buf)), Some((file, name))))
+            }
+            Err(e) => {
+                tracing::warn!(artifact.file = %name, error = %e, "an artifact download failed mid-way");
+                Some((Err(e), None))
+            }
+        }
+    })
 }
 
 impl Dashboard for CoordinatorDashboard {
@@ -516,59 +546,54 @@ impl Dashboard for CoordinatorDashboard {
     async fn read_log(&self, job_id: &str, step: u32, range: Range<u64>) -> DataResult<LogSlice> {
         let id = row_id(job_id, "job")?;
         let job = self.store().job(id).await?;
-        let log = self.step_log(id, job.attempt, step).await?;
-        let total = log.len() as u64;
-        let start = range.start.min(total);
-        let end = range.end.clamp(start, total);
-        Ok(LogSlice { start, bytes: log[start as usize..end as usize].to_vec(), total_bytes: total })
+        let read = self.store().read_log_range(id, job.attempt, i64::from(step), range).await?;
+        Ok(LogSlice { start: read.start, bytes: read.bytes, total_bytes: read.total_bytes })
     }
 
     async fn log_stream(&self, job_id: &str, step: u32, from: u64) -> DataResult<BoxStream<'static, LogChunk>> {
         let id = row_id(job_id, "job")?;
         let job = self.store().job(id).await?;
         let this = self.clone();
+        // Watch before the first read, so that a chunk stored between a read and the wait still wakes the stream.
+        let live = LiveLog { offset: from, done: false, watch: self.state.log_events.watch((id, i64::from(step))) };
         let attempt = job.attempt;
-        // State: (next offset, done). Each turn sends what arrived since the last one; after the step finished,
-        // one last read sends the rest and the stream ends.
-        let chunks = stream::unfold((from, false), move |(offset, done)| {
+        // Each turn sends what was stored since the last one (at most LIVE_READ_BYTES); with nothing new it waits
+        // for a wake-up. After the step finished, the reads send the rest and the stream ends.
+        let chunks = stream::unfold(live, move |mut live| {
             let this = this.clone();
             async move {
-                if done {
+                if live.done {
                     return None;
                 }
-                let mut first = true;
                 loop {
-                    if !first {
-                        tokio::time::sleep(LOG_POLL).await;
-                    }
-                    first = false;
                     // Read "finished" before the log, so nothing written in between is missed.
-                    let finished = match this.step_finished(id, step).await {
-                        Ok(f) => f,
+                    let read = async {
+                        let finished = this.step_finished(id, step).await?;
+                        let range = live.offset..live.offset.saturating_add(LIVE_READ_BYTES);
+                        let read = this.store().read_log_range(id, attempt, i64::from(step), range).await?;
+                        Ok::<_, DataError>((finished, read))
+                    };
+                    let (finished, read) = match read.await {
+                        Ok(r) => r,
                         Err(e) => {
                             tracing::warn!(job.id = id, step, error = %e, "live log ended: the store failed");
                             return None;
                         }
                     };
-                    let log = match this.step_log(id, attempt, step).await {
-                        Ok(log) => log,
-                        Err(e) => {
-                            tracing::warn!(job.id = id, step, error = %e, "live log ended: the store failed");
-                            return None;
-                        }
-                    };
-                    let len = log.len() as u64;
-                    if len > offset {
-                        let data = String::from_utf8_lossy(&log[offset as usize..]).into_owned();
-                        return Some((Some(LogChunk { offset, data }), (len, finished)));
+                    let (skipped, data) = whole_characters(&read.bytes);
+                    if !data.is_empty() {
+                        let offset = live.offset + skipped as u64;
+                        live.offset = offset + data.len() as u64;
+                        live.done = finished && live.offset >= read.total_bytes;
+                        return Some((LogChunk { offset, data }, live));
                     }
                     if finished {
                         return None;
                     }
+                    live.watch.wait().await;
                 }
             }
-        })
-        .filter_map(|c| async move { c });
+        });
         Ok(chunks.boxed())
     }
 
@@ -586,10 +611,8 @@ impl Dashboard for CoordinatorDashboard {
                 .ok_or_else(|| not_found(format!("artifact {path}")))?;
         let file: String = col(&row, "file")?;
         let size: i64 = col(&row, "size_bytes")?;
-        // Artifacts are size-limited uploads (`--max-artifact-mb`), so one read is bounded.
-        let bytes = tokio::fs::read(&file).await.map_err(|e| backend(format!("artifact file {file}: {e}")))?;
-        let body = stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(bytes)) }).boxed();
-        Ok(ArtifactDownload { size_bytes: millis(size), body })
+        let opened = tokio::fs::File::open(&file).await.map_err(|e| backend(format!("artifact file {file}: {e}")))?;
+        Ok(ArtifactDownload { size_bytes: millis(size), body: file_chunks(opened, file).boxed() })
     }
 
     async fn project_settings(&self, slug: &str) -> DataResult<ProjectSettings> {

@@ -7,12 +7,14 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use config_schema::wire::{JobOutcome, JobResult, StepStatus};
+use futures_util::StreamExt;
 use tower::ServiceExt;
 use web::model::{EnvVarName, User};
 use web::Dashboard;
 
 use super::CoordinatorDashboard;
 use crate::api::AppState;
+use crate::log_events::LogEvents;
 use crate::store::pipelines::PipelineTrigger;
 use crate::store::projects::NewProject;
 use crate::store::{now_ms, testing};
@@ -54,6 +56,13 @@ async fn sign_in(app: &Router, name: &str, password: &str) -> Option<String> {
     cookies.into_iter().find(|c| c.starts_with("drydock_session=") && c.len() > "drydock_session=".len())
 }
 
+/// The CSRF token in a signed-in page's forms.
+fn csrf_token(page: &str) -> String {
+    let marker = "name=\"_csrf\" value=\"";
+    let start = page.find(marker).unwrap_or_else(|| panic!("no CSRF field in {page}")) + marker.len();
+    page[start..].split('"').next().unwrap_or_default().to_string()
+}
+
 async fn page(app: &Router, cookie: &str, path: &str) -> String {
     let request = Request::get(path).header(header::COOKIE, cookie).body(Body::empty()).unwrap_or_default();
     let (status, _, body) = send(app, request).await;
@@ -73,7 +82,7 @@ async fn signed_in_pages_show_a_stored_pipeline_its_jobs_and_logs_but_never_a_se
         let data = CoordinatorDashboard::new(state.clone());
 
         let project = NewProject {
-            slug: "app".into(),
+            slug: "acme/app".into(),
             clone_url: "https://github.com/acme/app.git".into(),
             local_path: None,
             webhook_secret_enc: Some(state.secret_key.encrypt(HOOK_SECRET)),
@@ -83,7 +92,7 @@ async fn signed_in_pages_show_a_stored_pipeline_its_jobs_and_logs_but_never_a_se
         let project = s.add_project(&project).await.unwrap_or_else(|e| panic!("{name}: {e}"));
         let admin = User { id: "0".into(), name: "test".into() };
         let var = EnvVarName::parse("DEPLOY_TOKEN").unwrap_or_else(|e| panic!("{e}"));
-        data.set_env_var(&admin, "app", &var, SECRET).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        data.set_env_var(&admin, "acme/app", &var, SECRET).await.unwrap_or_else(|e| panic!("{name}: {e}"));
         let hash = web::hash_password(PASSWORD).unwrap_or_else(|e| panic!("{e}"));
         s.add_user("alice", &hash, true).await.unwrap_or_else(|e| panic!("{name}: {e}"));
 
@@ -131,11 +140,15 @@ async fn signed_in_pages_show_a_stored_pipeline_its_jobs_and_logs_but_never_a_se
         assert!(sign_in(&app, "alice", "wrong-password-123").await.is_none(), "{name}: a wrong password signed in");
         let cookie = sign_in(&app, "alice", PASSWORD).await.unwrap_or_else(|| panic!("{name}: sign-in failed"));
 
+        // A GitHub project's slug has a `/`: links carry it percent-encoded and every route takes it.
         let projects = page(&app, &cookie, "/").await;
-        assert!(projects.contains("app") && projects.contains("main"), "{name}: {projects}");
-        let project_page = page(&app, &cookie, "/projects/app").await;
-        assert!(project_page.contains("/projects/app/pipelines/1"), "{name}: {project_page}");
-        let pipeline = page(&app, &cookie, &format!("/projects/app/pipelines/{}", created.number)).await;
+        assert!(projects.contains("/projects/acme%2Fapp") && projects.contains("main"), "{name}: {projects}");
+        let project_page = page(&app, &cookie, "/projects/acme%2Fapp").await;
+        assert!(project_page.contains("/projects/acme%2Fapp/pipelines/1"), "{name}: {project_page}");
+        assert!(project_page.contains("/projects/acme%2Fapp/settings"), "{name}: {project_page}");
+        let branch_page = page(&app, &cookie, "/projects/acme%2Fapp?branch=main").await;
+        assert!(branch_page.contains("/projects/acme%2Fapp/pipelines/1"), "{name}: {branch_page}");
+        let pipeline = page(&app, &cookie, &format!("/projects/acme%2Fapp/pipelines/{}", created.number)).await;
         for needle in ["build", "test", "success", "queued", "&lt;b&gt;build&lt;&#x2F;b&gt;"] {
             assert!(pipeline.contains(needle), "{name}: pipeline page lacks {needle:?}: {pipeline}");
         }
@@ -146,7 +159,7 @@ async fn signed_in_pages_show_a_stored_pipeline_its_jobs_and_logs_but_never_a_se
         assert!(log_page.contains("hi from the build"), "{name}: {log_page}");
         let stream = page(&app, &cookie, &format!("/jobs/{}/steps/0/log/stream", job.id)).await;
         assert!(stream.contains("hi from the build"), "{name}: a finished step streams its log at once: {stream}");
-        let settings = page(&app, &cookie, "/projects/app/settings").await;
+        let settings = page(&app, &cookie, "/projects/acme%2Fapp/settings").await;
         assert!(settings.contains("DEPLOY_TOKEN") && settings.contains("xxxx9876"), "{name}: {settings}");
         let runners = page(&app, &cookie, "/runners").await;
         assert!(runners.contains("local-1"), "{name}: {runners}");
@@ -163,6 +176,36 @@ async fn signed_in_pages_show_a_stored_pipeline_its_jobs_and_logs_but_never_a_se
         ] {
             assert!(!body.contains(SECRET), "{name}: the {what} page shows the secret value");
             assert!(!body.contains(HOOK_SECRET), "{name}: the {what} page shows the webhook secret");
+        }
+
+        // Every POST under /projects/{slug} takes the slug and redirects back to a path that keeps it encoded.
+        let csrf = csrf_token(&settings);
+        let settings_path = "/projects/acme%2Fapp/settings";
+        let pipeline_path = format!("/projects/acme%2Fapp/pipelines/{}", created.number);
+        let workflow_id = s.pipeline_jobs(created.pipeline_id).await.unwrap_or_else(|e| panic!("{e}"))[0].workflow_id;
+        let hold_job = job.id;
+        for (path, form, status, location) in [
+            (format!("{settings_path}/env"), "name=OTHER_VAR&value=other-value-12345".to_string(), 303, settings_path),
+            (format!("{settings_path}/env/delete"), "name=OTHER_VAR".to_string(), 303, settings_path),
+            (format!("{settings_path}/options"), "max_concurrent_jobs=".to_string(), 409, ""),
+            (format!("{pipeline_path}/workflows/{workflow_id}/cancel"), String::new(), 303, pipeline_path.as_str()),
+            (format!("{pipeline_path}/jobs/{hold_job}/approve"), String::new(), 409, ""),
+        ] {
+            let request = Request::post(path.as_str())
+                .header(header::COOKIE, &cookie)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(format!("{form}&_csrf={csrf}")))
+                .unwrap_or_default();
+            let response = app.clone().oneshot(request).await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(response.status().as_u16(), status, "{name}: POST {path}");
+            if status == 303 {
+                let got = response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+                assert_eq!(got, location, "{name}: POST {path}");
+            } else {
+                let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap_or_default();
+                let body = String::from_utf8_lossy(&body);
+                assert!(!body.contains("not found"), "{name}: POST {path} reached its handler: {body}");
+            }
         }
 
         let signed_out = Request::get("/").body(Body::empty()).unwrap_or_default();
@@ -187,5 +230,182 @@ async fn sessions_store_only_token_hashes_and_users_names_are_unique() {
         s.delete_session("abc123").await.unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(s.session_by_token_hash("abc123").await.unwrap_or_else(|e| panic!("{e}")).is_none(), "{name}");
         assert_eq!(s.user_count().await.unwrap_or_else(|e| panic!("{e}")), 1, "{name}");
+    }
+}
+
+/// A project, a pipeline of `YAML` and its `build` job leased by a runner: (state, router, job, runner token).
+async fn running_build(db: &testing::TestDb) -> (AppState, Router, crate::store::jobs::JobRow, String) {
+    let s = &db.store;
+    let key =
+        crate::secrets::SecretKey::load_or_create(&db.dir.path().join("secret.key")).unwrap_or_else(|e| panic!("{e}"));
+    let mut state = AppState::new(s.clone(), db.dir.path().to_path_buf(), key);
+    // An hour: a live log that gets a chunk within the test was woken by the runner API, not by the fallback.
+    state.log_events = std::sync::Arc::new(LogEvents::with_fallback(std::time::Duration::from_secs(3600)));
+    let app = crate::server::app(state.clone(), web::WebConfig::default());
+    let project = NewProject {
+        slug: "acme/app".into(),
+        clone_url: "https://github.com/acme/app.git".into(),
+        local_path: None,
+        webhook_secret_enc: None,
+        default_branch: "main".into(),
+        fork_secrets: false,
+    };
+    let project = s.add_project(&project).await.unwrap_or_else(|e| panic!("{e}"));
+    let trigger = PipelineTrigger { source: "push".into(), branch: Some("main".into()), ..Default::default() };
+    let planned = crate::store::jobs::tests::planned(YAML, "main");
+    s.create_pipeline(project.id, &trigger, &planned).await.unwrap_or_else(|e| panic!("{e}"));
+    let (runner, token) =
+        s.register_runner("local-1", &BTreeMap::new(), &["medium".to_string()]).await.unwrap_or_else(|e| panic!("{e}"));
+    let job = s
+        .lease_job(runner.id, &["medium".to_string()], 60_000)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("nothing to lease"));
+    (state, app, job, token)
+}
+
+/// Posts runner events for `job` through the real runner API.
+async fn post_events(app: &Router, token: &str, job: i64, events: serde_json::Value) {
+    let request = Request::post(format!("/api/v1/jobs/{job}/events"))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(events.to_string()))
+        .unwrap_or_default();
+    let (status, _, body) = send(app, request).await;
+    assert_eq!(status, StatusCode::OK, "events: {body}");
+}
+
+fn log_event(job: i64, offset: u64, data: &str) -> serde_json::Value {
+    serde_json::json!({"type": "log", "job_id": job.to_string(), "step": 0, "stream": "stdout", "offset": offset,
+        "data": data})
+}
+
+/// A bound against a hanging test (not a timing assertion): the stream's next item.
+async fn next_chunk(stream: &mut futures_util::stream::BoxStream<'static, web::LogChunk>) -> Option<web::LogChunk> {
+    tokio::time::timeout(std::time::Duration::from_secs(120), stream.next())
+        .await
+        .unwrap_or_else(|_| panic!("the live log was not woken"))
+}
+
+#[tokio::test]
+async fn the_live_log_is_pushed_when_the_runner_api_stores_a_chunk_and_ends_with_the_step() {
+    for db in testing::databases().await {
+        let name = db.name;
+        let (state, app, job, token) = running_build(&db).await;
+        let data = CoordinatorDashboard::new(state.clone());
+        post_events(
+            &app,
+            &token,
+            job.id,
+            serde_json::json!([{"type": "step_started", "job_id": job.id.to_string(), "step": 0, "name": "echo hi",
+                "at": 1}, log_event(job.id, 0, "first line\n")]),
+        )
+        .await;
+        let mut stream = data.log_stream(&job.id.to_string(), 0, 0).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let first = next_chunk(&mut stream).await.unwrap_or_else(|| panic!("{name}: the stream ended"));
+        assert_eq!((first.offset, first.data.as_str()), (0, "first line\n"), "{name}");
+
+        // The stream waits; the runner API's append wakes it (the fallback is an hour).
+        let waiting = tokio::spawn(async move {
+            let chunk = next_chunk(&mut stream).await;
+            (chunk, stream)
+        });
+        post_events(&app, &token, job.id, serde_json::json!([log_event(job.id, 11, "second ✓ line\n")])).await;
+        let (second, mut stream) = waiting.await.unwrap_or_else(|e| panic!("{e}"));
+        let second = second.unwrap_or_else(|| panic!("{name}: the stream ended"));
+        assert_eq!((second.offset, second.data.as_str()), (11, "second ✓ line\n"), "{name}");
+
+        // A resent chunk (already stored) sends nothing; the step's end ends the stream.
+        post_events(&app, &token, job.id, serde_json::json!([log_event(job.id, 11, "second ✓ line\n")])).await;
+        post_events(
+            &app,
+            &token,
+            job.id,
+            serde_json::json!([{"type": "step_finished", "job_id": job.id.to_string(), "step": 0,
+                "status": "success", "exit_code": 0, "at": 2}]),
+        )
+        .await;
+        assert!(next_chunk(&mut stream).await.is_none(), "{name}: the stream ends with the step");
+        drop(stream);
+        state.log_events.notify((job.id, 0));
+        assert_eq!(state.log_events.channel_count(), 0, "{name}: a step nobody watches keeps no channel");
+
+        // A stream opened from inside a character starts at the next whole one, with its offset.
+        let mut mid = data.log_stream(&job.id.to_string(), 0, 19).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let chunk = next_chunk(&mut mid).await.unwrap_or_else(|| panic!("{name}: nothing"));
+        assert_eq!((chunk.offset, chunk.data.as_str()), (21, " line\n"), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_50_mb_artifact_downloads_as_a_stream_of_bounded_reads() {
+    for db in testing::databases().await {
+        let name = db.name;
+        let (state, app, job, _) = running_build(&db).await;
+        // A sparse file (no disk used) with marks at its start, middle and end.
+        let size: u64 = 50 * 1024 * 1024;
+        let file = db.dir.path().join("big.bin");
+        {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut f = std::fs::File::create(&file).unwrap_or_else(|e| panic!("{e}"));
+            f.set_len(size).unwrap_or_else(|e| panic!("{e}"));
+            for (at, mark) in [(0, b"start"), (size / 2, b"midst"), (size - 5, b"final")] {
+                f.seek(SeekFrom::Start(at)).unwrap_or_else(|e| panic!("{e}"));
+                f.write_all(mark).unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+        let path = file.to_str().unwrap_or_else(|| panic!("utf-8 path"));
+        let size_i64 = i64::try_from(size).unwrap_or(i64::MAX);
+        state
+            .store
+            .put_artifact(job.id, job.attempt, "out/big.bin", size_i64, path)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+
+        // The data behind the handler: a stream of reads, none larger than ARTIFACT_CHUNK_BYTES.
+        let data = CoordinatorDashboard::new(state.clone());
+        let download =
+            data.artifact(&job.id.to_string(), "out/big.bin").await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(download.size_bytes, size, "{name}");
+        let (mut chunks, mut total, mut largest) = (0usize, 0u64, 0usize);
+        let mut marks = Vec::new();
+        let mut body = download.body;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.unwrap_or_else(|e| panic!("{name}: {e}"));
+            largest = largest.max(chunk.len());
+            for mark in [&b"start"[..], b"midst", b"final"] {
+                if chunk.windows(5).any(|w| w == mark) {
+                    marks.push(String::from_utf8_lossy(mark).into_owned());
+                }
+            }
+            total += chunk.len() as u64;
+            chunks += 1;
+        }
+        assert_eq!(total, size, "{name}");
+        assert!(largest <= super::ARTIFACT_CHUNK_BYTES, "{name}: a read of {largest} bytes");
+        assert!(chunks >= (size as usize) / super::ARTIFACT_CHUNK_BYTES, "{name}: {chunks} reads");
+        assert_eq!(marks, ["start", "midst", "final"], "{name}: the bytes in order");
+
+        // Through the router, signed in: the same bytes as an attachment, frame by frame.
+        let hash = web::hash_password(PASSWORD).unwrap_or_else(|e| panic!("{e}"));
+        state.store.add_user("alice", &hash, true).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let cookie = sign_in(&app, "alice", PASSWORD).await.unwrap_or_else(|| panic!("{name}: sign-in failed"));
+        let request = Request::get(format!("/jobs/{}/artifacts/out/big.bin", job.id))
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap_or_default();
+        let response = app.clone().oneshot(request).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(response.status(), StatusCode::OK, "{name}");
+        let length = response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("");
+        assert_eq!(length, size.to_string(), "{name}");
+        let mut frames = response.into_body().into_data_stream();
+        let (mut received, mut largest) = (0u64, 0usize);
+        while let Some(frame) = frames.next().await {
+            let frame = frame.unwrap_or_else(|e| panic!("{name}: {e}"));
+            largest = largest.max(frame.len());
+            received += frame.len() as u64;
+        }
+        assert_eq!(received, size, "{name}");
+        assert!(largest <= super::ARTIFACT_CHUNK_BYTES, "{name}: a body frame of {largest} bytes");
     }
 }

@@ -14,6 +14,7 @@
 
 pub mod deliveries;
 pub mod jobs;
+pub mod log_range;
 pub mod logs;
 pub mod pipelines;
 pub mod projects;
