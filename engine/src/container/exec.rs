@@ -116,6 +116,7 @@ pub fn exec(store: &ContainerStore, id: &str, opts: &ExecOptions) -> Result<i32>
     // libcgroups warns about every v1 controller this host lacks: noise on the user's terminal, so the
     // runtime's own logging is off for this call (errors still come back as values).
     let built = tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+        let _cwd = super::cwd_lock();
         builder.as_tenant().with_process(Some(&process_path)).with_detach(opts.tty).build()
     });
     let _ = std::fs::remove_file(&process_path);
@@ -181,6 +182,7 @@ fn spawn_piped(store: &ContainerStore, id: &str, opts: &ExecOptions) -> Result<(
             .with_stdout(write_end)
             .with_stderr(stderr);
         let pid = tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+            let _cwd = super::cwd_lock();
             builder.as_tenant().with_process(Some(&process_path)).with_detach(false).build()
         })
         .map_err(|e| Error::Runtime(format!("cannot exec in container {id}: {}", error_chain(&e))))?;

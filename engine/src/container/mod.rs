@@ -132,6 +132,15 @@ impl From<libcontainer::error::LibcontainerError> for Error {
     }
 }
 
+/// Held around everything that changes the process's working directory to bind or connect a unix socket by a
+/// short relative name (libcontainer's tenant builder does so for its notify socket, [`tty::ConsoleListener`] for
+/// the console socket): the working directory is process-wide, so two threads doing it at once (the runner runs a
+/// workflow's jobs concurrently in one process) would connect to a name in the other's directory.
+pub(crate) fn cwd_lock() -> std::sync::MutexGuard<'static, ()> {
+    static CWD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    CWD.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// `e` and its sources on one line (libcontainer's errors keep the useful part in their sources).
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();

@@ -24,6 +24,7 @@ impl ConsoleListener {
     pub fn bind(dir: &Path, name: &str) -> Result<ConsoleListener> {
         let path = dir.join(name);
         let _ = std::fs::remove_file(&path);
+        let _cwd = super::cwd_lock();
         let cwd = std::env::current_dir().map_err(io_err("cannot read the current directory"))?;
         std::env::set_current_dir(dir).map_err(io_err(format!("cannot enter {}", dir.display())))?;
         let bound = UnixListener::bind(name);
