@@ -725,3 +725,42 @@ fn runner_exec_workflow_asks_on_the_terminal_for_an_approval_job() {
     assert!(!text.contains("after the approval"), "{text}");
     assert_no_containers(&e);
 }
+
+/// The example project's whole pipeline, as a user runs it locally: build the image, test it with compose (through
+/// `setup_remote_docker`: the job-scoped engine and the static `docker`/`docker compose` client), save it to the
+/// workspace, then — on main — log in, load, tag with the commit SHA and `latest`, and push to a registry.
+#[test]
+fn runner_exec_runs_the_example_pipeline_end_to_end_to_a_registry() {
+    if !can_run_containers() {
+        return;
+    }
+    let e = TestEngine::with_busybox();
+    let registry = crate::registry::Registry::start();
+    let dir = tempfile::Builder::new().prefix("drydock-example-").tempdir().expect("temp dir");
+    let src = crate::util::workspace_dir().join("examples/app");
+    let copied = Command::new("cp").arg("-a").arg(format!("{}/.", src.display())).arg(dir.path()).output();
+    assert!(copied.is_ok_and(|o| o.status.success()), "copy examples/app");
+    let repo = git2::Repository::init(dir.path()).expect("git init");
+    let sha = commit_all(&repo, "example").to_string();
+    let host = registry.host();
+    let mut c = Command::new(bin_dir().join("runner"));
+    c.args(["exec", "--workflow", "build-test-push", "--branch", "main", "-e"])
+        .arg(format!("REGISTRY={host}"))
+        .args(["-e", "REGISTRY_PASSWORD=not-checked"])
+        .current_dir(dir.path())
+        .env("DRYDOCK_ROOT", e.root())
+        .env("DRYDOCK_DOCKER_CLIENT", bin_dir().join("drydock-docker"));
+    Run::of(&mut c)
+        .success()
+        .stdout_has("3 passed, 0 failed")
+        .stdout_has("Read 1 test results file(s) from /root/project/test-results")
+        .stdout_has("Job push: success")
+        .stdout_has("Workflow build-test-push: success");
+    let tags = Command::new("skopeo")
+        .args(["list-tags", "--tls-verify=false", &format!("docker://{host}/app")])
+        .output()
+        .expect("run skopeo");
+    let tags = String::from_utf8_lossy(&tags.stdout).into_owned();
+    assert!(tags.contains("\"latest\"") && tags.contains(&sha), "pushed tags: {tags}");
+    assert_no_containers(&e);
+}
