@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use crate::build::dockerignore::{walk_context, ContextEntry, EntryKind, IgnoreMatcher};
@@ -166,6 +166,43 @@ pub fn select_in_tree(root: &Path, pattern: &str) -> std::result::Result<Vec<Sel
         out.push(Selected { name, host, kind, children });
     }
     Ok(out)
+}
+
+/// The build context `dir` as a tar, in an unnamed temporary file rewound to its start: the entries `matcher`
+/// keeps (symlinks stored as links, deterministic headers), then `extra` — a Dockerfile from outside the context
+/// or from stdin — under its own name. What clients of an Engine API send to `POST /build` (the remote CLI's
+/// `build`, compose's API backend). An entry that cannot be read is an error naming it, never a short tar.
+pub fn tar_of(dir: &Path, matcher: &IgnoreMatcher, extra: Option<(&str, &[u8])>) -> Result<fs::File> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    let entries = walk_context(dir, matcher)?;
+    let file = tempfile::tempfile().map_err(io(Path::new("a temporary file for the build context")))?;
+    let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
+    tar.follow_symlinks(false);
+    tar.mode(tar::HeaderMode::Deterministic);
+    for e in &entries {
+        let path = dir.join(&e.path);
+        match e.kind {
+            EntryKind::Dir => tar.append_dir(&e.path, &path),
+            EntryKind::File | EntryKind::Symlink => tar.append_path_with_name(&path, &e.path),
+            EntryKind::Other => continue,
+        }
+        .map_err(io(&path))?;
+    }
+    if let Some((name, text)) = extra {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(text.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, name, text).map_err(io(Path::new(name)))?;
+    }
+    let tmp = Path::new("the build context's temporary file");
+    let mut file = tar.into_inner().map_err(io(tmp))?.into_inner().map_err(|e| io(tmp)(e.into_error()))?;
+    file.flush().map_err(io(tmp))?;
+    file.rewind().map_err(io(tmp))?;
+    Ok(file)
 }
 
 pub fn kind_of(t: &fs::FileType) -> EntryKind {

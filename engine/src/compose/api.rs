@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hyper::Method;
@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use super::backend::{Backend, BuildRequest, ContainerInfo};
 use super::create_body::create_body;
 use super::project::{Error, Result, LABEL_PROJECT};
-use crate::build::dockerignore::{walk_context, EntryKind, IgnoreMatcher};
+use crate::build::dockerignore::IgnoreMatcher;
 use crate::client::{demux, encode, query, ApiClient, Host, RequestBody};
 use crate::container::create::CreateOptions;
 use crate::container::exec::ExecOptions;
@@ -634,36 +634,10 @@ fn auth_header(name: &str) -> Result<Vec<(&'static str, String)>> {
     }
 }
 
-/// The build context `dir` as a tar stream: the paths `.dockerignore` keeps (the Dockerfile and `.dockerignore`
-/// always), written by a thread into a pipe whose read end is returned.
+/// The build context `dir` as a tar: the paths `.dockerignore` keeps (the Dockerfile and `.dockerignore` always).
 pub fn context_tar(dir: &Path, dockerfile: &str) -> Result<File> {
-    let io_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |e: io::Error| Error::Other(format!("build context {}: {e}", path.display()))
-    };
     let matcher = IgnoreMatcher::from_file(&dir.join(".dockerignore"))?.keep(dockerfile).keep(".dockerignore");
-    let entries = walk_context(dir, &matcher)?;
-    let (read, write) = nix::unistd::pipe().map_err(|e| Error::Other(format!("cannot make a pipe: {e}")))?;
-    let dir: PathBuf = dir.to_path_buf();
-    std::thread::spawn(move || {
-        let mut tar = tar::Builder::new(File::from(write));
-        tar.follow_symlinks(false);
-        for entry in entries {
-            let path = dir.join(&entry.path);
-            let result = match entry.kind {
-                EntryKind::File | EntryKind::Dir | EntryKind::Symlink => {
-                    tar.append_path_with_name(&path, &entry.path).map_err(io_err(&path))
-                }
-                EntryKind::Other => Ok(()),
-            };
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "build context entry skipped");
-                return;
-            }
-        }
-        let _ = tar.finish();
-    });
-    Ok(File::from(read))
+    Ok(crate::build::context::tar_of(dir, &matcher, None)?)
 }
 
 #[cfg(test)]

@@ -4,14 +4,14 @@
 //! credentials are kept in this side's docker config and sent as `X-Registry-Auth` with pull and push).
 
 use std::collections::BTreeMap;
-use std::io::{self, IsTerminal, Read, Seek, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use serde_json::{json, Value};
 
-use engine::build::dockerignore::{walk_context, EntryKind, IgnoreMatcher};
+use engine::build::dockerignore::IgnoreMatcher;
 use engine::client::{self, query, ApiClient, RequestBody};
 use engine::humanize;
 use engine::reference::Reference;
@@ -495,36 +495,17 @@ fn context_tar(dir: &Path, file: Option<&str>) -> anyhow::Result<(std::fs::File,
     };
     let matcher =
         IgnoreMatcher::from_file(&dir.join(".dockerignore"))?.keep(if name.is_empty() { "Dockerfile" } else { &name });
-    let entries = walk_context(dir, &matcher)?;
-    let file = tempfile::tempfile().context("cannot create a temporary file for the build context")?;
-    let mut tar = tar::Builder::new(io::BufWriter::new(file));
-    tar.follow_symlinks(false);
-    tar.mode(tar::HeaderMode::Deterministic);
-    for e in &entries {
-        let path = dir.join(&e.path);
-        let r = match e.kind {
-            EntryKind::Dir => tar.append_dir(&e.path, &path),
-            EntryKind::File | EntryKind::Symlink => tar.append_path_with_name(&path, &e.path),
-            EntryKind::Other => continue,
-        };
-        r.with_context(|| format!("cannot add {} to the build context", path.display()))?;
-    }
-    if name.is_empty() {
+    let outside = if name.is_empty() {
         name = ".drydock-dockerfile".to_owned();
-        let text = if dockerfile_path == Path::new("-") {
+        Some(if dockerfile_path == Path::new("-") {
             super::super::build::read_stdin()?
         } else {
             std::fs::read(&dockerfile_path)
                 .with_context(|| format!("cannot read the Dockerfile {}", dockerfile_path.display()))?
-        };
-        let mut header = tar::Header::new_gnu();
-        header.set_size(text.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        tar.append_data(&mut header, &name, text.as_slice())?;
-    }
-    let mut file = tar.into_inner()?.into_inner().map_err(|e| e.into_error())?;
-    file.flush()?;
-    file.rewind()?;
+        })
+    } else {
+        None
+    };
+    let file = engine::build::context::tar_of(dir, &matcher, outside.as_deref().map(|t| (name.as_str(), t)))?;
     Ok((file, name))
 }
