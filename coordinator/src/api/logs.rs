@@ -3,7 +3,6 @@
 //! until the step ends, and the artifacts of the job's current attempt, listed or downloaded (streamed from disk).
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, State};
@@ -19,8 +18,6 @@ use super::jobs::require_admin;
 use super::pipelines::id;
 use super::{AppState, Problem};
 
-/// How often a followed log looks for more.
-const FOLLOW_POLL: Duration = Duration::from_millis(500);
 /// Most bytes one range read returns (and the default `limit`).
 pub const MAX_LOG_READ: u64 = 4 * 1024 * 1024;
 
@@ -91,11 +88,9 @@ async fn log(
     let job = state.store.job(id(&raw, "job")?).await?;
     let step = step_number(&step)?;
     let ended = state.store.step_ended(job.id, step).await?;
-    let log = state.store.step_log(job.id, job.attempt, step).await?;
-    let total = log.len() as u64;
-    let start = range.offset.min(total);
-    let end = start.saturating_add(range.limit.unwrap_or(MAX_LOG_READ).min(MAX_LOG_READ)).min(total);
-    let body = log[start as usize..end as usize].to_vec();
+    let end = range.offset.saturating_add(range.limit.unwrap_or(MAX_LOG_READ).min(MAX_LOG_READ));
+    let read = state.store.read_log_range(job.id, job.attempt, step, range.offset..end).await?;
+    let (start, total, body) = (read.start, read.total_bytes, read.bytes);
     Ok((
         StatusCode::OK,
         [
@@ -123,22 +118,25 @@ async fn follow(
     let step = step_number(&step)?;
     let (job_id, attempt) = (job.id, job.attempt);
     let store = state.store.clone();
-    // State: (next offset, finished). Each turn sends what arrived since the last; once the step has ended, one
-    // last read sends the rest, then `end`, then the stream stops.
-    let events = stream::unfold(Some((range.offset, true)), move |turn| {
+    // Woken by the runner API when the step's log grows or it ends (`crate::log_events`), with a fallback re-read;
+    // each turn reads only what arrived since the last, at most MAX_LOG_READ bytes. State: (next offset, watch);
+    // once the step has ended and everything was sent, one `end` event, then the stream stops.
+    let watch = state.log_events.watch((job_id, step));
+    let events = stream::unfold(Some((range.offset, watch)), move |turn| {
         let store = store.clone();
         async move {
-            let (offset, first) = turn?;
-            if !first {
-                tokio::time::sleep(FOLLOW_POLL).await;
-            }
+            let (offset, mut watch) = turn?;
             loop {
                 // "Ended" is read before the log, so nothing written in between is missed.
                 let read = async {
                     let ended = store.step_ended(job_id, step).await?;
-                    Ok::<_, crate::store::StoreError>((ended, store.step_log(job_id, attempt, step).await?))
+                    let end = offset.saturating_add(MAX_LOG_READ);
+                    Ok::<_, crate::store::StoreError>((
+                        ended,
+                        store.read_log_range(job_id, attempt, step, offset..end).await?,
+                    ))
                 };
-                let (ended, log) = match read.await {
+                let (ended, read) = match read.await {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::warn!(job.id = job_id, step, error = %e, "followed log ended: the store failed");
@@ -146,21 +144,21 @@ async fn follow(
                         return Some((Ok::<_, Infallible>(event), None));
                     }
                 };
-                let len = log.len() as u64;
-                if len > offset {
-                    let data = String::from_utf8_lossy(&log[offset as usize..]).into_owned();
+                if !read.bytes.is_empty() {
+                    let next = read.start + read.bytes.len() as u64;
+                    let data = String::from_utf8_lossy(&read.bytes).into_owned();
                     let event = Event::default()
                         .event("log")
-                        .id(len.to_string())
-                        .json_data(serde_json::json!({"offset": offset, "data": data}))
+                        .id(next.to_string())
+                        .json_data(serde_json::json!({"offset": read.start, "data": data}))
                         .unwrap_or_else(|_| Event::default().event("log"));
-                    return Some((Ok(event), Some((len, false))));
+                    return Some((Ok(event), Some((next, watch))));
                 }
                 if ended {
-                    let event = Event::default().event("end").data(len.to_string());
+                    let event = Event::default().event("end").data(read.total_bytes.to_string());
                     return Some((Ok(event), None));
                 }
-                tokio::time::sleep(FOLLOW_POLL).await;
+                watch.wait().await;
             }
         }
     });
