@@ -498,14 +498,17 @@ async fn workspace_layer(
     Ok((StatusCode::OK, [("content-type", "application/x-tar")], Body::from_stream(stream)).into_response())
 }
 
-/// A file as a stream of 64 KiB chunks.
+/// Most bytes one read of [`file_stream`] yields.
+pub const FILE_CHUNK_BYTES: usize = 64 * 1024;
+
+/// A file as a stream of chunks of at most [`FILE_CHUNK_BYTES`].
 pub(crate) fn file_stream(
     f: tokio::fs::File,
 ) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send {
     use tokio::io::AsyncReadExt;
     futures_util::stream::unfold(Some(f), |file| async move {
         let mut f = file?;
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; FILE_CHUNK_BYTES];
         match f.read(&mut buf).await {
             Ok(0) => None,
             Ok(n) => {

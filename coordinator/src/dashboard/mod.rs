@@ -42,7 +42,7 @@ use crate::store::{col, Backend, StoreError};
 /// it in pieces, not as one allocation of the whole log).
 const LIVE_READ_BYTES: u64 = 256 * 1024;
 /// The size of each read of an artifact download.
-pub const ARTIFACT_CHUNK_BYTES: usize = 64 * 1024;
+pub const ARTIFACT_CHUNK_BYTES: usize = crate::api::runners::FILE_CHUNK_BYTES;
 /// A runner heard from within this long is online.
 const RUNNER_ONLINE_MS: i64 = 90_000;
 
@@ -269,24 +269,13 @@ fn whole_characters(bytes: &[u8]) -> (usize, String) {
     (skipped, text)
 }
 
-/// A file's bytes as a stream of reads of at most [`ARTIFACT_CHUNK_BYTES`]: a download holds one buffer, never
-/// the whole file.
+/// A file's bytes as a stream of reads of at most [`ARTIFACT_CHUNK_BYTES`] (the runner API's
+/// [`crate::api::runners::file_stream`]): a download holds one buffer, never the whole file.
 fn file_chunks(file: tokio::fs::File, name: String) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
-    stream::unfold(Some((file, name)), |state| async move {
-        use tokio::io::AsyncReadExt;
-        let (mut file, name) = state?;
-        let mut buf = vec![0u8; ARTIFACT_CHUNK_BYTES];
-        match file.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(Bytes::from(buf)), Some((file, name))))
-            }
-            Err(e) => {
-                tracing::warn!(artifact.file = %name, error = %e, "an artifact download failed mid-way");
-                Some((Err(e), None))
-            }
-        }
+    crate::api::runners::file_stream(file).map(move |read| {
+        read.map(Bytes::from).inspect_err(|e| {
+            tracing::warn!(artifact.file = %name, error = %e, "an artifact download failed mid-way");
+        })
     })
 }
 
