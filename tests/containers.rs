@@ -4,24 +4,12 @@
 
 use std::fs;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::util::{busybox_tar, can_run_containers, TestEngine};
+use crate::util::{busybox_tar, can_run_containers, eventually, TestEngine};
 
 fn engine() -> Option<TestEngine> {
     can_run_containers().then(TestEngine::with_busybox)
-}
-
-/// Polls `check` until it holds or `secs` pass.
-fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 fn inspect(e: &TestEngine, name: &str, template: &str) -> String {

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::util::{can_run_containers, TestEngine};
+use crate::util::{can_run_containers, eventually, TestEngine};
 
 /// A unique suffix for host-wide names (namespaces), so parallel tests never collide.
 fn unique() -> String {
@@ -420,6 +420,40 @@ fn bridges_of_a_deleted_engine_root_are_swept_by_the_next_network_change() {
 }
 
 #[test]
+fn prune_removes_the_firewall_elements_of_a_bridge_deleted_by_hand() {
+    if !can_run_containers() {
+        return;
+    }
+    let owner = TestEngine::new();
+    let n = Network::create(&owner, "by-hand", &[]);
+    let bridge = n.bridge();
+    let subnet = n.inspect()["IPAM"]["Config"][0]["Subnet"].as_str().unwrap_or_default().to_owned();
+    assert!(nft_table().contains(&format!("\"{bridge}\"")), "{}", nft_table());
+    assert!(nft_table().contains(&subnet), "masquerading for {subnet}: {}", nft_table());
+    // The device goes behind Drydock's back: its nftables elements (by name and subnet) stay until a prune (any
+    // root's: another test's may come first).
+    let del = sh("ip", &["link", "del", &bridge]);
+    assert!(del.status.success(), "ip link del {bridge}: {}", String::from_utf8_lossy(&del.stderr));
+
+    // A third root's prune sweeps the host: the elements of the missing device and its subnet go; the record
+    // of the network stays with its root.
+    let third = TestEngine::new();
+    let keep = Network::create(&third, "stays", &[]);
+    let kept = keep.bridge();
+    TestEngine::new().run(["network", "prune", "-f"]).success();
+    let table = nft_table();
+    assert!(!table.contains(&format!("\"{bridge}\"")), "elements of the deleted bridge swept: {table}");
+    // Its subnet was free once the device went: another network (this test's next one, say) may hold it now.
+    let holder = String::from_utf8_lossy(&sh("ip", &["route", "show", &subnet]).stdout).into_owned();
+    assert!(!table.contains(&subnet) || holder.contains("dev dd-"), "masquerading of its subnet swept: {table}");
+    assert!(table.contains(&format!("\"{kept}\"")), "a live bridge keeps its elements: {table}");
+    drop(keep);
+    owner.run(["network", "inspect", "by-hand"]).success();
+    drop(n);
+    assert!(!nft_table().contains(&format!("\"{bridge}\"")), "{}", nft_table());
+}
+
+#[test]
 fn the_default_bridge_takes_resources_on_first_use_and_prune_gives_them_back() {
     if !can_run_containers() {
         return;
@@ -519,18 +553,6 @@ fn a_published_port_reaches_httpd_in_a_namespace_through_loopback() {
 /// A test engine with busybox, or `None` without root (outside CI).
 fn engine_with_busybox() -> Option<TestEngine> {
     can_run_containers().then(TestEngine::with_busybox)
-}
-
-/// Polls `check` until it holds or `secs` pass.
-fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
 
 /// `GET /` over a real TCP connection to `127.0.0.1:port`, retried until it answers with `want` (httpd may

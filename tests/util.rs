@@ -284,3 +284,15 @@ impl Drop for EngineServer {
         let _ = self.child.wait();
     }
 }
+
+/// Polls `check` every 20 ms for up to `secs` seconds; whether it became true.
+pub fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}

@@ -4,7 +4,7 @@
 //! `--tmpfs` and `--mount`, and `volume rm` refusing a volume a container uses. The `-v`/`--mount`/`--tmpfs`
 //! parsing tables and copy-up's corner cases are unit tests in `engine/src/volume/`.
 
-use crate::util::{busybox_tar, can_run_containers, TestEngine};
+use crate::util::{busybox_tar, can_run_containers, eventually, TestEngine};
 
 #[test]
 fn volume_lifecycle_follows_docker() {
@@ -191,15 +191,4 @@ fn tmpfs_and_mount_flags() {
     // A volume on a parent of /etc/hosts does not hide it: parents are mounted first.
     let hosts = e.run(["run", "--rm", "-v", "etcvol:/etc", "busybox", "cat", "/etc/hosts"]).success().stdout();
     assert!(hosts.contains("localhost"), "{hosts}");
-}
-
-fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    while std::time::Instant::now() < end {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    false
 }

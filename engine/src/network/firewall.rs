@@ -152,6 +152,55 @@ pub fn disable(r: &Rules<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Removes the elements of bridges that no longer exist as devices — deleted by hand (`ip link del`), or
+/// by a sweep that was interrupted between the device and its elements — and masquerading for subnets no
+/// existing bridge has; deletes the table when no bridge is left in it. `existing` lists the host's Drydock
+/// bridges with their subnets. One listing, and one script only when something is stale (`nft` costs a few
+/// milliseconds a process, so this runs on `network prune` and after an orphaned bridge is swept, not before
+/// every subnet choice). Returns the
+/// elements removed (`set element`), for logs and tests. Callers hold the host lock.
+pub fn sweep(existing: &[(String, Option<Subnet>)]) -> Result<Vec<String>> {
+    let Some(table) = list(&["list", "table", "inet", "drydock"]) else { return Ok(Vec::new()) };
+    let alive = |name: &str| existing.iter().any(|(b, _)| b == name);
+    let listed = |set: &str| -> Vec<String> { quoted_words(&set_text(&table, set)) };
+    let bridges = listed("bridges");
+    if !bridges.iter().any(|b| alive(b)) {
+        // Nothing of a live bridge is in the table: it goes, as with the last `disable`.
+        nft(&format!("delete table {TABLE}\n"), &format!("delete the unused table {TABLE}"))?;
+        return Ok(vec![format!("table {TABLE}")]);
+    }
+    let mut stale = Vec::new();
+    for set in ["bridges", "internal"] {
+        stale.extend(listed(set).into_iter().filter(|b| !alive(b)).map(|b| (set, format!("\"{b}\""))));
+    }
+    let same = listed("same");
+    for pair in same.chunks(2) {
+        if let [a, b] = pair {
+            if !alive(a) {
+                stale.push(("same", format!("\"{a}\" . \"{b}\"")));
+            }
+        }
+    }
+    let subnets: Vec<String> = existing.iter().filter_map(|(_, s)| s.map(|s| s.to_string())).collect();
+    for word in set_text(&table, "masq").split(|c: char| c.is_whitespace() || c == ',' || c == '{' || c == '}') {
+        if word.contains('/') && word.parse::<Subnet>().is_ok() && !subnets.iter().any(|s| s == word) {
+            stale.push(("masq", word.to_owned()));
+        }
+    }
+    if stale.is_empty() {
+        return Ok(Vec::new());
+    }
+    let script: String =
+        stale.iter().map(|(set, element)| format!("delete element {TABLE} {set} {{ {element} }}\n")).collect();
+    nft(&script, &format!("remove elements of deleted bridges from table {TABLE}"))?;
+    Ok(stale.into_iter().map(|(set, element)| format!("{set} {element}")).collect())
+}
+
+/// The double-quoted words of a listing, in order (`"dd-a" . "dd-a"` gives `dd-a` twice).
+fn quoted_words(text: &str) -> Vec<String> {
+    text.split('"').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
 /// The lines of `set` in the listing of the table.
 fn set_text(table: &str, set: &str) -> String {
     let mut in_set = false;
@@ -196,5 +245,14 @@ mod tests {
         assert!(set_has(table, "masq", "10.213.0.0/24"));
         assert!(!set_has(table, "masq", "10.213.1.0/24"));
         assert_eq!(set_text(table, "bridges").matches('"').count(), 2);
+    }
+
+    #[test]
+    fn quoted_words_are_read_in_order() {
+        assert_eq!(
+            quoted_words("elements = { \"dd-a\" . \"dd-a\",\n \"dd-b\" . \"dd-b\" }"),
+            ["dd-a", "dd-a", "dd-b", "dd-b"]
+        );
+        assert!(quoted_words("type ifname").is_empty());
     }
 }

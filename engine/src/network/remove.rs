@@ -8,7 +8,8 @@
 //! whose record no longer exists loses its device and firewall elements. That runs under the host lock before
 //! a subnet is chosen or checked (a leaked bridge would hold its subnet forever) and on `network prune`. An
 //! engine root visible only inside a private mount namespace would look deleted from outside it: roots are
-//! expected on the host's filesystem.
+//! expected on the host's filesystem. `network prune` also removes the nftables elements of bridges that no
+//! longer exist at all ([`sweep_host`]; e.g. deleted by hand with `ip link del`).
 
 use std::ffi::OsStr;
 use std::net::Ipv4Addr;
@@ -37,6 +38,18 @@ pub fn sweep_orphaned_bridges(_host: &HostLock) -> Result<Vec<String>> {
     Ok(swept)
 }
 
+/// [`sweep_orphaned_bridges`], then the firewall elements of bridges that no longer exist at all (see
+/// [`firewall::sweep`]): what `network prune` runs.
+pub fn sweep_host(host: &HostLock) -> Result<()> {
+    sweep_orphaned_bridges(host)?;
+    let existing: Vec<(String, Option<Subnet>)> =
+        link::Netlink::open()?.owned_bridges()?.into_iter().map(|b| (b.name, b.subnet)).collect();
+    for element in firewall::sweep(&existing)? {
+        tracing::info!(%element, "removed a firewall element of a deleted bridge");
+    }
+    Ok(())
+}
+
 impl NetworkStore {
     /// Removes a network by name, ID or unique ID prefix; returns its record.
     pub fn remove(&self, name: &str) -> Result<Network> {
@@ -61,7 +74,7 @@ impl NetworkStore {
     /// built-in `bridge` gives its bridge device, firewall elements and subnet back (it is not removed).
     /// Bridges left by deleted engine roots are swept too (not listed: they belong to no network here).
     pub fn prune(&self) -> Result<Vec<String>> {
-        sweep_orphaned_bridges(&host_lock()?)?;
+        sweep_host(&host_lock()?)?;
         let mut removed = Vec::new();
         for n in self.list()? {
             if n.builtin {
