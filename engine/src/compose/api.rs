@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::Ipv4Addr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hyper::Method;
@@ -580,11 +580,7 @@ impl Backend for ApiBackend {
 
     fn build_image(&self, request: &BuildRequest) -> Result<()> {
         let Some(build) = &request.service.build else { return Ok(()) };
-        let dockerfile = build.dockerfile.clone().unwrap_or_else(|| "Dockerfile".into());
-        let dockerfile = match Path::new(&dockerfile).strip_prefix(&build.context) {
-            Ok(inside) => inside.display().to_string(),
-            Err(_) => dockerfile,
-        };
+        let (dockerfile, outside) = dockerfile_for(&build.context, build.dockerfile.as_deref())?;
         let mut args: BTreeMap<String, String> = build
             .args
             .iter()
@@ -611,7 +607,13 @@ impl Backend for ApiBackend {
         if let Some(t) = &build.target {
             pairs.push(("target", t.as_str()));
         }
-        let tar = context_tar(&build.context, &dockerfile)?;
+        let tar = match &outside {
+            None => context_tar(&build.context, &dockerfile)?,
+            Some(text) => {
+                let matcher = IgnoreMatcher::from_file(&build.context.join(".dockerignore"))?.keep(".dockerignore");
+                crate::build::context::tar_of(&build.context, &matcher, Some((dockerfile.as_str(), text)))?
+            }
+        };
         let res = self.client.request(
             Method::POST,
             &format!("/build{}", query(&pairs)),
@@ -634,6 +636,28 @@ fn auth_header(name: &str) -> Result<Vec<(&'static str, String)>> {
     }
 }
 
+/// The Dockerfile a service's build names, as the server finds it in the context: its path in the context
+/// (compose resolves a relative `dockerfile` from the context), or — when it lies outside, as
+/// `dockerfile: ../docker/Dockerfile.test` often does — its text, sent in the tar as `.drydock-dockerfile`
+/// (what the remote `engine build -f` does).
+fn dockerfile_for(context: &Path, dockerfile: Option<&str>) -> Result<(String, Option<Vec<u8>>)> {
+    let Some(f) = dockerfile else { return Ok(("Dockerfile".into(), None)) };
+    let path = if Path::new(f).is_absolute() { PathBuf::from(f) } else { context.join(f) };
+    let inside = path
+        .canonicalize()
+        .ok()
+        .zip(context.canonicalize().ok())
+        .and_then(|(p, c)| p.strip_prefix(&c).ok().map(|r| r.to_string_lossy().into_owned()));
+    match inside {
+        Some(rel) if !rel.is_empty() => Ok((rel, None)),
+        _ => {
+            let text = std::fs::read(&path)
+                .map_err(|e| Error::Other(format!("cannot read the Dockerfile {}: {e}", path.display())))?;
+            Ok((".drydock-dockerfile".into(), Some(text)))
+        }
+    }
+}
+
 /// The build context `dir` as a tar: the paths `.dockerignore` keeps (the Dockerfile and `.dockerignore` always).
 pub fn context_tar(dir: &Path, dockerfile: &str) -> Result<File> {
     let matcher = IgnoreMatcher::from_file(&dir.join(".dockerignore"))?.keep(dockerfile).keep(".dockerignore");
@@ -643,6 +667,22 @@ pub fn context_tar(dir: &Path, dockerfile: &str) -> Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dockerfile_outside_the_context_travels_in_the_tar() -> Result<()> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("app/sub")).expect("mkdir");
+        std::fs::write(dir.path().join("app/sub/Dockerfile.x"), "FROM busybox\n").expect("write");
+        std::fs::write(dir.path().join("Dockerfile.test"), "FROM busybox\nRUN true\n").expect("write");
+        let context = dir.path().join("app");
+        assert_eq!(dockerfile_for(&context, None)?, ("Dockerfile".into(), None));
+        assert_eq!(dockerfile_for(&context, Some("sub/Dockerfile.x"))?, ("sub/Dockerfile.x".into(), None));
+        let outside = dockerfile_for(&context, Some("../Dockerfile.test"))?;
+        assert_eq!(outside, (".drydock-dockerfile".into(), Some(b"FROM busybox\nRUN true\n".to_vec())));
+        let missing = dockerfile_for(&context, Some("../nope")).expect_err("a missing Dockerfile is an error");
+        assert!(missing.to_string().contains("nope"), "{missing}");
+        Ok(())
+    }
 
     #[test]
     fn list_rows_become_container_infos() -> Result<()> {
