@@ -512,6 +512,7 @@ fn runner_exec_setup_remote_docker_gives_later_steps_a_job_scoped_docker_engine(
                   \x20     - setup_remote_docker\n\
                   \x20     - run: {name: host, command: 'echo \"after: DOCKER_HOST=[$DOCKER_HOST]\"'}\n\
                   \x20     - run: docker version\n\
+                  \x20     - run: env -u DOCKER_HOST docker ps -a --format '{{.Names}}' && echo default socket answers\n\
                   \x20     - run: docker run --rm busybox echo hi from the remote engine\n\
                   \x20     - run: DOCKER_BUILDKIT=0 docker build -t t:1 .\n\
                   \x20     - run: docker images\n\
@@ -536,7 +537,8 @@ fn runner_exec_setup_remote_docker_gives_later_steps_a_job_scoped_docker_engine(
         .stdout_has("Server:")
         .stdout_has("hi from the remote engine\n")
         .stdout_has("Successfully tagged t:1\n")
-        .stdout_has("Job build: success — 10 steps, 0 failed, 0 skipped");
+        .stdout_has("default socket answers\n")
+        .stdout_has("Job build: success — 11 steps, 0 failed, 0 skipped");
     let images = r.stdout();
     assert!(images.lines().any(|l| l.split_whitespace().take(2).eq(["t", "1"])), "docker images lists t:1: {images}");
     // The job's scope is gone: containers, networks, volumes; its server; its socket directory. Images stay.

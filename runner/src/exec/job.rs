@@ -711,6 +711,24 @@ fn setup_remote_docker(ctx: &Ctx, index: usize, remote: Option<&mut RemoteDocker
         });
     };
     let v = remote.start()?;
+    // Clients and SDKs that ignore DOCKER_HOST (testcontainers, docker-py's defaults, scripts that mount the
+    // socket into their own containers) look for /var/run/docker.sock, as on CircleCI's machine executor.
+    let link = ExecOptions {
+        cmd: vec!["/bin/sh".into(), "-c".into(), remote_docker::LINK_SOCKET_SCRIPT.into()],
+        user: Some("0:0".into()),
+        ..ExecOptions::default()
+    };
+    let linked = exec_captured(ctx.store, &ctx.primary, &link, Duration::from_secs(60), 4096)?;
+    if linked.exit_code != Some(0) {
+        let said = String::from_utf8_lossy(&linked.output);
+        ctx.sink.event(&Event::Output {
+            step: index,
+            text: format!(
+                "warning: cannot link /var/run/docker.sock to the job's socket ({}): use $DOCKER_HOST\n",
+                said.trim()
+            ),
+        });
+    }
     let text = format!(
         "Remote Docker engine: Drydock engine {} (API {}, {}/{}), scoped to {}\nDOCKER_HOST={} for the following steps\n",
         v.version,

@@ -3,10 +3,11 @@
 //! per-job host directory, bind-mounted into the primary at [`MOUNT_DIR`], and finds the static docker client,
 //! bind-mounted read-only as `/usr/local/bin/docker` and `docker-compose`. The step itself
 //! ([`RemoteDocker::start`]) runs `engine serve --socket DIR/docker.sock --scope drydock.job=<id>` as a child
-//! process on the job's engine root, waits until it reports that it listens and answers `GET /_ping`, and the
-//! step loop then sets `DOCKER_HOST` for every later step. When the job ends (dropped: success, failure,
-//! cancel) the server is stopped and every container, network and volume carrying the scope label is removed;
-//! images stay (a shared cache, as docker layer caching would be).
+//! process on the job's engine root and waits until it reports that it listens and answers `GET /_ping`; the
+//! step then links `/var/run/docker.sock` to the socket in the primary, and the step loop sets `DOCKER_HOST` for
+//! every later step. When the job ends (dropped: success, failure, cancel) the server is stopped and every
+//! container, network and volume carrying the scope label is removed; images stay (a shared cache, as docker
+//! layer caching would be).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -26,6 +27,10 @@ use engine::volume::VolumeStore;
 pub const MOUNT_DIR: &str = "/run/drydock";
 /// What later steps get as `DOCKER_HOST`.
 pub const DOCKER_HOST: &str = "unix:///run/drydock/docker.sock";
+/// Run as root in the primary once the server answers: `/var/run/docker.sock` becomes a link to the socket,
+/// unless the image already has something there (a real socket the job mounted, or its own link).
+pub const LINK_SOCKET_SCRIPT: &str =
+    "[ -e /var/run/docker.sock ] || [ -L /var/run/docker.sock ] || { mkdir -p /var/run && ln -s /run/drydock/docker.sock /var/run/docker.sock; }";
 /// The label every object the job's server creates carries (`drydock.job=<id>`).
 pub const SCOPE_LABEL: &str = "drydock.job";
 /// The environment variable naming the docker client to mount.
