@@ -185,6 +185,12 @@ fn client_engine_verbs_go_through_the_server() {
     s.engine(["run", "--name", "talk", "busybox", "sh", "-c", "echo one; echo two >&2"]).success();
     s.engine(["logs", "talk"]).success().stdout_is("one\n").stderr_has("two\n");
     s.engine(["rm", "talk"]).success();
+
+    // import: the tar travels to the server, which prints the new image's ID.
+    let tar = crate::util::busybox_tar().to_string_lossy().into_owned();
+    let id = s.engine(["import", "-c", "CMD [\"echo\", \"imported\"]", &tar, "remote-import:1"]).success().stdout();
+    assert!(id.trim().starts_with("sha256:"), "import prints the ID: {id}");
+    s.engine(["run", "--rm", "remote-import:1"]).success().stdout_is("imported\n");
 }
 
 #[test]

@@ -67,6 +67,8 @@ fn image_status(e: &ImageError) -> StatusCode {
         ImageError::NotFound(_) => StatusCode::NOT_FOUND,
         ImageError::Ambiguous(_) | ImageError::Reference(_) => StatusCode::BAD_REQUEST,
         ImageError::InUse { .. } | ImageError::MultipleNames { .. } => StatusCode::CONFLICT,
+        // What the client sent is not a usable tar (`docker import` of a corrupt or hostile archive).
+        ImageError::Layer(l) if !matches!(l, crate::image::layer::Error::Write { .. }) => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -340,6 +340,50 @@ pub async fn remove(State(state): State<ApiState>, Path(name): Path<String>, q: 
     .await
 }
 
+/// `POST /images/create?fromSrc=-&repo=&tag=&message=&changes=…`: `docker import` — the request body is a root
+/// filesystem tar (plain or gzip), staged on disk, then imported as `engine import` does (nothing is visible
+/// unless the whole tar unpacked); answers docker's one progress line `{"status": "sha256:…"}`. `repo` may carry
+/// the tag (`name:tag`, as the docker CLI sends it); every `changes` value is a Dockerfile instruction
+/// (`CMD`, `ENV`, …). Only `fromSrc=-` is served: a URL source answers 501 (the engine fetches nothing for a
+/// client). A corrupt or hostile tar is a 400 naming what is wrong.
+async fn import(
+    state: ApiState,
+    q: &Query,
+    uri: &axum::http::Uri,
+    src: &str,
+    body: axum::body::Body,
+) -> ApiResult<Response> {
+    if src != "-" {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("importing from {src} is not supported by engine serve: send the tar itself (fromSrc=-), as `docker import FILE` does"),
+        ));
+    }
+    let name = match (q.get("repo").filter(|r| !r.is_empty()), q.get("tag").filter(|t| !t.is_empty())) {
+        (None, _) => None,
+        (Some(repo), Some(tag)) => Some(Reference::parse(&format!("{repo}:{tag}"))?),
+        (Some(repo), None) => Some(Reference::parse(repo)?),
+    };
+    let axum::extract::Query(pairs) = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
+    let mut run_config = crate::image::RunConfig::default();
+    for (_, change) in pairs.iter().filter(|(k, _)| k == "changes") {
+        crate::image::change::apply(&mut run_config, change)
+            .map_err(|e| ApiError::bad_request(format!("invalid change `{change}`: {e}")))?;
+    }
+    let message = q.get("message").filter(|m| !m.is_empty()).map(str::to_owned);
+    let (staging, _) = super::stage_body(&state.root, body, "the image tar").await?;
+    let root = state.root.clone();
+    let id = blocking(move || {
+        let store = ImageStore::open(&root)?;
+        let input = staging.reopen().map_err(|e| ApiError::internal(format!("cannot read the staged tar: {e}")))?;
+        let options = crate::image::import::ImportOptions { name, message, run_config };
+        Ok(store.import(std::io::BufReader::new(input), "-", options)?.id.to_string())
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], progress_line(json!({ "status": id }))).into_response())
+}
+
 /// One JSON line of docker's progress stream.
 pub(super) fn progress_line(value: Value) -> Bytes {
     let mut line = value.to_string();
@@ -350,12 +394,16 @@ pub(super) fn progress_line(value: Value) -> Bytes {
 /// `POST /images/create?fromImage=&tag=`: pulls, streaming docker's JSON progress lines. Errors after the 200
 /// went out are reported in the stream as `{"error": …}`, which the docker CLI prints and exits 1 on.
 /// Credentials come from `X-Registry-Auth` when the client sends some, else from the server's docker config.
-pub async fn create(State(state): State<ApiState>, q: Query, headers: HeaderMap) -> ApiResult<Response> {
-    if q.get("fromSrc").is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "importing with fromSrc is not implemented by engine serve; use `engine import`",
-        ));
+/// With `fromSrc`, imports instead (see [`import`]).
+pub async fn create(
+    State(state): State<ApiState>,
+    q: Query,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> ApiResult<Response> {
+    if let Some(src) = q.get("fromSrc").filter(|s| !s.is_empty()) {
+        return import(state, &q, &uri, src, body).await;
     }
     let from =
         q.get("fromImage").filter(|f| !f.is_empty()).ok_or_else(|| ApiError::bad_request("fromImage is required"))?;

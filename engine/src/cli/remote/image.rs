@@ -365,17 +365,30 @@ fn history(name: &str, quiet: bool, no_trunc: bool, client: &ApiClient) -> anyho
     Ok(ExitCode::SUCCESS)
 }
 
-fn import(a: super::super::image::ImportArgs, _client: &ApiClient) -> anyhow::Result<ExitCode> {
-    // The server answers `fromSrc` imports with 501 (docs/engine-api.md): say so before reading the tar.
-    Err(ExitError {
-        code: engine::error::EXIT_ENGINE,
-        message: format!(
-            "import of {} is not available over the Engine API (the server does not implement fromSrc): run \
-             `engine --root … import` on the engine's host",
-            a.file
-        ),
+/// `import` over the API: the tar (a file, or stdin with `-`) is the body of `POST /images/create?fromSrc=-`;
+/// the server answers the new image's ID, printed as the local `import` prints it.
+fn import(a: super::super::image::ImportArgs, client: &ApiClient) -> anyhow::Result<ExitCode> {
+    let body: Box<dyn Read + Send> = if a.file == "-" {
+        Box::new(io::stdin())
+    } else {
+        Box::new(std::fs::File::open(&a.file).with_context(|| format!("cannot open {}", a.file))?)
+    };
+    let mut pairs: Vec<(&str, &str)> = vec![("fromSrc", "-")];
+    if let Some(name) = &a.name {
+        pairs.push(("repo", name));
     }
-    .into())
+    if let Some(m) = &a.message {
+        pairs.push(("message", m));
+    }
+    pairs.extend(a.changes.iter().map(|c| ("changes", c.as_str())));
+    let res = client.request(
+        hyper::Method::POST,
+        &format!("/images/create{}", query(&pairs)),
+        &[("Content-Type", "application/x-tar".to_owned())],
+        RequestBody::Reader(body),
+    )?;
+    print_progress(res.json_lines(), false, &mut io::stdout())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `build` over the API: the context directory tarred with `.dockerignore` applied (the Dockerfile and
