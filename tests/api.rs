@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{bin_dir, can_run_containers, Run, TestEngine};
+use crate::util::{bin_dir, busybox_tar, can_run_containers, eventually, Run, TestEngine};
 
 /// `engine serve` on a socket in a temp dir, killed when dropped.
 struct Server {
@@ -235,6 +235,94 @@ fn api_images_list_inspect_tag_and_remove() {
     s.docker(["rmi", "localhost:5000/team/box:v1"]).success().stdout_is("Untagged: localhost:5000/team/box:v1\n");
     s.docker(["rmi", "nosuch:image"]).code_is(1).stderr_has("No such image: nosuch:image");
     s.docker(["image", "inspect", "busybox"]).success();
+}
+
+#[test]
+fn api_docker_import_makes_an_image_from_a_tar_and_refuses_a_corrupt_one() {
+    let Some((_e, s)) = server() else { return };
+    let tar = busybox_tar().to_string_lossy().into_owned();
+    let out = s
+        .docker([
+            "import",
+            "-c",
+            "CMD [\"echo\", \"from the imported image\"]",
+            "-m",
+            "over the API",
+            &tar,
+            "imported:v1",
+        ])
+        .success();
+    let id = out.stdout().trim().to_owned();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "docker import prints the image ID: {id:?}");
+    s.docker(["run", "--rm", "imported:v1"]).success().stdout_is("from the imported image\n");
+    let history = s.docker(["history", "--format", "{{.Comment}}", "imported:v1"]).success();
+    history.stdout_has("over the API");
+    // The tar from stdin, as `cat x.tar | docker import - name` sends it.
+    let mut c = Command::new(docker_bin());
+    c.args(["import", "-", "from-stdin:latest"])
+        .env("DOCKER_HOST", format!("unix://{}", s.socket.display()))
+        .env("DOCKER_CONFIG", s.dir.path().join("docker-config"))
+        .stdin(std::fs::File::open(busybox_tar()).expect("open the busybox tar"));
+    Run::of(&mut c).success();
+    s.docker(["image", "inspect", "from-stdin"]).success();
+
+    // A truncated tar: an error naming the problem, no image, and the server keeps serving.
+    let bytes = std::fs::read(busybox_tar()).expect("read the busybox tar");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cut = dir.path().join("cut.tar.gz");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("write a truncated tar");
+    s.docker(["import", &cut.to_string_lossy(), "broken:v1"]).code_is(1).stderr_has("corrupt or truncated");
+    s.docker(["image", "inspect", "broken:v1"]).code_is(1);
+    let (status, body) = s.http("POST", "/images/create?fromSrc=http://example.invalid/x.tar", b"");
+    assert_eq!(status, 501, "{body}");
+    s.docker(["images"]).success().stdout_has("imported");
+}
+
+#[test]
+fn api_tty_containers_and_execs_take_the_clients_terminal_size_and_resizes() {
+    let Some((_e, s)) = server() else { return };
+    // The docker CLI on a 13x77 terminal (script(1) gives it one) sends ConsoleSize with create and exec start.
+    let docker = docker_bin();
+    let script = format!(
+        "stty cols 77 rows 13; {d} run --rm -it busybox stty size; {d} run -d -t --name sized busybox sleep 300 >/dev/null; \
+         {d} exec -it sized stty size",
+        d = docker.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &script, "/dev/null"])
+        .env("DOCKER_HOST", format!("unix://{}", s.socket.display()))
+        .env("DOCKER_CONFIG", s.dir.path().join("docker-config"))
+        .output()
+        .expect("script(1) from bsdutils");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("13 77").count(), 2, "run -it and exec -it see the caller's size: {text:?}");
+
+    // A resize of the running container reaches its pty (the stdin of its process 1).
+    let (status, body) = s.http("POST", "/containers/sized/resize?h=40&w=100", b"");
+    assert_eq!(status, 200, "{body}");
+    let size = || s.docker(["exec", "sized", "stty", "-F", "/proc/1/fd/0", "size"]).success().stdout();
+    assert!(eventually(10, || size() == "40 100\n"), "container resize applied: {:?}", size());
+    // A resize of a running exec reaches the pty of that exec.
+    let (status, body) = s.http(
+        "POST",
+        "/containers/sized/exec",
+        br#"{"Cmd": ["sh", "-c", "sleep 1; stty size > /tmp/exec-size"], "Tty": true}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let exec: serde_json::Value = serde_json::from_str(&body).expect("exec create answer");
+    let id = exec["Id"].as_str().expect("exec Id").to_owned();
+    let (status, body) = s.http("POST", &format!("/exec/{id}/start"), br#"{"Detach": true, "Tty": true}"#);
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = s.http("POST", &format!("/exec/{id}/resize?h=33&w=99"), b"");
+    assert_eq!(status, 200, "{body}");
+    let written = || s.docker(["exec", "sized", "cat", "/tmp/exec-size"]).stdout();
+    assert!(eventually(10, || written() == "33 99\n"), "exec resize applied: {:?}", written());
+    // Bad sizes are a 400; a stopped container cannot be resized.
+    assert_eq!(s.http("POST", "/containers/sized/resize?h=0&w=80", b"").0, 400);
+    assert_eq!(s.http("POST", "/containers/sized/resize?w=80", b"").0, 400);
+    s.docker(["rm", "-f", "sized"]).success();
+    s.docker(["create", "-t", "--name", "idle", "busybox", "sh"]).success();
+    assert_eq!(s.http("POST", "/containers/idle/resize?h=10&w=10", b"").0, 409);
 }
 
 #[test]

@@ -65,6 +65,8 @@ struct CreateBody {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct HostConfigBody {
+    /// `[height, width]` of the client's terminal (API 1.42+, sent with `Tty`): the pty's size from the start.
+    console_size: Option<Vec<u16>>,
     binds: Option<Vec<String>>,
     network_mode: Option<String>,
     port_bindings: Option<HashMap<String, Option<Vec<PortBindingBody>>>>,
@@ -255,7 +257,14 @@ pub async fn create(State(state): State<ApiState>, q: Query, body: Body) -> ApiR
     let bytes = read_body(body).await?;
     let parsed: CreateBody = parse_json(&bytes)?;
     let name = q.get("name").filter(|n| !n.is_empty()).map(|n| n.trim_start_matches('/').to_owned());
+    let console_size = match parsed.host_config.as_ref().and_then(|h| h.console_size.as_deref()) {
+        Some(&[rows, cols]) if parsed.tty == Some(true) && rows > 0 && cols > 0 => Some((rows, cols)),
+        _ => None,
+    };
     let mut opts = create_options(parsed, name)?;
+    // Clients start what they create (docker run = create, attach, start): let the kernel's cgroup grace period
+    // pass meanwhile (see container::prestart, "Warming ahead").
+    ctr::prestart::warm_ahead(WARM_AHEAD);
     let root = state.root.clone();
     let scope = state.scope.clone();
     let id = blocking(move || {
@@ -280,6 +289,11 @@ pub async fn create(State(state): State<ApiState>, q: Query, body: Body) -> ApiR
             }
             other => other.map_err(|e| not_image(e.into()))?,
         };
+        if let Some((rows, cols)) = console_size {
+            let path = store.dir(&c.id).join(ctr::tty::WINSIZE_FILE);
+            ctr::tty::write_size_file(&path, rows, cols)
+                .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", path.display())))?;
+        }
         Ok(c.id)
     })
     .await?;
@@ -463,7 +477,11 @@ pub async fn inspect(State(state): State<ApiState>, Path(name): Path<String>) ->
 
 /// `POST /containers/{id}/start`: 204, or 304 when it already runs. A parked attach (see [`attach`]) becomes
 /// the monitor's stdio; a thread then waits for the monitor's exit report.
+/// How long a create or start request keeps the cgroup migration lock warm (see container::prestart).
+const WARM_AHEAD: std::time::Duration = std::time::Duration::from_millis(500);
+
 pub async fn start(State(state): State<ApiState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    ctr::prestart::warm_ahead(WARM_AHEAD);
     let root = state.root.clone();
     let attachments = state.attach.clone();
     let scope = state.scope.clone();
@@ -562,15 +580,44 @@ pub async fn remove(State(state): State<ApiState>, Path(name): Path<String>, q: 
     .await
 }
 
-/// `POST /containers/{id}/resize?h=&w=`: accepted and ignored (the pty keeps its size; see docs/engine-api.md).
-pub async fn resize(State(state): State<ApiState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+/// `POST /containers/{id}/resize?h=&w=`: the new size goes to the container's monitor, which holds the pty
+/// master (a size file in the container's directory, then `SIGWINCH`; see `container::tty::WINSIZE_FILE`).
+/// A container without a TTY has nothing to resize (200, as docker); one that does not run is a 409.
+pub async fn resize(State(state): State<ApiState>, Path(name): Path<String>, q: Query) -> ApiResult<StatusCode> {
+    let (rows, cols) = window_size_query(&q)?;
     let root = state.root.clone();
     let scope = state.scope.clone();
     blocking(move || {
-        super::scoped_container(scope.as_ref(), &ContainerStore::open(&root), &name)?;
+        let store = ContainerStore::open(&root);
+        let c = super::scoped_container(scope.as_ref(), &store, &name)?;
+        let s = store.state(&c.id)?;
+        if !s.is_running() || s.monitor_pid <= 0 {
+            return Err(ApiError::conflict(format!("cannot resize container {}: it is not running", c.name)));
+        }
+        if c.config.tty {
+            let path = store.dir(&c.id).join(ctr::tty::WINSIZE_FILE);
+            ctr::tty::write_size_file(&path, rows, cols)
+                .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", path.display())))?;
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.monitor_pid), nix::sys::signal::Signal::SIGWINCH);
+        }
         Ok(StatusCode::OK)
     })
     .await
+}
+
+/// The `h` and `w` of a resize request (both required, 1–65535).
+pub(super) fn window_size_query(q: &Query) -> ApiResult<(u16, u16)> {
+    let get = |key: &str| -> ApiResult<u16> {
+        match q.int(key)? {
+            Some(v) if (1..=i64::from(u16::MAX)).contains(&v) => Ok(v as u16),
+            Some(v) => {
+                Err(ApiError::bad_request(format!("invalid value for query parameter {key}: {v} is not 1 to 65535")))
+            }
+            None => Err(ApiError::bad_request(format!("query parameter {key} is required"))),
+        }
+    };
+    Ok((get("h")?, get("w")?))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

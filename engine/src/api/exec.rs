@@ -1,5 +1,5 @@
 //! Exec endpoints: `POST /containers/{id}/exec` records what to run, `POST /exec/{id}/start` runs it (hijacked
-//! stream, or detached), `GET /exec/{id}/json` reports its exit code, `POST /exec/{id}/resize` is accepted.
+//! stream, or detached), `GET /exec/{id}/json` reports its exit code, `POST /exec/{id}/resize` sets the pty's size.
 //!
 //! The process is started by running this binary's own `engine exec` as a child with its stdio on pipes,
 //! rather than by calling libcontainer's tenant builder here: that builder forks, and forking this
@@ -119,6 +119,13 @@ pub async fn create(State(state): State<ApiState>, Path(name): Path<String>, bod
 #[serde(rename_all = "PascalCase", default)]
 struct StartBody {
     detach: bool,
+    /// `[height, width]` of the client's terminal (API 1.42+): the pty's size from the start.
+    console_size: Option<Vec<u16>>,
+}
+
+/// Where the window size of exec `id` is left for its `engine exec -t` child (see `container::tty::WINSIZE_ENV`).
+fn size_file(state: &ApiState, id: &str) -> std::path::PathBuf {
+    state.root.tmp_dir().join(format!("exec-{id}.winsize"))
 }
 
 /// `engine --root ROOT exec [-i] [-t] [-e …] [-w …] [-u …] -- CONTAINER CMD…`.
@@ -148,11 +155,13 @@ fn exec_command(state: &ApiState, r: &ExecRecord) -> ApiResult<Command> {
 /// Waits for the `engine exec` child on a blocking thread, records its exit code, then signals `done`.
 fn watch(state: &ApiState, id: String, mut child: std::process::Child, done: Option<oneshot::Sender<()>>) {
     let execs = state.execs.clone();
+    let sizes = size_file(state, &id);
     tokio::task::spawn_blocking(move || {
         let code = match child.wait() {
             Ok(s) => s.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(9)),
             Err(_) => crate::error::EXIT_ENGINE.into(),
         };
+        let _ = std::fs::remove_file(&sizes);
         execs.finished(&id, code);
         if let Some(done) = done {
             let _ = done.send(());
@@ -175,6 +184,17 @@ pub async fn start(State(state): State<ApiState>, Path(id): Path<String>, mut re
         Ok(r.clone())
     })??;
     let mut cmd = exec_command(&state, &record)?;
+    if record.tty {
+        let path = size_file(&state, &id);
+        if let Some(&[rows, cols]) = body.console_size.as_deref() {
+            if rows > 0 && cols > 0 {
+                let _ = std::fs::create_dir_all(state.root.tmp_dir());
+                crate::container::tty::write_size_file(&path, rows, cols)
+                    .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", path.display())))?;
+            }
+        }
+        cmd.env(crate::container::tty::WINSIZE_ENV, path);
+    }
     if body.detach {
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         let child = cmd.spawn().map_err(|e| ApiError::internal(format!("cannot run engine exec: {e}")))?;
@@ -264,7 +284,17 @@ pub async fn inspect(State(state): State<ApiState>, Path(id): Path<String>) -> A
     })))
 }
 
-/// `POST /exec/{id}/resize`: accepted and ignored, as for containers.
-pub async fn resize(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    state.execs.with(&id, |_| StatusCode::OK)
+/// `POST /exec/{id}/resize?h=&w=`: the size goes to the exec's `engine exec -t` child (a size file, then
+/// `SIGWINCH`), which sets it on the pty it holds. An exec without a TTY, or not running, has nothing to resize.
+pub async fn resize(State(state): State<ApiState>, Path(id): Path<String>, q: super::Query) -> ApiResult<StatusCode> {
+    let (rows, cols) = super::containers::window_size_query(&q)?;
+    let (tty, running, pid) = state.execs.with(&id, |r| (r.tty, r.running, r.pid))?;
+    if tty && running && pid != 0 {
+        let path = size_file(&state, &id);
+        crate::container::tty::write_size_file(&path, rows, cols)
+            .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", path.display())))?;
+        let pid = i32::try_from(pid).map_err(|_| ApiError::internal("exec pid out of range"))?;
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGWINCH);
+    }
+    Ok(StatusCode::OK)
 }

@@ -699,16 +699,26 @@ fn run_container(args: RunArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let o = open(ctx)?;
     let options = args.create.options();
     pull_if_missing(&o.images, &options.image)?;
+    // The container starts right after it is created: let the kernel's cgroup grace period pass meanwhile.
+    ctr::prestart::warm_ahead(WARM_AHEAD);
     let c = lib(ctr::create::create(&o.store, &o.images, &options))?;
     if args.detach {
-        lib(ctr::start::start(&o.store, &c.id))?;
+        let started = ctr::start::start(&o.store, &c.id);
+        ctr::prestart::stop_warming();
+        lib(started)?;
         println!("{}", c.id);
         return Ok(ExitCode::SUCCESS);
     }
     Ok(exit(lib(ctr::start::start_attached(&o.store, &c.id))?))
 }
 
+/// How long `run` and `start` keep the cgroup migration lock warm ahead of the monitor (see
+/// `container::prestart`): a start takes a few tens of milliseconds (the monitor keeps its own warmer until
+/// the container is placed), and an attached CLI waits for its container with the thread still going, so short.
+const WARM_AHEAD: std::time::Duration = std::time::Duration::from_millis(500);
+
 fn start(args: StartArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
+    ctr::prestart::warm_ahead(WARM_AHEAD);
     if args.attach || args.interactive {
         let o = open(ctx)?;
         let [name] = args.containers.as_slice() else {

@@ -19,7 +19,7 @@ use nix::unistd::Pid;
 
 use super::rootfs::RootfsDirs;
 use super::store::ContainerStore;
-use super::tty::{copy_window_size, ConsoleListener, RawMode};
+use super::tty::{ConsoleListener, RawMode};
 use super::workload::DrydockExecutor;
 use super::{error_chain, io_err, spec, sys_err, user, Error, Result};
 
@@ -71,7 +71,9 @@ fn write_process(store: &ContainerStore, id: &str, opts: &ExecOptions) -> Result
         spec::process_json(&spec::ProcessSpec { args: &opts.cmd, env, cwd: &cwd, user: &u, terminal: opts.tty });
     // The exec'd process starts before we receive the pty's master: its size travels in the spec, and our
     // executor sets it on the pty before `execve`, so the command never sees a 0x0 terminal.
-    if let Some((rows, cols)) = opts.tty.then(|| super::tty::window_size(0)).flatten() {
+    let sent = sent_size_file();
+    let size = super::tty::window_size(0).or_else(|| sent.as_deref().and_then(super::tty::read_size_file));
+    if let Some((rows, cols)) = opts.tty.then_some(size).flatten() {
         process["consoleSize"] = serde_json::json!({"height": rows, "width": cols});
     }
     static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -98,7 +100,7 @@ pub fn exec(store: &ContainerStore, id: &str, opts: &ExecOptions) -> Result<i32>
     let dir = store.dir(id);
 
     let mut builder = ContainerBuilder::new(id.to_owned(), SyscallType::default())
-        .with_root_path(dir.join("runtime"))?
+        .with_root_path(store.runtime_root(id))?
         .with_executor(DrydockExecutor { init: false, seccomp: exec_seccomp(store, id)? });
     let console = if opts.tty {
         let l = ConsoleListener::bind(&dir, &format!("exec-{}.sock", std::process::id()))?;
@@ -126,7 +128,7 @@ pub fn exec(store: &ContainerStore, id: &str, opts: &ExecOptions) -> Result<i32>
     }
     if let Some(console) = console {
         let master = console.receive_master()?;
-        copy_window_size(0, master.as_raw_fd());
+        super::tty::follow_window_size(sent_size_file().as_deref(), master.as_raw_fd());
         let _raw = if opts.interactive { RawMode::enter(0) } else { None };
         pump_tty(&master, opts.interactive);
     }
@@ -176,7 +178,7 @@ fn spawn_piped(store: &ContainerStore, id: &str, opts: &ExecOptions) -> Result<(
         let stderr = write_end.try_clone().map_err(io_err("cannot duplicate a pipe"))?;
         let null: OwnedFd = File::open("/dev/null").map_err(io_err("cannot open /dev/null"))?.into();
         let builder = ContainerBuilder::new(id.to_owned(), SyscallType::default())
-            .with_root_path(store.dir(id).join("runtime"))?
+            .with_root_path(store.runtime_root(id))?
             .with_executor(DrydockExecutor { init: false, seccomp: exec_seccomp(store, id)? })
             .with_stdin(null)
             .with_stdout(write_end)
@@ -304,8 +306,14 @@ fn pump_until_exit(
     }
 }
 
+/// The size file the API server names for an `engine exec -t` it runs (`POST /exec/{id}/resize` writes it and
+/// sends us `SIGWINCH`; see `tty::WINSIZE_ENV`).
+fn sent_size_file() -> Option<PathBuf> {
+    std::env::var_os(super::tty::WINSIZE_ENV).map(PathBuf::from)
+}
+
 /// Copies our stdin to the pty and the pty to our stdout until the pty closes; a `SIGWINCH` (our terminal was
-/// resized) copies the new size onto the pty, as `docker exec -t` does.
+/// resized, or the API server sent a size) copies the new size onto the pty, as `docker exec -t` does.
 fn pump_tty(master: &OwnedFd, interactive: bool) {
     use nix::sys::signal::{SigSet, Signal};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -338,7 +346,7 @@ fn pump_tty(master: &OwnedFd, interactive: bool) {
             if let Some(sfd) = &resize {
                 while let Ok(Some(_)) = sfd.read_signal() {}
             }
-            copy_window_size(0, master.as_raw_fd());
+            super::tty::follow_window_size(sent_size_file().as_deref(), master.as_raw_fd());
         }
         if !m.is_empty() {
             match nix::unistd::read(master.as_raw_fd(), &mut buf) {

@@ -517,7 +517,7 @@ impl Monitor {
             spec::ProcessSpec { args: &args, env, cwd: &self.c.config.working_dir, user: &user, terminal: tty };
         let cgroup_view = super::cgroupfs::prepare(&dir, &hierarchies)?;
         spec::write(&self.store, &self.c, &dirs.merged, &process, cgroup_view.as_deref())?;
-        let runtime = dir.join("runtime");
+        let runtime = self.store.runtime_root(&id);
         std::fs::create_dir_all(&runtime).map_err(io_err(format!("cannot create {}", runtime.display())))?;
 
         let mut builder = ContainerBuilder::new(id.clone(), SyscallType::default())
@@ -559,9 +559,10 @@ impl Monitor {
         let pid = container.pid().ok_or_else(|| Error::Runtime("libcontainer reported no pid".into()))?;
         if let Some(console) = console {
             let master = console.receive_master()?;
-            if self.attach {
-                super::tty::copy_window_size(0, master.as_raw_fd());
-            }
+            // Before the process starts: a size sent over the API (`ConsoleSize` at create, or a resize), else
+            // the attached terminal's.
+            let sent = dir.join(super::tty::WINSIZE_FILE);
+            super::tty::follow_window_size(Some(&sent), master.as_raw_fd());
             outputs.push((
                 nix::unistd::dup(master.as_raw_fd())
                     .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
@@ -640,9 +641,10 @@ impl Monitor {
             drop(fds);
             if !revents[0].is_empty() {
                 while let Ok(Some(info)) = self.signals.read_signal() {
-                    if info.ssi_signo == Signal::SIGWINCH as u32 && self.attach {
+                    if info.ssi_signo == Signal::SIGWINCH as u32 {
                         if let Some(m) = &stdin_sink {
-                            super::tty::copy_window_size(0, m.as_raw_fd());
+                            let sent = self.store.dir(&self.c.id).join(super::tty::WINSIZE_FILE);
+                            super::tty::follow_window_size(Some(&sent), m.as_raw_fd());
                         }
                     }
                 }
@@ -762,8 +764,11 @@ pub fn cleanup_runtime(store: &ContainerStore, id: &str) {
 
 fn cleanup_runtime_quietly(store: &ContainerStore, id: &str) {
     super::cgroupfs::unmount(&store.dir(id));
-    let runtime = store.dir(id).join("runtime").join(id);
-    if runtime.exists() {
+    // The state of a container started before the runtime root moved to /run may still be in its directory.
+    for runtime in [store.runtime_root(id).join(id), store.dir(id).join("runtime").join(id)] {
+        if !runtime.exists() {
+            continue;
+        }
         match libcontainer::container::Container::load(runtime.clone()) {
             Ok(mut c) => {
                 if c.delete(true).is_err() {

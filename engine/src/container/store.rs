@@ -275,6 +275,9 @@ pub struct State {
 
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
+/// libcontainer's state directory for every engine root of this host (see [`ContainerStore::runtime_root`]).
+pub const RUNTIME_ROOT: &str = "/run/drydock/runtime";
+
 impl State {
     pub fn is_running(&self) -> bool {
         matches!(self.status, Status::Running | Status::Restarting | Status::Paused)
@@ -303,6 +306,20 @@ impl ContainerStore {
 
     pub fn dir(&self, id: &str) -> PathBuf {
         self.root.containers_dir().join(id)
+    }
+
+    /// libcontainer's root path for container `id` (its state lives in `<that>/<id>/`): under `/run`, a tmpfs,
+    /// as docker keeps runc's state in `/run/docker/runtime-runc` — it means nothing after a reboot, and on a disk
+    /// mounted with `discard` each rewrite of it waited for the device on the critical path of a start (perf's
+    /// sched_switch stacks: `blkdev_issue_discard` under libcontainer's `state.json` truncation). Container IDs
+    /// are 256 random bits, so engine roots sharing `/run/drydock/runtime` never meet. Without a `/run`
+    /// directory (an unusual host), the container directory holds it as before.
+    pub fn runtime_root(&self, id: &str) -> PathBuf {
+        if Path::new("/run").is_dir() {
+            PathBuf::from(RUNTIME_ROOT)
+        } else {
+            self.dir(id).join("runtime")
+        }
     }
 
     pub fn log_path(&self, id: &str) -> PathBuf {

@@ -69,6 +69,46 @@ pub fn copy_window_size(from: RawFd, to: RawFd) {
     }
 }
 
+/// The file, in a container's directory, through which a window size reaches its monitor when the monitor has
+/// no terminal of its own to copy it from (a container started over the API: `POST /containers/{id}/resize`
+/// writes it, then sends the monitor `SIGWINCH`). Holds `ROWS COLS`.
+pub const WINSIZE_FILE: &str = "winsize";
+/// The same for an `engine exec -t` the API server runs as its child: the variable names the file.
+pub const WINSIZE_ENV: &str = "DRYDOCK_WINSIZE_FILE";
+
+/// Writes `ROWS COLS` to `path` atomically (a temp file renamed over it), for [`follow_window_size`].
+pub fn write_size_file(path: &Path, rows: u16, cols: u16) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{rows} {cols}\n"))?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The size a [`write_size_file`] left in `path`, if any (zeros and garbage are none).
+pub fn read_size_file(path: &Path) -> Option<(u16, u16)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut words = text.split_whitespace().map(str::parse::<u16>);
+    match (words.next(), words.next()) {
+        (Some(Ok(rows)), Some(Ok(cols))) if rows > 0 && cols > 0 => Some((rows, cols)),
+        _ => None,
+    }
+}
+
+/// Sets terminal `fd`'s window size.
+pub fn set_window_size(fd: RawFd, rows: u16, cols: u16) {
+    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads a `winsize` we own.
+    unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
+}
+
+/// Gives pty `to` the size in `file` when it holds one (a size sent over the API), else our terminal's (fd 0;
+/// a no-op when that is not a terminal).
+pub fn follow_window_size(file: Option<&Path>, to: RawFd) {
+    match file.and_then(read_size_file) {
+        Some((rows, cols)) => set_window_size(to, rows, cols),
+        None => copy_window_size(0, to),
+    }
+}
+
 /// The (rows, columns) of terminal `fd`, if it is one with a size.
 pub fn window_size(fd: RawFd) -> Option<(u16, u16)> {
     let mut ws: libc::winsize = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
@@ -151,4 +191,22 @@ fn set_lo_up() -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_files_round_trip_and_refuse_garbage() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(WINSIZE_FILE);
+        assert_eq!(read_size_file(&path), None);
+        write_size_file(&path, 40, 120).expect("write");
+        assert_eq!(read_size_file(&path), Some((40, 120)));
+        std::fs::write(&path, "0 80").expect("write");
+        assert_eq!(read_size_file(&path), None);
+        std::fs::write(&path, "tall wide").expect("write");
+        assert_eq!(read_size_file(&path), None);
+    }
 }

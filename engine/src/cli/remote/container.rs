@@ -294,6 +294,10 @@ fn create_body(a: &CreateArgs) -> anyhow::Result<Value> {
             o.insert(key.to_owned(), v);
         }
     };
+    // The terminal's size from the start (docker's ConsoleSize, [height, width]), so the first prompt fits.
+    if let Some((rows, cols)) = a.tty.then(|| engine::container::tty::window_size(0)).flatten() {
+        set_host(&mut body, "ConsoleSize", json!([rows, cols]));
+    }
     if !cmd.is_empty() {
         set(&mut body, "Cmd", json!(cmd));
     }
@@ -739,7 +743,10 @@ fn exec(args: ExecArgs, client: &ApiClient) -> anyhow::Result<ExitCode> {
     }
     let created: Value = client.post_json(&format!("/containers/{}/exec", encode(container)), Some(&body))?;
     let id = created["Id"].as_str().ok_or_else(|| anyhow::anyhow!("the server's exec answer has no Id"))?.to_owned();
-    let start = json!({"Detach": args.detach, "Tty": args.tty});
+    let mut start = json!({"Detach": args.detach, "Tty": args.tty});
+    if let Some((rows, cols)) = args.tty.then(|| engine::container::tty::window_size(0)).flatten() {
+        start["ConsoleSize"] = json!([rows, cols]);
+    }
     if args.detach {
         client.post(&format!("/exec/{id}/start"), Some(&start))?;
         return Ok(ExitCode::SUCCESS);
