@@ -315,6 +315,11 @@ impl ContainerStore {
     /// are 256 random bits, so engine roots sharing `/run/drydock/runtime` never meet. Without a `/run`
     /// directory (an unusual host), the container directory holds it as before.
     pub fn runtime_root(&self, id: &str) -> PathBuf {
+        // A container started by an engine from before the move keeps its state where that engine put it.
+        let old = self.dir(id).join("runtime");
+        if old.join(id).exists() {
+            return old;
+        }
         if Path::new("/run").is_dir() {
             PathBuf::from(RUNTIME_ROOT)
         } else {
