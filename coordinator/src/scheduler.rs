@@ -202,7 +202,11 @@ mod tests {
             crate::pipeline::create(s, &state.data_dir, &project, &push("main"))
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(s.schedules(Some(project.id)).await.unwrap_or_default(), [nightly.clone()], "{name}");
+            assert_eq!(
+                s.schedules(Some(project.id)).await.unwrap_or_default(),
+                std::slice::from_ref(&nightly),
+                "{name}"
+            );
 
             // The tick: a pipeline of `nightly` alone, planned as a scheduled workflow.
             assert_eq!(fire_due_schedules(&state, nightly.next_tick_at).await.ok(), Some(1), "{name}");
