@@ -131,3 +131,73 @@ fn coordinator_survives_sigkill_mid_job_and_the_runner_completes_it() {
         post(&format!("{}/api/v1/runners/lease", server.url), Some(&token), serde_json::json!({"wait_ms": 5000}));
     assert_eq!((status, a["job"]["name"].as_str()), (200, Some("test")), "{a}");
 }
+
+/// Runs `git ARGS` in `dir`, asserting success; returns stdout and stderr (a push's `remote:` lines).
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=Ada", "-c", "user.email=ada@example.invalid", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run git");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "git {args:?} failed:\n{text}");
+    text
+}
+
+/// GETs JSON with a bearer token.
+fn get(url: &str, token: &str) -> serde_json::Value {
+    let mut resp = agent().get(url).header("authorization", &format!("Bearer {token}")).call().expect("http request");
+    serde_json::from_str(&resp.body_mut().read_to_string().unwrap_or_default()).unwrap_or_default()
+}
+
+/// `project add --local` installs a post-receive hook: a real `git push` into the repository creates a pipeline
+/// per pushed branch or tag at the pushed commit, a deleted branch creates none.
+#[test]
+fn a_git_push_into_a_local_project_triggers_a_pipeline() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let bare = tmp.path().join("app.git");
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&bare).expect("mkdir");
+    git(&bare, &["init", "--bare", "--quiet"]);
+    let out = run(&data, &["project", "add", "app", "--local", bare.to_str().expect("utf-8 path")]);
+    assert!(out.contains("installed") && out.contains("hooks/post-receive"), "{out}");
+
+    std::fs::create_dir_all(work.join(".circleci")).expect("mkdir");
+    std::fs::write(work.join(".circleci/config.yml"), CONFIG).expect("write config");
+    git(&work, &["init", "--quiet"]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "--quiet", "-m", "add config"]);
+    git(&work, &["remote", "add", "origin", bare.to_str().expect("utf-8 path")]);
+    let pushed = git(&work, &["push", "origin", "main"]);
+    assert!(pushed.contains("remote: pipeline app #1: running (1 jobs queued)"), "{pushed}");
+    let main_sha = git(&work, &["rev-parse", "HEAD"]).trim().to_string();
+
+    git(&work, &["checkout", "--quiet", "-b", "feature"]);
+    git(&work, &["commit", "--quiet", "--allow-empty", "-m", "more"]);
+    let feature_sha = git(&work, &["rev-parse", "HEAD"]).trim().to_string();
+    let pushed = git(&work, &["push", "origin", "feature"]);
+    assert!(pushed.contains("remote: pipeline app #2"), "{pushed}");
+    let pushed = git(&work, &["push", "origin", "--delete", "feature"]);
+    assert!(!pushed.contains("pipeline app #3"), "a deleted branch triggers nothing: {pushed}");
+
+    // The pipelines as the API shows them: branch and commit of each push.
+    let admin = run(&data, &["token", "create", "--admin"]).trim().to_string();
+    let server = serve(&data);
+    let page = get(&format!("{}/api/v1/projects/app/pipelines", server.url), &admin);
+    let seen: Vec<(String, String)> = page["pipelines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let trigger = &p["trigger"];
+            (
+                trigger["branch"].as_str().unwrap_or_default().to_string(),
+                trigger["sha"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, [("feature".to_string(), feature_sha), ("main".to_string(), main_sha)], "{page}");
+    assert_eq!(page["pipelines"][0]["trigger"]["source"], "local", "{page}");
+}

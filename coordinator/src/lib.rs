@@ -8,6 +8,8 @@ pub mod api;
 pub mod dashboard;
 pub mod github;
 pub mod job_secrets;
+pub mod key_rotation;
+pub mod local_hook;
 pub mod local_runner;
 pub mod log_events;
 pub mod pipeline;

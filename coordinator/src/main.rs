@@ -63,6 +63,9 @@ enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Re-encrypt every secret under a new key; the old key is kept as `secret.key.old-<id>`. Stop every
+    /// coordinator first; an interrupted rotation is finished by running this again.
+    RotateKey,
     /// Manage projects.
     #[command(subcommand)]
     Project(ProjectCommand),
@@ -85,6 +88,9 @@ enum Command {
         /// The commit (default: the tip of the branch or tag; the default branch when neither is given).
         #[arg(long)]
         sha: Option<String>,
+        /// What triggered it: `api` (a person), or `local` (a local repository's post-receive hook).
+        #[arg(long, default_value = "api", value_parser = ["api", "local"])]
+        source: String,
     },
 }
 
@@ -107,6 +113,9 @@ enum ProjectCommand {
         /// The secret of the GitHub webhook (stored encrypted); webhooks are refused without one.
         #[arg(long, env = "DRYDOCK_WEBHOOK_SECRET", hide_env_values = true)]
         webhook_secret: Option<String>,
+        /// With --local: do not install the `post-receive` hook that triggers a pipeline on every push.
+        #[arg(long, requires = "local")]
+        no_hook: bool,
     },
     /// List projects.
     List,
@@ -271,12 +280,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             open_store(&cli).await?;
             println!("database is up to date");
         }
+        Command::RotateKey => {
+            let store = open_store(&cli).await?;
+            let path = secret_key_path(&cli.data_dir);
+            let done = coordinator::key_rotation::rotate_key(&store, &path)
+                .await
+                .with_context(|| format!("cannot rotate {}", path.display()))?;
+            println!(
+                "re-encrypted {} secrets: key {} → {}; the old key is kept in {}",
+                done.values,
+                done.old_key_id,
+                done.new_key_id,
+                done.backup.display()
+            );
+        }
         Command::Project(cmd) => project(&cli, cmd).await?,
-        Command::Trigger { project, branch, tag, sha } => {
+        Command::Trigger { project, branch, tag, sha, source } => {
             let store = open_store(&cli).await?;
             let project = store.project_by_slug(project).await?;
             let req = TriggerRequest {
-                source: "api".into(),
+                source: source.clone(),
                 branch: branch.clone(),
                 tag: tag.clone(),
                 sha: sha.clone(),
@@ -327,7 +350,7 @@ fn generate_password() -> String {
 async fn project(cli: &Cli, cmd: &ProjectCommand) -> anyhow::Result<()> {
     let store = open_store(cli).await?;
     match cmd {
-        ProjectCommand::Add { name, clone_url, local, default_branch, fork_secrets, webhook_secret } => {
+        ProjectCommand::Add { name, clone_url, local, default_branch, fork_secrets, webhook_secret, no_hook } => {
             let mut new = coordinator::projects::new_project(
                 name,
                 clone_url.as_deref(),
@@ -338,8 +361,27 @@ async fn project(cli: &Cli, cmd: &ProjectCommand) -> anyhow::Result<()> {
             if let Some(secret) = webhook_secret.as_deref().filter(|s| !s.is_empty()) {
                 new.webhook_secret_enc = Some(secret_key(cli)?.encrypt(secret));
             }
+            // The hooks directory is checked before the project is stored: a foreign hook refuses the add whole.
+            let hook = match (&new.local_path, no_hook) {
+                (Some(path), false) => {
+                    let command = coordinator::local_hook::HookCommand {
+                        coordinator: std::env::current_exe().context("cannot find this coordinator binary")?,
+                        data_dir: std::fs::canonicalize(&cli.data_dir)
+                            .with_context(|| format!("cannot resolve the data directory {}", cli.data_dir.display()))?,
+                        database_url: cli.database_url.clone().filter(|u| !u.is_empty()),
+                        project: name.clone(),
+                    };
+                    coordinator::local_hook::check_post_receive(std::path::Path::new(path), &command)?;
+                    Some((path.clone(), command))
+                }
+                _ => None,
+            };
             let p = store.add_project(&new).await?;
             println!("added project {} (id {})", p.slug, p.id);
+            if let Some((path, command)) = hook {
+                let hook = coordinator::local_hook::install_post_receive(std::path::Path::new(&path), &command)?;
+                println!("installed {}: a push there triggers a pipeline", hook.display());
+            }
         }
         ProjectCommand::List => {
             for p in store.list_projects().await? {

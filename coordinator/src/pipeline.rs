@@ -13,6 +13,7 @@ use config_schema::{Options, Pipeline};
 use crate::repo::{Mirror, RepoError};
 use crate::store::pipelines::{Created, PipelineIds, PipelineTrigger, Planned};
 use crate::store::projects::Project;
+use crate::store::schedules::ConfigSchedule;
 use crate::store::{Store, StoreError};
 
 /// Where the configuration lives in a repository.
@@ -38,6 +39,9 @@ pub struct TriggerRequest {
     pub workflow: Option<String>,
     /// The schedule that fired: `(id, name)` for `<< pipeline.schedule.* >>`.
     pub schedule: Option<(i64, String)>,
+    /// The schedule is a workflow's own `triggers: - schedule:` (planned as CircleCI plans a scheduled workflow:
+    /// only that workflow, with its trigger's branch filters), not a project schedule (planned as a push).
+    pub config_schedule: bool,
 }
 
 /// What a pipeline's creation also settles in its transaction.
@@ -108,6 +112,7 @@ pub async fn create_for_tick(
         branch: Some(tick.schedule.branch.clone()),
         workflow: tick.schedule.workflow.clone(),
         schedule: Some((tick.schedule.id, tick.schedule.name.clone())),
+        config_schedule: tick.schedule.source == "config",
         ..Default::default()
     };
     create_inner(store, data_dir, project, &req, Claim::Tick(tick)).await
@@ -139,7 +144,15 @@ async fn create_inner(
         },
         author: if req.author.is_empty() { fetched.author.clone() } else { req.author.clone() },
     };
-    let planned = |ids: PipelineIds| plan(&fetched, &req, project, ids);
+    // The configuration's scheduled workflows for this branch, learnt while planning (see `sync_schedules`).
+    let declared: std::sync::Mutex<Option<Vec<ConfigSchedule>>> = std::sync::Mutex::new(None);
+    let planned = |ids: PipelineIds| {
+        let planned = plan(&fetched, &req, project, ids);
+        if let (Planned::Ready { config, .. }, Some(branch)) = (&planned, &req.branch) {
+            *declared.lock().unwrap_or_else(|e| e.into_inner()) = Some(config_schedules(config, branch));
+        }
+        planned
+    };
     let created = match claim {
         Claim::None => Some(store.create_pipeline_with(project.id, &trigger, planned).await?),
         Claim::Delivery(d) => store.create_pipeline_for_delivery(d, project.id, &trigger, planned).await?,
@@ -160,7 +173,42 @@ async fn create_inner(
         ),
     }
     auto_cancel(store, project, &trigger, created.pipeline_id).await?;
+    let declared = declared.into_inner().unwrap_or_else(|e| e.into_inner());
+    if let (Some(declared), Some(branch)) = (declared, &req.branch) {
+        // A push's configuration says which workflows run on a schedule on its branch; a schedule's own pipeline
+        // and a fork's pull request (its branch is not the project's) change nothing.
+        if req.source != "schedule" && req.tag.is_none() && !req.is_fork {
+            let (added, removed) =
+                store.sync_config_schedules(project.id, branch, &declared, &crate::scheduler::next_tick_after).await?;
+            if added + removed > 0 {
+                tracing::info!(project = %project.slug, %branch, added, removed, "configuration schedules updated");
+            }
+        }
+    }
     Ok(Some(created))
+}
+
+/// The `triggers: - schedule:` of `config` whose filters let `branch` through (and whose workflow then has jobs
+/// to run), one per workflow and cron.
+fn config_schedules(config: &config_schema::ProcessedConfig, branch: &str) -> Vec<ConfigSchedule> {
+    let mut out: Vec<ConfigSchedule> = Vec::new();
+    for (name, workflow) in &config.workflows {
+        for t in &workflow.triggers {
+            // Planning the workflow with this one trigger applies CircleCI's filter rules exactly.
+            let mut only = config.clone();
+            only.workflows = BTreeMap::from([(
+                name.clone(),
+                config_schema::spec::WorkflowSpec { triggers: vec![t.clone()], jobs: workflow.jobs.clone() },
+            )]);
+            let trigger = Trigger::Schedule { workflow: name.clone(), branch: branch.to_string() };
+            let runs = config_schema::plan(&only, &trigger).is_ok_and(|p| !p.workflows.is_empty());
+            let c = ConfigSchedule { workflow: name.clone(), cron: t.cron.clone() };
+            if runs && !out.contains(&c) {
+                out.push(c);
+            }
+        }
+    }
+    out
 }
 
 async fn fetch(data_dir: PathBuf, project: &Project, req: &TriggerRequest) -> Result<Fetched, PipelineError> {
@@ -213,10 +261,13 @@ fn plan(fetched: &Fetched, req: &TriggerRequest, project: &Project, ids: Pipelin
         Ok(c) => c,
         Err(diagnostics) => return Planned::ConfigError(diagnostics.to_string()),
     };
-    let trigger = match (&req.tag, &req.branch) {
-        (Some(tag), _) => Trigger::Tag(tag.clone()),
-        (None, Some(branch)) => Trigger::Branch(branch.clone()),
-        (None, None) => Trigger::Branch(String::new()),
+    let trigger = match (&req.tag, &req.branch, &req.workflow) {
+        (None, Some(branch), Some(workflow)) if req.config_schedule => {
+            Trigger::Schedule { workflow: workflow.clone(), branch: branch.clone() }
+        }
+        (Some(tag), _, _) => Trigger::Tag(tag.clone()),
+        (None, Some(branch), _) => Trigger::Branch(branch.clone()),
+        (None, None, _) => Trigger::Branch(String::new()),
     };
     match config_schema::plan(&config, &trigger) {
         Ok(mut plan) => {

@@ -141,4 +141,90 @@ mod tests {
             assert!(typo.error.unwrap_or_default().contains("`nightlyy`"), "{name}");
         }
     }
+
+    /// Commits `config` on `main` of the repository at `dir` (after its current tip).
+    fn commit_config(dir: &std::path::Path, config: &str) {
+        let repo = git2::Repository::open(dir).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join(".circleci/config.yml"), config).unwrap_or_else(|e| panic!("{e}"));
+        let mut index = repo.index().unwrap_or_else(|e| panic!("{e}"));
+        index.add_path(std::path::Path::new(".circleci/config.yml")).unwrap_or_else(|e| panic!("{e}"));
+        index.write().unwrap_or_else(|e| panic!("{e}"));
+        let tree =
+            repo.find_tree(index.write_tree().unwrap_or_else(|e| panic!("{e}"))).unwrap_or_else(|e| panic!("{e}"));
+        let parent =
+            repo.find_reference("refs/heads/main").and_then(|r| r.peel_to_commit()).unwrap_or_else(|e| panic!("{e}"));
+        let sig = git2::Signature::now("Ada", "ada@example.invalid").unwrap_or_else(|e| panic!("{e}"));
+        repo.commit(Some("refs/heads/main"), &sig, &sig, "change config", &tree, &[&parent])
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// CircleCI 2.0 scheduled workflows: a push's configuration adds its `triggers: - schedule:` for the pushed
+    /// branch (when the trigger's filters allow it) as `config` schedules; a tick runs only that workflow; a
+    /// later configuration without the trigger removes it.
+    #[tokio::test]
+    async fn config_schedule_triggers_become_schedules_of_their_branches_and_fire_their_workflow() {
+        for db in testing::databases().await {
+            let name = db.name;
+            let config = "version: 2.1\njobs:\n  j: {docker: [{image: busybox}], steps: [{run: 'true'}]}\nworkflows:\n  \
+                          build:\n    jobs: [j]\n  nightly:\n    triggers:\n      - schedule:\n          cron: '0 3 * * *'\n          \
+                          filters: {branches: {only: [main]}}\n    jobs: [j]\n";
+            let project = crate::pipeline::tests::local_project(&db, config).await;
+            let key = crate::secrets::SecretKey::load_or_create(&db.dir.path().join("secret.key"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let state = AppState::new(db.store.clone(), db.dir.path().join("data"), key);
+            let s = &db.store;
+            let push = |branch: &str| crate::pipeline::TriggerRequest {
+                source: "api".into(),
+                branch: Some(branch.into()),
+                ..Default::default()
+            };
+            // A push to `feature`: its filters skip the branch, no schedule.
+            crate::pipeline::create(s, &state.data_dir, &project, &push("feature"))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(s.schedules(Some(project.id)).await.unwrap_or_default(), [], "{name}");
+            // A push to `main`: the push runs `build` only, and `nightly` becomes a schedule of main.
+            let pushed = crate::pipeline::create(s, &state.data_dir, &project, &push("main"))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let workflows = s.workflows(pushed.pipeline_id).await.unwrap_or_default();
+            assert_eq!(workflows.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(), ["build"], "{name}");
+            let schedules = s.schedules(Some(project.id)).await.unwrap_or_default();
+            assert_eq!(schedules.len(), 1, "{name}: {schedules:?}");
+            let nightly = schedules[0].clone();
+            assert_eq!(
+                (nightly.name.as_str(), nightly.cron.as_str(), nightly.branch.as_str(), nightly.source.as_str()),
+                ("config: nightly 0 3 * * * on main", "0 3 * * *", "main", "config"),
+                "{name}"
+            );
+            assert_eq!(nightly.workflow.as_deref(), Some("nightly"), "{name}");
+            // Pushing again keeps it (and its next tick).
+            crate::pipeline::create(s, &state.data_dir, &project, &push("main"))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                s.schedules(Some(project.id)).await.unwrap_or_default(),
+                std::slice::from_ref(&nightly),
+                "{name}"
+            );
+
+            // The tick: a pipeline of `nightly` alone, planned as a scheduled workflow.
+            assert_eq!(fire_due_schedules(&state, nightly.next_tick_at).await.ok(), Some(1), "{name}");
+            let pipelines = s.pipelines(project.id, 10).await.unwrap_or_default();
+            let fired = pipelines.iter().find(|p| p.trigger.source == "schedule").unwrap_or_else(|| panic!("{name}"));
+            assert_eq!(fired.state, "running", "{name}: {:?}", fired.error);
+            let workflows = s.workflows(fired.id).await.unwrap_or_default();
+            assert_eq!(workflows.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(), ["nightly"], "{name}");
+
+            // The trigger leaves the configuration: the next push of main removes the schedule.
+            let without =
+                "version: 2.1\njobs:\n  j: {docker: [{image: busybox}], steps: [{run: 'true'}]}\nworkflows:\n  \
+                           build:\n    jobs: [j]\n";
+            commit_config(&db.dir.path().join("repo"), without);
+            crate::pipeline::create(s, &state.data_dir, &project, &push("main"))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(s.schedules(Some(project.id)).await.unwrap_or_default(), [], "{name}");
+        }
+    }
 }

@@ -46,12 +46,18 @@ pub enum ServeError {
     LocalRunner(#[from] crate::local_runner::LocalRunnerError),
     #[error("the server failed: {0}")]
     Serve(std::io::Error),
+    /// `secret.key.new` exists: values in the database may be sealed with it (`crate::key_rotation`).
+    #[error("{0}")]
+    RotationInterrupted(String),
 }
 
 /// The state a server with `options` runs on (store opened and migrated).
 pub async fn state(options: &ServeOptions) -> Result<AppState, ServeError> {
     std::fs::create_dir_all(&options.data_dir)
         .map_err(|source| ServeError::DataDir { path: options.data_dir.clone(), source })?;
+    if let Some(message) = crate::key_rotation::interrupted(&secret_key_path(&options.data_dir)) {
+        return Err(ServeError::RotationInterrupted(message));
+    }
     let store = Store::open(&options.database_url).await?;
     let key = SecretKey::load_or_create(&secret_key_path(&options.data_dir))?;
     let mut state = AppState::new(store, options.data_dir.clone(), key);
@@ -78,6 +84,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     tokio::spawn(crate::scheduler::expire_leases_forever(state.clone()));
     tokio::spawn(crate::scheduler::fire_schedules_forever(state.clone()));
     tokio::spawn(api::webhooks::process_deliveries_forever(state.clone()));
+    tokio::spawn(crate::statuses::drain_forever(state.clone()));
     let runner = match &options.with_runner {
         Some(runner) => Some(crate::local_runner::start(&state.store, &format!("http://{local}"), runner).await?),
         None => None,

@@ -1,5 +1,5 @@
 //! The HTTP API (axum): [`runners`] is the runner protocol of `docs/runner-protocol.md`; [`projects`],
-//! [`pipelines`], [`jobs`], [`logs`] and [`contexts`] are the REST API for people and tools (admin token),
+//! [`pipelines`], [`jobs`], [`logs`], [`contexts`], [`schedules`] and [`runner_list`] are the REST API for people and tools (admin token),
 //! described by the OpenAPI document [`openapi`] serves; [`webhooks`] receives GitHub's. Errors are JSON problems
 //! ([`Problem`]: `{"error": code, "message": sentence}`) with the HTTP status the protocol names. Request bodies
 //! are read with explicit limits ([`read_json`]) so that an oversize body is a `413 too_large` problem, not a
@@ -10,10 +10,13 @@ pub mod jobs;
 pub mod logs;
 pub mod openapi;
 pub mod pipelines;
+pub mod problems;
 pub mod projects;
 #[cfg(test)]
 mod rest_tests;
+pub mod runner_list;
 pub mod runners;
+pub mod schedules;
 pub mod storage_full;
 pub mod webhooks;
 
@@ -50,6 +53,8 @@ pub struct AppState {
     pub deliveries: Arc<Notify>,
     /// Commit statuses for GitHub projects, when configured.
     pub statuses: Option<Arc<crate::statuses::StatusReporter>>,
+    /// Wakes the commit status outbox's drainer (`crate::statuses`).
+    pub status_outbox: Arc<Notify>,
     /// The plain secret values of each running job attempt, for masking its log chunks: filled when the job is
     /// leased (or on the first events batch a coordinator sees for it), dropped when it completes. Without it
     /// every events batch re-read the pipeline, project and contexts and decrypted every secret. A cache only:
@@ -69,6 +74,7 @@ impl AppState {
             secret_key: Arc::new(secret_key),
             deliveries: Arc::new(Notify::new()),
             statuses: None,
+            status_outbox: Arc::new(Notify::new()),
             job_secrets: Arc::default(),
             log_events: Arc::default(),
             queued: Arc::new(Notify::new()),
@@ -94,8 +100,13 @@ pub fn router(state: AppState) -> Router {
         .merge(projects::routes())
         .merge(contexts::routes())
         .merge(logs::routes())
+        .merge(schedules::routes())
+        .merge(runner_list::routes())
         .merge(openapi::routes())
         .merge(webhooks::routes())
+        // After every route: a path no route has, and the plain-text answers axum makes, become problems.
+        .route("/api/{*rest}", axum::routing::any(problems::unknown_route))
+        .layer(axum::middleware::from_fn(problems::as_problems))
         .with_state(state)
 }
 
@@ -171,12 +182,31 @@ impl From<StoreError> for Problem {
     }
 }
 
-/// Reads a JSON body of at most `limit` bytes into `T`; errors name the field.
+/// Reads a JSON body of at most `limit` bytes into `T`; errors name the field (also as the problem's `field`:
+/// a JSON path such as `steps[0].status`, `.` for the body as a whole).
 pub async fn read_json<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, Problem> {
     let bytes = axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| Problem::too_large(format!("the request body is over {limit} bytes: send less at once")))?;
-    serde_json::from_slice(&bytes).map_err(|e| Problem::bad_request(format!("the request body is not valid: {e}")))
+    parse_json(&bytes)
+}
+
+/// Parses a whole JSON body into `T`; see [`read_json`].
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
+    let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut *deserializer);
+    let problem = |field: String, e: serde_json::Error| {
+        let at = if field == "." { String::new() } else { format!(" at `{field}`") };
+        let mut p = Problem::bad_request(format!("the request body is not valid{at}: {e}"));
+        p.extra = Some(("field", serde_json::Value::String(field)));
+        p
+    };
+    let value = parsed.map_err(|e| {
+        let field = e.path().to_string();
+        problem(field, e.into_inner())
+    })?;
+    deserializer.end().map_err(|e| problem(".".to_string(), e))?;
+    Ok(value)
 }
 
 /// The bearer token of a request, if any.

@@ -50,6 +50,61 @@ fn operations() -> Vec<Op> {
         ("get", "/api/v1/projects", "projects", Admin, "List projects", json!({})),
         ("get", "/api/v1/projects/{project}", "projects", Admin, "A project (slug with `%2F`, or ID)", json!({})),
         (
+            "patch",
+            "/api/v1/projects/{project}",
+            "projects",
+            Admin,
+            "Change the project's options (absent fields stay); answers the project",
+            json!({"requestBody": {"required": true, "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": false, "properties": {
+                    "auto_cancel_redundant": {"type": "boolean", "description":
+                        "a new pipeline on a branch other than the default cancels the branch's older ones"},
+                    "max_concurrent_jobs": {"type": "integer", "minimum": 1, "nullable": true, "description":
+                        "at most this many of the project's jobs run at once; null: no limit"}}}}}}}),
+        ),
+        (
+            "get",
+            "/api/v1/projects/{project}/schedules",
+            "schedules",
+            Admin,
+            "The project's schedules (cron, UTC) with their next tick",
+            json!({}),
+        ),
+        (
+            "post",
+            "/api/v1/projects/{project}/schedules",
+            "schedules",
+            Admin,
+            "Add a schedule",
+            json!({"requestBody": {"required": true, "content": {"application/json": {"schema": schedule_schema(true)}}},
+                "responses": {"201": {"description": "the schedule"}, "409": {"$ref": "#/components/responses/Problem"}}}),
+        ),
+        ("get", "/api/v1/projects/{project}/schedules/{name}", "schedules", Admin, "One schedule", json!({})),
+        (
+            "patch",
+            "/api/v1/projects/{project}/schedules/{name}",
+            "schedules",
+            Admin,
+            "Change a schedule's cron, branch or workflow (absent fields stay; `workflow: null` runs every workflow)",
+            json!({"requestBody": {"required": true, "content": {"application/json": {"schema": schedule_schema(false)}}}}),
+        ),
+        (
+            "delete",
+            "/api/v1/projects/{project}/schedules/{name}",
+            "schedules",
+            Admin,
+            "Delete a schedule",
+            deleted.clone(),
+        ),
+        (
+            "get",
+            "/api/v1/runners",
+            "runners",
+            Admin,
+            "Registered runners: labels, resource classes, last contact, online, the jobs they hold",
+            json!({}),
+        ),
+        (
             "get",
             "/api/v1/projects/{project}/pipelines",
             "pipelines",
@@ -153,6 +208,19 @@ fn operations() -> Vec<Op> {
     ]
 }
 
+/// A schedule's body: `POST` requires `cron` and `branch` and may name it; `PATCH` changes any but the name.
+fn schedule_schema(new: bool) -> Value {
+    let mut schema = json!({"type": "object", "additionalProperties": false, "properties": {
+        "cron": {"type": "string", "description": "CircleCI's 5 fields, UTC (`0 3 * * *`)"},
+        "branch": {"type": "string"},
+        "workflow": {"type": "string", "nullable": true, "description": "only this workflow; null: every one"}}});
+    if new {
+        schema["required"] = json!(["cron", "branch"]);
+        schema["properties"]["name"] = json!({"type": "string", "description": "default: cron, branch, workflow"});
+    }
+    schema
+}
+
 /// The `{name}` parameters of a path.
 fn path_parameters(path: &str) -> Vec<Value> {
     path.split('/')
@@ -174,6 +242,7 @@ pub fn document() -> Value {
                 "401": {"$ref": "#/components/responses/Problem"},
                 "403": {"$ref": "#/components/responses/Problem"},
                 "404": {"$ref": "#/components/responses/Problem"},
+                "405": {"$ref": "#/components/responses/Problem"},
             },
         });
         let security = match auth {
@@ -270,6 +339,8 @@ mod tests {
             include_str!("projects.rs"),
             include_str!("contexts.rs"),
             include_str!("logs.rs"),
+            include_str!("schedules.rs"),
+            include_str!("runner_list.rs"),
             include_str!("webhooks.rs"),
             include_str!("openapi.rs"),
         ];

@@ -79,10 +79,9 @@ async fn scope(body: Body) -> Result<RerunScope, Problem> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(RerunScope::Workflow);
     }
-    let req: RerunRequest = serde_json::from_slice(&bytes).map_err(|e| {
-        Problem::bad_request(format!(
-            "the request body is not valid: {e}: send {{\"scope\": \"workflow\" | \"failed\"}}"
-        ))
+    let req: RerunRequest = super::parse_json(&bytes).map_err(|mut p| {
+        p.message = format!("{}: send {{\"scope\": \"workflow\" | \"failed\"}}", p.message);
+        p
     })?;
     Ok(req.scope)
 }

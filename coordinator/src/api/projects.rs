@@ -1,5 +1,6 @@
 //! Projects for people and tools (admin token): list and get, a project's pipelines page by page (newest first,
-//! `?before=NUMBER&limit=N`), and its environment variables (names and masked hints only; set and delete).
+//! `?before=NUMBER&limit=N`), its options (`PATCH`: auto-cancel of redundant pipelines, concurrency limit) and
+//! its environment variables (names and masked hints only; set and delete).
 //! `{project}` in a path is the project's slug with `/` written `%2F` (`acme%2Fapp`), or its numeric ID.
 
 use axum::body::Body;
@@ -21,7 +22,7 @@ pub const MAX_PAGE: i64 = 100;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/projects", get(list))
-        .route("/api/v1/projects/{project}", get(project))
+        .route("/api/v1/projects/{project}", get(project).patch(set_options))
         .route("/api/v1/projects/{project}/pipelines", get(pipelines))
         .route("/api/v1/projects/{project}/env-vars", get(env_vars))
         .route("/api/v1/projects/{project}/env-vars/{name}", put(set_env_var).delete(delete_env_var))
@@ -51,6 +52,47 @@ async fn project(
 ) -> Result<Response, Problem> {
     require_admin(&state, &headers).await?;
     Ok(Json(serde_json::json!({"project": find(&state, &raw).await?})).into_response())
+}
+
+/// `PATCH` body of a project: what is absent stays as it is.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectOptions {
+    #[serde(default)]
+    auto_cancel_redundant: Option<bool>,
+    /// A number above 0, or `null` for no limit.
+    #[serde(default, deserialize_with = "super::schedules::present")]
+    max_concurrent_jobs: Option<Option<i64>>,
+}
+
+async fn set_options(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    UrlPath(raw): UrlPath<String>,
+    body: Body,
+) -> Result<Response, Problem> {
+    require_admin(&state, &headers).await?;
+    let req: ProjectOptions = read_json(body, MAX_JSON_BYTES).await?;
+    if let Some(Some(n)) = req.max_concurrent_jobs {
+        if n < 1 {
+            let mut p =
+                Problem::bad_request(format!("`max_concurrent_jobs` must be 1 or more, or null for no limit, not {n}"));
+            p.extra = Some(("field", serde_json::Value::String("max_concurrent_jobs".into())));
+            return Err(p);
+        }
+    }
+    let project = find(&state, &raw).await?;
+    let project =
+        state.store.set_project_options(&project.slug, req.auto_cancel_redundant, req.max_concurrent_jobs).await?;
+    tracing::info!(
+        project = %project.slug,
+        auto_cancel_redundant = project.auto_cancel_redundant,
+        max_concurrent_jobs = ?project.max_concurrent_jobs,
+        "project options changed through the API"
+    );
+    // A higher limit may let queued jobs start.
+    state.wake_runners();
+    Ok(Json(serde_json::json!({ "project": project })).into_response())
 }
 
 /// `?before=&limit=` of a pipeline page.

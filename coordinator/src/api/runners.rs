@@ -93,12 +93,8 @@ async fn lease(State(state): State<AppState>, headers: HeaderMap, body: Body) ->
     let bytes = axum::body::to_bytes(body, MAX_JSON_BYTES)
         .await
         .map_err(|_| Problem::too_large("the request body is over 1 MiB"))?;
-    let req: LeaseRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
-        LeaseRequest::default()
-    } else {
-        serde_json::from_slice(&bytes)
-            .map_err(|e| Problem::bad_request(format!("the request body is not valid: {e}")))?
-    };
+    let req: LeaseRequest =
+        if bytes.iter().all(u8::is_ascii_whitespace) { LeaseRequest::default() } else { super::parse_json(&bytes)? };
     let wait = Duration::from_millis(req.wait_ms.unwrap_or(30_000)).min(MAX_WAIT);
     let deadline = Instant::now() + wait;
     loop {

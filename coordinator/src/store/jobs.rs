@@ -500,6 +500,9 @@ pub(crate) async fn settle_workflow(w: &mut WriteTx, workflow_id: i64) -> Result
     }
     let states: Vec<&str> = jobs.iter().map(|j| j.state.as_str()).collect();
     let workflow_state = aggregate_state(&states);
+    let before =
+        sqlx::query("SELECT state FROM workflows WHERE id = $1").bind(workflow_id).fetch_one(&mut *w.tx).await?;
+    let state_before: String = col(&before, "state")?;
     let row = sqlx::query("UPDATE workflows SET state = $1, updated_at = $2 WHERE id = $3 RETURNING pipeline_id")
         .bind(workflow_state)
         .bind(now)
@@ -507,6 +510,10 @@ pub(crate) async fn settle_workflow(w: &mut WriteTx, workflow_id: i64) -> Result
         .fetch_one(&mut *w.tx)
         .await?;
     let pipeline_id: i64 = col(&row, "pipeline_id")?;
+    if state_before != workflow_state {
+        // GitHub is told in the transaction's wake (the commit status outbox).
+        super::status_outbox::enqueue_status(w, pipeline_id).await?;
+    }
     // A workflow that was rerun no longer counts: its rerun does.
     let rows = sqlx::query(
         "SELECT state FROM workflows w WHERE pipeline_id = $1 AND NOT EXISTS (SELECT 1 FROM workflows r WHERE \

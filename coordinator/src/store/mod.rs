@@ -10,7 +10,8 @@
 //!
 //! Submodules hold the queries per table group: [`projects`], [`pipelines`], [`jobs`] (lease, heartbeat,
 //! completion, the workflow DAG), [`reruns`] (a finished workflow again), [`logs`], [`runners`] (runners and API
-//! tokens), [`schedules`] (cron schedules and their ticks), [`deliveries`] (webhooks).
+//! tokens), [`schedules`] (cron schedules and their ticks), [`deliveries`] (webhooks), [`status_outbox`] (commit
+//! statuses GitHub has yet to get).
 
 pub mod deliveries;
 pub mod jobs;
@@ -22,6 +23,7 @@ pub mod reruns;
 pub mod runners;
 pub mod schedules;
 pub mod secrets;
+pub mod status_outbox;
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -179,6 +181,7 @@ fn migrator(backend: Backend) -> Migrator {
             (3, "reruns", include_str!("../../../migrations/sqlite/0003_reruns.sql")),
             (4, "schedules_and_limits", include_str!("../../../migrations/sqlite/0004_schedules_and_limits.sql")),
             (5, "job_list_indexes", include_str!("../../../migrations/sqlite/0005_job_list_indexes.sql")),
+            (6, "status_outbox", include_str!("../../../migrations/sqlite/0006_status_outbox.sql")),
         ],
         Backend::Postgres => &[
             (1, "initial", include_str!("../../../migrations/postgres/0001_initial.sql")),
@@ -186,6 +189,7 @@ fn migrator(backend: Backend) -> Migrator {
             (3, "reruns", include_str!("../../../migrations/postgres/0003_reruns.sql")),
             (4, "schedules_and_limits", include_str!("../../../migrations/postgres/0004_schedules_and_limits.sql")),
             (5, "job_list_indexes", include_str!("../../../migrations/postgres/0005_job_list_indexes.sql")),
+            (6, "status_outbox", include_str!("../../../migrations/postgres/0006_status_outbox.sql")),
         ],
     };
     let migrations = files

@@ -273,6 +273,8 @@ pub(crate) async fn insert_pipeline(
         Planned::Ready { plan, .. } if plan.workflows.is_empty() => ("no_workflows", None),
         Planned::Ready { .. } => ("running", None),
     };
+    // A new pipeline is reported (pending, or its configuration error) whatever its workflows do next.
+    super::status_outbox::enqueue_status(w, pipeline_id).await?;
     if state != "running" {
         sqlx::query("UPDATE pipelines SET state = $1, error = $2 WHERE id = $3")
             .bind(state)

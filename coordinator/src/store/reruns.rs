@@ -206,6 +206,7 @@ async fn rerun_in(w: &mut WriteTx, backend: Backend, workflow_id: i64, scope: Re
         .execute(&mut *w.tx)
         .await?;
     let queued_jobs = settle_workflow(w, new_workflow).await?;
+    super::status_outbox::enqueue_status(w, pipeline_id).await?;
     tracing::info!(workflow.id = new_workflow, rerun_of = workflow_id, ?scope, jobs = again.len(), "workflow rerun");
     Ok(Rerun { pipeline_id, workflow_id: new_workflow, rerun_of: workflow_id, queued_jobs })
 }

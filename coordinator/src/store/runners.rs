@@ -42,6 +42,17 @@ pub struct Runner {
     pub last_seen_at: Option<i64>,
 }
 
+/// A job a runner holds now ([`Store::running_jobs_by_runner`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunningJob {
+    pub id: i64,
+    pub name: String,
+    pub attempt: i64,
+    /// The project's slug.
+    pub project: String,
+    pub pipeline_number: i64,
+}
+
 /// A new random token with `prefix` (32 random bytes, hex).
 pub fn new_token(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
@@ -153,6 +164,29 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(read_runner).transpose()
+    }
+
+    /// The jobs running now, by the runner that holds them: `(runner ID, job)`, oldest job first.
+    pub async fn running_jobs_by_runner(&self) -> Result<Vec<(i64, RunningJob)>> {
+        let rows = sqlx::query(
+            "SELECT j.runner_id, j.id, j.name, j.attempt, p.slug, pl.number FROM jobs j JOIN projects p ON p.id = \
+             j.project_id JOIN pipelines pl ON pl.id = j.pipeline_id WHERE j.state = 'running' AND j.runner_id IS \
+             NOT NULL ORDER BY j.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let job = RunningJob {
+                    id: col(r, "id")?,
+                    name: col(r, "name")?,
+                    attempt: col(r, "attempt")?,
+                    project: col(r, "slug")?,
+                    pipeline_number: col(r, "number")?,
+                };
+                Ok((col(r, "runner_id")?, job))
+            })
+            .collect()
     }
 
     pub async fn runners(&self) -> Result<Vec<Runner>> {

@@ -24,6 +24,23 @@ pub struct ScheduleRow {
     /// Only this workflow runs; `None`: every workflow the branch runs.
     pub workflow: Option<String>,
     pub next_tick_at: i64,
+    /// `project` (the API, `coordinator schedule add`) or `config` (a workflow's `triggers: - schedule:`, kept in
+    /// step with the branch's configuration by [`Store::sync_config_schedules`]).
+    pub source: String,
+}
+
+/// A workflow's scheduled trigger as a branch's configuration declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigSchedule {
+    pub workflow: String,
+    pub cron: String,
+}
+
+impl ConfigSchedule {
+    /// The schedule's name in the project (unique per workflow, cron and branch).
+    pub fn name(&self, branch: &str) -> String {
+        format!("config: {} {} on {branch}", self.workflow, self.cron)
+    }
 }
 
 /// A claimed tick waiting for its pipeline.
@@ -33,7 +50,7 @@ pub struct Tick {
     pub tick_at: i64,
 }
 
-const COLUMNS: &str = "id, project_id, name, cron, branch, workflow, next_tick_at";
+const COLUMNS: &str = "id, project_id, name, cron, branch, workflow, next_tick_at, source";
 
 fn read(row: &AnyRow) -> Result<ScheduleRow> {
     Ok(ScheduleRow {
@@ -44,6 +61,7 @@ fn read(row: &AnyRow) -> Result<ScheduleRow> {
         branch: col(row, "branch")?,
         workflow: col(row, "workflow")?,
         next_tick_at: col(row, "next_tick_at")?,
+        source: col(row, "source")?,
     })
 }
 
@@ -98,6 +116,102 @@ impl Store {
             }
         };
         rows.iter().map(read).collect()
+    }
+
+    /// Makes the project's `config` schedules of `branch` exactly `wanted` (the branch's configuration as just
+    /// read): new ones are added with their first tick after now, ones no longer declared are removed, the others
+    /// keep their next tick. Returns `(added, removed)`.
+    pub async fn sync_config_schedules(
+        &self,
+        project_id: i64,
+        branch: &str,
+        wanted: &[ConfigSchedule],
+        next_after: &(dyn Fn(&str, i64) -> Option<i64> + Sync),
+    ) -> Result<(usize, usize)> {
+        // Read first: most pushes change nothing here.
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM schedules WHERE project_id = $1 AND branch = $2 AND source = 'config'"
+        ))
+        .bind(project_id)
+        .bind(branch)
+        .fetch_all(&self.pool)
+        .await?;
+        let existing = rows.iter().map(read).collect::<Result<Vec<_>>>()?;
+        let names: Vec<String> = wanted.iter().map(|c| c.name(branch)).collect();
+        let stale: Vec<&ScheduleRow> = existing.iter().filter(|s| !names.contains(&s.name)).collect();
+        let fresh: Vec<(&ConfigSchedule, &String)> =
+            wanted.iter().zip(&names).filter(|(_, n)| !existing.iter().any(|s| &&s.name == n)).collect();
+        if stale.is_empty() && fresh.is_empty() {
+            return Ok((0, 0));
+        }
+        let mut w = self.write().await?;
+        for s in &stale {
+            sqlx::query("DELETE FROM schedules WHERE id = $1").bind(s.id).execute(&mut *w.tx).await?;
+        }
+        let now = now_ms();
+        let mut added = 0;
+        for (c, name) in &fresh {
+            let Some(next) = next_after(&c.cron, now) else { continue };
+            let done = sqlx::query(
+                "INSERT INTO schedules (project_id, name, cron, branch, workflow, next_tick_at, created_at, source) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'config') ON CONFLICT (project_id, name) DO NOTHING",
+            )
+            .bind(project_id)
+            .bind(name.as_str())
+            .bind(&c.cron)
+            .bind(branch)
+            .bind(&c.workflow)
+            .bind(next)
+            .bind(now)
+            .execute(&mut *w.tx)
+            .await?;
+            added += done.rows_affected() as usize;
+        }
+        w.commit().await?;
+        Ok((added, stale.len()))
+    }
+
+    /// One schedule of a project, by name.
+    pub async fn schedule(&self, project_id: i64, name: &str) -> Result<ScheduleRow> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM schedules WHERE project_id = $1 AND name = $2"))
+            .bind(project_id)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => read(&row),
+            None => Err(StoreError::NotFound(format!("schedule `{name}`"))),
+        }
+    }
+
+    /// Changes a schedule's cron, branch and workflow; `next_tick_at` is its next tick under the new cron. Ticks
+    /// claimed already keep their pipelines; the next one follows the new values.
+    pub async fn update_schedule(
+        &self,
+        id: i64,
+        cron: &str,
+        branch: &str,
+        workflow: Option<&str>,
+        next_tick_at: i64,
+    ) -> Result<ScheduleRow> {
+        let mut w = self.write().await?;
+        let row = sqlx::query(&format!(
+            "UPDATE schedules SET cron = $2, branch = $3, workflow = $4, next_tick_at = $5 WHERE id = $1 RETURNING \
+             {COLUMNS}"
+        ))
+        .bind(id)
+        .bind(cron)
+        .bind(branch)
+        .bind(workflow)
+        .bind(next_tick_at)
+        .fetch_optional(&mut *w.tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound(format!("schedule {id}")));
+        };
+        let schedule = read(&row)?;
+        w.commit().await?;
+        Ok(schedule)
     }
 
     pub async fn remove_schedule(&self, project_id: i64, name: &str) -> Result<()> {
@@ -166,7 +280,7 @@ impl Store {
     /// Claimed ticks without a pipeline yet, oldest first.
     pub async fn unprocessed_ticks(&self, limit: i64) -> Result<Vec<Tick>> {
         let rows = sqlx::query(
-            "SELECT s.id, s.project_id, s.name, s.cron, s.branch, s.workflow, s.next_tick_at, t.tick_at FROM \
+            "SELECT s.id, s.project_id, s.name, s.cron, s.branch, s.workflow, s.next_tick_at, s.source, t.tick_at FROM \
              schedule_ticks t JOIN schedules s ON s.id = t.schedule_id WHERE t.processed_at IS NULL ORDER BY \
              t.tick_at, s.id LIMIT $1",
         )

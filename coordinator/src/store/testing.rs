@@ -16,6 +16,8 @@ use super::Store;
 pub struct TestDb {
     pub name: &'static str,
     pub store: Store,
+    /// The database's URL: a second [`Store::open`] of it is a restarted coordinator's.
+    pub url: String,
     /// The store's data directory (and the SQLite file's home).
     #[allow(dead_code, reason = "keeps the directory alive; API tests use it as the data dir")]
     pub dir: tempfile::TempDir,
@@ -35,7 +37,7 @@ pub async fn sqlite() -> TestDb {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
     let url = super::sqlite_url(dir.path());
     let store = Store::open(&url).await.unwrap_or_else(|e| panic!("sqlite store: {e}"));
-    TestDb { name: "sqlite", store, dir }
+    TestDb { name: "sqlite", store, url, dir }
 }
 
 async fn postgres(server: &str) -> TestDb {
@@ -50,7 +52,7 @@ async fn postgres(server: &str) -> TestDb {
     let url = format!("{base}/{name}");
     let store = Store::open(&url).await.unwrap_or_else(|e| panic!("postgres store: {e}"));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-    TestDb { name: "postgres", store, dir }
+    TestDb { name: "postgres", store, url, dir }
 }
 
 /// The URL of a PostgreSQL server's maintenance database, starting a cluster on first use.
