@@ -11,7 +11,7 @@ use crate::util::{bin_dir, can_run_containers, TestEngine};
 
 const CONFIG: &str = "version: 2.1\njobs:\n  build: {docker: [{image: busybox}], steps: [{run: 'echo hello from the \
                       local runner'}]}\nworkflows:\n  main:\n    jobs: [build]\n";
-const PASSWORD: &str = "a-long-enough-password";
+pub(crate) const PASSWORD: &str = "a-long-enough-password";
 
 /// `coordinator --data-dir DATA` (SQLite in DATA, quiet logs).
 pub(crate) fn coordinator(data: &Path) -> Command {
@@ -72,7 +72,7 @@ fn set_cookie(resp: &ureq::http::Response<ureq::Body>, name: &str) -> Option<Str
         .map(str::to_string)
 }
 
-fn sign_in(url: &str) -> String {
+pub(crate) fn sign_in(url: &str) -> String {
     let form = agent().get(&format!("{url}/sign-in")).call().expect("GET /sign-in");
     let signin = set_cookie(&form, "drydock_signin").expect("a sign-in cookie");
     let token = signin.trim_start_matches("drydock_signin=");
@@ -87,7 +87,7 @@ fn sign_in(url: &str) -> String {
     set_cookie(&resp, "drydock_session").expect("a session cookie")
 }
 
-fn page(url: &str, cookie: &str) -> String {
+pub(crate) fn page(url: &str, cookie: &str) -> String {
     let mut resp = agent().get(url).header("cookie", cookie).call().expect("GET page");
     assert_eq!(resp.status().as_u16(), 200, "{url}");
     resp.body_mut().read_to_string().expect("page body")

@@ -11,6 +11,7 @@ mod containers;
 mod coordinator;
 mod dashboard_e2e;
 mod embedded;
+mod flow;
 mod images;
 mod networks;
 mod registry;
