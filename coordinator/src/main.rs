@@ -156,6 +156,10 @@ enum ScheduleCommand {
     Remove { project: String, name: String },
 }
 
+fn parse_role(s: &str) -> Result<web::model::Role, String> {
+    s.parse().map_err(|e: web::model::UnknownRole| e.to_string())
+}
+
 fn parse_on_off(s: &str) -> Result<bool, String> {
     match s {
         "on" | "true" | "yes" => Ok(true),
@@ -185,6 +189,10 @@ enum UserCommand {
     /// printed once.
     Add {
         name: String,
+        /// `admin` changes things (approve, cancel, rerun, settings); `viewer` (the default) only looks.
+        #[arg(long, value_name = "admin|viewer", value_parser = parse_role, conflicts_with = "admin")]
+        role: Option<web::model::Role>,
+        /// The same as `--role admin`.
         #[arg(long)]
         admin: bool,
         /// Read the password from the first line of standard input.
@@ -312,7 +320,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{error}");
             }
         }
-        Command::User(UserCommand::Add { name, admin, password_stdin }) => {
+        Command::User(UserCommand::Add { name, role, admin, password_stdin }) => {
+            let role = if *admin { web::model::Role::Admin } else { role.unwrap_or(web::model::Role::Viewer) };
             let store = open_store(&cli).await?;
             let (password, generated) = if *password_stdin {
                 let mut line = String::new();
@@ -322,8 +331,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 (generate_password(), true)
             };
             let hash = web::hash_password(&password).context("the password was refused")?;
-            store.add_user(name, &hash, *admin).await?;
-            let role = if *admin { "admin" } else { "user" };
+            store.add_user(name, &hash, role == web::model::Role::Admin).await?;
             if generated {
                 println!("added {role} {name} with password {password}");
                 println!("(shown once: store it now)");

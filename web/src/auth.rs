@@ -5,6 +5,8 @@
 //! - Each session has its own random CSRF token. [`require_session`] guards every route but sign-in and the
 //!   static files: a GET without a session is sent to sign-in, and every other method needs the session's token
 //!   in the form field `_csrf` (compared in constant time) or is refused with 403 before any handler runs.
+//! - Roles: a [`crate::model::Role::Viewer`] reads every page, and every POST but sign-out answers 403 (before
+//!   the body is read); the pages leave out the buttons and forms a viewer cannot use.
 //! - The sign-in form itself has no session yet: it uses a double-submit token (a `drydock_signin` cookie that
 //!   the form must echo), which stops other sites from signing a browser in to an account of theirs.
 
@@ -119,6 +121,11 @@ pub async fn require_session<S: Dashboard>(State(state): State<AppState<S>>, req
         return (StatusCode::FORBIDDEN, "sign in first").into_response();
     };
     let mut request = request;
+    // Viewers look; every change but signing out is refused before the body is read.
+    if !is_read && !session.user.role.can_change() && request.uri().path() != "/sign-out" {
+        tracing::info!(user = %session.user.name, path = %request.uri().path(), "a viewer's POST refused");
+        return WebError::Forbidden { user: session.user.name.clone() }.into_response();
+    }
     if !is_read {
         let (parts, body) = request.into_parts();
         let bytes = match axum::body::to_bytes(body, MAX_FORM_BYTES).await {

@@ -15,8 +15,8 @@ use futures_util::stream::BoxStream;
 #[cfg(doc)]
 use crate::model::SecretHint;
 use crate::model::{
-    EnvVarName, Job, Pipeline, PipelinePage, PipelineQuery, Project, ProjectOptions, ProjectSettings, ProjectSummary,
-    Runner, UnixMillis, User,
+    EnvVarName, Job, NewSchedule, Pipeline, PipelinePage, PipelineQuery, Project, ProjectOptions, ProjectSettings,
+    ProjectSummary, Runner, UnixMillis, User,
 };
 
 /// What a data call can answer besides its value.
@@ -29,6 +29,10 @@ pub enum DataError {
     /// this message shown to the person.
     #[error("{message}")]
     Conflict { message: String },
+    /// What a person typed is refused by the data side (a cron expression that does not parse): 400, with this
+    /// message (naming the field) shown.
+    #[error("{message}")]
+    Invalid { message: String },
     /// The store failed: 503, the message is logged and a generic one shown.
     #[error("the dashboard's data store failed: {message}")]
     Backend { message: String },
@@ -130,6 +134,15 @@ pub trait Dashboard: Clone + Send + Sync + 'static {
         step: u32,
         from: u64,
     ) -> impl Future<Output = DataResult<BoxStream<'static, LogChunk>>> + Send;
+    /// Wakes (yields) when pipeline `number` of `slug` may have changed — a job queued, started or finished, a
+    /// hold approved, a workflow canceled or rerun — once at once, and at least every few seconds while it runs
+    /// (its running durations); the stream ends after it yielded for the finished pipeline. The dashboard's
+    /// live pipeline page reads the pipeline again on each.
+    fn pipeline_changes(
+        &self,
+        slug: &str,
+        number: u64,
+    ) -> impl Future<Output = DataResult<BoxStream<'static, ()>>> + Send;
     fn artifact(&self, job_id: &str, path: &str) -> impl Future<Output = DataResult<ArtifactDownload>> + Send;
     fn project_settings(&self, slug: &str) -> impl Future<Output = DataResult<ProjectSettings>> + Send;
     fn runners(&self) -> impl Future<Output = DataResult<Vec<Runner>>> + Send;
@@ -164,4 +177,13 @@ pub trait Dashboard: Clone + Send + Sync + 'static {
         slug: &str,
         options: &ProjectOptions,
     ) -> impl Future<Output = DataResult<()>> + Send;
+    /// Adds a schedule to the project; a name it uses already is a conflict, a cron that does not parse
+    /// [`DataError::Invalid`].
+    fn add_schedule(
+        &self,
+        actor: &User,
+        slug: &str,
+        schedule: &NewSchedule,
+    ) -> impl Future<Output = DataResult<()>> + Send;
+    fn delete_schedule(&self, actor: &User, slug: &str, name: &str) -> impl Future<Output = DataResult<()>> + Send;
 }

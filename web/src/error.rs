@@ -20,6 +20,11 @@ pub enum WebError {
     /// A POST without the session's CSRF token.
     #[error("the form is stale or came from another site: reload the page and try again")]
     Csrf,
+    /// A signed-in viewer tried to change something.
+    #[error(
+        "user {user} is a viewer and cannot change anything: ask an admin (coordinator user add NAME --role admin)"
+    )]
+    Forbidden { user: String },
 }
 
 impl WebError {
@@ -28,9 +33,10 @@ impl WebError {
             WebError::Data(DataError::NotFound { .. }) => StatusCode::NOT_FOUND,
             WebError::Data(DataError::Conflict { .. }) => StatusCode::CONFLICT,
             WebError::Data(DataError::Backend { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            WebError::Data(DataError::Invalid { .. }) => StatusCode::BAD_REQUEST,
             WebError::Render(_) => StatusCode::INTERNAL_SERVER_ERROR,
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            WebError::Csrf => StatusCode::FORBIDDEN,
+            WebError::Csrf | WebError::Forbidden { .. } => StatusCode::FORBIDDEN,
         }
     }
 
@@ -70,6 +76,7 @@ impl IntoResponse for WebError {
             csrf: String::new(),
             section: "",
             refresh_s: None,
+            can_change: false,
         };
         let body = view::context(&layout, &page).and_then(|c| view::render("error.html", &c));
         match body {

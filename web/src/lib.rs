@@ -67,6 +67,7 @@ pub fn router_with<S: Dashboard>(data: S, config: WebConfig) -> Router {
         .route("/sign-out", post(pages::sign_in::sign_out::<S>))
         .route("/projects/{slug}", get(pages::project::page::<S>))
         .route("/projects/{slug}/pipelines/{number}", get(pages::pipeline::page::<S>))
+        .route("/projects/{slug}/pipelines/{number}/events", get(pages::pipeline::events::<S>))
         .route(
             "/projects/{slug}/pipelines/{number}/workflows/{workflow_id}/{action}",
             post(pages::pipeline::workflow_action::<S>),
@@ -76,6 +77,8 @@ pub fn router_with<S: Dashboard>(data: S, config: WebConfig) -> Router {
         .route("/projects/{slug}/settings/env", post(pages::settings::set_env::<S>))
         .route("/projects/{slug}/settings/env/delete", post(pages::settings::delete_env::<S>))
         .route("/projects/{slug}/settings/options", post(pages::settings::set_options::<S>))
+        .route("/projects/{slug}/settings/schedules", post(pages::settings::add_schedule::<S>))
+        .route("/projects/{slug}/settings/schedules/delete", post(pages::settings::delete_schedule::<S>))
         .route("/jobs/{job_id}", get(pages::job::page::<S>))
         .route("/jobs/{job_id}/steps/{step}/log", get(pages::job::log::<S>))
         .route("/jobs/{job_id}/steps/{step}/log/stream", get(pages::job::log_stream::<S>))

@@ -387,7 +387,20 @@ pub struct ScheduleSummary {
     /// Five-field cron expression, UTC.
     pub cron: String,
     pub branch: String,
+    /// Only this workflow runs; `None`: every workflow the branch runs.
+    pub workflow: Option<String>,
     pub next_run_at: Option<UnixMillis>,
+}
+
+/// A schedule to add from the settings form: fields trimmed and non-empty; the data side checks the cron.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSchedule {
+    /// `None`: the data side derives one from the cron, branch and workflow.
+    pub name: Option<String>,
+    /// Five fields, UTC (`0 3 * * *`).
+    pub cron: String,
+    pub branch: String,
+    pub workflow: Option<String>,
 }
 
 /// The project options a person can change on the settings page.
@@ -423,6 +436,54 @@ pub struct RunnerJob {
 pub struct User {
     pub id: String,
     pub name: String,
+    pub role: Role,
+}
+
+/// What a user may do on the dashboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Reads every page and changes things: approve, cancel, rerun, settings.
+    Admin,
+    /// Reads every page; every change (any POST but signing out) is refused with 403.
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    /// Whether this role may change anything (POST forms other than sign-out).
+    pub fn can_change(self) -> bool {
+        self == Role::Admin
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a name is not a role.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a role: use admin or viewer")]
+pub struct UnknownRole(pub String);
+
+impl std::str::FromStr for Role {
+    type Err = UnknownRole;
+
+    fn from_str(name: &str) -> Result<Role, UnknownRole> {
+        match name {
+            "admin" => Ok(Role::Admin),
+            "viewer" => Ok(Role::Viewer),
+            other => Err(UnknownRole(other.to_string())),
+        }
+    }
 }
 
 /// What is shown of a secret: `xxxx` and at most its last 4 characters. It can only be made from the value, so

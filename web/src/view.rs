@@ -16,6 +16,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("projects.html", include_str!("../templates/projects.html")),
     ("project.html", include_str!("../templates/project.html")),
     ("pipeline.html", include_str!("../templates/pipeline.html")),
+    ("pipeline_content.html", include_str!("../templates/pipeline_content.html")),
     ("workflow_graph.html", include_str!("../templates/workflow_graph.html")),
     ("job.html", include_str!("../templates/job.html")),
     ("log_lines.html", include_str!("../templates/log_lines.html")),
@@ -74,12 +75,22 @@ pub struct Layout {
     /// Refresh the page after this many seconds (pages of things still running; the script fetches the page and
     /// swaps its content in place, and not while a live log is open).
     pub refresh_s: Option<u32>,
+    /// Whether the signed-in user may change things (an admin): pages leave out forms a viewer cannot use.
+    pub can_change: bool,
 }
 
 impl Layout {
     /// For fragments rendered without the layout (live log lines).
     pub fn empty() -> Layout {
-        Layout { title: String::new(), favicon: "idle", user: None, csrf: String::new(), section: "", refresh_s: None }
+        Layout {
+            title: String::new(),
+            favicon: "idle",
+            user: None,
+            csrf: String::new(),
+            section: "",
+            refresh_s: None,
+            can_change: false,
+        }
     }
 
     /// A page about something with a status: the title says it first ("● failed — acme #12").

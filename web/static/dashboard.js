@@ -1,4 +1,4 @@
-// Drydock dashboard: live logs over server-sent events, paging a log backwards, lazy step logs, confirm
+// Drydock dashboard: live logs and live pipeline pages over server-sent events, paging a log backwards, lazy step logs, confirm
 // buttons. Loaded as an external file (the Content-Security-Policy allows no inline script). Everything the
 // server sends as HTML here was rendered and escaped by the server's templates.
 "use strict";
@@ -76,8 +76,30 @@ function wire(root) {
   root.querySelectorAll("pre.log").forEach((pre) => { pre.scrollTop = pre.scrollHeight; });
 }
 
+// A running pipeline's page follows its events: each `update` carries the page's content (rendered and escaped
+// by the server), the title and the favicon; `end` comes after the pipeline finished.
+function followPipeline(live) {
+  if (!window.EventSource) return false;
+  const source = new EventSource(live.dataset.events);
+  source.addEventListener("update", (event) => {
+    const update = JSON.parse(event.data);
+    live.innerHTML = update.html;
+    document.title = update.title;
+    const icon = document.querySelector("link[rel=icon]");
+    if (icon) icon.href = "/static/favicon-" + update.favicon + ".svg";
+    live.dataset.updates = String(Number(live.dataset.updates || 0) + 1);
+  });
+  source.addEventListener("end", () => {
+    source.close();
+    delete live.dataset.events;
+  });
+  return true;
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   wire(document);
+  const live = document.querySelector("[data-events]");
+  if (live && followPipeline(live)) return;
   // Pages of running things refresh themselves in place (statuses, durations, the job graph, title, favicon),
   // unless a live log is streaming: that page reloads when the step ends.
   if (!document.querySelector("details[data-log-stream]")) scheduleRefresh();

@@ -10,8 +10,9 @@
 //! wake-up. Artifacts stream from their file in [`ARTIFACT_CHUNK_BYTES`] reads. Secrets: settings show names and
 //! `web::model::SecretHint`s made from the decrypted value; values never leave this module towards the web.
 //!
-//! Not supported yet (answered as a 409 with a message): rerunning workflows and changing project options
-//! (concurrency limit, auto-cancel), which the coordinator does not implement.
+//! Roles: a user stored with `is_admin` is a `web::model::Role::Admin`, any other a viewer (the web crate refuses
+//! a viewer's POSTs). Schedules added on the settings page are checked as `coordinator schedule add` checks them
+//! (the cron parses and fires again) and get the same derived name when none is given.
 
 pub mod users;
 
@@ -23,9 +24,9 @@ use config_schema::spec::RequirementSpec;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use web::model::{
     Artifact, BranchSummary, ConfigError, ContextSummary, EnvVarName, EnvVarSummary, GitHubRepo, Job, JobKind,
-    Pipeline, PipelineBrief, PipelinePage, PipelineQuery, PipelineSummary, Project, ProjectOptions, ProjectRef,
-    ProjectSettings, ProjectSummary, Repository, Runner, RunnerJob, ScheduleSummary, SecretHint, Status, Step,
-    TestCase, TestResult, Trigger, TriggerKind, User, Workflow, WorkflowBrief, WorkflowJob,
+    NewSchedule, Pipeline, PipelineBrief, PipelinePage, PipelineQuery, PipelineSummary, Project, ProjectOptions,
+    ProjectRef, ProjectSettings, ProjectSummary, Repository, Role, Runner, RunnerJob, ScheduleSummary, SecretHint,
+    Status, Step, TestCase, TestResult, Trigger, TriggerKind, User, Workflow, WorkflowBrief, WorkflowJob,
 };
 use web::{
     ArtifactDownload, Dashboard, DataError, DataResult, LogChunk, LogSlice, NewSession, RerunScope, Session,
@@ -34,9 +35,9 @@ use web::{
 
 use crate::api::AppState;
 use crate::log_events::LogWatch;
-use crate::store::pipelines::PipelineRow;
+use crate::store::pipelines::{read_pipeline, PipelineRow, PIPELINE_COLUMNS};
 use crate::store::projects::Project as ProjectRow;
-use crate::store::{col, Backend, StoreError};
+use crate::store::{col, StoreError};
 
 /// The most a live log reads and sends as one event (a browser that opens a long finished log from byte 0 gets
 /// it in pieces, not as one allocation of the whole log).
@@ -50,11 +51,19 @@ const RUNNER_ONLINE_MS: i64 = 90_000;
 #[derive(Clone)]
 pub struct CoordinatorDashboard {
     state: AppState,
+    /// How long a live pipeline page waits without a wake-up ([`PIPELINE_FALLBACK`]; tests set an hour).
+    pipeline_fallback: std::time::Duration,
 }
 
 impl CoordinatorDashboard {
     pub fn new(state: AppState) -> CoordinatorDashboard {
-        CoordinatorDashboard { state }
+        CoordinatorDashboard { state, pipeline_fallback: PIPELINE_FALLBACK }
+    }
+
+    /// Live pipeline pages look again after `fallback` without a wake-up.
+    pub fn with_pipeline_fallback(mut self, fallback: std::time::Duration) -> CoordinatorDashboard {
+        self.pipeline_fallback = fallback;
+        self
     }
 }
 
@@ -79,6 +88,15 @@ fn not_found(what: impl Into<String>) -> DataError {
 /// A dashboard id (`"42"`) as a row id; anything else names nothing.
 fn row_id(raw: &str, what: &str) -> DataResult<i64> {
     raw.parse().map_err(|_| not_found(format!("{what} {raw}")))
+}
+
+/// A stored user's dashboard role.
+fn role(is_admin: bool) -> Role {
+    if is_admin {
+        Role::Admin
+    } else {
+        Role::Viewer
+    }
 }
 
 fn millis(v: i64) -> u64 {
@@ -146,41 +164,40 @@ impl CoordinatorDashboard {
     }
 
     async fn pipeline_by_number(&self, project_id: i64, number: u64) -> DataResult<PipelineRow> {
-        let rows = self.pipeline_rows(project_id, None, 0, i64::MAX, Some(number)).await?;
-        rows.into_iter().next().ok_or_else(|| not_found(format!("pipeline {number}")))
+        let row =
+            sqlx::query(&format!("SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE project_id = $1 AND number = $2"))
+                .bind(project_id)
+                .bind(i64::try_from(number).unwrap_or(i64::MAX))
+                .fetch_optional(self.store().pool())
+                .await
+                .map_err(backend)?;
+        match row {
+            Some(row) => Ok(read_pipeline(&row)?),
+            None => Err(not_found(format!("pipeline {number}"))),
+        }
     }
 
-    /// A project's pipelines, newest first (optionally one branch, or one number).
+    /// A page of a project's pipelines, newest first (optionally of one branch): one query.
     async fn pipeline_rows(
         &self,
         project_id: i64,
         branch: Option<&str>,
         offset: i64,
         limit: i64,
-        number: Option<u64>,
     ) -> DataResult<Vec<PipelineRow>> {
-        let mut ids = Vec::new();
-        let sql = match (branch, number) {
-            (_, Some(_)) => "SELECT id FROM pipelines WHERE project_id = $1 AND number = $2",
-            (Some(_), None) => {
-                "SELECT id FROM pipelines WHERE project_id = $1 AND branch = $2 ORDER BY number DESC LIMIT $3 OFFSET $4"
-            }
-            (None, None) => "SELECT id FROM pipelines WHERE project_id = $1 ORDER BY number DESC LIMIT $2 OFFSET $3",
+        let (only_branch, page) = match branch {
+            Some(_) => ("AND branch = $2 ", "LIMIT $3 OFFSET $4"),
+            None => ("", "LIMIT $2 OFFSET $3"),
         };
-        let mut q = sqlx::query(sql).bind(project_id);
-        q = match (branch, number) {
-            (_, Some(n)) => q.bind(i64::try_from(n).unwrap_or(i64::MAX)),
-            (Some(b), None) => q.bind(b.to_string()).bind(limit).bind(offset),
-            (None, None) => q.bind(limit).bind(offset),
-        };
-        for row in q.fetch_all(self.store().pool()).await.map_err(backend)? {
-            ids.push(col::<i64>(&row, "id")?);
+        let sql = format!(
+            "SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE project_id = $1 {only_branch}ORDER BY number DESC {page}"
+        );
+        let mut q = sqlx::query(&sql).bind(project_id);
+        if let Some(b) = branch {
+            q = q.bind(b.to_string());
         }
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.push(self.store().pipeline(id).await?);
-        }
-        Ok(out)
+        let rows = q.bind(limit).bind(offset).fetch_all(self.store().pool()).await.map_err(backend)?;
+        Ok(rows.iter().map(read_pipeline).collect::<Result<_, _>>()?)
     }
 
     async fn workflow_rows(&self, pipeline_id: i64) -> DataResult<Vec<WorkflowTimes>> {
@@ -204,30 +221,48 @@ impl CoordinatorDashboard {
             .collect()
     }
 
-    async fn workflow_briefs(&self, pipeline_id: i64) -> DataResult<Vec<WorkflowBrief>> {
-        let mut out = Vec::new();
-        for w in self.workflow_rows(pipeline_id).await? {
-            out.push(WorkflowBrief { name: w.name, status: status(&w.state)? });
+    /// The workflows of each of `pipeline_ids` (one query, however many pipelines a page lists).
+    async fn workflow_briefs(&self, pipeline_ids: &[i64]) -> DataResult<BTreeMap<i64, Vec<WorkflowBrief>>> {
+        let mut out: BTreeMap<i64, Vec<WorkflowBrief>> = BTreeMap::new();
+        if pipeline_ids.is_empty() {
+            return Ok(out);
+        }
+        let placeholders: Vec<String> = (1..=pipeline_ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT pipeline_id, name, state FROM workflows WHERE pipeline_id IN ({}) ORDER BY pipeline_id, id",
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for id in pipeline_ids {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(self.store().pool()).await.map_err(backend)? {
+            let brief = WorkflowBrief { name: col(&r, "name")?, status: status(&col::<String>(&r, "state")?)? };
+            out.entry(col(&r, "pipeline_id")?).or_default().push(brief);
         }
         Ok(out)
     }
 
-    /// Branches with pipelines, most recently active first, with their latest pipeline.
-    async fn branches(&self, project_id: i64) -> DataResult<Vec<(String, PipelineRow)>> {
-        let rows = sqlx::query(
-            "SELECT branch, MAX(number) AS latest FROM pipelines WHERE project_id = $1 AND branch IS NOT NULL GROUP BY \
-             branch ORDER BY latest DESC",
-        )
-        .bind(project_id)
-        .fetch_all(self.store().pool())
-        .await
-        .map_err(backend)?;
-        let mut out = Vec::new();
-        for r in &rows {
-            let branch: String = col(r, "branch")?;
-            let latest: i64 = col(r, "latest")?;
-            let row = self.pipeline_by_number(project_id, millis(latest)).await?;
-            out.push((branch, row));
+    /// Every project's branches with their latest pipeline, most recently active first (one query, reading the
+    /// `pipelines_project_branch_number` index for the latest numbers). `project`: only that project's.
+    async fn branches(&self, project: Option<i64>) -> DataResult<BTreeMap<i64, Vec<(String, PipelineRow)>>> {
+        let only = if project.is_some() { "AND project_id = $1 " } else { "" };
+        let columns: Vec<String> = PIPELINE_COLUMNS.split(',').map(|c| format!("p.{}", c.trim())).collect();
+        let sql = format!(
+            "SELECT {} FROM pipelines p JOIN (SELECT project_id, branch, MAX(number) AS latest FROM pipelines WHERE \
+             branch IS NOT NULL {only}GROUP BY project_id, branch) b ON p.project_id = b.project_id AND p.number = \
+             b.latest ORDER BY p.project_id, p.number DESC",
+            columns.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        if let Some(id) = project {
+            q = q.bind(id);
+        }
+        let mut out: BTreeMap<i64, Vec<(String, PipelineRow)>> = BTreeMap::new();
+        for r in q.fetch_all(self.store().pool()).await.map_err(backend)? {
+            let row = read_pipeline(&r)?;
+            let branch = row.trigger.branch.clone().unwrap_or_default();
+            out.entry(row.project_id).or_default().push((branch, row));
         }
         Ok(out)
     }
@@ -242,10 +277,58 @@ impl CoordinatorDashboard {
         Ok(steps.iter().any(|s| s.step == i64::from(step) && s.status.is_some()))
     }
 
+    /// What the pipeline page shows that changes, as one string (the pipeline's, workflows' and jobs' states and
+    /// times: two indexed queries), and whether the pipeline has finished.
+    async fn pipeline_fingerprint(&self, pipeline_id: i64) -> DataResult<(String, bool)> {
+        let row = self.store().pipeline(pipeline_id).await?;
+        let mut print = format!("{}|", row.state);
+        for w in self.workflow_rows(pipeline_id).await? {
+            print.push_str(&format!("w{}:{}:{};", w.id, w.state, w.updated_at));
+        }
+        let jobs =
+            sqlx::query("SELECT id, state, started_at, finished_at FROM jobs WHERE pipeline_id = $1 ORDER BY id")
+                .bind(pipeline_id)
+                .fetch_all(self.store().pool())
+                .await
+                .map_err(backend)?;
+        for j in &jobs {
+            let (id, state): (i64, String) = (col(j, "id")?, col(j, "state")?);
+            let (started, finished): (Option<i64>, Option<i64>) = (col(j, "started_at")?, col(j, "finished_at")?);
+            print.push_str(&format!("j{id}:{state}:{started:?}:{finished:?};"));
+        }
+        Ok((print, status(&row.state)?.is_finished()))
+    }
+
     fn hint(&self, ciphertext: &str) -> DataResult<SecretHint> {
         let value = self.state.secret_key.decrypt(ciphertext).map_err(backend)?;
         Ok(SecretHint::of(&value))
     }
+}
+
+/// A live pipeline page's state: the pipeline, what it looked like when last reported, and its wake-ups.
+struct LivePipeline {
+    pipeline_id: i64,
+    last: Option<String>,
+    done: bool,
+    changes: tokio::sync::watch::Receiver<u64>,
+}
+
+/// How long a live pipeline page waits without a wake-up before it looks again (another coordinator's writes
+/// wake nothing here; running durations move on).
+const PIPELINE_FALLBACK: std::time::Duration = std::time::Duration::from_secs(5);
+/// After a wake-up, the page waits this long for more writes before it looks: a job's start is several writes,
+/// and a busy log (each chunk a write) must not make every open page read the pipeline for each.
+const PIPELINE_SETTLE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Waits for a write transaction this process commits (then lets more writes settle) or `fallback`; true when a
+/// write woke it.
+async fn next_write(changes: &mut tokio::sync::watch::Receiver<u64>, fallback: std::time::Duration) -> bool {
+    let woken = matches!(tokio::time::timeout(fallback, changes.changed()).await, Ok(Ok(())));
+    if woken {
+        tokio::time::sleep(PIPELINE_SETTLE).await;
+        changes.mark_unchanged();
+    }
+    woken
 }
 
 /// A live log stream's state: the next byte to send, whether everything was sent, and its wake-ups.
@@ -282,7 +365,7 @@ fn file_chunks(file: tokio::fs::File, name: String) -> impl futures_util::Stream
 impl Dashboard for CoordinatorDashboard {
     async fn user_credentials(&self, name: &str) -> DataResult<Option<UserCredentials>> {
         Ok(self.store().user_by_name(name).await?.map(|u| UserCredentials {
-            user: User { id: u.id.to_string(), name: u.name },
+            user: User { id: u.id.to_string(), name: u.name, role: role(u.is_admin) },
             password_hash: u.password_hash,
         }))
     }
@@ -295,7 +378,7 @@ impl Dashboard for CoordinatorDashboard {
 
     async fn session(&self, token_hash: &str) -> DataResult<Option<Session>> {
         Ok(self.store().session_by_token_hash(token_hash).await?.map(|s| Session {
-            user: User { id: s.user_id.to_string(), name: s.user_name },
+            user: User { id: s.user_id.to_string(), name: s.user_name, role: role(s.is_admin) },
             csrf_token: s.csrf_token,
             expires_at: millis(s.expires_at),
         }))
@@ -306,26 +389,35 @@ impl Dashboard for CoordinatorDashboard {
     }
 
     async fn projects(&self) -> DataResult<Vec<ProjectSummary>> {
+        // Two queries whatever the number of projects and branches.
+        let mut branches = self.branches(None).await?;
         let mut out = Vec::new();
         for p in self.store().list_projects().await? {
-            let mut branches = Vec::new();
-            for (name, row) in self.branches(p.id).await? {
+            let mut list = Vec::new();
+            for (name, row) in branches.remove(&p.id).unwrap_or_default() {
                 let latest = PipelineBrief {
                     number: millis(row.number),
                     status: status(&row.state)?,
                     sha: row.trigger.sha.clone(),
                     created_at: millis(row.created_at),
                 };
-                branches.push(BranchSummary { name, latest: Some(latest) });
+                list.push(BranchSummary { name, latest: Some(latest) });
             }
-            out.push(ProjectSummary { project: project_ref(&p), branches });
+            out.push(ProjectSummary { project: project_ref(&p), branches: list });
         }
         Ok(out)
     }
 
     async fn project(&self, slug: &str) -> DataResult<Project> {
         let p = self.store().project_by_slug(slug).await?;
-        let branches = self.branches(p.id).await?.into_iter().map(|(name, _)| name).collect();
+        let branches = self
+            .branches(Some(p.id))
+            .await?
+            .remove(&p.id)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
         let webhook_secret = p.webhook_secret_enc.as_deref().map(|c| self.hint(c)).transpose()?;
         Ok(Project { project: project_ref(&p), default_branch: p.default_branch.clone(), branches, webhook_secret })
     }
@@ -344,14 +436,17 @@ impl Dashboard for CoordinatorDashboard {
         let total = millis(col(&count, "n")?);
         let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        // Four queries per page: the project, the count, the page's pipelines, their workflows.
+        let rows = self.pipeline_rows(p.id, query.branch.as_deref(), offset, limit).await?;
+        let mut workflows = self.workflow_briefs(&rows.iter().map(|r| r.id).collect::<Vec<_>>()).await?;
         let mut pipelines = Vec::new();
-        for row in self.pipeline_rows(p.id, query.branch.as_deref(), offset, limit, None).await? {
+        for row in rows {
             pipelines.push(PipelineSummary {
                 number: millis(row.number),
                 status: status(&row.state)?,
                 trigger: trigger(&row),
                 created_at: millis(row.created_at),
-                workflows: self.workflow_briefs(row.id).await?,
+                workflows: workflows.remove(&row.id).unwrap_or_default(),
             });
         }
         Ok(PipelinePage { pipelines, total })
@@ -422,13 +517,11 @@ impl Dashboard for CoordinatorDashboard {
         let created_at: i64 = col(&extra, "created_at")?;
         let runner: Option<String> = col(&extra, "runner_name")?;
 
-        // Bytes, not characters: SQLite's LENGTH of a BLOB and PostgreSQL's OCTET_LENGTH.
-        let byte_len = match self.store().backend() {
-            Backend::Sqlite => "LENGTH(CAST(data AS BLOB))",
-            Backend::Postgres => "OCTET_LENGTH(data)",
-        };
+        // Each step's log size from the chunks' stored lengths (migration 0007): no text is read. (PostgreSQL sums
+        // BIGINTs as NUMERIC: cast back.)
+        let byte_len = self.store().stored_len_sql();
         let sizes = sqlx::query(&format!(
-            "SELECT step, SUM({byte_len}) AS n FROM log_chunks WHERE job_id = $1 AND attempt = $2 GROUP BY step"
+            "SELECT step, CAST(SUM({byte_len}) AS BIGINT) AS n FROM log_chunks WHERE job_id = $1 AND attempt = $2 GROUP BY step"
         ))
         .bind(id)
         .bind(j.attempt)
@@ -586,6 +679,48 @@ impl Dashboard for CoordinatorDashboard {
         Ok(chunks.boxed())
     }
 
+    async fn pipeline_changes(&self, slug: &str, number: u64) -> DataResult<BoxStream<'static, ()>> {
+        let p = self.store().project_by_slug(slug).await?;
+        let row = self.pipeline_by_number(p.id, number).await?;
+        let this = self.clone();
+        // Subscribe before the first look, so that a write between the look and the wait still wakes the page.
+        let live = LivePipeline { pipeline_id: row.id, last: None, done: false, changes: self.store().changes() };
+        // The first turn reports at once; later turns wait for a committed write of this process (settling
+        // briefly) or the fallback, and report when what the page shows changed — or on the fallback while the
+        // pipeline runs, for its durations. The turn that sees the pipeline finished reports and ends.
+        let changes = stream::unfold(live, move |mut live| {
+            let this = this.clone();
+            async move {
+                if live.done {
+                    return None;
+                }
+                // The first look is at once.
+                let mut woken = true;
+                if live.last.is_some() {
+                    woken = next_write(&mut live.changes, this.pipeline_fallback).await;
+                }
+                loop {
+                    let (print, finished) = match this.pipeline_fingerprint(live.pipeline_id).await {
+                        Ok(found) => found,
+                        Err(e) => {
+                            tracing::warn!(pipeline.id = live.pipeline_id, error = %e, "live pipeline ended: the store failed");
+                            return None;
+                        }
+                    };
+                    let changed = live.last.as_deref() != Some(print.as_str());
+                    if changed || !woken || finished {
+                        live.done = finished;
+                        live.last = Some(print);
+                        return Some(((), live));
+                    }
+                    // A write that did not touch this pipeline: wait again.
+                    woken = next_write(&mut live.changes, this.pipeline_fallback).await;
+                }
+            }
+        });
+        Ok(changes.boxed())
+    }
+
     async fn artifact(&self, job_id: &str, path: &str) -> DataResult<ArtifactDownload> {
         let id = row_id(job_id, "job")?;
         let job = self.store().job(id).await?;
@@ -629,27 +764,29 @@ impl Dashboard for CoordinatorDashboard {
                 last.env_var_names.push(var);
             }
         }
-        let rows =
-            sqlx::query("SELECT name, cron, branch, next_tick_at FROM schedules WHERE project_id = $1 ORDER BY name")
-                .bind(p.id)
-                .fetch_all(self.store().pool())
-                .await
-                .map_err(backend)?;
-        let mut schedules = Vec::new();
-        for r in &rows {
-            schedules.push(ScheduleSummary {
-                name: col(r, "name")?,
-                cron: col(r, "cron")?,
-                branch: col(r, "branch")?,
-                next_run_at: Some(millis(col(r, "next_tick_at")?)),
-            });
-        }
+        let schedules = self
+            .store()
+            .schedules(Some(p.id))
+            .await?
+            .into_iter()
+            .map(|s| ScheduleSummary {
+                name: s.name,
+                cron: s.cron,
+                branch: s.branch,
+                workflow: s.workflow,
+                // i64::MAX: a cron that never fires again.
+                next_run_at: (s.next_tick_at < i64::MAX).then(|| millis(s.next_tick_at)),
+            })
+            .collect();
         Ok(ProjectSettings {
             project: project_ref(&p),
             env_vars,
             contexts,
             schedules,
-            options: ProjectOptions { max_concurrent_jobs: None, auto_cancel_redundant: false },
+            options: ProjectOptions {
+                max_concurrent_jobs: p.max_concurrent_jobs.and_then(|n| u32::try_from(n).ok()),
+                auto_cancel_redundant: p.auto_cancel_redundant,
+            },
         })
     }
 
@@ -749,11 +886,44 @@ impl Dashboard for CoordinatorDashboard {
         Ok(())
     }
 
-    async fn set_project_options(&self, _actor: &User, _slug: &str, _options: &ProjectOptions) -> DataResult<()> {
-        Err(DataError::Conflict {
-            message: "project options (concurrency limit, auto-cancel) are not supported by this coordinator yet"
-                .into(),
-        })
+    async fn set_project_options(&self, actor: &User, slug: &str, options: &ProjectOptions) -> DataResult<()> {
+        let limit = options.max_concurrent_jobs.map(i64::from);
+        let p = self.store().set_project_options(slug, Some(options.auto_cancel_redundant), Some(limit)).await?;
+        tracing::info!(
+            project = %p.slug,
+            max_concurrent_jobs = ?p.max_concurrent_jobs,
+            auto_cancel = p.auto_cancel_redundant,
+            user = %actor.name,
+            "project options set on the dashboard"
+        );
+        // A higher limit may let queued jobs run now.
+        self.state.wake_runners();
+        Ok(())
+    }
+
+    async fn add_schedule(&self, actor: &User, slug: &str, schedule: &NewSchedule) -> DataResult<()> {
+        let p = self.store().project_by_slug(slug).await?;
+        let cron = &schedule.cron;
+        config_schema::validate::cron_schedule(cron)
+            .map_err(|e| DataError::Invalid { message: format!("field cron: {e}") })?;
+        let next = crate::scheduler::next_tick_after(cron, crate::store::now_ms())
+            .ok_or_else(|| DataError::Invalid { message: format!("field cron: `{cron}` never fires after now") })?;
+        // The name `coordinator schedule add` would give it.
+        let name = schedule.name.clone().unwrap_or_else(|| {
+            let w = schedule.workflow.as_deref().map(|w| format!(" {w}")).unwrap_or_default();
+            format!("{cron} {}{w}", schedule.branch)
+        });
+        let added =
+            self.store().add_schedule(p.id, &name, cron, &schedule.branch, schedule.workflow.as_deref(), next).await?;
+        tracing::info!(project = %p.slug, schedule = %added.name, next_tick_at = added.next_tick_at, user = %actor.name, "schedule added on the dashboard");
+        Ok(())
+    }
+
+    async fn delete_schedule(&self, actor: &User, slug: &str, name: &str) -> DataResult<()> {
+        let p = self.store().project_by_slug(slug).await?;
+        self.store().remove_schedule(p.id, name).await?;
+        tracing::info!(project = %p.slug, schedule = %name, user = %actor.name, "schedule deleted on the dashboard");
+        Ok(())
     }
 }
 

@@ -90,7 +90,7 @@ async fn signed_in_pages_show_a_stored_pipeline_its_jobs_and_logs_but_never_a_se
             fork_secrets: false,
         };
         let project = s.add_project(&project).await.unwrap_or_else(|e| panic!("{name}: {e}"));
-        let admin = User { id: "0".into(), name: "test".into() };
+        let admin = User { id: "0".into(), name: "test".into(), role: web::model::Role::Admin };
         let var = EnvVarName::parse("DEPLOY_TOKEN").unwrap_or_else(|e| panic!("{e}"));
         data.set_env_var(&admin, "acme/app", &var, SECRET).await.unwrap_or_else(|e| panic!("{name}: {e}"));
         let hash = web::hash_password(PASSWORD).unwrap_or_else(|e| panic!("{e}"));
@@ -187,7 +187,7 @@ async fn signed_in_pages_show_a_stored_pipeline_its_jobs_and_logs_but_never_a_se
         for (path, form, status, location) in [
             (format!("{settings_path}/env"), "name=OTHER_VAR&value=other-value-12345".to_string(), 303, settings_path),
             (format!("{settings_path}/env/delete"), "name=OTHER_VAR".to_string(), 303, settings_path),
-            (format!("{settings_path}/options"), "max_concurrent_jobs=".to_string(), 409, ""),
+            (format!("{settings_path}/options"), "max_concurrent_jobs=".to_string(), 303, settings_path),
             (format!("{pipeline_path}/workflows/{workflow_id}/cancel"), String::new(), 303, pipeline_path.as_str()),
             (format!("{pipeline_path}/jobs/{hold_job}/approve"), String::new(), 409, ""),
         ] {
@@ -407,5 +407,188 @@ async fn a_50_mb_artifact_downloads_as_a_stream_of_bounded_reads() {
         }
         assert_eq!(received, size, "{name}");
         assert!(largest <= super::ARTIFACT_CHUNK_BYTES, "{name}: a body frame of {largest} bytes");
+    }
+}
+
+/// Posts `form` (with the CSRF token of `cookie`'s session, read from `csrf_page`) and returns the status and body.
+async fn post_form(app: &Router, cookie: &str, csrf: &str, path: &str, form: &str) -> (StatusCode, String) {
+    let request = Request::post(path)
+        .header(header::COOKIE, cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("{form}&_csrf={csrf}")))
+        .unwrap_or_default();
+    let (status, _, body) = send(app, request).await;
+    (status, body)
+}
+
+#[tokio::test]
+async fn settings_change_the_options_and_schedules_and_a_viewer_changes_nothing() {
+    for db in testing::databases().await {
+        let name = db.name;
+        let (state, app, _job, _) = running_build(&db).await;
+        let s = &state.store;
+        let hash = web::hash_password(PASSWORD).unwrap_or_else(|e| panic!("{e}"));
+        s.add_user("alice", &hash, true).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        s.add_user("victor", &hash, false).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let admin = sign_in(&app, "alice", PASSWORD).await.unwrap_or_else(|| panic!("{name}: sign-in failed"));
+        let path = "/projects/acme%2Fapp/settings";
+        let csrf = csrf_token(&page(&app, &admin, path).await);
+
+        let (status, body) = post_form(
+            &app,
+            &admin,
+            &csrf,
+            &format!("{path}/options"),
+            "max_concurrent_jobs=3&auto_cancel_redundant=on",
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{name}: {body}");
+        let p = s.project_by_slug("acme/app").await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((p.max_concurrent_jobs, p.auto_cancel_redundant), (Some(3), true), "{name}");
+        let settings = page(&app, &admin, path).await;
+        assert!(settings.contains("value=\"3\"") && settings.contains(" checked>"), "{name}: {settings}");
+        let (status, _) = post_form(&app, &admin, &csrf, &format!("{path}/options"), "max_concurrent_jobs=").await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{name}");
+        let p = s.project_by_slug("acme/app").await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((p.max_concurrent_jobs, p.auto_cancel_redundant), (None, false), "{name}: limit removed");
+
+        // Schedules: added as `coordinator schedule add` adds them (a derived name when none is given).
+        let (status, body) =
+            post_form(&app, &admin, &csrf, &format!("{path}/schedules"), "cron=0+3+*+*+*&branch=main&name=").await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{name}: {body}");
+        let (status, _) = post_form(
+            &app,
+            &admin,
+            &csrf,
+            &format!("{path}/schedules"),
+            "cron=30+4+*+*+1&branch=release&workflow=main&name=weekly",
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{name}");
+        let schedules = s.schedules(Some(p.id)).await.unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<_> = schedules.iter().map(|s| (s.name.as_str(), s.workflow.as_deref())).collect();
+        assert_eq!(names, [("0 3 * * * main", None), ("weekly", Some("main"))], "{name}");
+        assert!(schedules.iter().all(|s| s.next_tick_at > now_ms()), "{name}: next ticks in the future");
+        let settings = page(&app, &admin, path).await;
+        assert!(settings.contains("weekly") && settings.contains("30 4 * * 1"), "{name}: {settings}");
+        for (form, needle) in [
+            ("cron=61+3+*+*+*&branch=main", "field cron"),
+            ("cron=0+3+*+*&branch=main", "field cron"),
+            ("cron=0+3+*+*+*&branch=", "field branch"),
+        ] {
+            let (status, body) = post_form(&app, &admin, &csrf, &format!("{path}/schedules"), form).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {form}");
+            assert!(body.contains(needle), "{name}: {form}: {body}");
+        }
+        let (status, _) =
+            post_form(&app, &admin, &csrf, &format!("{path}/schedules"), "cron=0+5+*+*+*&branch=x&name=weekly").await;
+        assert_eq!(status, StatusCode::CONFLICT, "{name}: a taken name");
+        let (status, _) = post_form(&app, &admin, &csrf, &format!("{path}/schedules/delete"), "name=weekly").await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{name}");
+        let (status, _) = post_form(&app, &admin, &csrf, &format!("{path}/schedules/delete"), "name=weekly").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{name}: deleted already");
+        assert_eq!(s.schedules(Some(p.id)).await.unwrap_or_else(|e| panic!("{e}")).len(), 1, "{name}");
+
+        // A viewer reads the same pages, has no forms, and every POST but sign-out is refused.
+        let viewer = sign_in(&app, "victor", PASSWORD).await.unwrap_or_else(|| panic!("{name}: viewer sign-in"));
+        let settings = page(&app, &viewer, path).await;
+        let viewer_csrf = csrf_token(&settings);
+        assert!(!settings.contains("settings/options") && !settings.contains("settings/env\""), "{name}: {settings}");
+        let pipeline = page(&app, &viewer, "/projects/acme%2Fapp/pipelines/1").await;
+        assert!(!pipeline.contains("/cancel"), "{name}: a viewer is offered a cancel button: {pipeline}");
+        let writes = s.write_transactions();
+        for (route, form) in [
+            (format!("{path}/options"), "max_concurrent_jobs=1"),
+            (format!("{path}/schedules"), "cron=0+1+*+*+*&branch=main"),
+            (format!("{path}/schedules/delete"), "name=0+3+*+*+*+main"),
+            (format!("{path}/env"), "name=X_VAR&value=some-value-1234"),
+            (format!("{path}/env/delete"), "name=X_VAR"),
+            ("/projects/acme%2Fapp/pipelines/1/workflows/1/cancel".to_string(), ""),
+        ] {
+            let (status, body) = post_form(&app, &viewer, &viewer_csrf, &route, form).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{name}: a viewer's POST {route}");
+            assert!(body.contains("victor is a viewer"), "{name}: {body}");
+        }
+        assert_eq!(s.write_transactions(), writes, "{name}: a viewer's POSTs wrote nothing");
+        let (status, _) = post_form(&app, &viewer, &viewer_csrf, "/sign-out", "").await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{name}: a viewer signs out");
+    }
+}
+
+/// A bound against a hanging test (not a timing assertion): the live pipeline's next wake-up.
+async fn next_change(stream: &mut futures_util::stream::BoxStream<'static, ()>) -> Option<()> {
+    tokio::time::timeout(std::time::Duration::from_secs(120), stream.next())
+        .await
+        .unwrap_or_else(|_| panic!("the live pipeline was not woken"))
+}
+
+#[tokio::test]
+async fn the_live_pipeline_page_is_woken_by_the_runner_api_and_ends_with_the_pipeline() {
+    for db in testing::databases().await {
+        let name = db.name;
+        let (state, app, job, token) = running_build(&db).await;
+        // An hour: every wake-up within the test came from a committed write, not from the fallback.
+        let data =
+            CoordinatorDashboard::new(state.clone()).with_pipeline_fallback(std::time::Duration::from_secs(3600));
+        let mut changes = data.pipeline_changes("acme/app", 1).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(next_change(&mut changes).await.is_some(), "{name}: the first look comes at once");
+        assert!(data.pipeline_changes("acme/app", 99).await.is_err(), "{name}: no pipeline 99");
+
+        // The build job completes through the runner API: the page wakes; `test` is queued now.
+        let waiting = tokio::spawn(async move {
+            let change = next_change(&mut changes).await;
+            (change, changes)
+        });
+        let now = u64::try_from(now_ms()).unwrap_or(0);
+        let result = serde_json::json!({"job_id": job.id.to_string(), "status": "success", "exit_code": 0,
+            "started_at": now, "finished_at": now, "steps": []});
+        let request = Request::post(format!("/api/v1/jobs/{}/complete", job.id))
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(result.to_string()))
+            .unwrap_or_default();
+        let (status, _, body) = send(&app, request).await;
+        assert!(status.is_success(), "{name}: complete: {status} {body}");
+        let (change, mut changes) = waiting.await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(change.is_some(), "{name}: woken by the completion");
+
+        // The rest of the pipeline runs; the stream reports the finished pipeline, then ends.
+        let s = &state.store;
+        let runner = job.runner_id.unwrap_or_else(|| panic!("{name}: a leased job has a runner"));
+        let test = s
+            .lease_job(runner, &["medium".to_string()], 60_000)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .unwrap_or_else(|| panic!("{name}: test was not queued"));
+        let result = JobResult {
+            job_id: test.id.to_string(),
+            status: JobOutcome::Failed,
+            exit_code: Some(1),
+            message: None,
+            started_at: now,
+            finished_at: now,
+            steps: Vec::new(),
+        };
+        s.complete_job(test.id, runner, &result).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut seen = 0;
+        while next_change(&mut changes).await.is_some() {
+            seen += 1;
+            assert!(seen < 10, "{name}: the stream did not end with the pipeline");
+        }
+        assert!(seen >= 1, "{name}: the finished pipeline was reported before the end");
+
+        // Through the router: the finished pipeline's events are one update (the page's content, title and
+        // favicon) and the end.
+        let hash = web::hash_password(PASSWORD).unwrap_or_else(|e| panic!("{e}"));
+        s.add_user("alice", &hash, true).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let cookie = sign_in(&app, "alice", PASSWORD).await.unwrap_or_else(|| panic!("{name}: sign-in failed"));
+        let events = page(&app, &cookie, "/projects/acme%2Fapp/pipelines/1/events").await;
+        assert!(events.starts_with("event: update\ndata: {"), "{name}: {events}");
+        assert!(events.contains("failed") && events.contains("favicon-failed") == false, "{name}: {events}");
+        assert!(events.contains("\"favicon\":\"failed\"") && events.contains("● failed"), "{name}: {events}");
+        assert!(events.trim_end().ends_with("event: end\ndata: done"), "{name}: {events}");
+        // A finished pipeline's page does not listen.
+        let pipeline = page(&app, &cookie, "/projects/acme%2Fapp/pipelines/1").await;
+        assert!(!pipeline.contains("data-events"), "{name}: {pipeline}");
     }
 }

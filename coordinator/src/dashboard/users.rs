@@ -19,6 +19,7 @@ pub struct SessionRow {
     pub user_name: String,
     pub csrf_token: String,
     pub expires_at: i64,
+    pub is_admin: bool,
 }
 
 impl Store {
@@ -92,7 +93,7 @@ impl Store {
 
     pub async fn session_by_token_hash(&self, token_hash: &str) -> Result<Option<SessionRow>> {
         let row = sqlx::query(
-            "SELECT s.user_id, u.name, s.csrf_token, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id \
+            "SELECT s.user_id, u.name, u.is_admin, s.csrf_token, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id \
              WHERE s.token_hash = $1",
         )
         .bind(token_hash)
@@ -104,6 +105,7 @@ impl Store {
                 user_name: col(&r, "name")?,
                 csrf_token: col(&r, "csrf_token")?,
                 expires_at: col(&r, "expires_at")?,
+                is_admin: col::<i64>(&r, "is_admin")? != 0,
             })
         })
         .transpose()

@@ -5,7 +5,8 @@
 //! from its `byte_len` in the runner's coordinates (`logs.rs`). A read therefore first fetches every chunk's
 //! runner offset and stored length (two integers a chunk, never the text), adds the lengths up to find the
 //! chunks that overlap the range, then fetches the text of those chunks only. A 100,000-line log read for its
-//! 64 KiB tail moves two or three chunks' text, not megabytes.
+//! 64 KiB tail moves two or three chunks' text, not megabytes. The stored lengths are a column
+//! (`stored_len`, migration 0007), so the first query reads no text at all.
 
 use std::ops::Range;
 
@@ -20,14 +21,20 @@ pub struct LogRange {
 }
 
 impl Store {
+    /// SQL for a log chunk's stored length in bytes: the `stored_len` column (migration 0007), else — a row
+    /// written by a coordinator from before it — the text measured (SQLite's LENGTH of a BLOB and PostgreSQL's
+    /// OCTET_LENGTH: bytes, not characters).
+    pub fn stored_len_sql(&self) -> &'static str {
+        match self.backend() {
+            Backend::Sqlite => "COALESCE(stored_len, LENGTH(CAST(data AS BLOB)))",
+            Backend::Postgres => "COALESCE(stored_len, OCTET_LENGTH(data))",
+        }
+    }
+
     /// Bytes `range` of step `step`'s stored log of the job's `attempt`, clamped to what exists (see the module
     /// doc). The bytes may cut a UTF-8 character or a line in two.
     pub async fn read_log_range(&self, job_id: i64, attempt: i64, step: i64, range: Range<u64>) -> Result<LogRange> {
-        // Bytes, not characters: SQLite's LENGTH of a BLOB and PostgreSQL's OCTET_LENGTH.
-        let stored_len = match self.backend() {
-            Backend::Sqlite => "LENGTH(CAST(data AS BLOB))",
-            Backend::Postgres => "OCTET_LENGTH(data)",
-        };
+        let stored_len = self.stored_len_sql();
         let rows = sqlx::query(&format!(
             "SELECT byte_offset, {stored_len} AS n FROM log_chunks WHERE job_id = $1 AND attempt = $2 AND step = $3 \
              ORDER BY byte_offset"
@@ -154,6 +161,25 @@ mod tests {
                 assert_eq!(got.start, start, "{name}: {range:?}");
                 assert_eq!(got.bytes, stored.as_bytes()[start as usize..end as usize], "{name}: {range:?}");
             }
+            // Chunks written by a coordinator from before migration 0007 (no stored_len) read the same.
+            let stored_lens: Vec<(i64,)> =
+                sqlx::query_as("SELECT stored_len FROM log_chunks WHERE job_id = $1 ORDER BY byte_offset")
+                    .bind(job.id)
+                    .fetch_all(s.pool())
+                    .await
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let sum: i64 = stored_lens.iter().map(|(n,)| n).sum();
+            assert_eq!(u64::try_from(sum).ok(), Some(total), "{name}: stored_len is the masked length");
+            sqlx::query("UPDATE log_chunks SET stored_len = NULL WHERE job_id = $1 AND byte_offset < 200000")
+                .bind(job.id)
+                .execute(s.pool())
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let mixed =
+                s.read_log_range(job.id, job.attempt, 0, 65_000..total).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(mixed.total_bytes, total, "{name}");
+            assert_eq!(mixed.bytes, stored.as_bytes()[65_000..], "{name}");
+
             let other_step =
                 s.read_log_range(job.id, job.attempt, 1, 0..100).await.unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!((other_step.bytes.len(), other_step.total_bytes), (0, 0), "{name}: a step without a log");

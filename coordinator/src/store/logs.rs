@@ -107,9 +107,11 @@ impl Store {
             skip += 1;
         }
         let tail = &data[skip..];
+        let stored = mask(tail);
+        // stored_len (migration 0007): the masked text's length, so readers of sizes and ranges skip the text.
         let inserted = sqlx::query(
-            "INSERT INTO log_chunks (job_id, attempt, step, byte_offset, byte_len, stream, data) VALUES ($1, $2, $3, \
-             $4, $5, $6, $7) ON CONFLICT (job_id, attempt, step, byte_offset) DO NOTHING",
+            "INSERT INTO log_chunks (job_id, attempt, step, byte_offset, byte_len, stream, data, stored_len) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (job_id, attempt, step, byte_offset) DO NOTHING",
         )
         .bind(job_id)
         .bind(attempt)
@@ -117,7 +119,8 @@ impl Store {
         .bind((offset + skip as u64) as i64)
         .bind(tail.len() as i64)
         .bind(stream)
-        .bind(mask(tail))
+        .bind(stored.as_str())
+        .bind(stored.len() as i64)
         .execute(&mut *w.tx)
         .await?;
         w.commit().await?;

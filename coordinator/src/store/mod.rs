@@ -80,17 +80,21 @@ pub struct Store {
     write_lock: Arc<tokio::sync::Mutex<()>>,
     /// Write transactions begun so far (see [`Store::write_transactions`]).
     writes: Arc<std::sync::atomic::AtomicU64>,
+    /// Bumped after every committed write transaction (see [`Store::changes`]).
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// A write transaction; on SQLite it also holds the process's write lock until it ends.
 pub struct WriteTx {
     pub tx: Transaction<'static, Any>,
     _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl WriteTx {
     pub async fn commit(self) -> Result<()> {
         self.tx.commit().await?;
+        self.changes.send_modify(|generation| *generation = generation.wrapping_add(1));
         Ok(())
     }
 }
@@ -133,7 +137,8 @@ impl Store {
                 })
             });
         let pool = options.connect(url).await.map_err(|source| StoreError::Connect { url: redact_url(url), source })?;
-        Ok(Store { pool, backend, write_lock: Arc::new(tokio::sync::Mutex::new(())), writes: Arc::default() })
+        let changes = Arc::new(tokio::sync::watch::channel(0).0);
+        Ok(Store { pool, backend, write_lock: Arc::new(tokio::sync::Mutex::new(())), writes: Arc::default(), changes })
     }
 
     pub fn backend(&self) -> Backend {
@@ -165,7 +170,13 @@ impl Store {
             Backend::Postgres => None,
         };
         let tx = self.pool.begin().await?;
-        Ok(WriteTx { tx, _guard: guard })
+        Ok(WriteTx { tx, _guard: guard, changes: self.changes.clone() })
+    }
+
+    /// Wakes after each write transaction this process committed: the dashboard's live pipeline pages look
+    /// again then (a hint only: another coordinator's writes wake nothing here, so readers also look on a timer).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     pub async fn close(&self) {
@@ -182,6 +193,7 @@ fn migrator(backend: Backend) -> Migrator {
             (4, "schedules_and_limits", include_str!("../../../migrations/sqlite/0004_schedules_and_limits.sql")),
             (5, "job_list_indexes", include_str!("../../../migrations/sqlite/0005_job_list_indexes.sql")),
             (6, "status_outbox", include_str!("../../../migrations/sqlite/0006_status_outbox.sql")),
+            (7, "log_chunk_stored_len", include_str!("../../../migrations/sqlite/0007_log_chunk_stored_len.sql")),
         ],
         Backend::Postgres => &[
             (1, "initial", include_str!("../../../migrations/postgres/0001_initial.sql")),
@@ -190,6 +202,7 @@ fn migrator(backend: Backend) -> Migrator {
             (4, "schedules_and_limits", include_str!("../../../migrations/postgres/0004_schedules_and_limits.sql")),
             (5, "job_list_indexes", include_str!("../../../migrations/postgres/0005_job_list_indexes.sql")),
             (6, "status_outbox", include_str!("../../../migrations/postgres/0006_status_outbox.sql")),
+            (7, "log_chunk_stored_len", include_str!("../../../migrations/postgres/0007_log_chunk_stored_len.sql")),
         ],
     };
     let migrations = files

@@ -59,10 +59,11 @@ pub struct WorkflowRow {
     pub rerun_of: Option<i64>,
 }
 
-const PIPELINE_COLUMNS: &str = "id, project_id, number, source, branch, tag, sha, pr_number, is_fork, commit_message, \
+pub(crate) const PIPELINE_COLUMNS: &str =
+    "id, project_id, number, source, branch, tag, sha, pr_number, is_fork, commit_message, \
                                 author, state, error, created_at";
 
-fn read_pipeline(row: &AnyRow) -> Result<PipelineRow> {
+pub(crate) fn read_pipeline(row: &AnyRow) -> Result<PipelineRow> {
     Ok(PipelineRow {
         id: col(row, "id")?,
         project_id: col(row, "project_id")?,

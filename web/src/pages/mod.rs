@@ -25,6 +25,7 @@ fn layout(auth: &Authenticated, title: impl Into<String>, section: &'static str)
         csrf: auth.csrf.clone(),
         section,
         refresh_s: None,
+        can_change: auth.user.role.can_change(),
     }
 }
 

@@ -1,5 +1,5 @@
 //! `GET /projects/{slug}/settings`: environment variables (add, replace, delete; values write-only, shown as
-//! `xxxx` and at most the last 4 characters), contexts, schedules, concurrency and auto-cancel.
+//! `xxxx` and at most the last 4 characters), contexts, schedules (add, delete), concurrency and auto-cancel.
 
 use axum::extract::{Path, State};
 use axum::response::{Html, Redirect};
@@ -10,7 +10,7 @@ use super::{html, layout};
 use crate::auth::Authenticated;
 use crate::data::Dashboard;
 use crate::error::{WebError, WebResult};
-use crate::model::{EnvVarName, ProjectOptions, ProjectSettings};
+use crate::model::{EnvVarName, NewSchedule, ProjectOptions, ProjectSettings};
 use crate::view::encode_segment;
 use crate::AppState;
 
@@ -118,5 +118,76 @@ pub async fn set_options<S: Dashboard>(
     };
     let options = ProjectOptions { max_concurrent_jobs, auto_cancel_redundant: form.auto_cancel_redundant.is_some() };
     state.data.set_project_options(&auth.user, &slug, &options).await?;
+    Ok(Redirect::to(&settings_path(&slug)))
+}
+
+#[derive(Deserialize)]
+pub struct ScheduleForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    cron: String,
+    #[serde(default)]
+    branch: String,
+    #[serde(default)]
+    workflow: String,
+}
+
+/// The longest name, cron, branch or workflow the schedule form takes.
+const MAX_SCHEDULE_FIELD_BYTES: usize = 256;
+
+/// A form field trimmed; `None` when empty; 400 naming the field when too long.
+fn schedule_field(field: &str, value: &str) -> WebResult<Option<String>> {
+    let value = value.trim();
+    if value.len() > MAX_SCHEDULE_FIELD_BYTES {
+        return Err(WebError::BadRequest(format!(
+            "field {field}: {} bytes: use at most {MAX_SCHEDULE_FIELD_BYTES}",
+            value.len()
+        )));
+    }
+    Ok((!value.is_empty()).then(|| value.to_string()))
+}
+
+/// `POST /projects/{slug}/settings/schedules`: adds a schedule (`name` optional, `cron`, `branch`, `workflow`
+/// optional).
+pub async fn add_schedule<S: Dashboard>(
+    State(state): State<AppState<S>>,
+    Extension(auth): Extension<Authenticated>,
+    Path(slug): Path<String>,
+    Form(form): Form<ScheduleForm>,
+) -> WebResult<Redirect> {
+    let cron = schedule_field("cron", &form.cron)?.ok_or_else(|| {
+        WebError::BadRequest("field cron: empty: give five fields, e.g. `0 3 * * *` for 03:00 UTC daily".into())
+    })?;
+    let branch = schedule_field("branch", &form.branch)?
+        .ok_or_else(|| WebError::BadRequest("field branch: empty: name the branch to build".into()))?;
+    let schedule = NewSchedule {
+        name: schedule_field("name", &form.name)?,
+        cron,
+        branch,
+        workflow: schedule_field("workflow", &form.workflow)?,
+    };
+    state.data.add_schedule(&auth.user, &slug, &schedule).await?;
+    tracing::info!(user = %auth.user.name, project = %slug, schedule.cron = %schedule.cron, "schedule added");
+    Ok(Redirect::to(&settings_path(&slug)))
+}
+
+#[derive(Deserialize)]
+pub struct DeleteScheduleForm {
+    #[serde(default)]
+    name: String,
+}
+
+/// `POST /projects/{slug}/settings/schedules/delete` (`name`).
+pub async fn delete_schedule<S: Dashboard>(
+    State(state): State<AppState<S>>,
+    Extension(auth): Extension<Authenticated>,
+    Path(slug): Path<String>,
+    Form(form): Form<DeleteScheduleForm>,
+) -> WebResult<Redirect> {
+    let name = schedule_field("name", &form.name)?
+        .ok_or_else(|| WebError::BadRequest("field name: empty: name the schedule to delete".into()))?;
+    state.data.delete_schedule(&auth.user, &slug, &name).await?;
+    tracing::info!(user = %auth.user.name, project = %slug, schedule.name = %name, "schedule deleted");
     Ok(Redirect::to(&settings_path(&slug)))
 }

@@ -48,6 +48,7 @@ fn render_form(token: &str, secure: bool, page: &SignInPage<'_>, status: StatusC
         csrf: token.to_string(),
         section: "sign-in",
         refresh_s: None,
+        can_change: false,
     };
     let html = view::render("sign_in.html", &view::context(&layout, page)?)?;
     let cookie = auth::set_cookie(SIGN_IN_COOKIE, token, SIGN_IN_TOKEN_TTL_S, secure);

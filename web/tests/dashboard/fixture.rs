@@ -17,6 +17,9 @@ pub const NOW: u64 = 1_795_000_000_000;
 /// A signed-in session seeded into the fixture (the cookie value) and its CSRF token.
 pub const TOKEN: &str = "5e55105e55105e55105e55105e55105e55105e55105e55105e55105e55105e55";
 pub const CSRF: &str = "c5rfc5rfc5rfc5rfc5rfc5rfc5rfc5rfc5rfc5rfc5rfc5rfc5rfc5rfc5rfc5rf";
+/// A signed-in viewer's session (user `victor`, role viewer) and its CSRF token.
+pub const VIEWER_TOKEN: &str = "7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e";
+pub const VIEWER_CSRF: &str = "v1ewv1ewv1ewv1ewv1ewv1ewv1ewv1ewv1ewv1ewv1ewv1ewv1ewv1ewv1ewv1ew";
 /// A session that expired at [`NOW`].
 pub const EXPIRED_TOKEN: &str = "e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0";
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -44,6 +47,7 @@ struct State {
     logs: HashMap<(String, u32), Vec<u8>>,
     env: BTreeMap<String, String>,
     options: Option<ProjectOptions>,
+    schedules: Vec<ScheduleSummary>,
     runners: Vec<Runner>,
     /// What the changing calls did, in order ("approve job-hold by alice").
     actions: Vec<String>,
@@ -125,26 +129,41 @@ fn step(index: u32, name: &str, status: Status, started: u64, secs: Option<u64>,
     }
 }
 
+fn alice() -> User {
+    User { id: "u1".into(), name: "alice".into(), role: Role::Admin }
+}
+
 impl Fixture {
     pub fn new() -> Fixture {
         let t0 = NOW - 3_600_000;
         let mut state = State::default();
         state.users.push(UserCredentials {
-            user: User { id: "u1".into(), name: "alice".into() },
+            user: alice(),
             password_hash: web::hash_password(PASSWORD).expect("hashing the fixture password"),
         });
         state.sessions.insert(
             web::auth::token_hash(TOKEN),
-            Session {
-                user: User { id: "u1".into(), name: "alice".into() },
-                csrf_token: CSRF.into(),
-                expires_at: NOW + 1,
-            },
+            Session { user: alice(), csrf_token: CSRF.into(), expires_at: NOW + 1 },
         );
 
         state.sessions.insert(
+            web::auth::token_hash(VIEWER_TOKEN),
+            Session {
+                user: User { id: "u2".into(), name: "victor".into(), role: Role::Viewer },
+                csrf_token: VIEWER_CSRF.into(),
+                expires_at: NOW + 1,
+            },
+        );
+        state.schedules.push(ScheduleSummary {
+            name: "nightly".into(),
+            cron: "0 3 * * *".into(),
+            branch: "main".into(),
+            workflow: None,
+            next_run_at: Some(NOW + 3_600_000),
+        });
+        state.sessions.insert(
             web::auth::token_hash(EXPIRED_TOKEN),
-            Session { user: User { id: "u1".into(), name: "alice".into() }, csrf_token: CSRF.into(), expires_at: NOW },
+            Session { user: alice(), csrf_token: CSRF.into(), expires_at: NOW },
         );
 
         // Pipeline 3: running, with a hold and a failed job; 2: failed; 1: config error; 4..=30: history.
@@ -482,6 +501,12 @@ impl Dashboard for Fixture {
         Ok(stream::iter(chunks).boxed())
     }
 
+    async fn pipeline_changes(&self, slug: &str, number: u64) -> DataResult<BoxStream<'static, ()>> {
+        // The fixture never changes: one look, then the stream ends as for a finished pipeline.
+        self.pipeline(slug, number).await?;
+        Ok(stream::iter([()]).boxed())
+    }
+
     async fn artifact(&self, job_id: &str, path: &str) -> DataResult<ArtifactDownload> {
         let found =
             self.with(|s| s.jobs.get(job_id).and_then(|j| j.artifacts.iter().find(|a| a.path == path).cloned()));
@@ -506,12 +531,7 @@ impl Dashboard for Fixture {
                 name: "aws-prod".into(),
                 env_var_names: vec!["AWS_ACCESS_KEY_ID".into(), "AWS_SECRET_ACCESS_KEY".into()],
             }],
-            schedules: vec![ScheduleSummary {
-                name: "nightly".into(),
-                cron: "0 3 * * *".into(),
-                branch: "main".into(),
-                next_run_at: Some(NOW + 3_600_000),
-            }],
+            schedules: s.schedules.clone(),
             options: s
                 .options
                 .clone()
@@ -563,5 +583,38 @@ impl Dashboard for Fixture {
             s.actions.push(format!("options {options:?} by {}", actor.name));
         });
         Ok(())
+    }
+
+    async fn add_schedule(&self, actor: &User, _slug: &str, schedule: &NewSchedule) -> DataResult<()> {
+        if schedule.cron.split_whitespace().count() != 5 {
+            return Err(DataError::Invalid { message: format!("field cron: `{}` is not 5 fields", schedule.cron) });
+        }
+        let name = schedule.name.clone().unwrap_or_else(|| format!("{} {}", schedule.cron, schedule.branch));
+        self.with(|s| {
+            if s.schedules.iter().any(|x| x.name == name) {
+                return Err(DataError::Conflict { message: format!("schedule {name} exists") });
+            }
+            s.schedules.push(ScheduleSummary {
+                name: name.clone(),
+                cron: schedule.cron.clone(),
+                branch: schedule.branch.clone(),
+                workflow: schedule.workflow.clone(),
+                next_run_at: Some(NOW + 60_000),
+            });
+            s.actions.push(format!("schedule {name} by {}", actor.name));
+            Ok(())
+        })
+    }
+
+    async fn delete_schedule(&self, actor: &User, _slug: &str, name: &str) -> DataResult<()> {
+        self.with(|s| {
+            let before = s.schedules.len();
+            s.schedules.retain(|x| x.name != name);
+            if s.schedules.len() == before {
+                return Err(not_found(format!("schedule {name}")));
+            }
+            s.actions.push(format!("unschedule {name} by {}", actor.name));
+            Ok(())
+        })
     }
 }

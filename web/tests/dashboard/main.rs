@@ -80,6 +80,8 @@ const POSTS: &[(&str, &str)] = &[
     ("/projects/acme-app/settings/env", "name=NEW_VAR&value=new-secret-value-1234"),
     ("/projects/acme-app/settings/env/delete", "name=GITHUB_TOKEN"),
     ("/projects/acme-app/settings/options", "max_concurrent_jobs=2"),
+    ("/projects/acme-app/settings/schedules", "cron=0+4+*+*+1&branch=release&workflow=deploy&name=weekly"),
+    ("/projects/acme-app/settings/schedules/delete", "name=nightly"),
 ];
 
 #[tokio::test]
@@ -107,6 +109,15 @@ async fn page_snapshots() {
     let missing = get(&router, "/projects/nope").await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     insta::assert_snapshot!("not_found", text(missing).await);
+    // What a viewer sees: the same pages without the forms.
+    for (name, path) in [
+        ("settings_as_viewer", "/projects/acme-app/settings"),
+        ("pipeline_running_as_viewer", "/projects/acme-app/pipelines/42"),
+    ] {
+        let response = viewer_request(&router, Request::get(path), String::new()).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        insta::assert_snapshot!(name, text(response).await);
+    }
 }
 
 #[tokio::test]
@@ -290,6 +301,8 @@ async fn every_post_needs_the_session_csrf_token() {
     assert_eq!(
         fixture.actions(),
         [
+            "unschedule nightly by alice",
+            "schedule weekly by alice",
             "options ProjectOptions { max_concurrent_jobs: Some(2), auto_cancel_redundant: false } by alice",
             "delete GITHUB_TOKEN by alice",
             "set NEW_VAR by alice",
@@ -316,6 +329,55 @@ async fn bad_form_fields_are_named() {
         post(&router, "/projects/acme-app/pipelines/42/jobs/job-big/approve", &format!("_csrf={CSRF}")).await;
     assert_eq!(response.status(), StatusCode::CONFLICT);
     assert!(text(response).await.contains("not waiting for approval"));
+    for (form, field) in [("cron=&branch=main", "field cron"), ("cron=0+3+*+*+*&branch=+", "field branch")] {
+        let response = post(&router, "/projects/acme-app/settings/schedules", &format!("{form}&_csrf={CSRF}")).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{form}");
+        assert!(text(response).await.contains(field), "{form}");
+    }
+    // The data side's refusal of a cron is a 400 with its message.
+    let response =
+        post(&router, "/projects/acme-app/settings/schedules", &format!("cron=0+3&branch=main&_csrf={CSRF}")).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(text(response).await.contains("field cron: `0 3` is not 5 fields"));
+    let response =
+        post(&router, "/projects/acme-app/settings/schedules/delete", &format!("name=nope&_csrf={CSRF}")).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+async fn viewer_request(router: &Router, request: axum::http::request::Builder, body: String) -> Response<Body> {
+    let request = request
+        .header(header::COOKIE, format!("{}={VIEWER_TOKEN}", web::auth::SESSION_COOKIE))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    send(router, request).await
+}
+
+#[tokio::test]
+async fn a_viewer_sees_every_page_without_forms_and_every_change_is_refused() {
+    let (fixture, router) = app();
+    for path in PAGES {
+        let response = viewer_request(&router, Request::get(*path), String::new()).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path} as a viewer");
+        let body = text(response).await;
+        for form in body.match_indices("<form").map(|(at, _)| &body[at..]) {
+            let tag = form.split('>').next().unwrap_or_default();
+            let posts = tag.contains("method=\"post\"");
+            assert!(!posts || tag.contains("action=\"/sign-out\""), "{path} shows a viewer a form that posts: {tag}");
+        }
+    }
+    let settings =
+        text(viewer_request(&router, Request::get("/projects/acme-app/settings"), String::new()).await).await;
+    assert!(settings.contains("Jobs at once: 4.") && settings.contains("nightly"), "{settings}");
+    for (path, form) in POSTS.iter().filter(|(path, _)| *path != "/sign-out") {
+        let response = viewer_request(&router, Request::post(*path), format!("{form}&_csrf={VIEWER_CSRF}")).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "POST {path} as a viewer");
+        assert!(text(response).await.contains("is a viewer and cannot change anything"), "{path}");
+    }
+    assert!(fixture.actions().is_empty(), "a viewer changed something: {:?}", fixture.actions());
+    // Signing out is the one POST a viewer may make.
+    let response = viewer_request(&router, Request::post("/sign-out"), format!("_csrf={VIEWER_CSRF}")).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]
@@ -414,6 +476,35 @@ async fn the_live_log_streams_rendered_lines_then_ends() {
     assert!(body.contains("&lt;script&gt;"));
     assert!(body.ends_with("event: end\ndata: done\n\n"), "{body}");
     assert!(!body.contains("data: \n"), "no empty data lines: {body}");
+}
+
+#[tokio::test]
+async fn the_running_pipeline_page_follows_its_events() {
+    let (_, router) = app();
+    let html = page(&router, "/projects/acme-app/pipelines/42").await;
+    let at = html.find("data-events=\"").expect("a running pipeline listens") + 13;
+    let url = html[at..].split('"').next().unwrap().replace("&#x2F;", "/");
+    assert_eq!(url, "/projects/acme-app/pipelines/42/events");
+    assert!(!page(&router, "/projects/acme-app/pipelines/41").await.contains("data-events"), "a finished one does not");
+    let response = get(&router, &url).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let body = text(response).await;
+    let data = body.strip_prefix("event: update\ndata: ").expect("an update first").split('\n').next().unwrap();
+    let update: serde_json::Value = serde_json::from_str(data).expect("JSON");
+    assert_eq!(update["favicon"], "running");
+    assert!(update["title"].as_str().unwrap().starts_with("● running — acme/app #42"), "{update}");
+    let content = update["html"].as_str().unwrap();
+    // The page's content, as rendered on the page (escaped), with its buttons and graph.
+    assert!(content.contains("<svg") && content.contains("Approve hold-deploy"), "{content}");
+    assert!(content.contains("&lt;script&gt;") && !content.contains("<script>"), "{content}");
+    assert!(html.contains(content.trim()), "the update is the page's own content");
+    assert!(body.ends_with("event: end\ndata: done\n\n"), "{body}");
+    for secret in SECRETS {
+        assert!(!body.contains(secret));
+    }
+    let missing = get(&router, "/projects/acme-app/pipelines/999/events").await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
