@@ -1,10 +1,13 @@
 //! API benchmarks (`bench/api-list`) against a running `coordinator serve`; measures and prints, asserts nothing.
 //!
 //! - `seed`: fills the database with N finished jobs (pipelines of K jobs in one workflow, ten branches) for an
-//!   existing project, in bulk SQL through the store's pool, and adds a dashboard session; prints its token.
+//!   existing project, in bulk SQL through the store's pool, gives the first job of the newest pipeline a step
+//!   with a 100,000-line log (appended as a runner's chunks are, `--log-chunk-lines` lines each), and adds a
+//!   dashboard session; prints its token.
 //! - `explain`: the query plans of the dashboard's list queries on this database (SQLite or PostgreSQL).
 //! - `lists`: p50/p99 of the dashboard's list pages (projects, a project's pipelines, a branch, a deep page, a
-//!   pipeline, a job, runners) over HTTP with that session.
+//!   pipeline, a job, runners) over HTTP with that session; for the job page (the one with the big log) also
+//!   the time to its first byte and its weight.
 //! - `lease`: webhook received → job leased by an idle long-polling runner, p50/p99: a runner waits in
 //!   `POST /api/v1/runners/lease`, a signed push is posted, the time until the lease answers is taken; the job is
 //!   completed before the next round.
@@ -35,6 +38,12 @@ enum Command {
         jobs: usize,
         #[arg(long, default_value_t = 5)]
         jobs_per_pipeline: usize,
+        /// Lines of the big log.
+        #[arg(long, default_value_t = 100_000)]
+        log_lines: usize,
+        /// Lines per stored log chunk (a runner sends what arrived in each interval, at most 64 KiB).
+        #[arg(long, default_value_t = 100)]
+        log_chunk_lines: usize,
     },
     Explain {
         #[arg(long)]
@@ -69,9 +78,11 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Seed { database_url, project, jobs, jobs_per_pipeline } => {
-            runtime()?.block_on(seed(&database_url, &project, jobs, jobs_per_pipeline.max(1)))
-        }
+        Command::Seed { database_url, project, jobs, jobs_per_pipeline, log_lines, log_chunk_lines } => runtime()?
+            .block_on(async {
+                seed(&database_url, &project, jobs, jobs_per_pipeline.max(1)).await?;
+                seed_log(&database_url, &project, log_lines, log_chunk_lines.max(1)).await
+            }),
         Command::Explain { database_url } => runtime()?.block_on(explain(&database_url)),
         Command::Lists { url, session, project, requests } => lists(&url, &session, &project, requests),
         Command::Lease { url, registration_token, secret, project, sha, rounds } => {
@@ -167,18 +178,65 @@ async fn seed(url: &str, slug: &str, jobs: usize, per_pipeline: usize) -> anyhow
     Ok(())
 }
 
+/// A step with a `lines`-line log for the first job of the project's newest pipeline (the job `lists` opens),
+/// appended through the store in chunks of `chunk_lines` lines, as the runner API stores them.
+async fn seed_log(url: &str, slug: &str, lines: usize, chunk_lines: usize) -> anyhow::Result<()> {
+    let store = Store::connect(url).await.context("opening the database")?;
+    let project = store.project_by_slug(slug).await.with_context(|| format!("project {slug}"))?;
+    let started = Instant::now();
+    let (job,): (i64,) = sqlx::query_as(
+        "SELECT j.id FROM jobs j JOIN pipelines p ON p.id = j.pipeline_id WHERE p.project_id = $1 ORDER BY p.number \
+         DESC, j.id LIMIT 1",
+    )
+    .bind(project.id)
+    .fetch_one(store.pool())
+    .await
+    .context("no job to give the log to")?;
+    let now = coordinator::store::now_ms();
+    store.step_started(job, 1, 0, "run the test suite", now - 60_000).await?;
+    let mut offset = 0u64;
+    let mut chunk = String::new();
+    for i in 0..lines {
+        chunk.push_str(&format!("\u{1b}[32mok\u{1b}[0m test suite::case_{i:06} ... passed in {} ms\n", i % 97));
+        if (i + 1) % chunk_lines == 0 || i + 1 == lines {
+            store.append_log(job, 1, 0, "stdout", offset, &chunk, &|t: &str| t.to_string()).await?;
+            offset += chunk.len() as u64;
+            chunk.clear();
+        }
+    }
+    store.step_finished(job, 1, 0, config_schema::wire::StepStatus::Success, Some(0), now).await?;
+    eprintln!(
+        "seeded a {lines}-line log ({:.1} MB in chunks of {chunk_lines} lines) for job {job} in {:.1} s",
+        offset as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    store.close().await;
+    Ok(())
+}
+
 /// The dashboard's list queries, with the arguments of a typical page.
 const LIST_QUERIES: &[(&str, &str)] = &[
-    ("project page", "SELECT id FROM pipelines WHERE project_id = 1 ORDER BY number DESC LIMIT 20 OFFSET 0"),
+    ("project page", "SELECT * FROM pipelines WHERE project_id = 1 ORDER BY number DESC LIMIT 25 OFFSET 0"),
     (
         "project page, branch",
-        "SELECT id FROM pipelines WHERE project_id = 1 AND branch = 'branch-3' ORDER BY number DESC LIMIT 20 OFFSET 0",
+        "SELECT * FROM pipelines WHERE project_id = 1 AND branch = 'branch-3' ORDER BY number DESC LIMIT 25 OFFSET 0",
+    ),
+    (
+        "project page's workflows",
+        "SELECT pipeline_id, name, state FROM workflows WHERE pipeline_id IN (100, 101, 102) \
+      ORDER BY pipeline_id, id",
     ),
     ("pipeline count", "SELECT COUNT(*) AS n FROM pipelines WHERE project_id = 1"),
     (
-        "branches",
-        "SELECT branch, MAX(number) AS latest FROM pipelines WHERE project_id = 1 AND branch IS NOT NULL GROUP BY \
-         branch ORDER BY latest DESC",
+        "branches with their latest pipeline (projects page: every project's)",
+        "SELECT p.* FROM pipelines p JOIN (SELECT project_id, branch, MAX(number) AS latest FROM pipelines WHERE \
+         branch IS NOT NULL GROUP BY project_id, branch) b ON p.project_id = b.project_id AND p.number = b.latest \
+         ORDER BY p.project_id, p.number DESC",
+    ),
+    (
+        "job page: each step's log size",
+        "SELECT step, SUM(COALESCE(stored_len, LENGTH(data))) AS n FROM log_chunks WHERE job_id = 1 AND attempt = 1 \
+         GROUP BY step",
     ),
     ("pipeline's workflows", "SELECT id, name, state FROM workflows WHERE pipeline_id = 100 ORDER BY id"),
     ("pipeline's jobs", "SELECT id FROM jobs WHERE pipeline_id = 100 ORDER BY id"),
@@ -265,7 +323,7 @@ fn lists(url: &str, session: &str, project: &str, requests: usize) -> anyhow::Re
         ("project, one branch", format!("/projects/{slug}?branch=branch-3")),
         ("project, page 500", format!("/projects/{slug}?page=500")),
         ("pipeline", format!("/projects/{slug}/pipelines/{number}")),
-        ("job", format!("/jobs/{job}")),
+        ("job (big log)", format!("/jobs/{job}")),
         ("runners", "/runners".to_string()),
     ];
     println!("{:<22} {:>8} {:>8} {:>8}  (ms, {requests} sequential requests each)", "page", "p50", "p99", "max");
@@ -290,6 +348,23 @@ fn lists(url: &str, session: &str, project: &str, requests: usize) -> anyhow::Re
             ms.last().copied().unwrap_or(f64::NAN)
         );
     }
+    // The job page with the big log: time to the first byte (the response's head; the page is rendered before
+    // it is sent) and the page's weight.
+    let path = format!("/jobs/{job}");
+    let (mut first_byte, mut weight) = (Vec::with_capacity(requests), 0);
+    for _ in 0..requests {
+        let t = Instant::now();
+        let mut r = agent.get(&format!("{base}{path}")).header("cookie", &cookie).call()?;
+        first_byte.push(t.elapsed().as_secs_f64() * 1000.0);
+        weight = r.body_mut().read_to_vec()?.len();
+    }
+    first_byte.sort_by(f64::total_cmp);
+    println!(
+        "job page, big log: first byte p50 {:.2} ms, p99 {:.2} ms; weight {:.1} KB (GET {path})",
+        percentile(&first_byte, 0.5),
+        percentile(&first_byte, 0.99),
+        weight as f64 / 1000.0
+    );
     Ok(())
 }
 
