@@ -358,6 +358,23 @@ fn runner_exec_store_test_results_summarises_junit_and_warns_about_a_broken_file
         .unwrap_or_else(|| panic!("no test_results event:\n{}", json.stdout()));
     assert_eq!(event["path"], "test-results");
     assert_eq!(event["cases"].as_array().map(Vec::len), Some(3));
+
+    // The tests' step fails (as a test runner does on a failing test): the results are still uploaded, and
+    // so are artifacts, as CircleCI does; the job fails.
+    let failing = project(
+        "version: 2.1\njobs:\n  build:\n    docker: [{image: busybox:latest}]\n    steps:\n\
+         \x20     - checkout\n      - run: mkdir -p test-results/py && cp junit.xml test-results/py/ && exit 1\n\
+         \x20     - run: echo must not run\n\
+         \x20     - store_test_results: {path: test-results}\n      - store_artifacts: {path: test-results}\n\
+         workflows:\n  main:\n    jobs: [build]\n",
+        &[("junit.xml", junit)],
+    );
+    runner_exec(&e, failing.path(), &["build"])
+        .code_is(1)
+        .stdout_has("3 tests, 1 failed, 1 skipped")
+        .stdout_has("<== [4] Uploading test results (test-results): success")
+        .stdout_has("<== [5] Uploading artifacts (test-results): success")
+        .stdout_has("Job build: failed — 6 steps, 1 failed, 1 skipped");
     assert_eq!(event["cases"][1]["result"], "failure");
     assert_eq!(event["cases"][1]["run_time_ms"], 250);
     assert_eq!(event["cases"][0]["file"], "tests/test_app.py");

@@ -1,6 +1,6 @@
 //! The step loop of one job. "Spin up environment" (step 0) pulls what is missing and starts the containers;
 //! then each step runs when its `when` matches the job's state so far (`on_success` while nothing failed,
-//! `on_fail` once something did, `always`). `run` steps are exec'd into the primary container with the
+//! `on_fail` once something did, `always`; `store_test_results` and `store_artifacts` always run). `run` steps are exec'd into the primary container with the
 //! environment of [`super::env`] and their output streamed through the [`Masker`]; background steps stream
 //! from their own thread and are stopped when the job ends; caches go through [`super::cache`], workspaces and
 //! artifacts through [`super::files`], test results through [`super::junit`], `add_ssh_keys` through
@@ -211,6 +211,9 @@ fn run_steps(
         let when = match step {
             SpecStep::Run(r) => r.when,
             SpecStep::SaveCache { when, .. } => *when,
+            // As on CircleCI: test results and artifacts are what a failed job is read by, so they are
+            // uploaded whatever happened before (the steps take no `when`).
+            SpecStep::StoreTestResults { .. } | SpecStep::StoreArtifacts { .. } => StepWhen::Always,
             _ => StepWhen::OnSuccess,
         };
         let runs = !canceled
