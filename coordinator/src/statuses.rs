@@ -21,7 +21,7 @@ use crate::store::now_ms;
 /// Where statuses go and where they link to.
 pub struct StatusReporter {
     pub client: StatusClient,
-    /// The dashboard's base URL for `target_url` (`{public_url}/pipelines/{id}`).
+    /// The dashboard's base URL for `target_url` (`{public_url}/projects/{slug}/pipelines/{number}`).
     pub public_url: String,
 }
 
@@ -119,6 +119,11 @@ enum ReportError {
     Status(#[from] StatusError),
 }
 
+/// The dashboard's page of pipeline `number` of project `slug`: what a commit status links to.
+fn target_url(public_url: &str, slug: &str, number: i64) -> String {
+    format!("{}/projects/{}/pipelines/{number}", public_url.trim_end_matches('/'), web::view::encode_segment(slug))
+}
+
 /// Posts the pipeline's workflow states as commit statuses (the newest workflow of each name: one rerun replaces
 /// the workflow it reruns).
 async fn report(state: &AppState, reporter: &StatusReporter, pipeline_id: i64) -> Result<(), ReportError> {
@@ -127,7 +132,7 @@ async fn report(state: &AppState, reporter: &StatusReporter, pipeline_id: i64) -
     if project.local_path.is_some() {
         return Ok(());
     }
-    let target = format!("{}/pipelines/{}", reporter.public_url.trim_end_matches('/'), pipeline.id);
+    let target = target_url(&reporter.public_url, &project.slug, pipeline.number);
     let mut posts = Vec::new();
     if pipeline.state == "config_error" {
         let first = pipeline.error.as_deref().and_then(|e| e.lines().next()).unwrap_or("configuration error");
@@ -167,6 +172,14 @@ mod tests {
     use crate::store::testing;
 
     type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
+
+    #[test]
+    fn statuses_link_to_the_dashboards_pipeline_page() {
+        assert_eq!(
+            target_url("http://ci.local:8080/", "acme/app", 7),
+            "http://ci.local:8080/projects/acme%2Fapp/pipelines/7"
+        );
+    }
 
     /// A stand-in for GitHub's API that records `(path, context, state)` of each status it accepts, after
     /// answering the first `fail_first` requests `502` (GitHub down).
