@@ -331,14 +331,16 @@ async fn drive(c: Client, url: String, shots: PathBuf, api_token: String) {
 
     // The pipeline waits on the hold; approving it (a real form with its CSRF token) starts the build.
     c.goto(&format!("{url}/projects/{SLUG_IN_PATH}/pipelines/1")).await.expect("open the pipeline");
-    let approve =
-        c.wait().at_most(BOUND).for_element(Locator::Css("button.approve")).await.expect("the approve button");
+    c.wait().at_most(BOUND).for_element(Locator::Css("button.approve")).await.expect("the approve button");
     screenshot(c, &shots, "pipeline-on-hold").await;
-    approve.click().await.expect("approve the hold");
-    eventually(
-        "the approval to land",
-        move || async move { dag_status(c, "hold").await.filter(|s| s == "st-success") },
-    )
+    // The page's live updates replace its content (the first comes as it opens): a button found just before may
+    // be gone when clicked, so click again until the approval lands (after it, there is no button to click).
+    eventually("the approval to land", move || async move {
+        if let Ok(button) = c.find(Locator::Css("button.approve")).await {
+            let _ = button.click().await;
+        }
+        dag_status(c, "hold").await.filter(|s| s == "st-success")
+    })
     .await;
 
     // From here the page must not reload: a mark left in its window survives only the live updates (SSE).

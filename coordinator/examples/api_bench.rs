@@ -204,7 +204,12 @@ async fn seed_log(url: &str, slug: &str, lines: usize, chunk_lines: usize) -> an
             chunk.clear();
         }
     }
-    store.step_finished(job, 1, 0, config_schema::wire::StepStatus::Success, Some(0), now).await?;
+    // Failed: the job page opens a failed step on its log's tail (a passed one loads when unfolded).
+    store.step_finished(job, 1, 0, config_schema::wire::StepStatus::Failed, Some(1), now).await?;
+    sqlx::query("UPDATE jobs SET state = 'failed', exit_code = 1 WHERE id = $1")
+        .bind(job)
+        .execute(store.pool())
+        .await?;
     eprintln!(
         "seeded a {lines}-line log ({:.1} MB in chunks of {chunk_lines} lines) for job {job} in {:.1} s",
         offset as f64 / 1e6,
@@ -348,23 +353,24 @@ fn lists(url: &str, session: &str, project: &str, requests: usize) -> anyhow::Re
             ms.last().copied().unwrap_or(f64::NAN)
         );
     }
-    // The job page with the big log: time to the first byte (the response's head; the page is rendered before
-    // it is sent) and the page's weight.
-    let path = format!("/jobs/{job}");
-    let (mut first_byte, mut weight) = (Vec::with_capacity(requests), 0);
-    for _ in 0..requests {
-        let t = Instant::now();
-        let mut r = agent.get(&format!("{base}{path}")).header("cookie", &cookie).call()?;
-        first_byte.push(t.elapsed().as_secs_f64() * 1000.0);
-        weight = r.body_mut().read_to_vec()?.len();
+    // The job page with the big log (it opens the failed step on the log's tail) and the log's own page: time to
+    // the first byte (the response's head; a page is rendered before it is sent) and the page's weight.
+    for path in [format!("/jobs/{job}"), format!("/jobs/{job}/steps/0/log")] {
+        let (mut first_byte, mut weight) = (Vec::with_capacity(requests), 0);
+        for _ in 0..requests {
+            let t = Instant::now();
+            let mut r = agent.get(&format!("{base}{path}")).header("cookie", &cookie).call()?;
+            first_byte.push(t.elapsed().as_secs_f64() * 1000.0);
+            weight = r.body_mut().read_to_vec()?.len();
+        }
+        first_byte.sort_by(f64::total_cmp);
+        println!(
+            "big log: first byte p50 {:.2} ms, p99 {:.2} ms; weight {:.1} KB (GET {path})",
+            percentile(&first_byte, 0.5),
+            percentile(&first_byte, 0.99),
+            weight as f64 / 1000.0
+        );
     }
-    first_byte.sort_by(f64::total_cmp);
-    println!(
-        "job page, big log: first byte p50 {:.2} ms, p99 {:.2} ms; weight {:.1} KB (GET {path})",
-        percentile(&first_byte, 0.5),
-        percentile(&first_byte, 0.99),
-        weight as f64 / 1000.0
-    );
     Ok(())
 }
 

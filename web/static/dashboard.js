@@ -81,8 +81,13 @@ function wire(root) {
 function followPipeline(live) {
   if (!window.EventSource) return false;
   const source = new EventSource(live.dataset.events);
+  let shown = null;
   source.addEventListener("update", (event) => {
     const update = JSON.parse(event.data);
+    // The same content again (a look that found nothing new) leaves the page, and a button about to be clicked,
+    // alone.
+    if (update.html === shown) return;
+    shown = update.html;
     live.innerHTML = update.html;
     document.title = update.title;
     const icon = document.querySelector("link[rel=icon]");
