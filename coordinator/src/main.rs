@@ -415,14 +415,9 @@ async fn schedule(cli: &Cli, cmd: &ScheduleCommand) -> anyhow::Result<()> {
     match cmd {
         ScheduleCommand::Add { project, cron, branch, workflow, name } => {
             let project = store.project_by_slug(project).await?;
-            config_schema::validate::cron_schedule(cron).map_err(anyhow::Error::msg)?;
             let now = coordinator::store::now_ms();
-            let next = coordinator::scheduler::next_tick_after(cron, now)
-                .with_context(|| format!("cron `{cron}` never fires after now"))?;
-            let name = name.clone().unwrap_or_else(|| {
-                let w = workflow.as_deref().map(|w| format!(" {w}")).unwrap_or_default();
-                format!("{cron} {branch}{w}")
-            });
+            let (name, next) =
+                coordinator::scheduler::new_schedule(cron, branch, workflow.as_deref(), name.as_deref(), now)?;
             let s = store.add_schedule(project.id, &name, cron, branch, workflow.as_deref(), next).await?;
             println!("added schedule `{}` to {}: next at {}", s.name, project.slug, utc(s.next_tick_at));
         }

@@ -21,6 +21,60 @@ pub fn next_tick_after(cron: &str, after_ms: i64) -> Option<i64> {
     schedule.after(&after).next().map(|t| t.timestamp_millis())
 }
 
+/// Why a new project schedule is refused, with the field it names.
+#[derive(Debug, thiserror::Error)]
+pub enum NewScheduleError {
+    #[error("`cron` `{cron}`: {message}")]
+    Cron { cron: String, message: String },
+    #[error("`cron` `{0}` never fires after now: pick a time that comes again")]
+    Never(String),
+    #[error("`{0}` must be a non-empty name without control characters")]
+    Name(&'static str),
+}
+
+impl NewScheduleError {
+    /// The input field at fault (`cron`, `branch`, `workflow`, `name`).
+    pub fn field(&self) -> &'static str {
+        match self {
+            NewScheduleError::Cron { .. } | NewScheduleError::Never(_) => "cron",
+            NewScheduleError::Name(field) => field,
+        }
+    }
+}
+
+/// A branch, workflow or schedule name: not empty, no control characters.
+pub fn check_name(field: &'static str, value: &str) -> Result<(), NewScheduleError> {
+    if value.trim().is_empty() || value.chars().any(char::is_control) {
+        return Err(NewScheduleError::Name(field));
+    }
+    Ok(())
+}
+
+/// A new project schedule as every entry point (`coordinator schedule add`, the REST API, the dashboard) checks
+/// it: valid names, a cron that fires again; returns its name (the one given, else `"<cron> <branch>[
+/// <workflow>]"`) and its first tick after `now_ms`.
+pub fn new_schedule(
+    cron: &str,
+    branch: &str,
+    workflow: Option<&str>,
+    name: Option<&str>,
+    now_ms: i64,
+) -> Result<(String, i64), NewScheduleError> {
+    check_name("branch", branch)?;
+    if let Some(w) = workflow {
+        check_name("workflow", w)?;
+    }
+    config_schema::validate::cron_schedule(cron)
+        .map_err(|e| NewScheduleError::Cron { cron: cron.to_owned(), message: e.to_string() })?;
+    let next = next_tick_after(cron, now_ms).ok_or_else(|| NewScheduleError::Never(cron.to_owned()))?;
+    let name = match name {
+        Some(n) => n.to_owned(),
+        None => format!("{cron} {branch}{}", workflow.map(|w| format!(" {w}")).unwrap_or_default()),
+    };
+    check_name("name", &name)?;
+    Ok((name, next))
+}
+
 /// Runs forever: claims due schedule ticks and creates their pipelines every [`SCHEDULE_INTERVAL`].
 pub async fn fire_schedules_forever(state: AppState) {
     let mut tick = tokio::time::interval(SCHEDULE_INTERVAL);

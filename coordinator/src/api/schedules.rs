@@ -15,6 +15,7 @@ use serde::{Deserialize, Deserializer};
 use super::jobs::require_admin;
 use super::projects::find;
 use super::{read_json, AppState, Problem, MAX_JSON_BYTES};
+use crate::scheduler::{new_schedule, NewScheduleError};
 use crate::store::now_ms;
 use crate::store::schedules::ScheduleRow;
 
@@ -63,26 +64,11 @@ fn view(s: &ScheduleRow) -> serde_json::Value {
     v
 }
 
-/// The first tick of `cron` after now; a bad cron is a `400` naming the field.
-fn first_tick(cron: &str) -> Result<i64, Problem> {
-    let field = |message: String| {
-        let mut p = Problem::bad_request(message);
-        p.extra = Some(("field", serde_json::Value::String("cron".into())));
-        p
-    };
-    config_schema::validate::cron_schedule(cron).map_err(|e| field(format!("`cron` `{cron}`: {e}")))?;
-    crate::scheduler::next_tick_after(cron, now_ms())
-        .ok_or_else(|| field(format!("`cron` `{cron}` never fires after now: pick a time that comes again")))
-}
-
-/// A branch or workflow name: not empty, no control characters.
-fn name_field(field: &'static str, value: &str) -> Result<(), Problem> {
-    if value.trim().is_empty() || value.chars().any(char::is_control) {
-        let mut p = Problem::bad_request(format!("`{field}` must be a non-empty name without control characters"));
-        p.extra = Some(("field", serde_json::Value::String(field.into())));
-        return Err(p);
-    }
-    Ok(())
+/// A refused schedule input as a `400` naming the field.
+fn invalid(e: NewScheduleError) -> Problem {
+    let mut p = Problem::bad_request(e.to_string());
+    p.extra = Some(("field", serde_json::Value::String(e.field().into())));
+    p
 }
 
 /// Refuses to change a schedule the configuration declares (the next push would put it back).
@@ -117,16 +103,8 @@ async fn create(
     require_admin(&state, &headers).await?;
     let req: NewSchedule = read_json(body, MAX_JSON_BYTES).await?;
     let project = find(&state, &raw).await?;
-    name_field("branch", &req.branch)?;
-    if let Some(w) = &req.workflow {
-        name_field("workflow", w)?;
-    }
-    let next = first_tick(&req.cron)?;
-    let name = req.name.clone().unwrap_or_else(|| {
-        let w = req.workflow.as_deref().map(|w| format!(" {w}")).unwrap_or_default();
-        format!("{} {}{w}", req.cron, req.branch)
-    });
-    name_field("name", &name)?;
+    let (name, next) = new_schedule(&req.cron, &req.branch, req.workflow.as_deref(), req.name.as_deref(), now_ms())
+        .map_err(invalid)?;
     let s = state.store.add_schedule(project.id, &name, &req.cron, &req.branch, req.workflow.as_deref(), next).await?;
     tracing::info!(project = %project.slug, schedule = %s.name, cron = %s.cron, "schedule added through the API");
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "schedule": view(&s) }))).into_response())
@@ -157,12 +135,13 @@ async fn change(
     let cron = req.cron.unwrap_or(old.cron.clone());
     let branch = req.branch.unwrap_or(old.branch.clone());
     let workflow = req.workflow.unwrap_or(old.workflow.clone());
-    name_field("branch", &branch)?;
-    if let Some(w) = &workflow {
-        name_field("workflow", w)?;
-    }
     // An unchanged cron keeps its next tick (a PATCH of the branch must not skip or repeat one).
-    let next = if cron == old.cron { old.next_tick_at } else { first_tick(&cron)? };
+    let next = match new_schedule(&cron, &branch, workflow.as_deref(), Some(&old.name), now_ms()) {
+        Ok((_, first)) if cron != old.cron => first,
+        Ok(_) | Err(NewScheduleError::Never(_)) if cron == old.cron => old.next_tick_at,
+        Ok((_, first)) => first,
+        Err(e) => return Err(invalid(e)),
+    };
     let s = state.store.update_schedule(old.id, &cron, &branch, workflow.as_deref(), next).await?;
     tracing::info!(project = %project.slug, schedule = %s.name, cron = %s.cron, "schedule changed through the API");
     Ok(Json(serde_json::json!({ "schedule": view(&s) })).into_response())

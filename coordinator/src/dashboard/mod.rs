@@ -904,15 +904,15 @@ impl Dashboard for CoordinatorDashboard {
     async fn add_schedule(&self, actor: &User, slug: &str, schedule: &NewSchedule) -> DataResult<()> {
         let p = self.store().project_by_slug(slug).await?;
         let cron = &schedule.cron;
-        config_schema::validate::cron_schedule(cron)
-            .map_err(|e| DataError::Invalid { message: format!("field cron: {e}") })?;
-        let next = crate::scheduler::next_tick_after(cron, crate::store::now_ms())
-            .ok_or_else(|| DataError::Invalid { message: format!("field cron: `{cron}` never fires after now") })?;
-        // The name `coordinator schedule add` would give it.
-        let name = schedule.name.clone().unwrap_or_else(|| {
-            let w = schedule.workflow.as_deref().map(|w| format!(" {w}")).unwrap_or_default();
-            format!("{cron} {}{w}", schedule.branch)
-        });
+        // Checked and named as `coordinator schedule add` and the REST API do.
+        let (name, next) = crate::scheduler::new_schedule(
+            cron,
+            &schedule.branch,
+            schedule.workflow.as_deref(),
+            schedule.name.as_deref(),
+            crate::store::now_ms(),
+        )
+        .map_err(|e| DataError::Invalid { message: format!("field {}: {e}", e.field()) })?;
         let added =
             self.store().add_schedule(p.id, &name, cron, &schedule.branch, schedule.workflow.as_deref(), next).await?;
         tracing::info!(project = %p.slug, schedule = %added.name, next_tick_at = added.next_tick_at, user = %actor.name, "schedule added on the dashboard");
@@ -921,6 +921,16 @@ impl Dashboard for CoordinatorDashboard {
 
     async fn delete_schedule(&self, actor: &User, slug: &str, name: &str) -> DataResult<()> {
         let p = self.store().project_by_slug(slug).await?;
+        // As the REST API: a schedule the configuration declares comes back with the next push.
+        let s = self.store().schedule(p.id, name).await?;
+        if s.source == "config" {
+            return Err(DataError::Conflict {
+                message: format!(
+                    "schedule `{name}` comes from .circleci/config.yml on branch `{}`: change it there",
+                    s.branch
+                ),
+            });
+        }
         self.store().remove_schedule(p.id, name).await?;
         tracing::info!(project = %p.slug, schedule = %name, user = %actor.name, "schedule deleted on the dashboard");
         Ok(())

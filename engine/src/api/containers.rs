@@ -839,11 +839,8 @@ pub async fn commit(State(state): State<ApiState>, q: Query) -> ApiResult<Respon
     let opts = ctr::commit::CommitOptions {
         message: q.get("comment").filter(|m| !m.is_empty()).map(str::to_owned),
         author: q.get("author").filter(|a| !a.is_empty()).map(str::to_owned),
-        changes: q
-            .get("changes")
-            .filter(|c| !c.is_empty())
-            .map(|c| c.lines().map(str::to_owned).collect())
-            .unwrap_or_default(),
+        // `docker commit -c A -c B` repeats the parameter; older clients joined them with newlines.
+        changes: q.all("changes").flat_map(str::lines).map(str::to_owned).collect(),
         reference,
         pause: q.get("pause").is_none_or(|p| q.flag("pause") || p.is_empty()),
     };

@@ -346,13 +346,7 @@ pub async fn remove(State(state): State<ApiState>, Path(name): Path<String>, q: 
 /// the tag (`name:tag`, as the docker CLI sends it); every `changes` value is a Dockerfile instruction
 /// (`CMD`, `ENV`, …). Only `fromSrc=-` is served: a URL source answers 501 (the engine fetches nothing for a
 /// client). A corrupt or hostile tar is a 400 naming what is wrong.
-async fn import(
-    state: ApiState,
-    q: &Query,
-    uri: &axum::http::Uri,
-    src: &str,
-    body: axum::body::Body,
-) -> ApiResult<Response> {
+async fn import(state: ApiState, q: &Query, src: &str, body: axum::body::Body) -> ApiResult<Response> {
     if src != "-" {
         return Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
@@ -364,10 +358,8 @@ async fn import(
         (Some(repo), Some(tag)) => Some(Reference::parse(&format!("{repo}:{tag}"))?),
         (Some(repo), None) => Some(Reference::parse(repo)?),
     };
-    let axum::extract::Query(pairs) = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
-        .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
     let mut run_config = crate::image::RunConfig::default();
-    for (_, change) in pairs.iter().filter(|(k, _)| k == "changes") {
+    for change in q.all("changes") {
         crate::image::change::apply(&mut run_config, change)
             .map_err(|e| ApiError::bad_request(format!("invalid change `{change}`: {e}")))?;
     }
@@ -398,12 +390,11 @@ pub(super) fn progress_line(value: Value) -> Bytes {
 pub async fn create(
     State(state): State<ApiState>,
     q: Query,
-    uri: axum::http::Uri,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> ApiResult<Response> {
     if let Some(src) = q.get("fromSrc").filter(|s| !s.is_empty()) {
-        return import(state, &q, &uri, src, body).await;
+        return import(state, &q, src, body).await;
     }
     let from =
         q.get("fromImage").filter(|f| !f.is_empty()).ok_or_else(|| ApiError::bad_request("fromImage is required"))?;

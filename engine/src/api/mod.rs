@@ -125,13 +125,20 @@ pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("engine task failed: {e}")))?
 }
 
-/// The query string as key → value (the last of repeated keys wins, as in Go's `Values.Get`).
+/// The query string as key → value (the last of repeated keys wins), and every pair in order for repeated
+/// keys ([`Query::all`]).
 #[derive(Debug, Default)]
-pub struct Query(pub HashMap<String, String>);
+pub struct Query(pub HashMap<String, String>, Vec<(String, String)>);
 
 impl Query {
+    /// A parameter's value (its last one when it is repeated).
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str)
+    }
+
+    /// Every value of a repeated parameter, in order (`changes=…&changes=…`), empty ones left out.
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.1.iter().filter(move |(k, v)| k == key && !v.is_empty()).map(|(_, v)| v.as_str())
     }
 
     /// Docker's boolean parameters: `1`, `true`, `True` are true; absent, `0`, `false`, empty are false.
@@ -156,7 +163,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Query {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> ApiResult<Query> {
         let axum::extract::Query(pairs) = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
             .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
-        Ok(Query(pairs.into_iter().collect()))
+        Ok(Query(pairs.iter().cloned().collect(), pairs))
     }
 }
 
@@ -297,8 +304,16 @@ mod tests {
 
     #[test]
     fn docker_booleans_parse() {
-        let q = Query([("a", "1"), ("b", "true"), ("c", "0"), ("d", "")].map(|(k, v)| (k.into(), v.into())).into());
+        let pairs: Vec<(String, String)> =
+            [("a", "1"), ("b", "true"), ("c", "0"), ("d", "")].map(|(k, v)| (k.into(), v.into())).into();
+        let q = Query(pairs.iter().cloned().collect(), pairs);
         assert!(q.flag("a") && q.flag("b"));
         assert!(!q.flag("c") && !q.flag("d") && !q.flag("missing"));
+        let pairs: Vec<(String, String)> = [("changes", "CMD x"), ("t", "1"), ("changes", ""), ("changes", "ENV A=1")]
+            .map(|(k, v)| (k.into(), v.into()))
+            .into();
+        let q = Query(pairs.iter().cloned().collect(), pairs);
+        assert_eq!(q.all("changes").collect::<Vec<_>>(), ["CMD x", "ENV A=1"]);
+        assert_eq!(q.get("changes"), Some("ENV A=1"));
     }
 }
