@@ -31,8 +31,18 @@ fn run_prints_output_and_passes_docker_exit_codes() {
     e.run(["run", "--rm", "busybox", "/etc/passwd"]).code_is(126).stderr_has("permission denied");
     e.run(["run", "--rm", "busybox", "nonexistent"]).code_is(127).stderr_has("executable file not found in $PATH");
     e.run(["logs", "nope"]).code_is(125).stderr_has("No such container: nope");
-    // --rm left nothing behind.
+    // --rm left nothing behind: no record, and (once the monitor is done, after the CLI returned) neither
+    // libcontainer's state directory under /run/drydock/runtime nor the container's cgroups.
     e.run(["ps", "-aq"]).success().stdout_is("");
+    let short = e.run(["run", "--rm", "busybox", "hostname"]).success().stdout().trim().to_owned();
+    assert_eq!(short.len(), 12, "the hostname is the short container ID: {short:?}");
+    let left = |dir: &str| {
+        fs::read_dir(dir).into_iter().flatten().flatten().any(|d| d.file_name().to_string_lossy().starts_with(&short))
+    };
+    assert!(
+        eventually(5, || !left("/run/drydock/runtime") && !left("/sys/fs/cgroup/pids/drydock")),
+        "--rm left {short}'s runtime state or cgroup behind"
+    );
 }
 
 #[test]

@@ -25,6 +25,15 @@ use engine::error::EXIT_ENGINE;
 #[derive(Parser, Debug)]
 #[command(name = "engine", version, about, disable_help_subcommand = true)]
 pub struct Cli {
+    #[command(flatten)]
+    pub globals: Globals,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The flags every verb takes.
+#[derive(clap::Args, Debug)]
+pub struct Globals {
     /// State directory (images, layers, containers).
     #[arg(long, global = true, env = "DRYDOCK_ROOT", default_value = "/var/lib/drydock")]
     pub root: PathBuf,
@@ -35,8 +44,39 @@ pub struct Cli {
     /// DRYDOCK_HOST, else DOCKER_HOST).
     #[arg(short = 'H', long = "host", global = true)]
     pub host: Option<String>,
-    #[command(subcommand)]
-    pub command: Command,
+}
+
+/// `engine [globals] run …` parsed against a command tree that holds only `run`: building clap's whole tree
+/// (every verb of every group, each with its flags) costs ~1 ms of a container start's CPU, more than parsing
+/// itself. `None` for any other command line, for help and version requests, and for any parse error — the full
+/// parser then handles it, so what users see (help, errors, usage) comes from one place. The test
+/// `run_fast_path_parses_as_the_full_tree` keeps the two in step.
+fn parse_run_fast(args: &[std::ffi::OsString]) -> Option<(Cli, bool)> {
+    use clap::{Args as _, FromArgMatches as _};
+    let mut i = 1;
+    while let Some(a) = args.get(i).and_then(|a| a.to_str()) {
+        match a {
+            "--root" | "--log-level" | "--host" | "-H" => i += 2,
+            _ if a.starts_with("--root=") || a.starts_with("--log-level=") || a.starts_with("--host=") => i += 1,
+            _ => break,
+        }
+    }
+    if args.get(i).and_then(|a| a.to_str()) != Some("run") {
+        return None;
+    }
+    let asks_for_help = |a: &std::ffi::OsString| matches!(a.to_str(), Some("-h" | "--help" | "-V" | "--version"));
+    if args.iter().any(asks_for_help) {
+        return None;
+    }
+    let tree = Globals::augment_args(clap::Command::new("engine"))
+        .subcommand(container::RunArgs::augment_args(clap::Command::new("run")))
+        .subcommand_required(true);
+    let m = tree.try_get_matches_from(args).ok()?;
+    let root_on_command_line = m.value_source("root") == Some(clap::parser::ValueSource::CommandLine);
+    let globals = Globals::from_arg_matches(&m).ok()?;
+    let run = container::RunArgs::from_arg_matches(m.subcommand_matches("run")?).ok()?;
+    let command = Command::Container(container::ContainerCommand::Run(Box::new(run)));
+    Some((Cli { globals, command }, root_on_command_line))
 }
 
 #[derive(Subcommand, Debug)]
@@ -179,13 +219,34 @@ fn server_for(
     Host::from_env()
 }
 
+/// The CLI's log output: stderr, but nothing from a container monitor forked from this process (libcontainer
+/// warns about cgroup controllers this host lacks — noise on the user's terminal; the re-executed monitor runs
+/// with `--log-level off`).
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if engine::container::monitor::in_monitor() {
+            return Ok(buf.len());
+        }
+        std::io::stderr().write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 pub fn main() -> ExitCode {
     use clap::{CommandFactory as _, FromArgMatches as _};
     let (args, invoked_as) = command_line();
-    let parsed = Cli::command().try_get_matches_from(args).and_then(|m| {
-        let root_on_command_line = m.value_source("root") == Some(clap::parser::ValueSource::CommandLine);
-        Cli::from_arg_matches(&m).map(|cli| (cli, root_on_command_line))
-    });
+    let parsed = match parse_run_fast(&args) {
+        Some(parsed) => Ok(parsed),
+        None => Cli::command().try_get_matches_from(args).and_then(|m| {
+            let root_on_command_line = m.value_source("root") == Some(clap::parser::ValueSource::CommandLine);
+            Cli::from_arg_matches(&m).map(|cli| (cli, root_on_command_line))
+        }),
+    };
     let (cli, root_on_command_line) = match parsed {
         Ok(parsed) => parsed,
         Err(e) => {
@@ -195,15 +256,19 @@ pub fn main() -> ExitCode {
         }
     };
     let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log_level).unwrap_or_default())
+        .with_writer(|| LogWriter)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.globals.log_level).unwrap_or_default())
         .try_init();
-    let result = match server_for(&cli.command, invoked_as, root_on_command_line, cli.host.as_deref()) {
+    // `serve` is multi-threaded: its monitors are re-executed (see engine::container::monitor).
+    if !matches!(cli.command, Command::Serve(_)) {
+        engine::container::monitor::allow_in_process();
+    }
+    let result = match server_for(&cli.command, invoked_as, root_on_command_line, cli.globals.host.as_deref()) {
         Err(e) => Err(e.into()),
         Ok(Some(host)) => engine::client::ApiClient::new(host)
             .map_err(anyhow::Error::from)
             .and_then(|client| remote::run(cli.command, &client)),
-        Ok(None) => run_local(cli.command, &Context { root: cli.root }),
+        Ok(None) => run_local(cli.command, &Context { root: cli.globals.root }),
     };
     match result {
         Ok(code) => code,
@@ -339,6 +404,52 @@ mod tests {
         let mut v: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
         rewrite_management_forms(&mut v);
         v.into_iter().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn run_fast_path_parses_as_the_full_tree() {
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let lines: &[&[&str]] = &[
+            &["engine", "run", "--rm", "busybox", "true"],
+            &["engine", "--root", "/r", "run", "-d", "--name", "x", "-e", "A=1", "busybox", "sh", "-c", "echo $A"],
+            &["engine", "run", "--root=/r", "--log-level", "debug", "-it", "--network", "none", "busybox"],
+            &[
+                "engine",
+                "-H",
+                "unix:///s",
+                "run",
+                "-v",
+                "/a:/b:ro",
+                "--memory",
+                "64m",
+                "alpine",
+                "ls",
+                "-la",
+                "--",
+                "-x",
+            ],
+            &["engine", "run", "busybox", "--rm"],
+        ];
+        for line in lines {
+            let args: Vec<std::ffi::OsString> = line.iter().map(Into::into).collect();
+            let (fast, fast_root) = parse_run_fast(&args).unwrap_or_else(|| panic!("no fast path for {line:?}"));
+            let m = Cli::command().try_get_matches_from(&args).expect("valid command line");
+            let full_root = m.value_source("root") == Some(clap::parser::ValueSource::CommandLine);
+            let full = Cli::from_arg_matches(&m).expect("valid command line");
+            assert_eq!(format!("{fast:?}"), format!("{full:?}"), "{line:?}");
+            assert_eq!(fast_root, full_root, "{line:?}");
+        }
+        // Everything else goes to the full parser: other verbs, help, errors.
+        for line in [
+            &["engine", "ps"][..],
+            &["engine", "run", "--help"],
+            &["engine", "run", "--bogus", "busybox"],
+            &["engine", "run"],
+            &["engine", "container", "run", "busybox"],
+        ] {
+            let args: Vec<std::ffi::OsString> = line.iter().map(Into::into).collect();
+            assert!(parse_run_fast(&args).is_none(), "{line:?}");
+        }
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! ## Process structure
 //! ```text
 //! engine run/start (CLI)
-//!   └─ fork ─ setsid ─ fork ─ exec /proc/self/exe container-monitor <id> --status-fd 3 [--attach]
+//!   └─ fork ─ setsid ─ fork ─ monitor (the engine CLI: runs on in the fork; API server and embedders:
+//!        exec /proc/self/exe container-monitor <id> --status-fd 3 [--attach])
 //!        (intermediate exits at once: the monitor is re-parented to init and outlives the CLI)
 //!        monitor ── libcontainer: intermediate process ── container init (CLONE_PARENT: the monitor's child)
 //! ```
@@ -14,9 +15,13 @@
 //!   with no polling.
 //! - **Double fork + setsid**: the monitor is in its own session (no terminal signals from the CLI's shell) and
 //!   is not the CLI's child, so the CLI can exit (`-d`) or die without taking the container with it.
-//! - **Re-exec** of the engine binary rather than running on in the forked CLI: the monitor starts from a fresh
-//!   address space (small RSS for a process that lives as long as the container) and its command line shows
-//!   what it is in `ps`.
+//! - **No re-exec from the CLI**: the `engine` CLI is single-threaded (but for the warm-ahead thread of
+//!   [`super::prestart`], whose loop holds no lock), so its forked copy runs the monitor directly — re-executing
+//!   the 100+ MB engine binary cost ~2–3 ms of every start (execve, page faults, process start-up; measured in
+//!   docs/engine-containers.md). Its resident memory stays small all the same: what the CLI touched is given
+//!   back once the container has run a moment (see [`super::trim`]). A multi-threaded caller (the API server,
+//!   the runner) could fork while another thread holds a lock the child would inherit, so it re-executes the
+//!   binary as `container-monitor` (see [`run_if_monitor`]); its command line shows what it is in `ps`.
 //! - **Attach through inherited file descriptors**, not a socket: for a foreground run the monitor simply inherits
 //!   the CLI's stdin/stdout/stderr; it tees the container's output to them and to the log, and (without a tty)
 //!   gives the CLI's stdin to the container directly. A status pipe (fd 3) tells the CLI "started <pid>", then
@@ -38,6 +43,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use libcontainer::container::builder::ContainerBuilder;
@@ -62,6 +68,8 @@ use crate::volume::VolumeStore;
 const STARTED: &str = "started";
 const FAILED: &str = "failed";
 const EXITED: &str = "exit";
+/// How long a container runs before its monitor gives back the pages of its startup (see `trim`).
+const TRIM_AFTER: Duration = Duration::from_millis(100);
 
 /// A monitor just spawned by the CLI: the read end of its status pipe.
 pub struct Spawned {
@@ -146,11 +154,14 @@ fn spawn_inner(root: &Root, id: &str, attach: bool, stdio: Option<[RawFd; 3]>) -
         args.push(cstr("--attach")?);
     }
     let devnull = std::ffi::CString::new("/dev/null").unwrap_or_default();
+    // Decided before the fork: whether the monitor may run on in the forked process (see `forks_in_process`).
+    let in_process = stdio.is_none() && forks_in_process();
     // Built before the fork: `engine serve` forks from a multi-threaded process, where the child may not allocate.
     let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
     // SAFETY: between fork and exec the children only make raw system calls (async-signal-safe), so this holds
-    // for the single-threaded CLI and for the multi-threaded API server alike.
+    // for the multi-threaded API server. Running on without exec (`in_process`) is only chosen when no other
+    // thread could hold a lock at the fork (see `forks_in_process`); glibc's fork keeps malloc consistent.
     match unsafe { fork() }.map_err(sys_err("cannot fork the container monitor"))? {
         ForkResult::Child => unsafe {
             let _ = setsid();
@@ -177,6 +188,14 @@ fn spawn_inner(root: &Root, id: &str, attach: bool, stdio: Option<[RawFd; 3]>) -
                         }
                     }
                     libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
+                    if in_process {
+                        IN_MONITOR.store(true, Ordering::Relaxed);
+                        // What `ps -o comm`, `top` and `pgrep` show (the command line stays the CLI's).
+                        libc::prctl(libc::PR_SET_NAME, c"engine-monitor".as_ptr());
+                        let code = run(root, id, Some(3), attach);
+                        // Not `exit`: the CLI's atexit handlers and buffered output belong to the CLI.
+                        libc::_exit(code & 0xff)
+                    }
                     libc::execv(exe.as_ptr(), argv.as_ptr());
                     libc::_exit(EXIT_ENGINE as i32)
                 }
@@ -189,6 +208,41 @@ fn spawn_inner(root: &Root, id: &str, attach: bool, stdio: Option<[RawFd; 3]>) -
             Ok(Spawned { status: BufReader::new(File::from(r)) })
         }
     }
+}
+
+/// Set in a monitor that runs on in the forked CLI process (see [`allow_in_process`]); the CLI's log writer checks
+/// it, so that libcontainer's warnings do not reach the user's terminal from the monitor.
+static IN_MONITOR: AtomicBool = AtomicBool::new(false);
+/// Set by a caller that lets [`spawn`] run the monitor in the forked process (see [`allow_in_process`]).
+static IN_PROCESS_ALLOWED: AtomicBool = AtomicBool::new(false);
+
+/// Lets [`spawn`] run the monitor on in the forked process instead of re-executing the engine binary, when
+/// the process is single-threaded at that moment (besides the [`super::prestart::warm_ahead`] thread, whose
+/// loop holds no lock). The re-exec costs ~2–3 ms of a container start (execve, page faults of a large binary,
+/// the start-up of a new process); the forked copy of a short-lived CLI is already warm. For the `engine` CLI,
+/// which calls this first; the API server and other embedders (multi-threaded) keep the re-exec.
+pub fn allow_in_process() {
+    IN_PROCESS_ALLOWED.store(true, Ordering::Relaxed);
+}
+
+/// True in a monitor process (so far only known for one forked without re-exec).
+pub fn in_monitor() -> bool {
+    IN_MONITOR.load(Ordering::Relaxed)
+}
+
+/// Whether a monitor forked now may run on without exec: allowed by the caller, and no other thread could hold
+/// a lock the child would inherit (the warm-ahead thread's loop takes none).
+fn forks_in_process() -> bool {
+    if !IN_PROCESS_ALLOWED.load(Ordering::Relaxed) {
+        return false;
+    }
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return false };
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .unwrap_or(usize::MAX);
+    threads == 1 || (threads == 2 && super::prestart::warming())
 }
 
 /// For a binary that embeds the engine library (`runner`, …): [`spawn`] re-executes `/proc/self/exe` as
@@ -342,8 +396,6 @@ impl Monitor {
                 }
             }
             first = false;
-            // Startup code and data are not needed while supervising: give their pages back.
-            super::trim::release_startup_memory();
             let ran = running.started;
             let exit_code = self.wait(running, &mut log);
             drop(health);
@@ -397,14 +449,19 @@ impl Monitor {
     /// attached CLI gets the exit code, and only then is the slow part done — cgroup removal and the unmount
     /// (each can wait for an RCU grace period) and deleting the files. `--rm` excludes restart policies.
     fn finish_removed(&mut self, exit_code: i32) -> i32 {
-        let _ = self.store.update_state(&self.c.id, |s| {
-            s.status = Status::Exited;
-            s.exit_code = exit_code;
-            s.pid = 0;
-            s.finished_at = crate::image::now_rfc3339();
-        });
-        super::cgroupfs::unmount(&self.store.dir(&self.c.id));
+        // libcontainer's state directory (outside the container's directory since it moved to /run).
+        let runtime = self.store.runtime_root(&self.c.id).join(&self.c.id);
+        // The directory moves with its mounts (the rootfs, the cgroup view), unmounted below from the new place.
         let trash = super::remove::detach_dir(&self.store, &self.c.id);
+        if trash.is_err() {
+            // Still listed: show it exited (`rm` finishes the job).
+            let _ = self.store.update_state(&self.c.id, |s| {
+                s.status = Status::Exited;
+                s.exit_code = exit_code;
+                s.pid = 0;
+                s.finished_at = crate::image::now_rfc3339();
+            });
+        }
         self.report(&format!("{EXITED} {exit_code}"));
         self.status = None;
         self.leave_networks();
@@ -412,7 +469,9 @@ impl Monitor {
             let _ = super::mounts::remove_anonymous(&self.store, &volumes, &self.c);
         }
         remove_cgroups(&self.c.id);
+        let _ = std::fs::remove_dir_all(&runtime);
         if let Ok(trash) = trash {
+            super::cgroupfs::unmount(&trash);
             let mut dirs = RootfsDirs::of(&trash, &self.c);
             dirs.merged = trash.join("merged");
             dirs.unmount();
@@ -470,9 +529,11 @@ impl Monitor {
         let id = self.c.id.clone();
         let me = std::process::id() as i32;
         let me_start = process_start_time(me).unwrap_or(0);
+        let ever_started;
         {
             let lock = self.store.lock()?;
             let mut state = self.store.raw_state(&id)?;
+            ever_started = !state.started_at.is_empty();
             if state.is_running() && state.monitor_pid != me && process_alive(state.monitor_pid, state.monitor_start) {
                 return Err(Error::AlreadyRunning(id));
             }
@@ -499,7 +560,12 @@ impl Monitor {
         self.c = self.store.load(&id)?;
         let dir = self.store.dir(&id);
         let dirs = RootfsDirs::of(&dir, &self.c);
-        cleanup_runtime(&self.store, &id);
+        // What an earlier run may have left (a monitor killed before its teardown); a container never started
+        // has nothing to clean up, unless a monitor died during its first start (libcontainer's state is there;
+        // a mounted rootfs or view is reused or remade below either way).
+        if ever_started || !first || self.store.runtime_root(&id).join(&id).exists() {
+            cleanup_runtime(&self.store, &id);
+        }
         dirs.mount()?;
         if !self.c.host_config.mount_points.is_empty() {
             super::mounts::prepare(
@@ -610,6 +676,10 @@ impl Monitor {
         let mut exit: Option<i32> = None;
         let mut drain_deadline: Option<Instant> = None;
         let mut buf = vec![0u8; 32 * 1024];
+        // Startup code and data are not needed while supervising: their pages go back once the container has
+        // run for TRIM_AFTER. Most containers of a CI job (`true`, a test command) exit before that, and trimming
+        // a monitor that is about to exit would only add its CPU time to the start.
+        let mut trim_at = Some(Instant::now() + TRIM_AFTER);
         loop {
             if exit.is_some() && (open.iter().all(|o| !o) || drain_deadline.is_some_and(|d| Instant::now() >= d)) {
                 break;
@@ -630,9 +700,23 @@ impl Monitor {
             } else {
                 None
             };
-            let timeout = if exit.is_some() { PollTimeout::from(100u16) } else { PollTimeout::NONE };
+            let timeout = match (exit, trim_at) {
+                (Some(_), _) => PollTimeout::from(100u16),
+                (None, Some(at)) => {
+                    let left = at.saturating_duration_since(Instant::now()).as_millis();
+                    PollTimeout::from(u16::try_from(left).unwrap_or(u16::MAX))
+                }
+                (None, None) => PollTimeout::NONE,
+            };
             match poll(&mut fds, timeout) {
                 Ok(0) if exit.is_some() => break,
+                Ok(0) => {
+                    if trim_at.is_some_and(|at| Instant::now() >= at) {
+                        trim_at = None;
+                        super::trim::release_startup_memory();
+                    }
+                    continue;
+                }
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(_) => break,

@@ -72,8 +72,10 @@ impl MigrationLockWarmer {
                 // "0" is this process, already in this cgroup: the kernel takes the lock and moves nothing. A
                 // failed write (cgroup gone) ends the loop.
                 // SAFETY: writing a 1-byte buffer we own to a descriptor this closure owns (`file`).
+                // Parked rather than asleep between writes, so that `finish` wakes it at once: the monitor
+                // joins it between libcontainer's create and the start of the container's command.
                 while !flag.load(Ordering::Relaxed) && unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } == 1 {
-                    std::thread::sleep(Duration::from_millis(1));
+                    std::thread::park_timeout(Duration::from_millis(1));
                 }
                 drop(file);
             })
@@ -97,6 +99,7 @@ impl MigrationLockWarmer {
     fn finish(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
+            t.thread().unpark();
             let _ = t.join();
         }
     }
@@ -167,6 +170,11 @@ pub fn warm_ahead(ahead: Duration) {
     if spawned.is_err() {
         WARMING.store(false, Ordering::Release);
     }
+}
+
+/// True while the [`warm_ahead`] thread runs.
+pub fn warming() -> bool {
+    WARMING.load(Ordering::Acquire)
 }
 
 /// Ends [`warm_ahead`]'s time now (the container it warmed for has started); the thread stops within 1 ms.

@@ -24,7 +24,7 @@
 //! OCI spec carries no `linux.seccomp`; our executor ([`super::workload`]) installs the program with
 //! `prctl(PR_SET_SECCOMP)` as the last step before `execve`, after libcontainer has set `no_new_privileges` and
 //! dropped capabilities — the same point libcontainer itself would load it. `--security-opt seccomp=unconfined`
-//! skips it.
+//! skips it. The program is laid out as a binary tree (see [`OPTIMIZE`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -383,7 +383,11 @@ pub fn enabled(security_opt: &[String]) -> bool {
 pub fn program(root: &Root) -> Result<Arc<Vec<u8>>> {
     let version =
         libseccomp::ScmpVersion::current().map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro)).unwrap_or_default();
-    let key = hex::encode(Sha256::digest(format!("{}\n{version}\n{}", default_profile(), std::env::consts::ARCH)));
+    let key = hex::encode(Sha256::digest(format!(
+        "{}\n{version}\n{}\noptimize={OPTIMIZE}",
+        default_profile(),
+        std::env::consts::ARCH
+    )));
     let dir = root.path().join("seccomp");
     let path: PathBuf = dir.join(format!("{key}.bpf"));
     if let Ok(bytes) = std::fs::read(&path) {
@@ -418,12 +422,20 @@ fn valid_program(bytes: &[u8]) -> bool {
     !bytes.is_empty() && bytes.len() % 8 == 0 && bytes.len() / 8 <= 4096
 }
 
+/// libseccomp's binary-tree layout (`SCMP_FLTATR_CTL_OPTIMIZE` = 2) instead of a linear list of ~300 syscall
+/// comparisons per architecture: each system call of the container walks ~10 comparisons instead of up to
+/// ~300, and installing the filter costs ~0.3 ms instead of ~0.7–1 ms (measured here with 40 installs each:
+/// the kernel emulates the program for every syscall number and architecture to build its allow cache, at each
+/// container start and `exec`). The program is ~25% longer (1,185 instructions against 955).
+const OPTIMIZE: u32 = 2;
+
 /// Compiles [`default_profile`]'s rules with libseccomp (the same rules, built directly) into `out`.
 fn compile(out: &std::fs::File) -> std::result::Result<(), libseccomp::error::SeccompError> {
     let mut ctx = ScmpFilterContext::new(ScmpAction::Errno(EPERM as i32))?;
     ctx.add_arch(ScmpArch::X86)?;
     ctx.add_arch(ScmpArch::X32)?;
     ctx.set_ctl_nnp(false)?;
+    ctx.set_ctl_optimize(OPTIMIZE)?;
     for name in ALLOWED {
         if let Ok(sc) = ScmpSyscall::from_name(name) {
             ctx.add_rule(ScmpAction::Allow, sc)?;

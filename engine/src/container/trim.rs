@@ -1,7 +1,7 @@
-//! Keeps the per-container monitor small. The monitor is the engine binary re-executed: starting a container
-//! touches a large part of its code (argument parsing, libcontainer, netlink), and those file-backed pages stay
-//! resident although the supervision loop that follows only needs a little of it. Once the container runs, the
-//! monitor drops its *unmodified* file-backed pages (`MADV_DONTNEED` on read-only mappings with no private
+//! Keeps the per-container monitor small. The monitor is the engine binary (the forked CLI, or re-executed):
+//! starting a container touches a large part of its code (argument parsing, libcontainer, netlink), and those
+//! file-backed pages stay resident although the supervision loop that follows only needs a little of it. Once
+//! the container has run for a moment (a container that exits at once never pays for this), the monitor drops its *unmodified* file-backed pages (`MADV_DONTNEED` on read-only mappings with no private
 //! copies — text and pure read-only data; they come back from the page cache if ever touched again) and returns
 //! free heap to the kernel, and drops the startup depth of its stack. (A page of code touched again comes back
 //! with its 64 KiB neighbourhood — the kernel's fault-around, which `MADV_RANDOM` no longer turns off — so the
