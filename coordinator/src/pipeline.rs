@@ -6,12 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use config_schema::plan::Trigger;
 use config_schema::{Options, Pipeline};
 
 use crate::repo::{Mirror, RepoError};
-use crate::store::pipelines::{Created, PipelineIds, PipelineTrigger, Planned};
+use crate::store::pipelines::{BatchItem, BatchStored, Created, PipelineIds, PipelineTrigger, Planned};
 use crate::store::projects::Project;
 use crate::store::schedules::ConfigSchedule;
 use crate::store::{Store, StoreError};
@@ -125,42 +126,178 @@ async fn create_inner(
     req: &TriggerRequest,
     claim: Claim<'_>,
 ) -> Result<Option<Created>, PipelineError> {
-    let mut req = req.clone();
-    if req.branch.is_none() && req.tag.is_none() {
-        req.branch = Some(project.default_branch.clone());
-    }
-    let fetched = fetch(data_dir.to_path_buf(), project, &req).await?;
-    let trigger = PipelineTrigger {
-        source: req.source.clone(),
-        branch: req.branch.clone(),
-        tag: req.tag.clone(),
-        sha: fetched.sha.clone(),
-        pr_number: req.pr_number.map(|n| n as i64),
-        is_fork: req.is_fork,
-        commit_message: if req.commit_message.is_empty() {
-            fetched.message.clone()
-        } else {
-            req.commit_message.clone()
-        },
-        author: if req.author.is_empty() { fetched.author.clone() } else { req.author.clone() },
-    };
-    // The configuration's scheduled workflows for this branch, learnt while planning (see `sync_schedules`).
-    let declared: std::sync::Mutex<Option<Vec<ConfigSchedule>>> = std::sync::Mutex::new(None);
-    let planned = |ids: PipelineIds| {
-        let planned = plan(&fetched, &req, project, ids);
-        if let (Planned::Ready { config, .. }, Some(branch)) = (&planned, &req.branch) {
-            *declared.lock().unwrap_or_else(|e| e.into_inner()) = Some(config_schedules(config, branch));
-        }
-        planned
-    };
+    let req = with_default_ref(req, project);
+    let commit = load_commit(data_dir.to_path_buf(), project, &req).await?;
+    let prepared = Prepared::new(req, commit);
+    let (planned, declared) = prepared.planner(project);
     let created = match claim {
-        Claim::None => Some(store.create_pipeline_with(project.id, &trigger, planned).await?),
-        Claim::Delivery(d) => store.create_pipeline_for_delivery(d, project.id, &trigger, planned).await?,
-        Claim::Tick(tick) => store.create_pipeline_for_tick(tick, &trigger, planned).await?,
+        Claim::None => Some(store.create_pipeline_with(project.id, &prepared.trigger, planned).await?),
+        Claim::Delivery(d) => store.create_pipeline_for_delivery(d, project.id, &prepared.trigger, planned).await?,
+        Claim::Tick(tick) => store.create_pipeline_for_tick(tick, &prepared.trigger, planned).await?,
     };
     let Some(created) = created else {
         return Ok(None);
     };
+    log_created(project, &created);
+    let declared = declared.lock().unwrap_or_else(|e| e.into_inner()).take();
+    after_created(store, project, &prepared, created.pipeline_id, declared).await?;
+    Ok(Some(created))
+}
+
+/// A webhook delivery's share of a batch ([`create_for_delivery_batch`]).
+pub enum DeliveryWork {
+    /// The delivery asks for this pipeline.
+    Pipeline { delivery_id: String, project: Project, req: TriggerRequest },
+    /// No pipeline: the delivery is marked processed with this outcome (`ping`, why not).
+    Outcome { delivery_id: String, outcome: String },
+}
+
+/// What became of one delivery of a batch.
+#[derive(Debug)]
+pub enum DeliveryDone {
+    Created(Created),
+    /// Processed without a pipeline; the outcome recorded (an unreadable repository's error among them).
+    Recorded(String),
+    /// Another coordinator processed it first.
+    AlreadyProcessed,
+    /// Still unprocessed: the batch's time budget was spent first.
+    NotReached,
+}
+
+/// Creates the pipelines of a batch of webhook deliveries, all in one transaction with their "processed" marks
+/// (`Store::store_delivery_batch`: a crash loses nothing and doubles nothing). The commits they name are read
+/// from the mirrors once per distinct commit (a burst of pushes, redeliveries, one commit on several branches),
+/// and their configurations parsed and validated once, before the transaction; each pipeline's configuration is
+/// processed in the transaction (it sees `<< pipeline.number >>`). A repository that cannot be read records an
+/// error for its deliveries only. Auto-cancel and configuration schedules follow the commit, per branch, as if
+/// the deliveries had been processed one by one. An `Err` means the transaction failed and nothing was stored:
+/// process the deliveries one at a time instead.
+pub async fn create_for_delivery_batch(
+    store: &Store,
+    data_dir: &Path,
+    work: Vec<DeliveryWork>,
+    budget: std::time::Duration,
+) -> Result<Vec<DeliveryDone>, PipelineError> {
+    use std::collections::HashMap;
+    type CommitKey = (i64, Option<String>, Option<String>, Option<String>, Option<u64>);
+    let mut commits: HashMap<CommitKey, Result<Arc<Commit>, String>> = HashMap::new();
+    // Per item: the prepared pipeline, or the outcome to record.
+    let mut prepared: Vec<Result<(Prepared, &Project), String>> = Vec::with_capacity(work.len());
+    for item in &work {
+        match item {
+            DeliveryWork::Outcome { outcome, .. } => prepared.push(Err(outcome.clone())),
+            DeliveryWork::Pipeline { project, req, .. } => {
+                let req = with_default_ref(req, project);
+                let key = (project.id, req.sha.clone(), req.branch.clone(), req.tag.clone(), req.pr_number);
+                if !commits.contains_key(&key) {
+                    let loaded = load_commit(data_dir.to_path_buf(), project, &req).await.map_err(|e| {
+                        tracing::error!(project = %project.slug, error = %error_chain(&e), "cannot read the commit");
+                        format!("error: {}", error_chain(&e))
+                    });
+                    commits.insert(key.clone(), loaded);
+                }
+                prepared.push(match &commits[&key] {
+                    Ok(commit) => Ok((Prepared::new(req, commit.clone()), project)),
+                    Err(outcome) => Err(outcome.clone()),
+                });
+            }
+        }
+    }
+    let mut declared: Vec<Option<Declared>> = Vec::with_capacity(work.len());
+    let mut items = Vec::with_capacity(work.len());
+    for (item, prepared) in work.iter().zip(&prepared) {
+        let delivery_id = match item {
+            DeliveryWork::Pipeline { delivery_id, .. } | DeliveryWork::Outcome { delivery_id, .. } => delivery_id,
+        };
+        match prepared {
+            Ok((p, project)) => {
+                let (planner, learnt) = p.planner(project);
+                declared.push(Some(learnt));
+                items.push(BatchItem::Pipeline {
+                    delivery_id,
+                    project_id: project.id,
+                    trigger: &p.trigger,
+                    plan: Box::new(planner),
+                });
+            }
+            Err(outcome) => {
+                declared.push(None);
+                items.push(BatchItem::Outcome { delivery_id, outcome });
+            }
+        }
+    }
+    let stored = store.store_delivery_batch(items, budget).await?;
+
+    // After the commit, per (project, branch) in delivery order: the newest pipeline cancels the older ones, and
+    // the last configuration that could be planned sets the configuration schedules.
+    let mut newest: HashMap<(i64, String), (usize, i64)> = HashMap::new();
+    let mut schedules: HashMap<(i64, String), (usize, Vec<ConfigSchedule>)> = HashMap::new();
+    let mut done = Vec::with_capacity(stored.len());
+    for (i, s) in stored.into_iter().enumerate() {
+        done.push(match s {
+            BatchStored::Created(created) => {
+                if let Ok((p, project)) = &prepared[i] {
+                    log_created(project, &created);
+                    if let Some(branch) = &p.trigger.branch {
+                        newest.insert((project.id, branch.clone()), (i, created.pipeline_id));
+                        let learnt = declared[i].as_ref().and_then(|d| d.lock().unwrap_or_else(|e| e.into_inner()).take());
+                        if let Some(learnt) = learnt.filter(|_| changes_schedules(&p.req)) {
+                            schedules.insert((project.id, branch.clone()), (i, learnt));
+                        }
+                    }
+                }
+                DeliveryDone::Created(created)
+            }
+            BatchStored::Recorded => DeliveryDone::Recorded(match &prepared[i] {
+                Err(outcome) => outcome.clone(),
+                Ok(_) => "pipeline".into(),
+            }),
+            BatchStored::AlreadyProcessed => DeliveryDone::AlreadyProcessed,
+            BatchStored::NotReached => DeliveryDone::NotReached,
+        });
+    }
+    // The pipelines are stored: a failure here is logged, never a reason to process the deliveries again.
+    for (i, pipeline_id) in newest.into_values() {
+        if let Ok((p, project)) = &prepared[i] {
+            if let Err(e) = auto_cancel(store, project, &p.trigger, pipeline_id).await {
+                tracing::error!(project = %project.slug, pipeline.id = pipeline_id, error = %error_chain(&e),
+                    "cannot cancel the branch's redundant pipelines");
+            }
+        }
+    }
+    for (i, learnt) in schedules.into_values() {
+        if let Ok((p, project)) = &prepared[i] {
+            if let Err(e) = sync_schedules(store, project, &p.req, &learnt).await {
+                tracing::error!(project = %project.slug, error = %error_chain(&e),
+                    "cannot update the configuration schedules");
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// An error and its sources, `: `-separated (the outcome recorded for a delivery names the cause).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// The request with the project's default branch when it names neither a branch nor a tag.
+fn with_default_ref(req: &TriggerRequest, project: &Project) -> TriggerRequest {
+    let mut req = req.clone();
+    if req.branch.is_none() && req.tag.is_none() {
+        req.branch = Some(project.default_branch.clone());
+    }
+    req
+}
+
+fn log_created(project: &Project, created: &Created) {
     match &created.config_error {
         Some(message) => {
             tracing::warn!(project = %project.slug, pipeline.number = created.number, %message, "config error")
@@ -172,20 +309,125 @@ async fn create_inner(
             "pipeline created"
         ),
     }
-    auto_cancel(store, project, &trigger, created.pipeline_id).await?;
-    let declared = declared.into_inner().unwrap_or_else(|e| e.into_inner());
-    if let (Some(declared), Some(branch)) = (declared, &req.branch) {
-        // A push's configuration says which workflows run on a schedule on its branch; a schedule's own pipeline
-        // and a fork's pull request (its branch is not the project's) change nothing.
-        if req.source != "schedule" && req.tag.is_none() && !req.is_fork {
-            let (added, removed) =
-                store.sync_config_schedules(project.id, branch, &declared, &crate::scheduler::next_tick_after).await?;
-            if added + removed > 0 {
-                tracing::info!(project = %project.slug, %branch, added, removed, "configuration schedules updated");
-            }
-        }
+}
+
+/// What happens after a pipeline's transaction: auto-cancel of the branch's older pipelines, and the branch's
+/// configuration schedules made those `declared` (learnt while planning) when the pipeline is a push's.
+async fn after_created(
+    store: &Store,
+    project: &Project,
+    prepared: &Prepared,
+    pipeline_id: i64,
+    declared: Option<Vec<ConfigSchedule>>,
+) -> Result<(), PipelineError> {
+    auto_cancel(store, project, &prepared.trigger, pipeline_id).await?;
+    if let Some(declared) = declared {
+        sync_schedules(store, project, &prepared.req, &declared).await?;
     }
-    Ok(Some(created))
+    Ok(())
+}
+
+/// A push's configuration says which workflows run on a schedule on its branch (`declared`); a schedule's own
+/// pipeline, a tag and a fork's pull request (its branch is not the project's) change nothing.
+fn changes_schedules(req: &TriggerRequest) -> bool {
+    req.branch.is_some() && req.source != "schedule" && req.tag.is_none() && !req.is_fork
+}
+
+async fn sync_schedules(
+    store: &Store,
+    project: &Project,
+    req: &TriggerRequest,
+    declared: &[ConfigSchedule],
+) -> Result<(), PipelineError> {
+    let Some(branch) = req.branch.as_deref().filter(|_| changes_schedules(req)) else {
+        return Ok(());
+    };
+    let (added, removed) =
+        store.sync_config_schedules(project.id, branch, declared, &crate::scheduler::next_tick_after).await?;
+    if added + removed > 0 {
+        tracing::info!(project = %project.slug, %branch, added, removed, "configuration schedules updated");
+    }
+    Ok(())
+}
+
+/// A commit as the mirror holds it, with its configuration already parsed and validated (`config_schema::check`):
+/// both depend on the commit only, so deliveries naming one commit share them. What depends on the pipeline
+/// (`<< pipeline.number >>`, the trigger) is processed per pipeline, inside its transaction.
+pub(crate) struct Commit {
+    fetched: Fetched,
+    /// `None` when the file is missing or not UTF-8 (`Planned::ConfigError` says which).
+    checked: Option<Result<config_schema::Config, config_schema::Diagnostics>>,
+}
+
+/// Fetches (when needed) and reads the commit `req` names, and checks its configuration. Blocking work runs on
+/// the blocking pool.
+pub(crate) async fn load_commit(
+    data_dir: PathBuf,
+    project: &Project,
+    req: &TriggerRequest,
+) -> Result<Arc<Commit>, PipelineError> {
+    let fetched = fetch(data_dir, project, req).await?;
+    let commit = tokio::task::spawn_blocking(move || {
+        let checked = fetched
+            .config
+            .as_deref()
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+            .map(|text| config_schema::check(text, CONFIG_PATH, &Options::default()));
+        Commit { fetched, checked }
+    })
+    .await
+    .map_err(|e| PipelineError::Task(e.to_string()))?;
+    Ok(Arc::new(commit))
+}
+
+/// One pipeline about to be stored: the request (branch or tag settled), its commit, and the trigger row.
+pub(crate) struct Prepared {
+    pub(crate) req: TriggerRequest,
+    commit: Arc<Commit>,
+    pub(crate) trigger: PipelineTrigger,
+}
+
+/// The configuration schedules a planner learnt (see [`Prepared::planner`]).
+pub(crate) type Declared = Arc<std::sync::Mutex<Option<Vec<ConfigSchedule>>>>;
+
+impl Prepared {
+    /// `req` must name a branch or a tag ([`with_default_ref`]).
+    pub(crate) fn new(req: TriggerRequest, commit: Arc<Commit>) -> Prepared {
+        let fetched = &commit.fetched;
+        let trigger = PipelineTrigger {
+            source: req.source.clone(),
+            branch: req.branch.clone(),
+            tag: req.tag.clone(),
+            sha: fetched.sha.clone(),
+            pr_number: req.pr_number.map(|n| n as i64),
+            is_fork: req.is_fork,
+            commit_message: if req.commit_message.is_empty() {
+                fetched.message.clone()
+            } else {
+                req.commit_message.clone()
+            },
+            author: if req.author.is_empty() { fetched.author.clone() } else { req.author.clone() },
+        };
+        Prepared { req, commit, trigger }
+    }
+
+    /// The planner the store calls inside the pipeline's transaction (once its ID and number exist), and where
+    /// it leaves the configuration's scheduled workflows for this branch (see [`after_created`]).
+    pub(crate) fn planner<'a>(
+        &'a self,
+        project: &'a Project,
+    ) -> (impl FnOnce(PipelineIds) -> Planned + Send + 'a, Declared) {
+        let declared: Declared = Arc::default();
+        let out = declared.clone();
+        let planner = move |ids: PipelineIds| {
+            let planned = plan(&self.commit, &self.req, project, ids);
+            if let (Planned::Ready { config, .. }, Some(branch)) = (&planned, &self.req.branch) {
+                *out.lock().unwrap_or_else(|e| e.into_inner()) = Some(config_schedules(config, branch));
+            }
+            planned
+        };
+        (planner, declared)
+    }
 }
 
 /// The `triggers: - schedule:` of `config` whose filters let `branch` through (and whose workflow then has jobs
@@ -248,16 +490,25 @@ async fn fetch(data_dir: PathBuf, project: &Project, req: &TriggerRequest) -> Re
 }
 
 /// The configuration processed and planned for the trigger, or the located message saying why not.
-fn plan(fetched: &Fetched, req: &TriggerRequest, project: &Project, ids: PipelineIds) -> Planned {
-    let Some(bytes) = &fetched.config else {
-        return Planned::ConfigError(format!("{CONFIG_PATH}: not found at {}: add a configuration", fetched.sha));
+fn plan(commit: &Commit, req: &TriggerRequest, project: &Project, ids: PipelineIds) -> Planned {
+    let fetched = &commit.fetched;
+    let checked = match &commit.checked {
+        Some(checked) => checked,
+        None if fetched.config.is_none() => {
+            return Planned::ConfigError(format!(
+                "{CONFIG_PATH}: not found at {}: add a configuration",
+                fetched.sha
+            ))
+        }
+        None => return Planned::ConfigError(format!("{CONFIG_PATH}: not UTF-8 text")),
     };
-    let Ok(text) = std::str::from_utf8(bytes) else {
-        return Planned::ConfigError(format!("{CONFIG_PATH}: not UTF-8 text"));
+    let model = match checked {
+        Ok(model) => model,
+        Err(diagnostics) => return Planned::ConfigError(diagnostics.to_string()),
     };
     let values = pipeline_values(&fetched.sha, req, project, ids);
     let pipeline = Pipeline { parameters: BTreeMap::new(), values };
-    let config = match config_schema::process_text(text, CONFIG_PATH, &Options::default(), &pipeline) {
+    let config = match config_schema::process(model, CONFIG_PATH, &pipeline) {
         Ok(c) => c,
         Err(diagnostics) => return Planned::ConfigError(diagnostics.to_string()),
     };

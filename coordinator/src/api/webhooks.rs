@@ -17,7 +17,10 @@ use serde::Deserialize;
 
 use super::{AppState, Problem};
 use crate::github::webhook::{parse_event, verify_signature, WebhookEvent};
-use crate::pipeline::{self, TriggerRequest};
+use std::collections::HashMap;
+
+use crate::pipeline::{self, DeliveryDone, DeliveryWork, TriggerRequest};
+use crate::store::projects::Project;
 use crate::store::deliveries::Delivery;
 
 /// Largest webhook body (GitHub caps payloads at 25 MB).
@@ -101,52 +104,126 @@ pub async fn process_deliveries_forever(state: AppState) {
     }
 }
 
-/// Processes up to 100 stored, unprocessed deliveries; returns how many.
+/// Most deliveries one batch takes.
+pub const MAX_BATCH: i64 = 200;
+/// Time a batch's transaction may spend storing pipelines before it commits what it has: it holds SQLite's only
+/// writer, and a webhook's `202` waits for that writer to store the delivery (answer within 100 ms).
+pub const BATCH_BUDGET: Duration = Duration::from_millis(25);
+
+/// Processes up to [`MAX_BATCH`] stored, unprocessed deliveries as one batch (one transaction, see
+/// [`pipeline::create_for_delivery_batch`]); returns how many were processed. Should the batch's transaction
+/// fail, they are processed one at a time, so one bad delivery cannot hold the others back.
 pub async fn process_pending(state: &AppState) -> Result<usize, crate::store::StoreError> {
-    let batch = state.store.unprocessed_deliveries(100).await?;
-    for d in &batch {
-        process(state, d).await;
+    let batch = state.store.unprocessed_deliveries(MAX_BATCH).await?;
+    if batch.is_empty() {
+        return Ok(0);
     }
-    Ok(batch.len())
+    let mut projects: HashMap<String, Result<Project, String>> = HashMap::new();
+    let mut work = Vec::with_capacity(batch.len());
+    for d in &batch {
+        let delivery_id = d.delivery_id.clone();
+        let outcome = match classify(d) {
+            Ok(req_and_repo) => req_and_repo,
+            Err(outcome) => {
+                work.push(DeliveryWork::Outcome { delivery_id, outcome });
+                continue;
+            }
+        };
+        let (repo, req) = outcome;
+        if !projects.contains_key(&repo) {
+            let project = state.store.project_by_slug(&repo).await.map_err(|e| format!("no project: {e}"));
+            projects.insert(repo.clone(), project);
+        }
+        work.push(match &projects[&repo] {
+            Ok(project) => DeliveryWork::Pipeline { delivery_id, project: project.clone(), req },
+            Err(outcome) => DeliveryWork::Outcome { delivery_id, outcome: outcome.clone() },
+        });
+    }
+    let done = match pipeline::create_for_delivery_batch(&state.store, &state.data_dir, work, BATCH_BUDGET).await {
+        Ok(done) => done,
+        Err(e) => {
+            tracing::warn!(deliveries = batch.len(), error = %pipeline::error_chain(&e),
+                "cannot store the batch of webhook deliveries; processing them one at a time");
+            for d in &batch {
+                process(state, d).await;
+            }
+            return Ok(batch.len());
+        }
+    };
+    let (mut processed, mut created, mut queued_jobs) = (0, 0, 0);
+    for (d, done) in batch.iter().zip(&done) {
+        let outcome = match done {
+            DeliveryDone::NotReached => continue,
+            DeliveryDone::Created(c) => {
+                created += 1;
+                queued_jobs += c.queued_jobs;
+                "pipeline"
+            }
+            DeliveryDone::Recorded(outcome) => outcome.as_str(),
+            DeliveryDone::AlreadyProcessed => "processed elsewhere",
+        };
+        processed += 1;
+        tracing::debug!(delivery.id = %d.delivery_id, event = %d.event, %outcome, "webhook processed");
+    }
+    tracing::info!(deliveries = processed, pipelines = created, queued_jobs, "webhook deliveries processed");
+    if queued_jobs > 0 {
+        state.wake_runners();
+    }
+    if created > 0 {
+        state.status_outbox.notify_one();
+    }
+    Ok(processed)
 }
 
-/// One delivery → a pipeline (or the reason why none), recorded so it is never processed twice.
-async fn process(state: &AppState, d: &Delivery) {
-    let outcome = match parse_event(&d.event, &d.body) {
-        Err(e) => format!("unreadable payload: {e}"),
-        Ok(WebhookEvent::Ping { .. }) => "ping".into(),
+/// What a stored delivery asks for: the repository's full name and the pipeline request, or the outcome to
+/// record when it asks for none.
+fn classify(d: &Delivery) -> Result<(String, TriggerRequest), String> {
+    match parse_event(&d.event, &d.body) {
+        Err(e) => Err(format!("unreadable payload: {e}")),
+        Ok(WebhookEvent::Ping { .. }) => Err("ping".into()),
         Ok(event) => match event.trigger() {
-            None => "no pipeline for this event".into(),
-            Some(t) => {
-                let req = TriggerRequest {
-                    source: "webhook".into(),
-                    branch: t.branch.clone(),
-                    tag: t.tag.clone(),
-                    sha: Some(t.sha.clone()),
-                    pr_number: t.pull_request.as_ref().map(|p| p.number),
-                    is_fork: t.pull_request.as_ref().is_some_and(|p| p.is_fork),
-                    commit_message: t.commit_message.clone(),
-                    author: t.author.clone(),
-                    ..Default::default()
-                };
-                match state.store.project_by_slug(&t.repo_full_name).await {
-                    Err(e) => format!("no project: {e}"),
-                    Ok(project) => match pipeline::create_for_delivery(state, &project, &req, &d.delivery_id).await {
-                        Ok(Some(created)) => {
-                            if created.queued_jobs > 0 {
-                                state.wake_runners();
-                            }
-                            crate::statuses::spawn_report(state, created.pipeline_id);
-                            return;
-                        }
-                        Ok(None) => return,
-                        Err(e) => {
-                            tracing::error!(delivery.id = %d.delivery_id, error = %e, "cannot create the pipeline");
-                            format!("error: {e}")
-                        }
-                    },
+            None => Err("no pipeline for this event".into()),
+            Some(t) => Ok((t.repo_full_name.clone(), request(&t))),
+        },
+    }
+}
+
+fn request(t: &crate::github::webhook::Trigger) -> TriggerRequest {
+    TriggerRequest {
+        source: "webhook".into(),
+        branch: t.branch.clone(),
+        tag: t.tag.clone(),
+        sha: Some(t.sha.clone()),
+        pr_number: t.pull_request.as_ref().map(|p| p.number),
+        is_fork: t.pull_request.as_ref().is_some_and(|p| p.is_fork),
+        commit_message: t.commit_message.clone(),
+        author: t.author.clone(),
+        ..Default::default()
+    }
+}
+
+/// One delivery → a pipeline (or the reason why none), recorded so it is never processed twice: the path a
+/// batch falls back to.
+async fn process(state: &AppState, d: &Delivery) {
+    let outcome = match classify(d) {
+        Err(outcome) => outcome,
+        Ok((repo, req)) => match state.store.project_by_slug(&repo).await {
+            Err(e) => format!("no project: {e}"),
+            Ok(project) => match pipeline::create_for_delivery(state, &project, &req, &d.delivery_id).await {
+                Ok(Some(created)) => {
+                    if created.queued_jobs > 0 {
+                        state.wake_runners();
+                    }
+                    crate::statuses::spawn_report(state, created.pipeline_id);
+                    return;
                 }
-            }
+                Ok(None) => return,
+                Err(e) => {
+                    let e = pipeline::error_chain(&e);
+                    tracing::error!(delivery.id = %d.delivery_id, error = %e, "cannot create the pipeline");
+                    format!("error: {e}")
+                }
+            },
         },
     };
     tracing::info!(delivery.id = %d.delivery_id, event = %d.event, %outcome, "webhook processed");

@@ -105,6 +105,31 @@ pub struct Created {
     pub config_error: Option<String>,
 }
 
+/// One webhook delivery of a batch ([`Store::store_delivery_batch`]).
+pub enum BatchItem<'a> {
+    /// Store a pipeline (planned by `plan` inside the transaction) and mark the delivery processed with it.
+    Pipeline {
+        delivery_id: &'a str,
+        project_id: i64,
+        trigger: &'a PipelineTrigger,
+        plan: Box<dyn FnOnce(PipelineIds) -> Planned + Send + 'a>,
+    },
+    /// Mark the delivery processed with `outcome` (why there is no pipeline).
+    Outcome { delivery_id: &'a str, outcome: &'a str },
+}
+
+/// What [`Store::store_delivery_batch`] did with one item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchStored {
+    Created(Created),
+    /// Marked processed with its outcome.
+    Recorded,
+    /// Processed before (by another coordinator): nothing stored.
+    AlreadyProcessed,
+    /// Left for the next batch (the time budget was spent).
+    NotReached,
+}
+
 /// Who a pipeline being created is, before its configuration is processed: `<< pipeline.id >>` and
 /// `<< pipeline.number >>` are known only once its row exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +190,60 @@ impl Store {
         }
         w.commit().await?;
         Ok(Some(created))
+    }
+
+    /// Stores a batch of webhook deliveries in one transaction (group commit: one commit, one turn of SQLite's
+    /// writer, for many deliveries): each [`BatchItem::Pipeline`] becomes a pipeline and marks its delivery
+    /// processed with it, each [`BatchItem::Outcome`] marks its delivery processed with a reason and no pipeline.
+    /// A delivery some other coordinator processed first is skipped (its mark is taken before its pipeline is
+    /// stored, so it never gets two). Items are taken in order until `budget` has been spent — the transaction
+    /// holds SQLite's only writer, and a webhook's answer waits for it — and the rest are [`BatchStored::NotReached`]
+    /// (still unprocessed, for the next batch). Any error rolls the whole batch back: nothing is half-stored.
+    pub async fn store_delivery_batch(
+        &self,
+        items: Vec<BatchItem<'_>>,
+        budget: std::time::Duration,
+    ) -> Result<Vec<BatchStored>> {
+        let started = std::time::Instant::now();
+        let mut w = self.write().await?;
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            if !out.is_empty() && started.elapsed() > budget {
+                out.push(BatchStored::NotReached);
+                continue;
+            }
+            let (delivery_id, outcome) = match &item {
+                BatchItem::Pipeline { delivery_id, .. } => (*delivery_id, "pipeline"),
+                BatchItem::Outcome { delivery_id, outcome } => (*delivery_id, *outcome),
+            };
+            let marked = sqlx::query(
+                "UPDATE webhook_deliveries SET processed_at = $1, outcome = $2 WHERE delivery_id = $3 AND \
+                 processed_at IS NULL",
+            )
+            .bind(now_ms())
+            .bind(outcome)
+            .bind(delivery_id)
+            .execute(&mut *w.tx)
+            .await?;
+            if marked.rows_affected() == 0 {
+                out.push(BatchStored::AlreadyProcessed);
+                continue;
+            }
+            match item {
+                BatchItem::Outcome { .. } => out.push(BatchStored::Recorded),
+                BatchItem::Pipeline { delivery_id, project_id, trigger, plan } => {
+                    let created = insert_pipeline(&mut w, project_id, trigger, plan).await?;
+                    sqlx::query("UPDATE webhook_deliveries SET pipeline_id = $1 WHERE delivery_id = $2")
+                        .bind(created.pipeline_id)
+                        .bind(delivery_id)
+                        .execute(&mut *w.tx)
+                        .await?;
+                    out.push(BatchStored::Created(created));
+                }
+            }
+        }
+        w.commit().await?;
+        Ok(out)
     }
 
     pub async fn pipeline(&self, id: i64) -> Result<PipelineRow> {
