@@ -777,10 +777,12 @@ fn checkout_step(ctx: &Ctx, index: usize, path: Option<&str>) -> Result<(), Exec
             tracing::debug!(url = %shown, revision = %revision, duration_ms = started.elapsed().as_millis() as u64, "fetched");
             oid
         }
-        Source::Unsupported(url) => return Err(ExecError::Checkout(format!(
+        Source::Unsupported(url) => {
+            return Err(ExecError::Checkout(format!(
             "cannot clone {}: only http:// and https:// URLs, file:// URLs and absolute paths are supported (not ssh)",
             checkout::display_url(url)
-        ))),
+        )))
+        }
     };
     let tar_path = tmp.path().join("src.tar");
     let tar = std::fs::File::create(&tar_path).map_err(io(format!("cannot write {}", tar_path.display())))?;
