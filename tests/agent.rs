@@ -2,7 +2,9 @@
 //! the endpoints of `docs/runner-protocol.md` faithfully (idempotent `(step, offset)` logs, `409 conflict` on a
 //! gap, `cancel` and `lease_lost` on heartbeats, workspaces, artifacts) and records what it received. Jobs run in
 //! real containers on the busybox fixture. Faults are injected on the events endpoint (a `503` after the batch
-//! was stored, a connection dropped after and before it) to show that nothing is lost or duplicated.
+//! was stored, a connection dropped after and before it) to show that nothing is lost or duplicated. The
+//! checkout of `http://` repositories runs against a real git server ([`crate::git_http`]); one test runs the
+//! agent against the real `coordinator serve` instead, with `setup_remote_docker` and the static client.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -703,5 +705,248 @@ fn agent_concurrency_runs_a_second_job_while_the_first_still_runs() {
     assert_eq!(c.result("j-long")["status"], "canceled");
     sigterm(&child);
     assert_eq!(exit_code(child), 0);
+    assert_no_containers(&e);
+}
+
+/// `busybox-git:latest` in `e`: busybox with the host's `git` and the shared libraries `ldd` says it needs, so
+/// a step can run `git` in its checkout (busybox has none; builtins such as `rev-parse` and `log` need nothing
+/// else).
+fn git_image(e: &TestEngine) -> &'static str {
+    let ctx = tempfile::Builder::new().prefix("drydock-git-image-").tempdir().expect("context dir");
+    let git = Path::new("/usr/bin/git");
+    let ldd = Command::new("ldd").arg(git).output().expect("run ldd");
+    assert!(ldd.status.success(), "ldd {}: {}", git.display(), String::from_utf8_lossy(&ldd.stderr));
+    let mut files = vec![git.to_path_buf()];
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        // `libz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x…)` or `/lib64/ld-linux-x86-64.so.2 (0x…)`
+        let path = line.split("=>").last().and_then(|r| r.split_whitespace().next()).unwrap_or_default();
+        if path.starts_with('/') {
+            files.push(std::path::PathBuf::from(path));
+        }
+    }
+    for f in &files {
+        let dest = ctx.path().join("rootfs").join(f.strip_prefix("/").expect("absolute"));
+        std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(f, &dest).unwrap_or_else(|e| panic!("copy {}: {e}", f.display()));
+    }
+    std::fs::write(ctx.path().join("Dockerfile"), "FROM busybox:latest\nCOPY rootfs/ /\n").expect("Dockerfile");
+    e.run(["build", "-t", "busybox-git:latest", &ctx.path().to_string_lossy()]).success();
+    "busybox-git:latest"
+}
+
+/// A repository with `first` and `second` on `main` and `third` on `feature`; its directory and the three commits.
+fn branchy_repository() -> (tempfile::TempDir, [String; 3]) {
+    use crate::git_http::{git, OsArg::S};
+    let dir = tempfile::Builder::new().prefix("drydock-agent-repo-").tempdir().expect("temp dir");
+    let d = Some(dir.path());
+    git(&[S("init"), S("--quiet"), S("--initial-branch=main")], d);
+    let commit = |text: &str| {
+        std::fs::write(dir.path().join("README"), format!("{text}\n")).expect("write");
+        git(&[S("add"), S("README")], d);
+        git(&[S("commit"), S("--quiet"), S("-m"), S(text)], d);
+        git(&[S("rev-parse"), S("HEAD")], d).trim().to_owned()
+    };
+    let first = commit("first");
+    let second = commit("second");
+    git(&[S("checkout"), S("--quiet"), S("-b"), S("feature")], d);
+    let third = commit("third");
+    git(&[S("checkout"), S("--quiet"), S("main")], d);
+    (dir, [first, second, third])
+}
+
+#[test]
+fn agent_checks_out_over_http_with_the_token_and_fails_clearly_without_it() {
+    if !can_run_containers() {
+        return;
+    }
+    const TOKEN: &str = "ghs_checkoutToken0123456789";
+    const WRONG: &str = "ghs_wrongToken9876543210";
+    let e = TestEngine::with_busybox();
+    let image = git_image(&e);
+    let server = crate::git_http::GitHttpServer::start(TOKEN);
+    let (work, [first, second, third]) = branchy_repository();
+    let url = server.publish("acme/app.git", work.path());
+    let forbidden = server.publish("forbidden.git", work.path());
+    let c = FakeCoordinator::start();
+    let data = tempfile::tempdir().expect("data dir");
+    let job = |id: &str, steps: Value, url: &str, revision: &str, branch: Option<&str>, credential: &str| {
+        let mut a = assignment(id, steps, work.path(), revision);
+        a["spec"]["docker"] = json!([{"image": image}]);
+        a["checkout"] = json!({"repository_url": url, "revision": revision, "credential": credential});
+        if let Some(b) = branch {
+            a["checkout"]["branch"] = json!(b);
+        }
+        a
+    };
+    let show = format!(
+        "cd src && git rev-parse HEAD && git log --format=%s && git rev-parse --abbrev-ref HEAD \
+         && git config --get remote.origin.url && cat README \
+         && if grep -rq '{TOKEN}' .git; then echo token-in-.git; else echo no-token-in-.git; fi"
+    );
+    let checkout_then_show = json!([{"checkout": {"path": "src"}}, {"run": {"name": "show", "command": show}}]);
+    let checkout_then_never = json!(["checkout", {"run": {"command": "echo must not run"}}]);
+    // An ancestor of main's tip, on main; the tip of a branch the job does not name; then the failures.
+    c.enqueue(job("j-http", checkout_then_show.clone(), &url, &first, Some("main"), TOKEN));
+    c.enqueue(job("j-tip", checkout_then_show, &url, &third, None, TOKEN));
+    c.enqueue(job("j-wrong", checkout_then_never.clone(), &url, &second, Some("main"), WRONG));
+    c.enqueue(job("j-403", checkout_then_never.clone(), &forbidden, &second, Some("main"), TOKEN));
+    let missing = "0123456789abcdef0123456789abcdef01234567";
+    c.enqueue(job("j-missing", checkout_then_never.clone(), &url, missing, Some("main"), TOKEN));
+    let closed = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    let unreachable = format!("http://{closed}/acme/app.git"); // the listener is gone: connection refused
+    c.enqueue(job("j-away", checkout_then_never, &unreachable, &second, Some("main"), TOKEN));
+    let child = agent(&e, &c, data.path(), true);
+
+    let result = c.result("j-http");
+    let (checkout_log, show_log) = (c.log("j-http", 0), c.log("j-http", 1));
+    assert_eq!(result["status"], "success", "{result:#}\ncheckout: {checkout_log}\nshow: {show_log}");
+    assert_eq!(show_log, format!("{first}\nfirst\nmain\n{url}\nfirst\nno-token-in-.git\n"));
+    assert!(
+        checkout_log.contains(&format!("Checked out {first} on branch main into /root/project/src")),
+        "{checkout_log}"
+    );
+    let result = c.result("j-tip");
+    let show_log = c.log("j-tip", 1);
+    assert_eq!(result["status"], "success", "{result:#}\n{}\n{show_log}", c.log("j-tip", 0));
+    assert_eq!(show_log, format!("{third}\nthird\nsecond\nfirst\nHEAD\n{url}\nthird\nno-token-in-.git\n"));
+
+    let failed = |job: &str, needles: &[&str]| {
+        let result = c.result(job);
+        let log = c.log(job, 0);
+        assert_eq!(result["status"], "failed", "{job}: {result:#}\n{log}");
+        for needle in needles {
+            assert!(log.contains(needle), "{job}: the checkout's log lacks {needle:?}:\n{log}");
+        }
+        assert!(c.with(|s| step_event(s, job, 1, "step_finished")).is_some_and(|e| e["status"] == "skipped"));
+    };
+    failed("j-wrong", &["error: checkout:", &url, "refused the credential", "x-access-token"]);
+    failed("j-403", &["error: checkout:", &forbidden, "403"]);
+    failed("j-missing", &["error: checkout:", &url, &format!("revision {missing} is not on {url}")]);
+    failed("j-away", &["error: checkout:", &unreachable]);
+
+    // The token went in the Authorization header only: never in a URL, never in what the coordinator got.
+    let received = c.with(|s| serde_json::to_string(&s.received).unwrap_or_default());
+    for secret in [TOKEN, WRONG] {
+        assert!(!received.contains(secret), "{secret} reached the coordinator: {received}");
+    }
+    let requests = server.requests();
+    assert!(requests.iter().all(|r| !r.path.contains(TOKEN) && !r.path.contains(WRONG)), "{requests:#?}");
+    assert!(requests.iter().any(|r| r.method == "POST" && r.status == 200), "no fetch was served: {requests:#?}");
+    // The credential is sent only after the server asked for it (a 401 without an Authorization header first).
+    assert!(requests.iter().any(|r| r.status == 401 && r.authorization.is_none()), "{requests:#?}");
+    sigterm(&child);
+    assert_eq!(exit_code(child), 0);
+    assert_no_containers(&e);
+}
+
+/// The config of [`agent_against_the_real_coordinator_runs_docker_build_and_run_through_setup_remote_docker`].
+const REMOTE_DOCKER_CONFIG: &str = "\
+version: 2.1
+jobs:
+  images:
+    docker: [{image: busybox:latest}]
+    steps:
+      - checkout
+      - setup_remote_docker
+      - run:
+          name: a sibling container
+          command: docker run --rm busybox:latest echo hello from a sibling container
+      - run:
+          name: build the checkout's Dockerfile
+          command: DOCKER_BUILDKIT=0 docker build -t remote-built:1 .
+      - run:
+          name: run what was built
+          command: docker run --rm remote-built:1
+workflows:
+  main:
+    jobs: [images]
+";
+
+#[test]
+fn agent_against_the_real_coordinator_runs_docker_build_and_run_through_setup_remote_docker() {
+    use crate::embedded::{coordinator, run, Server};
+    use crate::git_http::{git, OsArg::S};
+    if !can_run_containers() {
+        return;
+    }
+    let client = bin_dir().join("drydock-docker");
+    assert!(client.is_file(), "{} is missing: run script/build-client (script/test does)", client.display());
+    let e = TestEngine::with_busybox();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (data, runner_data, repo) = (tmp.path().join("data"), tmp.path().join("runner"), tmp.path().join("repo"));
+    std::fs::create_dir_all(repo.join(".circleci")).expect("mkdir");
+    std::fs::write(repo.join(".circleci/config.yml"), REMOTE_DOCKER_CONFIG).expect("config");
+    std::fs::write(
+        repo.join("Dockerfile"),
+        "FROM busybox:latest\nRUN echo built by the job > /built\nCMD [\"cat\", \"/built\"]\n",
+    )
+    .expect("Dockerfile");
+    let d = Some(repo.as_path());
+    git(&[S("init"), S("--quiet"), S("--initial-branch=main")], d);
+    git(&[S("add"), S(".")], d);
+    git(&[S("commit"), S("--quiet"), S("-m"), S("images")], d);
+
+    run(&data, &["project", "add", "demo", "--local", repo.to_str().expect("utf-8 path")], "");
+    let registration = run(&data, &["token", "create", "--runner"], "").trim().to_string();
+    let admin = run(&data, &["token", "create", "--admin"], "").trim().to_string();
+    run(&data, &["trigger", "demo", "--branch", "main"], "");
+    let mut server = Server(
+        coordinator(&data)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start coordinator serve"),
+    );
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().expect("stdout")).read_line(&mut line).expect("the listening line");
+    let url = line.trim().strip_prefix("listening on ").expect("listening on …").to_string();
+
+    let agent = Command::new(bin_dir().join("runner"))
+        .args(["agent", "--url", &url, "--token", &registration, "--name", "remote-docker-runner"])
+        .arg("--data-dir")
+        .arg(&runner_data)
+        .env("DRYDOCK_ROOT", e.root())
+        .env("DRYDOCK_DOCKER_CLIENT", &client)
+        .env("DRYDOCK_LOG", "info")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start runner agent");
+
+    let api = |path: &str| -> (u16, String) {
+        let http = ureq::Agent::new_with_config(ureq::Agent::config_builder().http_status_as_error(false).build());
+        let mut resp = http
+            .get(&format!("{url}/api/v1/{path}"))
+            .header("authorization", &format!("Bearer {admin}"))
+            .call()
+            .expect("an API request");
+        (resp.status().as_u16(), resp.body_mut().read_to_string().unwrap_or_default())
+    };
+    // Waits for the job to end (a bound against hanging, not a timing assertion).
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let job = loop {
+        let (status, text) = api("jobs/1");
+        let job: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let state = job["job"]["state"].as_str().unwrap_or_default().to_owned();
+        if status == 200 && !["queued", "blocked", "running", ""].contains(&state.as_str()) {
+            break job;
+        }
+        assert!(Instant::now() < deadline, "the job did not finish: {status} {text}");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let logs: Vec<String> = (0..job["steps"].as_array().map_or(0, Vec::len))
+        .map(|step| api(&format!("jobs/1/steps/{step}/log")).1)
+        .collect();
+    assert_eq!(job["job"]["state"], "success", "{job:#}\n{logs:#?}");
+    assert_eq!(logs.len(), 5, "{logs:#?}");
+    assert!(logs[1].contains("Remote Docker engine: Drydock engine "), "setup_remote_docker: {}", logs[1]);
+    assert!(logs[2].contains("hello from a sibling container"), "{}", logs[2]);
+    assert!(logs[3].contains("Successfully tagged remote-built:1"), "{}", logs[3]);
+    assert_eq!(logs[4].trim_end(), "built by the job", "{}", logs[4]);
+    // The image was built by the runner host's engine, scoped to the job (and left in the engine's store).
+    e.run(["run", "--rm", "remote-built:1"]).success().stdout_is("built by the job\n");
+
+    sigterm(&agent);
+    assert_eq!(exit_code(agent), 0);
     assert_no_containers(&e);
 }

@@ -12,6 +12,7 @@ mod coordinator;
 mod dashboard_e2e;
 mod embedded;
 mod flow;
+mod git_http;
 mod images;
 mod networks;
 mod registry;

@@ -191,7 +191,7 @@ pub fn run(args: ExecArgs) -> ExitCode {
     let request_for = |job: &config_schema::JobSpec, n: usize| ExecRequest {
         job: job.clone(),
         engine_root: args.root.clone(),
-        repo: repo.clone(),
+        repo: repo.clone().map(checkout::Source::Local),
         info: BuildInfo {
             job: job.name.clone(),
             branch: branch.clone(),

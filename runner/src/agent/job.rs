@@ -12,7 +12,7 @@ use config_schema::wire::{JobAssignment, JobOutcome, JobResult, TestCase, TestRe
 
 use super::client::{retrying, ApiError, Client};
 use super::events::{now_ms, send_events, EventQueue};
-use crate::exec::checkout::RepoInfo;
+use crate::exec::checkout::Source;
 use crate::exec::env::BuildInfo;
 use crate::exec::files::RemoteFiles;
 use crate::exec::mask::Secrets;
@@ -116,13 +116,6 @@ impl RemoteFiles for CoordinatorFiles {
     }
 }
 
-/// The local repository a `checkout.repository_url` names: a path or a `file://` URL. Other URLs (https, ssh)
-/// are not cloned by this runner (libgit2 is built without network transports).
-pub fn local_repository(url: &str) -> Option<PathBuf> {
-    let path = url.strip_prefix("file://").unwrap_or(url);
-    path.starts_with('/').then(|| PathBuf::from(path))
-}
-
 /// The executor's request for `a`.
 pub fn exec_request(a: &JobAssignment, ctx: &JobContext, remote: Arc<dyn RemoteFiles>) -> ExecRequest {
     let (username, reponame) = match a.pipeline.project.split_once('/') {
@@ -151,7 +144,7 @@ pub fn exec_request(a: &JobAssignment, ctx: &JobContext, remote: Arc<dyn RemoteF
     ExecRequest {
         job: a.spec.clone(),
         engine_root: ctx.engine_root.to_path_buf(),
-        repo: local_repository(&a.checkout.repository_url).map(|dir| RepoInfo { dir, ..RepoInfo::default() }),
+        repo: Some(Source::from_url(&a.checkout.repository_url, a.checkout.credential.as_deref())),
         info,
         project_env,
         secrets,
@@ -346,10 +339,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn local_repositories_are_paths_and_file_urls() {
-        assert_eq!(local_repository("/srv/git/app"), Some(PathBuf::from("/srv/git/app")));
-        assert_eq!(local_repository("file:///srv/git/app"), Some(PathBuf::from("/srv/git/app")));
-        assert_eq!(local_repository("https://github.com/acme/app.git"), None);
-        assert_eq!(local_repository("git@github.com:acme/app.git"), None);
+    fn repository_urls_are_local_paths_http_urls_or_unsupported() {
+        let dir = |s: &Source| match s {
+            Source::Local(r) => Some(r.dir.clone()),
+            _ => None,
+        };
+        assert_eq!(dir(&Source::from_url("/srv/git/app", None)), Some(PathBuf::from("/srv/git/app")));
+        assert_eq!(dir(&Source::from_url("file:///srv/git/app", None)), Some(PathBuf::from("/srv/git/app")));
+        match Source::from_url("https://github.com/acme/app.git", Some("ghs_token")) {
+            Source::Remote(r) => {
+                assert_eq!(r.url, "https://github.com/acme/app.git");
+                assert_eq!(r.credential.as_deref(), Some("ghs_token"));
+                assert!(!format!("{r:?}").contains("ghs_token"), "{r:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match Source::from_url("HTTP://git.example.com/app", Some("")) {
+            Source::Remote(r) => assert_eq!(r.credential, None),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(Source::from_url("git@github.com:acme/app.git", None), Source::Unsupported(_)));
+        assert!(matches!(Source::from_url("ssh://git@github.com/acme/app.git", None), Source::Unsupported(_)));
     }
 }

@@ -20,7 +20,7 @@ use engine::image::ImageStore;
 use engine::root::Root;
 
 use super::cache::{render_key, CacheStore, KeyContext};
-use super::checkout::{self, RepoInfo};
+use super::checkout::{self, Source};
 use super::containers;
 use super::env::{self, BuildInfo};
 use super::files;
@@ -39,8 +39,8 @@ pub struct ExecRequest {
     pub job: JobSpec,
     /// The engine's state directory.
     pub engine_root: PathBuf,
-    /// The local repository `checkout` copies; `None` outside a git repository.
-    pub repo: Option<RepoInfo>,
+    /// Where `checkout` takes the commit from; `None` for `runner exec` outside a git repository.
+    pub repo: Option<checkout::Source>,
     pub info: BuildInfo,
     /// `-e` and `--env-file` variables, in order.
     pub project_env: Vec<(String, String)>,
@@ -746,9 +746,9 @@ fn setup_remote_docker(ctx: &Ctx, index: usize, remote: Option<&mut RemoteDocker
 }
 
 fn checkout_step(ctx: &Ctx, index: usize, path: Option<&str>) -> Result<(), ExecError> {
-    let Some(repo) = &ctx.req.repo else {
+    let Some(source) = &ctx.req.repo else {
         return Err(ExecError::Checkout(
-            "no local repository to check out: run `runner exec` inside the project's checkout (`runner agent` clones local paths and file:// URLs only)".into(),
+            "no local repository to check out: run `runner exec` inside the project's checkout".into(),
         ));
     };
     let target = expand_home(path.unwrap_or(&ctx.working_dir), &ctx.home, &ctx.working_dir);
@@ -765,7 +765,25 @@ fn checkout_step(ctx: &Ctx, index: usize, path: Option<&str>) -> Result<(), Exec
         .map_err(io("cannot create a temporary directory".into()))?;
     let clone_dir = tmp.path().join("src");
     let branch = Some(ctx.req.info.branch.as_str()).filter(|b| !b.is_empty());
-    let oid = checkout::clone_at(&repo.dir, &clone_dir, &ctx.req.info.revision, branch)?;
+    let revision = &ctx.req.info.revision;
+    let oid = match source {
+        Source::Local(repo) => checkout::clone_at(&repo.dir, &clone_dir, revision, branch)?,
+        Source::Remote(remote) => {
+            let shown = checkout::display_url(&remote.url);
+            ctx.sink.event(&Event::Output { step: index, text: format!("Fetching {revision} from {shown}\n") });
+            let started = Instant::now();
+            let tag = ctx.req.info.tag.as_deref().filter(|t| !t.is_empty());
+            let oid = checkout::fetch_at(remote, &clone_dir, revision, branch, tag, ctx.cancel)?;
+            tracing::debug!(url = %shown, revision = %revision, duration_ms = started.elapsed().as_millis() as u64, "fetched");
+            oid
+        }
+        Source::Unsupported(url) => {
+            return Err(ExecError::Checkout(format!(
+            "cannot clone {}: only http:// and https:// URLs, file:// URLs and absolute paths are supported (not ssh)",
+            checkout::display_url(url)
+        )))
+        }
+    };
     let tar_path = tmp.path().join("src.tar");
     let tar = std::fs::File::create(&tar_path).map_err(io(format!("cannot write {}", tar_path.display())))?;
     engine::container::cp::host_archive(&clone_dir, &name, std::io::BufWriter::new(tar))?;
