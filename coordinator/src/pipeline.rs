@@ -3,6 +3,10 @@
 //! branch or tag → one transaction storing pipeline, workflows and jobs ([`crate::store::pipelines`]). Anything
 //! wrong with the configuration (missing, invalid, unplannable) makes a `config_error` pipeline with the located
 //! message rather than an error: the user sees why nothing ran.
+//!
+//! The mirror is fetched with the GitHub token for private https repositories ([`GitAccess`]). Webhook
+//! deliveries go in batches ([`create_for_delivery_batch`]): each distinct commit read and its configuration
+//! checked once, every pipeline of the batch stored in one transaction.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
