@@ -6,6 +6,8 @@
 
 pub mod api;
 pub mod dashboard;
+#[cfg(test)]
+mod git_http_server;
 pub mod github;
 pub mod job_secrets;
 pub mod key_rotation;

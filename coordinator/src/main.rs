@@ -41,7 +41,8 @@ enum Command {
         /// Largest artifact file a runner may upload.
         #[arg(long, default_value_t = 100)]
         max_artifact_mb: u64,
-        /// GitHub token for commit statuses (a personal access token); none: no statuses are posted.
+        /// GitHub token (a personal access token) for commit statuses and for fetching private repositories over
+        /// https (mirrors, and the runners' checkouts); none: no statuses, public repositories only.
         #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
         github_token: Option<String>,
         /// GitHub API base URL (GitHub Enterprise: `https://HOST/api/v3`).
@@ -91,6 +92,9 @@ enum Command {
         /// What triggered it: `api` (a person), or `local` (a local repository's post-receive hook).
         #[arg(long, default_value = "api", value_parser = ["api", "local"])]
         source: String,
+        /// GitHub token for fetching a private repository over https (as `serve --github-token`).
+        #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
+        github_token: Option<String>,
     },
 }
 
@@ -303,7 +307,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Project(cmd) => project(&cli, cmd).await?,
-        Command::Trigger { project, branch, tag, sha, source } => {
+        Command::Trigger { project, branch, tag, sha, source, github_token } => {
             let store = open_store(&cli).await?;
             let project = store.project_by_slug(project).await?;
             let req = TriggerRequest {
@@ -313,7 +317,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 sha: sha.clone(),
                 ..Default::default()
             };
-            let created = pipeline::create(&store, &cli.data_dir, &project, &req).await?;
+            let access = github_token
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .map(|t| coordinator::github::access::GitAccess::Token(t.into()));
+            let created = pipeline::create_with_access(&store, &cli.data_dir, access.as_ref(), &project, &req).await?;
             let row = store.pipeline(created.pipeline_id).await?;
             println!("pipeline {} #{}: {} ({} jobs queued)", project.slug, row.number, row.state, created.queued_jobs);
             if let Some(error) = row.error {

@@ -3,6 +3,10 @@
 //! branch or tag → one transaction storing pipeline, workflows and jobs ([`crate::store::pipelines`]). Anything
 //! wrong with the configuration (missing, invalid, unplannable) makes a `config_error` pipeline with the located
 //! message rather than an error: the user sees why nothing ran.
+//!
+//! The mirror is fetched with the GitHub token for private https repositories ([`GitAccess`]). Webhook
+//! deliveries go in batches ([`create_for_delivery_batch`]): each distinct commit read and its configuration
+//! checked once, every pipeline of the batch stored in one transaction.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +15,7 @@ use std::sync::Arc;
 use config_schema::plan::Trigger;
 use config_schema::{Options, Pipeline};
 
+use crate::github::access::GitAccess;
 use crate::repo::{Mirror, RepoError};
 use crate::store::pipelines::{BatchItem, BatchStored, Created, PipelineIds, PipelineTrigger, Planned};
 use crate::store::projects::Project;
@@ -63,6 +68,12 @@ pub enum PipelineError {
         #[source]
         source: RepoError,
     },
+    #[error("git access to the repository of `{project}`")]
+    Access {
+        project: String,
+        #[source]
+        source: crate::github::access::AccessError,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the repository task failed: {0}")]
@@ -84,7 +95,18 @@ pub async fn create(
     project: &Project,
     req: &TriggerRequest,
 ) -> Result<Created, PipelineError> {
-    create_inner(store, data_dir, project, req, Claim::None)
+    create_with_access(store, data_dir, None, project, req).await
+}
+
+/// [`create`], fetching a GitHub project's https repository with `access` (private repositories).
+pub async fn create_with_access(
+    store: &Store,
+    data_dir: &Path,
+    access: Option<&GitAccess>,
+    project: &Project,
+    req: &TriggerRequest,
+) -> Result<Created, PipelineError> {
+    create_inner(store, data_dir, access, project, req, Claim::None)
         .await?
         .ok_or_else(|| PipelineError::Task("the pipeline was not stored".into()))
 }
@@ -97,14 +119,14 @@ pub async fn create_for_delivery(
     req: &TriggerRequest,
     delivery_id: &str,
 ) -> Result<Option<Created>, PipelineError> {
-    create_inner(&state.store, &state.data_dir, project, req, Claim::Delivery(delivery_id)).await
+    create_inner(&state.store, &state.data_dir, state.git_access.as_ref(), project, req, Claim::Delivery(delivery_id))
+        .await
 }
 
 /// Creates the pipeline of a schedule's tick and marks the tick processed in the same transaction; `None` when
 /// another coordinator processed it first.
 pub async fn create_for_tick(
-    store: &Store,
-    data_dir: &Path,
+    state: &crate::api::AppState,
     project: &Project,
     tick: &crate::store::schedules::Tick,
 ) -> Result<Option<Created>, PipelineError> {
@@ -116,18 +138,19 @@ pub async fn create_for_tick(
         config_schedule: tick.schedule.source == "config",
         ..Default::default()
     };
-    create_inner(store, data_dir, project, &req, Claim::Tick(tick)).await
+    create_inner(&state.store, &state.data_dir, state.git_access.as_ref(), project, &req, Claim::Tick(tick)).await
 }
 
 async fn create_inner(
     store: &Store,
     data_dir: &Path,
+    access: Option<&GitAccess>,
     project: &Project,
     req: &TriggerRequest,
     claim: Claim<'_>,
 ) -> Result<Option<Created>, PipelineError> {
     let req = with_default_ref(req, project);
-    let commit = load_commit(data_dir.to_path_buf(), project, &req).await?;
+    let commit = load_commit(data_dir.to_path_buf(), access, project, &req).await?;
     let prepared = Prepared::new(req, commit);
     let (planned, declared) = prepared.planner(project);
     let created = match claim {
@@ -145,6 +168,7 @@ async fn create_inner(
 }
 
 /// A webhook delivery's share of a batch ([`create_for_delivery_batch`]).
+#[expect(clippy::large_enum_variant, reason = "a batch holds at most a few hundred, built once: boxing buys nothing")]
 pub enum DeliveryWork {
     /// The delivery asks for this pipeline.
     Pipeline { delivery_id: String, project: Project, req: TriggerRequest },
@@ -175,6 +199,7 @@ pub enum DeliveryDone {
 pub async fn create_for_delivery_batch(
     store: &Store,
     data_dir: &Path,
+    access: Option<&GitAccess>,
     work: Vec<DeliveryWork>,
     budget: std::time::Duration,
 ) -> Result<Vec<DeliveryDone>, PipelineError> {
@@ -189,12 +214,12 @@ pub async fn create_for_delivery_batch(
             DeliveryWork::Pipeline { project, req, .. } => {
                 let req = with_default_ref(req, project);
                 let key = (project.id, req.sha.clone(), req.branch.clone(), req.tag.clone(), req.pr_number);
-                if !commits.contains_key(&key) {
-                    let loaded = load_commit(data_dir.to_path_buf(), project, &req).await.map_err(|e| {
+                if let std::collections::hash_map::Entry::Vacant(slot) = commits.entry(key.clone()) {
+                    let loaded = load_commit(data_dir.to_path_buf(), access, project, &req).await.map_err(|e| {
                         tracing::error!(project = %project.slug, error = %error_chain(&e), "cannot read the commit");
                         format!("error: {}", error_chain(&e))
                     });
-                    commits.insert(key.clone(), loaded);
+                    slot.insert(loaded);
                 }
                 prepared.push(match &commits[&key] {
                     Ok(commit) => Ok((Prepared::new(req, commit.clone()), project)),
@@ -240,7 +265,8 @@ pub async fn create_for_delivery_batch(
                     log_created(project, &created);
                     if let Some(branch) = &p.trigger.branch {
                         newest.insert((project.id, branch.clone()), (i, created.pipeline_id));
-                        let learnt = declared[i].as_ref().and_then(|d| d.lock().unwrap_or_else(|e| e.into_inner()).take());
+                        let learnt =
+                            declared[i].as_ref().and_then(|d| d.lock().unwrap_or_else(|e| e.into_inner()).take());
                         if let Some(learnt) = learnt.filter(|_| changes_schedules(&p.req)) {
                             schedules.insert((project.id, branch.clone()), (i, learnt));
                         }
@@ -363,10 +389,14 @@ pub(crate) struct Commit {
 /// the blocking pool.
 pub(crate) async fn load_commit(
     data_dir: PathBuf,
+    access: Option<&GitAccess>,
     project: &Project,
     req: &TriggerRequest,
 ) -> Result<Arc<Commit>, PipelineError> {
-    let fetched = fetch(data_dir, project, req).await?;
+    let token = GitAccess::token_for(access, project)
+        .await
+        .map_err(|source| PipelineError::Access { project: project.slug.clone(), source })?;
+    let fetched = fetch(data_dir, token, project, req).await?;
     let commit = tokio::task::spawn_blocking(move || {
         let checked = fetched
             .config
@@ -453,14 +483,22 @@ fn config_schedules(config: &config_schema::ProcessedConfig, branch: &str) -> Ve
     out
 }
 
-async fn fetch(data_dir: PathBuf, project: &Project, req: &TriggerRequest) -> Result<Fetched, PipelineError> {
+async fn fetch(
+    data_dir: PathBuf,
+    token: Option<String>,
+    project: &Project,
+    req: &TriggerRequest,
+) -> Result<Fetched, PipelineError> {
     let slug = project.slug.clone();
     let id = project.id.to_string();
     let url = project.local_path.clone().unwrap_or_else(|| project.clone_url.clone());
     let req = req.clone();
     let repo_err = move |source| PipelineError::Repo { project: slug.clone(), source };
     let result = tokio::task::spawn_blocking(move || -> Result<Fetched, RepoError> {
-        let mirror = Mirror::open(&data_dir, &id, &url)?;
+        let mut mirror = Mirror::open(&data_dir, &id, &url)?;
+        if let Some(token) = &token {
+            mirror = mirror.with_access_token(token);
+        }
         // A webhook names a full SHA; when the mirror holds that commit already (a redelivery, a branch or tag
         // created at a known commit, several pushes of one commit) a fetch brings nothing for this pipeline — the
         // configuration at a commit cannot change — and the fetch is most of a delivery's processing cost.
@@ -495,10 +533,7 @@ fn plan(commit: &Commit, req: &TriggerRequest, project: &Project, ids: PipelineI
     let checked = match &commit.checked {
         Some(checked) => checked,
         None if fetched.config.is_none() => {
-            return Planned::ConfigError(format!(
-                "{CONFIG_PATH}: not found at {}: add a configuration",
-                fetched.sha
-            ))
+            return Planned::ConfigError(format!("{CONFIG_PATH}: not found at {}: add a configuration", fetched.sha))
         }
         None => return Planned::ConfigError(format!("{CONFIG_PATH}: not UTF-8 text")),
     };

@@ -48,6 +48,16 @@ pub enum RepoError {
     Lock { path: PathBuf, source: std::io::Error },
     #[error("cannot fetch {url} into mirror {path}: {source}; check that the URL is right and reachable")]
     Fetch { url: String, path: PathBuf, source: git2::Error },
+    #[error(
+        "{url} refused the access token (user x-access-token) when fetching into mirror {path}: check that the \
+         token can read this repository (its scopes, or the GitHub App's installation) and has not expired"
+    )]
+    TokenRefused { url: String, path: PathBuf },
+    #[error(
+        "{url} asks for credentials (a private repository, or a wrong URL) and the coordinator has none for it \
+         (fetching into mirror {path}: {source}): give `coordinator serve --github-token` a token that can read it"
+    )]
+    CredentialsNeeded { url: String, path: PathBuf, source: git2::Error },
     #[error("no branch, tag or commit named {git_ref:?} in the mirror of {url}; check the name, or fetch again")]
     RefNotFound { git_ref: String, url: String },
     #[error("{git_ref:?} is an ambiguous commit prefix in the mirror of {url}; give more characters of the SHA")]
@@ -163,14 +173,19 @@ impl Mirror {
         let started = Instant::now();
         let repo = self.repo()?;
         let mut remote = repo.remote_anonymous(&self.url).map_err(|e| self.git("set up the remote", e))?;
+        // Set once the server refused the token (libgit2 asks again after a refusal). Declared before `options`,
+        // whose callback borrows it.
+        let refused = std::cell::Cell::new(false);
         let mut options = FetchOptions::new();
         if let Some(AccessToken(token)) = &self.access_token {
             let mut callbacks = git2::RemoteCallbacks::new();
             let mut offered = false;
+            let refused = &refused;
             callbacks.credentials(move |_url, _user, allowed| {
-                // libgit2 asks again after a refused credential; offering the same token again would loop.
+                // Offering the same token again would loop: a second question means it was refused.
                 if offered || !allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
-                    return Err(git2::Error::from_str("the access token was refused; check its scopes and expiry"));
+                    refused.set(offered);
+                    return Err(git2::Error::from_str("the access token was refused"));
                 }
                 offered = true;
                 git2::Cred::userpass_plaintext("x-access-token", token)
@@ -179,10 +194,18 @@ impl Mirror {
         }
         options.download_tags(AutotagOption::None);
         options.prune(if prune { FetchPrune::On } else { FetchPrune::Off });
-        remote.fetch(refspecs, Some(&mut options), None).map_err(|source| RepoError::Fetch {
-            url: self.url.clone(),
-            path: self.path.clone(),
-            source,
+        remote.fetch(refspecs, Some(&mut options), None).map_err(|source| {
+            let (url, path) = (self.url.clone(), self.path.clone());
+            if refused.get() {
+                RepoError::TokenRefused { url, path }
+            } else if source.code() == git2::ErrorCode::Auth {
+                match self.access_token {
+                    Some(_) => RepoError::TokenRefused { url, path },
+                    None => RepoError::CredentialsNeeded { url, path, source },
+                }
+            } else {
+                RepoError::Fetch { url, path, source }
+            }
         })?;
         let stats = remote.stats();
         tracing::info!(

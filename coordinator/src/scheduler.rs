@@ -93,7 +93,7 @@ pub async fn fire_due_schedules(state: &AppState, now: i64) -> Result<usize, cra
     let mut created = 0;
     for tick in state.store.unprocessed_ticks(100).await? {
         let project = state.store.project(tick.schedule.project_id).await?;
-        match crate::pipeline::create_for_tick(&state.store, &state.data_dir, &project, &tick).await {
+        match crate::pipeline::create_for_tick(state, &project, &tick).await {
             Ok(Some(c)) => {
                 created += 1;
                 tracing::info!(
@@ -113,12 +113,29 @@ pub async fn fire_due_schedules(state: &AppState, now: i64) -> Result<usize, cra
             Err(crate::pipeline::PipelineError::Store(e)) => return Err(e),
             Err(e) => {
                 // The repository could not be read: the tick is recorded as failed, not retried forever.
-                tracing::warn!(project = %project.slug, schedule = %tick.schedule.name, error = %e, "schedule tick failed");
-                state.store.finish_tick(&tick, &format!("error: {e}")).await?;
+                let error = crate::pipeline::error_chain(&e);
+                tracing::warn!(project = %project.slug, schedule = %tick.schedule.name, %error, "schedule tick failed");
+                state.store.finish_tick(&tick, &format!("error: {error}")).await?;
+                if tick.schedule.source == "config" && branch_deleted(&e, &tick.schedule.branch) {
+                    // The branch's configuration declared the schedule; with the branch gone nothing declares it.
+                    match state.store.remove_schedule(project.id, &tick.schedule.name).await {
+                        Ok(()) | Err(crate::store::StoreError::NotFound(_)) => tracing::info!(
+                            project = %project.slug, schedule = %tick.schedule.name,
+                            "branch deleted: its configuration schedule removed"
+                        ),
+                        Err(e) => return Err(e),
+                    }
+                }
             }
         }
     }
     Ok(created)
+}
+
+/// Whether `e` says that `branch` is not in the freshly fetched mirror (deleted upstream: the fetch prunes).
+fn branch_deleted(e: &crate::pipeline::PipelineError, branch: &str) -> bool {
+    matches!(e, crate::pipeline::PipelineError::Repo { source: crate::repo::RepoError::RefNotFound { git_ref, .. }, .. }
+        if *git_ref == format!("refs/heads/{branch}"))
 }
 
 /// How often leases are checked.
@@ -279,6 +296,40 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(s.schedules(Some(project.id)).await.unwrap_or_default(), [], "{name}");
+        }
+    }
+
+    /// A branch deleted upstream takes its configuration schedules with it: its next tick finds the branch gone
+    /// (the fetch prunes it), is recorded as failed, and removes the schedule — other branches' stay.
+    #[tokio::test]
+    async fn a_deleted_branchs_configuration_schedule_goes_at_its_next_tick() {
+        for db in testing::databases().await {
+            let name = db.name;
+            let config = "version: 2.1\njobs:\n  j: {docker: [{image: busybox}], steps: [{run: 'true'}]}\nworkflows:\n  \
+                          nightly:\n    triggers:\n      - schedule: {cron: '0 3 * * *', filters: {branches: {only: [main, \
+                          feature]}}}\n    jobs: [j]\n";
+            let project = crate::pipeline::tests::local_project(&db, config).await;
+            let key = crate::secrets::SecretKey::load_or_create(&db.dir.path().join("secret.key"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let state = AppState::new(db.store.clone(), db.dir.path().join("data"), key);
+            let s = &db.store;
+            for branch in ["main", "feature"] {
+                let push = crate::pipeline::TriggerRequest {
+                    source: "api".into(),
+                    branch: Some(branch.into()),
+                    ..Default::default()
+                };
+                crate::pipeline::create(s, &state.data_dir, &project, &push).await.unwrap_or_else(|e| panic!("{e}"));
+            }
+            let schedules = s.schedules(Some(project.id)).await.unwrap_or_default();
+            assert_eq!(schedules.len(), 2, "{name}: {schedules:?}");
+            let repo = git2::Repository::open(db.dir.path().join("repo")).unwrap_or_else(|e| panic!("{e}"));
+            repo.find_reference("refs/heads/feature").and_then(|mut r| r.delete()).unwrap_or_else(|e| panic!("{e}"));
+
+            let due = schedules.iter().map(|s| s.next_tick_at).max().unwrap_or_default();
+            assert_eq!(fire_due_schedules(&state, due).await.ok(), Some(1), "{name}: main's tick fired");
+            let left = s.schedules(Some(project.id)).await.unwrap_or_default();
+            assert_eq!(left.iter().map(|s| s.branch.as_str()).collect::<Vec<_>>(), ["main"], "{name}");
         }
     }
 }

@@ -78,13 +78,16 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     println!("listening on http://{local}");
     if let Some((api, token)) = &options.github {
         let client = crate::github::status::StatusClient::new(api, token)?;
+        state.git_access = Some(crate::github::access::GitAccess::Token(token.as_str().into()));
         let public_url = options.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
         state.statuses = Some(std::sync::Arc::new(crate::statuses::StatusReporter { client, public_url }));
     }
-    tokio::spawn(crate::scheduler::expire_leases_forever(state.clone()));
-    tokio::spawn(crate::scheduler::fire_schedules_forever(state.clone()));
-    tokio::spawn(api::webhooks::process_deliveries_forever(state.clone()));
-    tokio::spawn(crate::statuses::drain_forever(state.clone()));
+    let background = [
+        tokio::spawn(crate::scheduler::expire_leases_forever(state.clone())),
+        tokio::spawn(crate::scheduler::fire_schedules_forever(state.clone())),
+        tokio::spawn(api::webhooks::process_deliveries_forever(state.clone())),
+        tokio::spawn(crate::statuses::drain_forever(state.clone())),
+    ];
     let runner = match &options.with_runner {
         Some(runner) => Some(crate::local_runner::start(&state.store, &format!("http://{local}"), runner).await?),
         None => None,
@@ -98,8 +101,18 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
             crate::local_runner::stop(child).await;
         }
     };
-    axum::serve(listener, app).with_graceful_shutdown(stopped).await.map_err(ServeError::Serve)?;
+    let served = axum::serve(listener, app).with_graceful_shutdown(stopped).await.map_err(ServeError::Serve);
+    // The background tasks loop forever; closing the pool under them made their next query fail ("attempted to
+    // acquire a connection on a closed pool", logged as an error at every shutdown). Stop them first: each
+    // works in transactions, so one stopped mid-way rolls back and the next start redoes it.
+    for task in &background {
+        task.abort();
+    }
+    for task in background {
+        let _ = task.await;
+    }
     state.store.close().await;
+    served?;
     Ok(())
 }
 

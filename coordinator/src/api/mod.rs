@@ -53,6 +53,9 @@ pub struct AppState {
     pub deliveries: Arc<Notify>,
     /// Commit statuses for GitHub projects, when configured.
     pub statuses: Option<Arc<crate::statuses::StatusReporter>>,
+    /// The token git uses for GitHub projects' https repositories (mirrors, and runners' checkouts), when
+    /// configured (`crate::github::access`).
+    pub git_access: Option<crate::github::access::GitAccess>,
     /// Wakes the commit status outbox's drainer (`crate::statuses`).
     pub status_outbox: Arc<Notify>,
     /// The plain secret values of each running job attempt, for masking its log chunks: filled when the job is
@@ -74,6 +77,7 @@ impl AppState {
             secret_key: Arc::new(secret_key),
             deliveries: Arc::new(Notify::new()),
             statuses: None,
+            git_access: None,
             status_outbox: Arc::new(Notify::new()),
             job_secrets: Arc::default(),
             log_events: Arc::default(),

@@ -163,6 +163,14 @@ pub async fn assignment(state: &AppState, job: &JobRow) -> Result<JobAssignment,
     }
     let contexts = job.contexts()?;
     let secrets = crate::job_secrets::for_job(state, &project, &pipeline, &contexts).await?;
+    // The runner clones a private GitHub repository with it; a fork's code gets it only as it gets secrets.
+    let credential = if t.is_fork && !project.fork_secrets {
+        None
+    } else {
+        crate::github::access::GitAccess::token_for(state.git_access.as_ref(), &project)
+            .await
+            .map_err(|e| Problem::internal(format!("{e}; the job is queued again when its lease expires")))?
+    };
     remember_secrets(state, job, secrets.values().cloned().collect());
     Ok(JobAssignment {
         wire_version: WIRE_VERSION,
@@ -186,7 +194,7 @@ pub async fn assignment(state: &AppState, job: &JobRow) -> Result<JobAssignment,
             branch: t.branch.clone(),
             tag: t.tag.clone(),
             pull_request: t.pr_number.map(|n| n as u64),
-            credential: None,
+            credential,
         },
         env,
         secrets,

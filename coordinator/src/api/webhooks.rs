@@ -17,11 +17,12 @@ use serde::Deserialize;
 
 use super::{AppState, Problem};
 use crate::github::webhook::{parse_event, verify_signature, WebhookEvent};
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use crate::pipeline::{self, DeliveryDone, DeliveryWork, TriggerRequest};
-use crate::store::projects::Project;
 use crate::store::deliveries::Delivery;
+use crate::store::projects::Project;
 
 /// Largest webhook body (GitHub caps payloads at 25 MB).
 pub const MAX_WEBHOOK_BYTES: usize = 25 * 1024 * 1024;
@@ -114,6 +115,12 @@ pub const BATCH_BUDGET: Duration = Duration::from_millis(25);
 /// [`pipeline::create_for_delivery_batch`]); returns how many were processed. Should the batch's transaction
 /// fail, they are processed one at a time, so one bad delivery cannot hold the others back.
 pub async fn process_pending(state: &AppState) -> Result<usize, crate::store::StoreError> {
+    process_batch(state, BATCH_BUDGET).await
+}
+
+/// [`process_pending`] with another time budget for the batch's transaction (tests: a debug build on
+/// PostgreSQL can spend 25 ms on one pipeline).
+pub async fn process_batch(state: &AppState, budget: Duration) -> Result<usize, crate::store::StoreError> {
     let batch = state.store.unprocessed_deliveries(MAX_BATCH).await?;
     if batch.is_empty() {
         return Ok(0);
@@ -122,24 +129,23 @@ pub async fn process_pending(state: &AppState) -> Result<usize, crate::store::St
     let mut work = Vec::with_capacity(batch.len());
     for d in &batch {
         let delivery_id = d.delivery_id.clone();
-        let outcome = match classify(d) {
-            Ok(req_and_repo) => req_and_repo,
+        let (repo, req) = match classify(d) {
+            Ok(asked) => asked,
             Err(outcome) => {
                 work.push(DeliveryWork::Outcome { delivery_id, outcome });
                 continue;
             }
         };
-        let (repo, req) = outcome;
-        if !projects.contains_key(&repo) {
-            let project = state.store.project_by_slug(&repo).await.map_err(|e| format!("no project: {e}"));
-            projects.insert(repo.clone(), project);
+        if let Entry::Vacant(slot) = projects.entry(repo.clone()) {
+            slot.insert(state.store.project_by_slug(&repo).await.map_err(|e| format!("no project: {e}")));
         }
         work.push(match &projects[&repo] {
             Ok(project) => DeliveryWork::Pipeline { delivery_id, project: project.clone(), req },
             Err(outcome) => DeliveryWork::Outcome { delivery_id, outcome: outcome.clone() },
         });
     }
-    let done = match pipeline::create_for_delivery_batch(&state.store, &state.data_dir, work, BATCH_BUDGET).await {
+    let access = state.git_access.as_ref();
+    let done = match pipeline::create_for_delivery_batch(&state.store, &state.data_dir, access, work, budget).await {
         Ok(done) => done,
         Err(e) => {
             tracing::warn!(deliveries = batch.len(), error = %pipeline::error_chain(&e),
@@ -267,10 +273,14 @@ pub(crate) mod tests {
     }
 
     async fn post(app: &Router, delivery: &str, signature: Option<&str>, body: &[u8]) -> u16 {
+        post_event(app, "push", delivery, signature, body).await
+    }
+
+    async fn post_event(app: &Router, event: &str, delivery: &str, signature: Option<&str>, body: &[u8]) -> u16 {
         let mut req = Request::builder()
             .method("POST")
             .uri("/webhooks/github")
-            .header("x-github-event", "push")
+            .header("x-github-event", event)
             .header("x-github-delivery", delivery)
             .header("content-type", "application/json");
         if let Some(s) = signature {
@@ -283,6 +293,12 @@ pub(crate) mod tests {
     async fn pipeline_count(state: &AppState, project: i64) -> usize {
         state.store.pipelines(project, 1000).await.unwrap_or_default().len()
     }
+
+    /// A batch budget no test reaches: one call, one batch.
+    const UNHURRIED: Duration = Duration::from_secs(600);
+
+    const ONE_JOB: &str = "version: 2.1\njobs:\n  build: {docker: [{image: busybox}], steps: [{run: 'true'}]}\n\
+                           workflows:\n  main:\n    jobs: [build]\n";
 
     #[tokio::test]
     async fn signed_pushes_make_one_pipeline_per_delivery_and_forgeries_nothing() {
@@ -330,8 +346,8 @@ pub(crate) mod tests {
             assert_eq!(post(&app, "d-1", Some(&sign(secret, &body)), &body).await, 202, "{name}");
             assert_eq!(post(&app, "d-1", Some(&sign(secret, &body)), &body).await, 200, "{name}");
             assert_eq!(post(&app, "d-2", Some(&sign(secret, &body)), &body).await, 202, "{name}");
-            assert_eq!(process_pending(&state).await.ok(), Some(2), "{name}");
-            assert_eq!(process_pending(&state).await.ok(), Some(0), "{name}");
+            assert_eq!(process_batch(&state, UNHURRIED).await.ok(), Some(2), "{name}");
+            assert_eq!(process_batch(&state, UNHURRIED).await.ok(), Some(0), "{name}");
             assert_eq!(pipeline_count(&state, project.id).await, 2, "{name}");
             let p = &db.store.pipelines(project.id, 10).await.unwrap_or_default()[0];
             assert_eq!(
@@ -342,6 +358,131 @@ pub(crate) mod tests {
             // Oversize bodies are refused before anything is read.
             let huge = vec![b' '; MAX_WEBHOOK_BYTES + 1];
             assert_eq!(post(&app, "d-3", Some(&sign(secret, &huge)), &huge).await, 413, "{name}");
+        }
+    }
+
+    /// Adds a commit holding `config` on `branch` of the repository at `dir` (made by [`repository`]).
+    fn commit_config(dir: &std::path::Path, branch: &str, config: &str) -> String {
+        let repo = git2::Repository::open(dir).unwrap_or_else(|e| panic!("{e}"));
+        let parent =
+            repo.find_reference("refs/heads/main").and_then(|r| r.peel_to_commit()).unwrap_or_else(|e| panic!("{e}"));
+        let mut builder = git2::build::TreeUpdateBuilder::new();
+        let blob = repo.blob(config.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        builder.upsert(".circleci/config.yml", blob, git2::FileMode::Blob);
+        let tree_id = builder.create_updated(&repo, &parent.tree().unwrap_or_else(|e| panic!("{e}")));
+        let tree = repo.find_tree(tree_id.unwrap_or_else(|e| panic!("{e}"))).unwrap_or_else(|e| panic!("{e}"));
+        let sig = git2::Signature::now("Ada", "ada@example.invalid").unwrap_or_else(|e| panic!("{e}"));
+        let oid = repo
+            .commit(Some(&format!("refs/heads/{branch}")), &sig, &sig, "change config", &tree, &[&parent])
+            .unwrap_or_else(|e| panic!("{e}"));
+        oid.to_string()
+    }
+
+    /// One batch (one transaction) holding a good push, a push whose configuration is invalid, a ping, a push of
+    /// a commit the repository does not have, and a second push of the first commit, while a redelivery of the
+    /// invalid one is answered `200`: four pipelines with their own numbers (one of them `config_error` with the
+    /// located message), the unknown commit recorded as an error naming the repository, the ping recorded — and
+    /// a batch over a delivery processed meanwhile stores nothing for it.
+    #[tokio::test]
+    async fn one_batch_stores_each_delivery_on_its_own_merits() {
+        for db in testing::databases().await {
+            let name = db.name;
+            let repo_dir = db.dir.path().join("repo");
+            let good = repository(&repo_dir, ONE_JOB);
+            let broken = commit_config(
+                &repo_dir,
+                "broken",
+                "version: 2.1\njobs:\n  build: {docker: [{image: busybox}], steps: [{run: 'true'}]}\nworkflows:\n  \
+                 main:\n    jobs: [no-such-job]\n",
+            );
+            let key = crate::secrets::SecretKey::load_or_create(&db.dir.path().join("secret.key"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let secret = "It's a Secret to Everybody";
+            let project = db
+                .store
+                .add_project(&NewProject {
+                    slug: "octocat/Hello-World".into(),
+                    clone_url: repo_dir.display().to_string(),
+                    local_path: None,
+                    webhook_secret_enc: Some(key.encrypt(secret)),
+                    default_branch: "main".into(),
+                    fork_secrets: false,
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let state = AppState::new(db.store.clone(), db.dir.path().join("data"), key);
+            let app = crate::api::router(state.clone());
+            let push = |branch: &str, sha: &str| {
+                let fixture = include_str!("../../tests/fixtures/github/push-branch.json");
+                let mut payload: serde_json::Value = serde_json::from_str(fixture).unwrap_or_else(|e| panic!("{e}"));
+                payload["ref"] = format!("refs/heads/{branch}").into();
+                payload["after"] = sha.into();
+                payload.to_string().into_bytes()
+            };
+            let missing = "0123456789abcdef0123456789abcdef01234567";
+            let deliveries = [
+                ("b-1", "push", push("main", &good)),
+                ("b-2", "push", push("broken", &broken)),
+                ("b-3", "ping", include_bytes!("../../tests/fixtures/github/ping.json").to_vec()),
+                ("b-4", "push", push("main", missing)),
+                ("b-5", "push", push("main", &good)),
+            ];
+            for (id, event, body) in &deliveries {
+                assert_eq!(post_event(&app, event, id, Some(&sign(secret, body)), body).await, 202, "{name}: {id}");
+            }
+            let (_, event, body) = &deliveries[1];
+            assert_eq!(post_event(&app, event, "b-2", Some(&sign(secret, body)), body).await, 200, "{name}");
+
+            let writes = db.store.write_transactions();
+            assert_eq!(process_batch(&state, UNHURRIED).await.ok(), Some(5), "{name}: one batch");
+            assert_eq!(db.store.write_transactions() - writes, 1, "{name}: one transaction for the batch");
+            assert_eq!(process_batch(&state, UNHURRIED).await.ok(), Some(0), "{name}");
+
+            let outcome = |id: &'static str| {
+                let pool = db.store.pool().clone();
+                async move {
+                    let row: (String, Option<i64>) =
+                        sqlx::query_as("SELECT outcome, pipeline_id FROM webhook_deliveries WHERE delivery_id = $1")
+                            .bind(id)
+                            .fetch_one(&pool)
+                            .await
+                            .unwrap_or_else(|e| panic!("{id}: {e}"));
+                    row
+                }
+            };
+            let mut pipelines = db.store.pipelines(project.id, 10).await.unwrap_or_else(|e| panic!("{e}"));
+            pipelines.reverse();
+            let seen: Vec<(i64, &str, &str)> =
+                pipelines.iter().map(|p| (p.number, p.state.as_str(), p.trigger.sha.as_str())).collect();
+            assert_eq!(
+                seen,
+                [(1, "running", good.as_str()), (2, "config_error", broken.as_str()), (3, "running", good.as_str())],
+                "{name}"
+            );
+            let error = pipelines[1].error.clone().unwrap_or_default();
+            assert!(error.contains(".circleci/config.yml"), "{name}: {error}");
+            for (id, pipeline) in [("b-1", &pipelines[0]), ("b-2", &pipelines[1]), ("b-5", &pipelines[2])] {
+                assert_eq!(outcome(id).await, ("pipeline".to_string(), Some(pipeline.id)), "{name}: {id}");
+            }
+            assert_eq!(outcome("b-3").await, ("ping".to_string(), None), "{name}");
+            let (missed, none) = outcome("b-4").await;
+            assert!(
+                none.is_none() && missed.starts_with("error: ") && missed.contains("octocat/Hello-World"),
+                "{name}: {missed}"
+            );
+            assert!(missed.contains(missing), "{name}: the outcome names the commit: {missed}");
+
+            // A batch over a delivery processed meanwhile (by another coordinator) stores nothing for it.
+            let work = vec![pipeline::DeliveryWork::Pipeline {
+                delivery_id: "b-1".into(),
+                project: project.clone(),
+                req: TriggerRequest { source: "webhook".into(), sha: Some(good.clone()), ..Default::default() },
+            }];
+            let done = pipeline::create_for_delivery_batch(&db.store, &state.data_dir, None, work, UNHURRIED)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(matches!(done[..], [DeliveryDone::AlreadyProcessed]), "{name}: {done:?}");
+            assert_eq!(pipeline_count(&state, project.id).await, 3, "{name}");
         }
     }
 }

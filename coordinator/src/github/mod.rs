@@ -1,4 +1,6 @@
-//! GitHub: webhook deliveries in ([`webhook`]) and commit statuses out ([`status`]).
+//! GitHub: webhook deliveries in ([`webhook`]), commit statuses out ([`status`]), and the token git over https
+//! uses for private repositories ([`access`]).
 
+pub mod access;
 pub mod status;
 pub mod webhook;
