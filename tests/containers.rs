@@ -119,8 +119,19 @@ fn detached_container_logs_and_stops_with_its_stop_signal() {
 
     // STOPSIGNAL from the image config.
     e.run(["import", "-c", "STOPSIGNAL SIGUSR1", &busybox_tar().to_string_lossy(), "stopsig"]).success();
-    e.run(["run", "-d", "--name", "usr1", "stopsig", "sh", "-c", "trap 'exit 9' USR1; while true; do sleep 0.1; done"])
-        .success();
+    e.run([
+        "run",
+        "-d",
+        "--name",
+        "usr1",
+        "stopsig",
+        "sh",
+        "-c",
+        "trap 'exit 9' USR1; echo ready; while true; do sleep 0.1; done",
+    ])
+    .success();
+    // `run -d` returns once the command runs, not once the shell has set its trap.
+    assert!(eventually(5, || e.run(["logs", "usr1"]).stdout() == "ready\n"));
     e.run(["stop", "-t", "5", "usr1"]).success();
     assert_eq!(inspect(&e, "usr1", "{{.State.ExitCode}}"), "9");
     e.run(["rm", "web", "usr1"]).success();

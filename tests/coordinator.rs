@@ -201,3 +201,39 @@ fn a_git_push_into_a_local_project_triggers_a_pipeline() {
     assert_eq!(seen, [("feature".to_string(), feature_sha), ("main".to_string(), main_sha)], "{page}");
     assert_eq!(page["pipelines"][0]["trigger"]["source"], "local", "{page}");
 }
+
+#[test]
+fn serve_takes_github_app_credentials_and_names_a_bad_key_file() {
+    let data = tempfile::tempdir().expect("tempdir");
+    // All three flags, or clap refuses before anything starts.
+    let out = coordinator(data.path()).args(["serve", "--github-app-id", "1"]).output().expect("run coordinator");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--github-app-key"), "{out:?}");
+    // A key file that is not there: a clear error naming it, no server.
+    let missing = data.path().join("no-such-key.pem");
+    let out = coordinator(data.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--github-app-id", "1", "--github-app-installation-id", "2"])
+        .arg("--github-app-key")
+        .arg(&missing)
+        .output()
+        .expect("run coordinator");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("GitHub App's private key") && stderr.contains("no-such-key.pem"), "{stderr}");
+    // A real key (the fixture the App token exchange is tested with in coordinator/src/github/status.rs): it
+    // serves, answering as usual.
+    let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("../coordinator/tests/fixtures/github/app-private-key.pem");
+    let mut child = coordinator(data.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--github-app-id", "1", "--github-app-installation-id", "2"])
+        .arg("--github-app-key")
+        .arg(&key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start coordinator serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read the listening line");
+    let server = Server { url: line.trim().trim_start_matches("listening on ").to_string(), child };
+    let status = agent().get(&format!("{}/api/v1/openapi.json", server.url)).call().expect("http").status().as_u16();
+    assert_eq!(status, 200);
+}

@@ -45,6 +45,17 @@ enum Command {
         /// https (mirrors, and the runners' checkouts); none: no statuses, public repositories only.
         #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
         github_token: Option<String>,
+        /// GitHub App to authenticate as instead of a token (with --github-app-key and
+        /// --github-app-installation-id): commit statuses and private repositories through the installation's
+        /// short-lived tokens.
+        #[arg(long, conflicts_with = "github_token", requires_all = ["github_app_key", "github_app_installation_id"])]
+        github_app_id: Option<u64>,
+        /// The GitHub App's private key file (PEM), as GitHub hands it out.
+        #[arg(long, requires = "github_app_id")]
+        github_app_key: Option<PathBuf>,
+        /// The installation of the GitHub App (on the account that owns the repositories).
+        #[arg(long, requires = "github_app_id")]
+        github_app_installation_id: Option<u64>,
         /// GitHub API base URL (GitHub Enterprise: `https://HOST/api/v3`).
         #[arg(long, default_value = "https://api.github.com")]
         github_api_url: String,
@@ -266,6 +277,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             lease_ttl_secs,
             max_artifact_mb,
             github_token,
+            github_app_id,
+            github_app_key,
+            github_app_installation_id,
             github_api_url,
             public_url,
             with_runner,
@@ -283,6 +297,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 lease_ttl_ms: (*lease_ttl_secs as i64).saturating_mul(1000),
                 max_artifact_bytes: max_artifact_mb.saturating_mul(1024 * 1024),
                 github: github_token.clone().filter(|t| !t.is_empty()).map(|t| (github_api_url.clone(), t)),
+                github_app: match (github_app_id, github_app_key, github_app_installation_id) {
+                    (Some(app_id), Some(key), Some(installation_id)) => Some((
+                        github_api_url.clone(),
+                        coordinator::server::GitHubApp {
+                            app_id: *app_id,
+                            private_key: key.clone(),
+                            installation_id: *installation_id,
+                        },
+                    )),
+                    _ => None,
+                },
                 public_url: public_url.clone(),
                 with_runner,
             };

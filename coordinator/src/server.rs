@@ -23,6 +23,9 @@ pub struct ServeOptions {
     pub max_artifact_bytes: u64,
     /// GitHub API base URL and token for commit statuses (none: no statuses).
     pub github: Option<(String, String)>,
+    /// Or a GitHub App installation: API base URL and the App (commit statuses and git access with the
+    /// installation's short-lived token).
+    pub github_app: Option<(String, GitHubApp)>,
     /// The URL people and GitHub reach the coordinator at: commit statuses link to it and the dashboard's
     /// webhook set-up shows it (default: the listen address).
     pub public_url: Option<String>,
@@ -30,8 +33,19 @@ pub struct ServeOptions {
     pub with_runner: Option<crate::local_runner::LocalRunnerOptions>,
 }
 
+/// A GitHub App installation the coordinator authenticates as (`serve --github-app-id …`).
+#[derive(Debug, Clone)]
+pub struct GitHubApp {
+    pub app_id: u64,
+    /// The App's private key file (PEM, PKCS#1 or PKCS#8 RSA), as GitHub hands it out.
+    pub private_key: PathBuf,
+    pub installation_id: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    #[error("cannot read the GitHub App's private key {}: {source}", path.display())]
+    AppKey { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
@@ -68,6 +82,14 @@ pub async fn state(options: &ServeOptions) -> Result<AppState, ServeError> {
 
 /// Serves until a shutdown signal.
 pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
+    // Read before anything starts: a wrong path is an error of the command line, not of a running server.
+    let app_key = match &options.github_app {
+        Some((_, app)) => Some(
+            std::fs::read(&app.private_key)
+                .map_err(|source| ServeError::AppKey { path: app.private_key.clone(), source })?,
+        ),
+        None => None,
+    };
     let mut state = state(&options).await?;
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -81,6 +103,12 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         state.git_access = Some(crate::github::access::GitAccess::Token(token.as_str().into()));
         let public_url = options.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
         state.statuses = Some(std::sync::Arc::new(crate::statuses::StatusReporter { client, public_url }));
+    }
+    if let (Some((api, app)), Some(key)) = (&options.github_app, &app_key) {
+        let client = || crate::github::status::StatusClient::new_app(api, app.app_id, key, app.installation_id);
+        state.git_access = Some(crate::github::access::GitAccess::App(std::sync::Arc::new(client()?)));
+        let public_url = options.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
+        state.statuses = Some(std::sync::Arc::new(crate::statuses::StatusReporter { client: client()?, public_url }));
     }
     let background = [
         tokio::spawn(crate::scheduler::expire_leases_forever(state.clone())),
