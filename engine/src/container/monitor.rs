@@ -187,8 +187,11 @@ fn spawn_inner(root: &Root, id: &str, attach: bool, stdio: Option<[RawFd; 3]>) -
                             libc::dup2(null, fd);
                         }
                     }
-                    libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
                     if in_process {
+                        // Only what leaked in from outside (no close-on-exec): the process's own descriptors —
+                        // tokio's process-wide signal pipe among them, which a later netlink session needs —
+                        // stay valid, as after a plain fork.
+                        close_inherited_descriptors();
                         IN_MONITOR.store(true, Ordering::Relaxed);
                         // What `ps -o comm`, `top` and `pgrep` show (the command line stays the CLI's).
                         libc::prctl(libc::PR_SET_NAME, c"engine-monitor".as_ptr());
@@ -196,6 +199,7 @@ fn spawn_inner(root: &Root, id: &str, attach: bool, stdio: Option<[RawFd; 3]>) -
                         // Not `exit`: the CLI's atexit handlers and buffered output belong to the CLI.
                         libc::_exit(code & 0xff)
                     }
+                    libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
                     libc::execv(exe.as_ptr(), argv.as_ptr());
                     libc::_exit(EXIT_ENGINE as i32)
                 }
@@ -228,6 +232,24 @@ pub fn allow_in_process() {
 /// True in a monitor process (so far only known for one forked without re-exec).
 pub fn in_monitor() -> bool {
     IN_MONITOR.load(Ordering::Relaxed)
+}
+
+/// Closes the descriptors above 3 that are not close-on-exec: inherited by the CLI from whoever started it (a
+/// shell's pipe, say), which a detached monitor must not keep open. Everything the engine opens itself is
+/// close-on-exec and stays.
+fn close_inherited_descriptors() {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return };
+    let fds: Vec<RawFd> = dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
+    for fd in fds.into_iter().filter(|&fd| fd > 3) {
+        // SAFETY: F_GETFD only reads flags; a descriptor without FD_CLOEXEC is not owned by anything in this
+        // process (std, tokio and the engine open everything close-on-exec), so closing it invalidates nothing.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::close(fd);
+            }
+        }
+    }
 }
 
 /// Whether a monitor forked now may run on without exec: allowed by the caller, and no other thread could hold
