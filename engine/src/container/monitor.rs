@@ -473,17 +473,16 @@ impl Monitor {
     fn finish_removed(&mut self, exit_code: i32) -> i32 {
         // libcontainer's state directory (outside the container's directory since it moved to /run).
         let runtime = self.store.runtime_root(&self.c.id).join(&self.c.id);
+        // The exit code is recorded before the record goes: a waiter that is not the attached CLI (the API
+        // server's `wait`, polling the state) reads it there.
+        let _ = self.store.update_state(&self.c.id, |s| {
+            s.status = Status::Exited;
+            s.exit_code = exit_code;
+            s.pid = 0;
+            s.finished_at = crate::image::now_rfc3339();
+        });
         // The directory moves with its mounts (the rootfs, the cgroup view), unmounted below from the new place.
         let trash = super::remove::detach_dir(&self.store, &self.c.id);
-        if trash.is_err() {
-            // Still listed: show it exited (`rm` finishes the job).
-            let _ = self.store.update_state(&self.c.id, |s| {
-                s.status = Status::Exited;
-                s.exit_code = exit_code;
-                s.pid = 0;
-                s.finished_at = crate::image::now_rfc3339();
-            });
-        }
         self.report(&format!("{EXITED} {exit_code}"));
         self.status = None;
         self.leave_networks();
