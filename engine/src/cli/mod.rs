@@ -46,13 +46,8 @@ pub struct Globals {
     pub host: Option<String>,
 }
 
-/// `engine [globals] run …` parsed against a command tree that holds only `run`: building clap's whole tree
-/// (every verb of every group, each with its flags) costs ~1 ms of a container start's CPU, more than parsing
-/// itself. `None` for any other command line, for help and version requests, and for any parse error — the full
-/// parser then handles it, so what users see (help, errors, usage) comes from one place. The test
-/// `run_fast_path_parses_as_the_full_tree` keeps the two in step.
-fn parse_run_fast(args: &[std::ffi::OsString]) -> Option<(Cli, bool)> {
-    use clap::{Args as _, FromArgMatches as _};
+/// Where the verb is in `args` (argv[0] first): after the global flags of [`Globals`], given before it.
+fn verb_index(args: &[std::ffi::OsString]) -> usize {
     let mut i = 1;
     while let Some(a) = args.get(i).and_then(|a| a.to_str()) {
         match a {
@@ -61,7 +56,17 @@ fn parse_run_fast(args: &[std::ffi::OsString]) -> Option<(Cli, bool)> {
             _ => break,
         }
     }
-    if args.get(i).and_then(|a| a.to_str()) != Some("run") {
+    i
+}
+
+/// `engine [globals] run …` parsed against a command tree that holds only `run`: building clap's whole tree
+/// (every verb of every group, each with its flags) costs ~1 ms of a container start's CPU, more than parsing
+/// itself. `None` for any other command line, for help and version requests, and for any parse error — the full
+/// parser then handles it, so what users see (help, errors, usage) comes from one place. The test
+/// `run_fast_path_parses_as_the_full_tree` keeps the two in step.
+fn parse_run_fast(args: &[std::ffi::OsString]) -> Option<(Cli, bool)> {
+    use clap::{Args as _, FromArgMatches as _};
+    if args.get(verb_index(args)).and_then(|a| a.to_str()) != Some("run") {
         return None;
     }
     let asks_for_help = |a: &std::ffi::OsString| matches!(a.to_str(), Some("-h" | "--help" | "-V" | "--version"));
@@ -175,14 +180,7 @@ fn command_line() -> (Vec<std::ffi::OsString>, InvokedAs) {
 
 /// `image build|pull|push|save|load ARGS` → `build|pull|… ARGS` (the first non-flag word after the global flags).
 fn rewrite_management_forms(args: &mut Vec<std::ffi::OsString>) {
-    let mut i = 1;
-    while i < args.len() {
-        match args[i].to_str() {
-            Some("--root" | "--log-level") => i += 2,
-            Some(a) if a.starts_with("--root=") || a.starts_with("--log-level=") => i += 1,
-            _ => break,
-        }
-    }
+    let i = verb_index(args);
     let group = args.get(i).and_then(|a| a.to_str());
     let verb = args.get(i + 1).and_then(|a| a.to_str());
     if group == Some("image") && matches!(verb, Some("build" | "pull" | "push" | "save" | "load")) {
@@ -456,6 +454,10 @@ mod tests {
     fn docker_management_forms_become_plain_verbs() {
         assert_eq!(rewritten(&["docker", "image", "build", "-t", "x", "."]), ["docker", "build", "-t", "x", "."]);
         assert_eq!(rewritten(&["e", "--root", "/r", "image", "push", "x"]), ["e", "--root", "/r", "push", "x"]);
+        assert_eq!(
+            rewritten(&["docker", "-H", "unix:///s", "image", "pull", "x"]),
+            ["docker", "-H", "unix:///s", "pull", "x"]
+        );
         assert_eq!(rewritten(&["docker", "image", "ls"]), ["docker", "image", "ls"]);
         assert_eq!(rewritten(&["docker", "run", "image", "build"]), ["docker", "run", "image", "build"]);
     }
