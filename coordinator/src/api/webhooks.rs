@@ -246,7 +246,6 @@ pub(crate) mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::store::projects::NewProject;
     use crate::store::testing;
 
     /// A local repository with one commit holding `config` as `.circleci/config.yml`; returns its SHA.
@@ -310,21 +309,9 @@ pub(crate) mod tests {
                 "version: 2.1\njobs:\n  build: {docker: [{image: busybox}], steps: [{run: 'true'}]}\nworkflows:\n  \
                  main:\n    jobs: [build]\n",
             );
-            let key = crate::secrets::SecretKey::load_or_create(&db.dir.path().join("secret.key"))
-                .unwrap_or_else(|e| panic!("{e}"));
             let secret = "It's a Secret to Everybody";
-            let project = db
-                .store
-                .add_project(&NewProject {
-                    slug: "octocat/Hello-World".into(),
-                    clone_url: repo_dir.display().to_string(),
-                    local_path: Some(repo_dir.display().to_string()),
-                    webhook_secret_enc: Some(key.encrypt(secret)),
-                    default_branch: "main".into(),
-                    fork_secrets: false,
-                })
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
+            let (key, project) =
+                db.github_project(repo_dir.display().to_string(), Some(repo_dir.display().to_string()), secret).await;
             let state = AppState::new(db.store.clone(), db.dir.path().join("data"), key);
             let app = crate::api::router(state.clone());
 
@@ -395,21 +382,8 @@ pub(crate) mod tests {
                 "version: 2.1\njobs:\n  build: {docker: [{image: busybox}], steps: [{run: 'true'}]}\nworkflows:\n  \
                  main:\n    jobs: [no-such-job]\n",
             );
-            let key = crate::secrets::SecretKey::load_or_create(&db.dir.path().join("secret.key"))
-                .unwrap_or_else(|e| panic!("{e}"));
             let secret = "It's a Secret to Everybody";
-            let project = db
-                .store
-                .add_project(&NewProject {
-                    slug: "octocat/Hello-World".into(),
-                    clone_url: repo_dir.display().to_string(),
-                    local_path: None,
-                    webhook_secret_enc: Some(key.encrypt(secret)),
-                    default_branch: "main".into(),
-                    fork_secrets: false,
-                })
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
+            let (key, project) = db.github_project(repo_dir.display().to_string(), None, secret).await;
             let state = AppState::new(db.store.clone(), db.dir.path().join("data"), key);
             let app = crate::api::router(state.clone());
             let push = |branch: &str, sha: &str| {

@@ -114,7 +114,6 @@ mod tests {
     use crate::api::AppState;
     use crate::git_http_server::GitHttpServer;
     use crate::pipeline::{self, TriggerRequest};
-    use crate::store::projects::NewProject;
     use crate::store::testing;
 
     const CONFIG: &str = "version: 2.1\njobs:\n  build: {docker: [{image: busybox}], steps: [{run: 'true'}]}\n\
@@ -142,21 +141,8 @@ mod tests {
             assert!(cloned.success(), "git clone --bare");
             let server = GitHttpServer::start(root, "ghs_right").await;
             let url = server.url("app.git");
-            let key = crate::secrets::SecretKey::load_or_create(&db.dir.path().join("secret.key"))
-                .unwrap_or_else(|e| panic!("{e}"));
             let secret = "webhook secret";
-            let project = db
-                .store
-                .add_project(&NewProject {
-                    slug: "octocat/Hello-World".into(),
-                    clone_url: url.clone(),
-                    local_path: None,
-                    webhook_secret_enc: Some(key.encrypt(secret)),
-                    default_branch: "main".into(),
-                    fork_secrets: false,
-                })
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
+            let (key, project) = db.github_project(url.clone(), None, secret).await;
             let mut state = AppState::new(db.store.clone(), db.dir.path().join("data"), key);
             let right = GitAccess::Token("ghs_right".into());
             let wrong = GitAccess::Token("ghs_wrong".into());

@@ -23,6 +23,33 @@ pub struct TestDb {
     pub dir: tempfile::TempDir,
 }
 
+impl TestDb {
+    /// The data directory's secret key, and the GitHub project `octocat/Hello-World` (default branch `main`)
+    /// cloned from `clone_url` — from `local_path` when given — whose webhook secret is `webhook_secret`.
+    pub async fn github_project(
+        &self,
+        clone_url: String,
+        local_path: Option<String>,
+        webhook_secret: &str,
+    ) -> (crate::secrets::SecretKey, super::projects::Project) {
+        let key = crate::secrets::SecretKey::load_or_create(&self.dir.path().join("secret.key"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let project = self
+            .store
+            .add_project(&super::projects::NewProject {
+                slug: "octocat/Hello-World".into(),
+                clone_url,
+                local_path,
+                webhook_secret_enc: Some(key.encrypt(webhook_secret)),
+                default_branch: "main".into(),
+                fork_secrets: false,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        (key, project)
+    }
+}
+
 /// A fresh store on each available backend: SQLite always, PostgreSQL when it can run (see the module doc).
 pub async fn databases() -> Vec<TestDb> {
     let mut out = vec![sqlite().await];
