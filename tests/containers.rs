@@ -222,6 +222,41 @@ fn cp_copies_both_ways_with_docker_semantics() {
 }
 
 #[test]
+fn running_containers_keep_their_mounts_out_of_the_host_namespace_and_cp_still_reaches_them() {
+    let Some(e) = engine() else { return };
+    let id = e
+        .run(["run", "-d", "--name", "live", "busybox", "sh", "-c", "echo inside > /made-inside; exec sleep 600"])
+        .success()
+        .stdout()
+        .trim()
+        .to_owned();
+    assert!(eventually(10, || e.run(["exec", "live", "cat", "/made-inside"]).out.status.success()));
+    // The rootfs overlay and the cgroup view live in the monitor's own mount namespace (each running container
+    // used to add ~14 lines to the host's mountinfo, which every later start parses a dozen times).
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_else(|err| panic!("{err}"));
+    assert!(!mountinfo.contains(&id), "the host namespace holds the container's mounts:\n{mountinfo}");
+    // cp, export and exec's user lookup still see the running container's files (through the monitor).
+    let tmp = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
+    e.run(["cp", "live:/made-inside", &tmp.path().to_string_lossy()]).success();
+    assert_eq!(fs::read_to_string(tmp.path().join("made-inside")).unwrap_or_default(), "inside\n");
+    let host_file = tmp.path().join("file.txt");
+    fs::write(&host_file, "from host\n").unwrap_or_else(|err| panic!("{err}"));
+    e.run(["cp", &host_file.to_string_lossy(), "live:/tmp/"]).success();
+    e.run(["exec", "live", "cat", "/tmp/file.txt"]).success().stdout_is("from host\n");
+    let tar = e.run(["export", "live"]).success().out.stdout;
+    let mut archive = tar::Archive::new(&tar[..]);
+    let names: Vec<String> = archive
+        .entries()
+        .map(|es| {
+            es.filter_map(|x| x.ok()).map(|x| x.path().map(|p| p.display().to_string()).unwrap_or_default()).collect()
+        })
+        .unwrap_or_default();
+    assert!(names.iter().any(|n| n.trim_start_matches("./") == "made-inside"), "export: {names:?}");
+    e.run(["exec", "-u", "nobody", "live", "id", "-un"]).success().stdout_is("nobody\n");
+    e.run(["rm", "-f", "live"]).success();
+}
+
+#[test]
 fn export_then_import_round_trips_the_filesystem() {
     let Some(e) = engine() else { return };
     e.run(["run", "--name", "x", "busybox", "sh", "-c", "echo data > /marker"]).success();

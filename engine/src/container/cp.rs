@@ -10,7 +10,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::rootfs::{Mounted, RootfsDirs};
+use super::rootfs::Mounted;
 use super::store::ContainerStore;
 use super::{io_err, Error, Result};
 use crate::image::layer::{clean_relative, resolve_in_root};
@@ -25,7 +25,7 @@ pub enum PathKind {
 /// The container's rootfs, mounted while it is needed, and `path` resolved in it (see [`etc_file`]).
 fn located(store: &ContainerStore, id: &str, path: &str) -> Result<(Mounted, PathBuf)> {
     let c = store.load(id)?;
-    let m = Mounted::ensure(RootfsDirs::of(&store.dir(id), &c))?;
+    let m = Mounted::container(store, &c)?;
     let full = resolve(m.path(), path)?;
     let full = etc_file(store, id, &c.host_config.network_mode, m.path(), &full).unwrap_or(full);
     Ok((m, full))
@@ -126,7 +126,7 @@ pub fn archive(store: &ContainerStore, id: &str, path: &str, out: impl Write) ->
 /// Unpacks the tar stream `input` into directory `dir` of container `id`.
 pub fn extract(store: &ContainerStore, id: &str, dir: &str, input: impl Read) -> Result<()> {
     let c = store.load(id)?;
-    let m = Mounted::ensure(RootfsDirs::of(&store.dir(id), &c))?;
+    let m = Mounted::container(store, &c)?;
     let rel = clean_relative(std::ffi::OsStr::new(dir))
         .ok_or_else(|| Error::NoSuchPath { container: id.to_owned(), path: dir.to_owned() })?;
     let target = resolve_in_root(m.path(), &rel, dir).map_err(|e| Error::Runtime(e.to_string()))?;

@@ -17,7 +17,6 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::rootfs::RootfsDirs;
 use super::store::ContainerStore;
 use super::tty::{ConsoleListener, RawMode};
 use super::workload::DrydockExecutor;
@@ -57,8 +56,9 @@ fn write_process(store: &ContainerStore, id: &str, opts: &ExecOptions) -> Result
         });
     }
     let dir = store.dir(id);
-    let dirs = RootfsDirs::of(&dir, &c);
-    let u = user::resolve(&dirs.merged, opts.user.as_deref().unwrap_or(&c.config.user))?;
+    let rootfs = super::rootfs::Mounted::container(store, &c)?;
+    let u = user::resolve(rootfs.path(), opts.user.as_deref().unwrap_or(&c.config.user))?;
+    drop(rootfs);
     let mut env = c.config.env.clone();
     for e in &opts.env {
         let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k);

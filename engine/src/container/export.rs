@@ -3,12 +3,12 @@
 
 use std::io::Write;
 
-use super::rootfs::{tree_tar, Mounted, RootfsDirs};
+use super::rootfs::{tree_tar, Mounted};
 use super::store::ContainerStore;
 use super::Result;
 
 pub fn export(store: &ContainerStore, id: &str, out: impl Write) -> Result<()> {
     let c = store.load(id)?;
-    let mounted = Mounted::ensure(RootfsDirs::of(&store.dir(id), &c))?;
+    let mounted = Mounted::container(store, &c)?;
     tree_tar(mounted.path(), out)
 }

@@ -1,9 +1,12 @@
 //! A container's root filesystem: an overlay of the image layers (lowerdirs, read-only, shared) under a
-//! per-container `upper/` + `work/`, mounted on `merged/` in the host's mount namespace.
+//! per-container `upper/` + `work/`, mounted on `merged/`.
 //!
-//! The monitor mounts it before the container starts and unmounts it when the container ends; verbs that read or
-//! write a stopped container's files (`cp`, `export`, `commit`) mount it for the duration with
-//! [`Mounted::ensure`]. `diff` and `commit` read `upper/` directly: overlay keeps every change there, deletions
+//! The monitor mounts it before the container starts and unmounts it when the container ends, in the monitor's
+//! own mount namespace (see [`super::monitor`], "Private mount namespace"): the host's namespace never holds a
+//! running container's mounts. Verbs that read or write a container's files (`cp`, `export`, `exec`'s user
+//! lookup) use [`Mounted::container`]: a running container's rootfs through its monitor's namespace
+//! (`/proc/<monitor>/root/…/merged`), a stopped one's mounted here for the duration. `diff` and `commit` read
+//! `upper/` directly: overlay keeps every change there, deletions
 //! as `0:0` character devices ("whiteouts") and replaced directories with `trusted.overlay.opaque=y`, which
 //! [`layer_tar`] turns back into OCI `.wh.` entries.
 
@@ -91,23 +94,52 @@ impl RootfsDirs {
     }
 }
 
-/// A mount made for the duration of one operation; unmounted on drop if this guard made it.
+/// A container's rootfs made reachable for one operation; a mount made here is undone on drop.
 pub struct Mounted {
     dirs: RootfsDirs,
+    path: PathBuf,
     made: bool,
 }
 
 impl Mounted {
-    /// Makes sure the container's rootfs is mounted; the guard undoes only what it did.
+    /// Makes sure the container's rootfs is mounted in this process's namespace; the guard undoes only what it did.
     pub fn ensure(dirs: RootfsDirs) -> Result<Mounted> {
         let made = !is_mounted(&dirs.merged);
         dirs.mount()?;
-        Ok(Mounted { dirs, made })
+        Ok(Mounted { path: dirs.merged.clone(), dirs, made })
+    }
+
+    /// The rootfs of container `c` (in `store`): a running container's through its monitor's mount namespace —
+    /// a second overlay mount of the same upper directory would be undefined behaviour — else mounted here.
+    pub fn container(store: &super::ContainerStore, c: &Container) -> Result<Mounted> {
+        let dirs = RootfsDirs::of(&store.dir(&c.id), c);
+        if let Some(path) = live_rootfs(store, &c.id, &dirs) {
+            return Ok(Mounted { dirs, path, made: false });
+        }
+        Mounted::ensure(dirs)
     }
 
     pub fn path(&self) -> &Path {
-        &self.dirs.merged
+        &self.path
     }
+}
+
+/// `merged/` as the running container's monitor sees it, if the container runs and its monitor is alive and
+/// has the overlay there (a monitor from before the private namespaces mounted it in the host's: then `None`,
+/// and [`Mounted::ensure`] finds it mounted).
+fn live_rootfs(store: &super::ContainerStore, id: &str, dirs: &RootfsDirs) -> Option<PathBuf> {
+    let state = store.raw_state(id).ok()?;
+    if !state.is_running() || state.pid == 0 || !super::store::process_alive(state.monitor_pid, state.monitor_start) {
+        return None;
+    }
+    let root = PathBuf::from(format!("/proc/{}/root", state.monitor_pid));
+    let path = root.join(dirs.merged.strip_prefix("/").ok()?);
+    // Same namespace as ours (an old monitor, or no private namespace): the plain path is mounted already.
+    let ns = |pid: &str| fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+    if ns("self") == ns(&state.monitor_pid.to_string()) {
+        return None;
+    }
+    Some(path)
 }
 
 impl Drop for Mounted {
