@@ -88,10 +88,6 @@ pub fn run(args: AgentArgs) -> ExitCode {
         engine_root: args.root,
     };
     install_signal_handlers();
-    // SAFETY: no thread has started yet (the lease loops and jobs start in `agent::run`).
-    if let Err(e) = unsafe { runner::exec::checkout::set_network_timeouts() } {
-        tracing::warn!(error = %e.message(), "cannot set libgit2's network timeouts: a stalled git server may hang a checkout");
-    }
     tracing::info!(url = %opts.url, concurrency = opts.concurrency, "runner agent starting");
     match agent::run(&opts, &SIGNALS) {
         Ok(()) => {

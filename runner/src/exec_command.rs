@@ -106,6 +106,9 @@ fn config_error(message: impl std::fmt::Display) -> ExitCode {
 
 pub fn run(args: ExecArgs) -> ExitCode {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    // SAFETY: no thread has started yet (the engine's and the job's start in `run_job`, after this).
+    // `runner exec` checks out local repositories only: libgit2 need not parse the CA bundle at start-up.
+    unsafe { runner::exec::libgit2::init_with_lazy_tls_trust() };
     let repo = checkout::discover(&cwd);
     let branch = args.branch.clone().or_else(|| repo.as_ref().and_then(|r| r.branch.clone())).unwrap_or_default();
     let revision = args.revision.clone().or_else(|| repo.as_ref().and_then(|r| r.head.clone())).unwrap_or_default();

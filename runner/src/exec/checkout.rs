@@ -8,16 +8,16 @@
 //! else the commit itself, else every branch and tag), authenticated by a credentials callback — HTTP Basic
 //! with the user `x-access-token` and `checkout.credential` as the password, GitHub's convention for app and
 //! personal tokens — so the token is never part of a URL, of `.git/config` or of a message. Network waits are
-//! bounded by libgit2's connect and read timeouts ([`set_network_timeouts`]) and the job's cancel flag.
+//! bounded by libgit2's connect and read timeouts ([`super::libgit2`]) and the job's cancel flag.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use git2::build::RepoBuilder;
 use git2::{BranchType, CredentialType, Direction, FetchOptions, Oid, ProxyOptions, RemoteCallbacks, Repository};
 
 use super::error::ExecError;
+use super::libgit2;
 
 fn err(what: &str, e: git2::Error) -> ExecError {
     ExecError::Checkout(format!("{what}: {}", e.message()))
@@ -35,6 +35,7 @@ pub struct RepoInfo {
 
 /// Looks for a git repository at or above `dir`; `None` outside one.
 pub fn discover(dir: &Path) -> Option<RepoInfo> {
+    libgit2::init();
     let repo = Repository::discover(dir).ok()?;
     let top = repo.workdir().unwrap_or_else(|| repo.path()).to_path_buf();
     let head = repo.head().ok();
@@ -47,6 +48,7 @@ pub fn discover(dir: &Path) -> Option<RepoInfo> {
 /// Clones `source` into `dest` (which must not exist) and checks out `revision` — on a local branch named
 /// `branch` when given (as CircleCI does), else detached. Returns the commit checked out.
 pub fn clone_at(source: &Path, dest: &Path, revision: &str, branch: Option<&str>) -> Result<Oid, ExecError> {
+    libgit2::init();
     let src = Repository::open(source).map_err(|e| err(&format!("cannot open {}", source.display()), e))?;
     let oid = src
         .revparse_single(revision)
@@ -159,25 +161,6 @@ pub fn display_url(url: &str) -> String {
     }
 }
 
-/// How long libgit2 waits for a TCP (and TLS) connection to a git server.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long libgit2 waits for the next bytes from a git server before it gives up on the fetch.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Sets libgit2's process-wide connect and read timeouts ([`CONNECT_TIMEOUT`], [`READ_TIMEOUT`]; libgit2
-/// waits without end by default), so an unreachable or stalled server fails the checkout instead of hanging it.
-///
-/// # Safety
-/// libgit2 keeps these in unsynchronised globals: call this before any thread that may use libgit2 starts.
-pub unsafe fn set_network_timeouts() -> Result<(), git2::Error> {
-    let ms = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
-    // SAFETY: the caller guarantees no other thread uses libgit2 yet.
-    unsafe {
-        git2::opts::set_server_connect_timeout_in_milliseconds(ms(CONNECT_TIMEOUT))?;
-        git2::opts::set_server_timeout_in_milliseconds(ms(READ_TIMEOUT))
-    }
-}
-
 /// Callbacks of one connection to `remote`: the credential (offered once: a second request for it means the
 /// server refused it) and the cancel flag, checked whenever data arrives.
 fn callbacks<'a>(remote: &'a RemoteRepository, cancel: &'a AtomicBool) -> RemoteCallbacks<'a> {
@@ -245,6 +228,7 @@ pub fn fetch_at(
             ExecError::Checkout(format!("{what} {shown}: {}", explain(e.message())))
         }
     };
+    libgit2::load_tls_trust()?;
     let repo = Repository::init(dest).map_err(|e| err(&format!("cannot create {}", dest.display()), e))?;
     // An anonymous remote: the URL as given is used for the fetch and stored nowhere.
     let mut anon = repo.remote_anonymous(&remote.url).map_err(|e| fail("bad repository URL", e))?;

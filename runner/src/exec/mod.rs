@@ -1,7 +1,8 @@
 //! `runner exec`: one processed job ([`config_schema::JobSpec`]) run locally through the engine library —
-//! containers ([`containers`]), environment ([`env`]), the `checkout` step ([`checkout`]), secret masking
-//! ([`mask`]) and the step loop ([`job`]). Progress is reported as [`Event`]s to an [`EventSink`]: the CLI
-//! prints them as text or JSON lines, and the agent will send the same events to the coordinator.
+//! containers ([`containers`]), environment ([`env`]), the `checkout` step ([`checkout`], over [`libgit2`]),
+//! secret masking ([`mask`]) and the step loop ([`job`]). Progress is reported as [`Event`]s to an
+//! [`EventSink`]: the CLI prints them as text or JSON lines, and the agent will send the same events to the
+//! coordinator.
 
 pub mod cache;
 pub mod checkout;
@@ -11,6 +12,7 @@ pub mod error;
 pub mod files;
 pub mod job;
 pub mod junit;
+pub mod libgit2;
 pub mod mask;
 pub mod remote_docker;
 pub mod shim;
