@@ -145,5 +145,9 @@ fn a_stalled_git_server_fails_the_fetch_within_the_timeout() {
         let stalled = store.pipelines(ids[0], 10).await.unwrap_or_else(|e| panic!("{e}"));
         let fine = store.pipelines(ids[1], 10).await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((stalled.len(), fine.len()), (0, 1), "nothing lost: the other project's pipeline was created");
+        // The project's dashboard page shows the failure (`Project::fetch_error`).
+        let project = store.project(ids[0]).await.unwrap_or_else(|e| panic!("{e}"));
+        let recorded = project.fetch_error.map(|e| e.message).unwrap_or_default();
+        assert!(recorded.contains("timed out") && recorded.contains(&url), "{recorded}");
     });
 }

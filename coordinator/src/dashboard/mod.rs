@@ -419,7 +419,15 @@ impl Dashboard for CoordinatorDashboard {
             .map(|(name, _)| name)
             .collect();
         let webhook_secret = p.webhook_secret_enc.as_deref().map(|c| self.hint(c)).transpose()?;
-        Ok(Project { project: project_ref(&p), default_branch: p.default_branch.clone(), branches, webhook_secret })
+        let fetch_error =
+            p.fetch_error.as_ref().map(|e| web::model::FetchError { message: e.message.clone(), at: millis(e.at_ms) });
+        Ok(Project {
+            project: project_ref(&p),
+            default_branch: p.default_branch.clone(),
+            branches,
+            webhook_secret,
+            fetch_error,
+        })
     }
 
     async fn pipelines(&self, slug: &str, query: &PipelineQuery) -> DataResult<PipelinePage> {
