@@ -4,11 +4,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use coordinator::local_runner::LocalRunnerOptions;
 use coordinator::pipeline::{self, TriggerRequest};
+use coordinator::repo::FetchTimeouts;
 use coordinator::secrets::SecretKey;
 use coordinator::server::{self, secret_key_path, ServeOptions};
 use coordinator::store::runners::TokenKind;
@@ -24,6 +26,12 @@ struct Cli {
     /// `postgres://…` for PostgreSQL; default: `coordinator.db` (SQLite) in the data directory.
     #[arg(long, global = true, env = "DATABASE_URL")]
     database_url: Option<String>,
+    /// Longest wait for a connection to a project's git server when fetching its mirror.
+    #[arg(long, global = true, env = "DRYDOCK_GIT_CONNECT_TIMEOUT_SECS", default_value_t = FetchTimeouts::DEFAULT.connect.as_secs())]
+    git_connect_timeout_secs: u64,
+    /// Longest wait for a project's git server to send the next bytes of a fetch (not the whole fetch).
+    #[arg(long, global = true, env = "DRYDOCK_GIT_READ_TIMEOUT_SECS", default_value_t = FetchTimeouts::DEFAULT.read.as_secs())]
+    git_read_timeout_secs: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -240,6 +248,15 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    let timeouts = FetchTimeouts {
+        connect: Duration::from_secs(cli.git_connect_timeout_secs),
+        read: Duration::from_secs(cli.git_read_timeout_secs),
+    };
+    // SAFETY: no other thread exists yet (the async runtime is started below), so none uses git2.
+    if let Err(e) = unsafe { coordinator::repo::set_fetch_timeouts(timeouts) } {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -86,6 +86,8 @@ struct Fetched {
     config: Option<Vec<u8>>,
     message: String,
     author: String,
+    /// The mirror was fetched from the remote (not skipped because it held the commit already).
+    from_remote: bool,
 }
 
 /// Creates the pipeline `req` asks for in `project`; returns what was stored.
@@ -150,7 +152,7 @@ async fn create_inner(
     claim: Claim<'_>,
 ) -> Result<Option<Created>, PipelineError> {
     let req = with_default_ref(req, project);
-    let commit = load_commit(data_dir.to_path_buf(), access, project, &req).await?;
+    let commit = load_commit(store, data_dir.to_path_buf(), access, project, &req).await?;
     let prepared = Prepared::new(req, commit);
     let (planned, declared) = prepared.planner(project);
     let created = match claim {
@@ -215,7 +217,7 @@ pub async fn create_for_delivery_batch(
                 let req = with_default_ref(req, project);
                 let key = (project.id, req.sha.clone(), req.branch.clone(), req.tag.clone(), req.pr_number);
                 if let std::collections::hash_map::Entry::Vacant(slot) = commits.entry(key.clone()) {
-                    let loaded = load_commit(data_dir.to_path_buf(), access, project, &req).await.map_err(|e| {
+                    let loaded = load_commit(store, data_dir.to_path_buf(), access, project, &req).await.map_err(|e| {
                         tracing::error!(project = %project.slug, error = %error_chain(&e), "cannot read the commit");
                         format!("error: {}", error_chain(&e))
                     });
@@ -386,17 +388,21 @@ pub(crate) struct Commit {
 }
 
 /// Fetches (when needed) and reads the commit `req` names, and checks its configuration. Blocking work runs on
-/// the blocking pool.
+/// the blocking pool. A failed fetch is recorded on the project (its dashboard page shows it), and a successful
+/// one clears that record ([`note_fetch`]).
 pub(crate) async fn load_commit(
+    store: &Store,
     data_dir: PathBuf,
     access: Option<&GitAccess>,
     project: &Project,
     req: &TriggerRequest,
 ) -> Result<Arc<Commit>, PipelineError> {
-    let token = GitAccess::token_for(access, project)
-        .await
-        .map_err(|source| PipelineError::Access { project: project.slug.clone(), source })?;
-    let fetched = fetch(data_dir, token, project, req).await?;
+    let fetched = match GitAccess::token_for(access, project).await {
+        Ok(token) => fetch(data_dir, token, project, req).await,
+        Err(source) => Err(PipelineError::Access { project: project.slug.clone(), source }),
+    };
+    note_fetch(store, project, &fetched).await;
+    let fetched = fetched?;
     let commit = tokio::task::spawn_blocking(move || {
         let checked = fetched
             .config
@@ -408,6 +414,24 @@ pub(crate) async fn load_commit(
     .await
     .map_err(|e| PipelineError::Task(e.to_string()))?;
     Ok(Arc::new(commit))
+}
+
+/// Records on the project why its mirror could not be fetched (no token, unreachable, stalled, refused), or
+/// clears an earlier record once a fetch from the remote succeeded. Other errors (a commit or file not in the
+/// fetched mirror) are the trigger's, not the repository's, and change nothing. A failure to write this is
+/// logged: it must not stand in the way of the pipeline.
+async fn note_fetch(store: &Store, project: &Project, fetched: &Result<Fetched, PipelineError>) {
+    let change = match fetched {
+        Err(e @ PipelineError::Access { .. }) => Some(Some(error_chain(e))),
+        Err(e @ PipelineError::Repo { source, .. }) if source.is_fetch_failure() => Some(Some(error_chain(e))),
+        Ok(f) if f.from_remote && project.fetch_error.is_some() => Some(None),
+        _ => None,
+    };
+    if let Some(message) = change {
+        if let Err(e) = store.set_fetch_error(project.id, message.as_deref()).await {
+            tracing::error!(project = %project.slug, error = %e, "cannot record the outcome of the mirror fetch");
+        }
+    }
 }
 
 /// One pipeline about to be stored: the request (branch or tag settled), its commit, and the trigger row.
@@ -508,6 +532,7 @@ async fn fetch(
         if !have_commit {
             mirror.fetch()?;
         }
+        let from_remote = !have_commit;
         if let Some(n) = req.pr_number {
             // A fork's head is only reachable under refs/pull/N/head (GitHub); a local remote has none.
             let _ = mirror.fetch_pull_request(n);
@@ -520,7 +545,7 @@ async fn fetch(
         };
         let config = mirror.read_file_limited(&sha, CONFIG_PATH, MAX_CONFIG_BYTES)?;
         let info = mirror.commit_info(&sha)?;
-        Ok(Fetched { sha, config, message: info.message, author: info.author_name })
+        Ok(Fetched { sha, config, message: info.message, author: info.author_name, from_remote })
     })
     .await
     .map_err(|e| PipelineError::Task(e.to_string()))?;
@@ -650,6 +675,60 @@ pub(crate) mod tests {
     const ONE_JOB: &str =
         "version: 2.1\njobs:\n  build: {docker: [{image: busybox}], steps: [{run: 'true'}]}\nworkflows:\n  main:\n    \
          jobs: [build]\n";
+
+    /// Issue 8: a repository that cannot be fetched is recorded on the project with the error and its time (the
+    /// dashboard's project page shows it), and the next successful fetch clears the record.
+    #[tokio::test]
+    async fn a_failed_fetch_is_recorded_on_the_project_until_a_fetch_succeeds() {
+        use web::Dashboard;
+        for db in testing::databases().await {
+            let name = db.name;
+            let data_dir = db.dir.path().join("data");
+            let repo_dir = db.dir.path().join("repo-not-yet");
+            let url = repo_dir.display().to_string();
+            let added = db
+                .store
+                .add_project(&NewProject {
+                    slug: "acme/app".into(),
+                    clone_url: url.clone(),
+                    local_path: None,
+                    webhook_secret_enc: None,
+                    default_branch: "main".into(),
+                    fork_secrets: false,
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(added.fetch_error, None, "{name}");
+            let req = TriggerRequest { source: "api".into(), branch: Some("main".into()), ..Default::default() };
+            let before = crate::store::now_ms();
+            let err = create(&db.store, &data_dir, &added, &req).await.expect_err("nothing to fetch yet");
+            let project = db.store.project(added.id).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+            let recorded = project.fetch_error.clone().unwrap_or_else(|| panic!("{name}: no fetch error recorded"));
+            assert_eq!(recorded.message, error_chain(&err), "{name}");
+            assert!(recorded.message.contains("acme/app") && recorded.message.contains(&url), "{name}: {recorded:?}");
+            assert!(recorded.at_ms >= before, "{name}: {recorded:?}");
+
+            // The dashboard's project page gets it.
+            let key = crate::secrets::SecretKey::load_or_create(&db.dir.path().join("secret.key"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let state = crate::api::AppState::new(db.store.clone(), data_dir.clone(), key);
+            let dashboard = crate::dashboard::CoordinatorDashboard::new(state);
+            let page = dashboard.project("acme/app").await.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                page.fetch_error,
+                Some(web::model::FetchError { message: recorded.message.clone(), at: recorded.at_ms as u64 }),
+                "{name}"
+            );
+
+            // The repository appears: the fetch succeeds, the pipeline is made and the record is gone.
+            crate::api::webhooks::tests::repository(&repo_dir, ONE_JOB);
+            create(&db.store, &data_dir, &project, &req).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+            let project = db.store.project(added.id).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(project.fetch_error, None, "{name}");
+            let page = dashboard.project("acme/app").await.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(page.fetch_error, None, "{name}");
+        }
+    }
 
     #[tokio::test]
     async fn a_branch_pipeline_cancels_the_branchs_older_ones_but_never_the_default_branchs() {

@@ -9,12 +9,20 @@
 //! offline against Debian's libssl-dev; a vendored OpenSSL or libssh2 would need sources we cannot fetch). There is
 //! no ssh transport: give GitHub projects their https clone URL.
 //!
+//! Timeouts: libgit2 waits on a server without limit unless told otherwise, so a stalled server (accepting the
+//! connection and never answering) would hold a pipeline's creation — and the webhook batch it is part of —
+//! forever. [`set_fetch_timeouts`] sets libgit2's process-wide connect and read timeouts ([`FetchTimeouts`]);
+//! `coordinator` sets them once at start-up, before any thread exists. A fetch that runs into one fails with
+//! [`RepoError::FetchTimedOut`]. The read timeout bounds each wait for the next bytes, not the whole fetch: a large
+//! repository still downloading is not cut off.
+//!
 //! User-given names are never handed to `git rev-parse` syntax: [`Mirror::resolve`] tries a full SHA, a branch, a
 //! tag, a full ref name, then a SHA prefix, in that order, so `HEAD@{1}` or `:/text` are simply not found.
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Component, Path, PathBuf};
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use git2::{AutotagOption, FetchOptions, FetchPrune, ObjectType, Oid, Repository};
 use nix::fcntl::{Flock, FlockArg};
@@ -30,6 +38,53 @@ const LOCK_FILE: &str = "drydock-fetch.lock";
 const REMOTE: &str = "origin";
 /// Every branch and tag, forced (upstream force-pushes win), pruned by [`Mirror::fetch`].
 const REFSPECS: [&str; 2] = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
+
+/// How long a fetch waits on a server, process-wide (libgit2 keeps them in globals; see [`set_fetch_timeouts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchTimeouts {
+    /// Longest wait for a TCP connection to the server.
+    pub connect: Duration,
+    /// Longest wait for the server's next bytes (each read and write), once connected.
+    pub read: Duration,
+}
+
+impl FetchTimeouts {
+    /// 10 s to connect (GitHub answers in well under a second; a slow network may take a few) and 60 s per read:
+    /// GitHub sends progress messages while it prepares a pack, so a minute without a byte means a stalled
+    /// server, and a webhook batch waits at most that long behind one.
+    pub const DEFAULT: FetchTimeouts =
+        FetchTimeouts { connect: Duration::from_secs(10), read: Duration::from_secs(60) };
+}
+
+/// The timeouts last given to [`set_fetch_timeouts`], in milliseconds, for error messages (0: none set).
+static CONNECT_TIMEOUT_MS: AtomicU64 = AtomicU64::new(0);
+static READ_TIMEOUT_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Sets libgit2's server connect and read timeouts for every later fetch of this process.
+///
+/// # Safety
+/// libgit2 keeps these in plain globals, read without synchronisation by every network operation: call this
+/// before any other thread of the process can use git2 (the `coordinator` binary calls it first thing in `main`,
+/// before the async runtime starts its threads).
+pub unsafe fn set_fetch_timeouts(timeouts: FetchTimeouts) -> Result<(), RepoError> {
+    let millis = |d: Duration, option: &'static str| {
+        // 0 means "no timeout" to libgit2: a zero duration is refused rather than silently meaning forever.
+        match libc::c_int::try_from(d.as_millis()) {
+            Ok(ms) if ms > 0 => Ok(ms),
+            _ => Err(RepoError::InvalidTimeout { option, millis: d.as_millis() }),
+        }
+    };
+    let connect_ms = millis(timeouts.connect, "connect")?;
+    let read_ms = millis(timeouts.read, "read")?;
+    let set = |result: Result<(), git2::Error>| result.map_err(|source| RepoError::SetTimeouts { source });
+    // SAFETY: the caller guarantees no other thread uses git2 meanwhile (this function's contract).
+    set(unsafe { git2::opts::set_server_connect_timeout_in_milliseconds(connect_ms) })?;
+    // SAFETY: as above.
+    set(unsafe { git2::opts::set_server_timeout_in_milliseconds(read_ms) })?;
+    CONNECT_TIMEOUT_MS.store(connect_ms as u64, Ordering::Relaxed);
+    READ_TIMEOUT_MS.store(read_ms as u64, Ordering::Relaxed);
+    Ok(())
+}
 
 /// What went wrong with a mirror; each message says what to check.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +103,16 @@ pub enum RepoError {
     Lock { path: PathBuf, source: std::io::Error },
     #[error("cannot fetch {url} into mirror {path}: {source}; check that the URL is right and reachable")]
     Fetch { url: String, path: PathBuf, source: git2::Error },
+    #[error(
+        "fetching {url} into mirror {path} timed out (connect timeout {connect_ms} ms, read timeout {read_ms} ms): \
+         {source}; the server accepted no connection or stopped answering — check that it is up and reachable, \
+         or raise --git-read-timeout-secs / --git-connect-timeout-secs"
+    )]
+    FetchTimedOut { url: String, path: PathBuf, connect_ms: u64, read_ms: u64, source: git2::Error },
+    #[error("the git {option} timeout must be between 1 ms and 24 days, not {millis} ms")]
+    InvalidTimeout { option: &'static str, millis: u128 },
+    #[error("cannot set libgit2's server timeouts: {source}")]
+    SetTimeouts { source: git2::Error },
     #[error(
         "{url} refused the access token (user x-access-token) when fetching into mirror {path}: check that the \
          token can read this repository (its scopes, or the GitHub App's installation) and has not expired"
@@ -72,6 +137,20 @@ pub enum RepoError {
     NotAFile { path: String, sha: String },
     #[error("{path} at commit {sha} is {size_bytes} bytes, more than the {limit_bytes}-byte limit")]
     FileTooLarge { path: String, sha: String, size_bytes: usize, limit_bytes: usize },
+}
+
+impl RepoError {
+    /// The remote could not be fetched (unreachable, stalled, refused credentials), as opposed to a name or file
+    /// not found in a fetched mirror: what the project's dashboard page shows until a fetch succeeds.
+    pub fn is_fetch_failure(&self) -> bool {
+        matches!(
+            self,
+            RepoError::Fetch { .. }
+                | RepoError::FetchTimedOut { .. }
+                | RepoError::TokenRefused { .. }
+                | RepoError::CredentialsNeeded { .. }
+        )
+    }
 }
 
 /// Commit details shown on pipelines and sent with statuses.
@@ -202,6 +281,14 @@ impl Mirror {
                 match self.access_token {
                     Some(_) => RepoError::TokenRefused { url, path },
                     None => RepoError::CredentialsNeeded { url, path, source },
+                }
+            } else if is_timeout(&source) {
+                RepoError::FetchTimedOut {
+                    url,
+                    path,
+                    connect_ms: CONNECT_TIMEOUT_MS.load(Ordering::Relaxed),
+                    read_ms: READ_TIMEOUT_MS.load(Ordering::Relaxed),
+                    source,
                 }
             } else {
                 RepoError::Fetch { url, path, source }
@@ -338,6 +425,16 @@ impl Mirror {
         Flock::lock(file, FlockArg::LockExclusive)
             .map_err(|(_, errno)| RepoError::Lock { path, source: std::io::Error::from(errno) })
     }
+}
+
+/// A libgit2 error from one of its server timeouts. The plain socket stream says `GIT_TIMEOUT` ("timed out");
+/// through OpenSSL (https) the code is lost: the socket's read gave up with `EAGAIN`, which OpenSSL reports as
+/// "SSL error: syscall failure: Resource temporarily unavailable" (glibc's `strerror(EAGAIN)`; a blocking socket says `EAGAIN` only then).
+fn is_timeout(e: &git2::Error) -> bool {
+    let message = e.message();
+    e.code() == git2::ErrorCode::Timeout
+        || message.contains("timed out")
+        || message.contains("Resource temporarily unavailable")
 }
 
 fn valid_project_id(id: &str) -> bool {

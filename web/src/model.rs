@@ -184,6 +184,16 @@ pub struct Project {
     pub branches: Vec<String>,
     /// The webhook secret's hint (its value was shown once when the project was added).
     pub webhook_secret: Option<SecretHint>,
+    /// Why the latest fetch of the project's repository failed, until a fetch succeeds again.
+    pub fetch_error: Option<FetchError>,
+}
+
+/// A failed fetch of a project's repository: new pipelines cannot be made until one succeeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FetchError {
+    /// What went wrong and what to check, as the coordinator recorded it.
+    pub message: String,
+    pub at: UnixMillis,
 }
 
 /// Which pipelines of a project to list.

@@ -18,6 +18,7 @@ pub mod runner_list;
 pub mod runners;
 pub mod schedules;
 pub mod storage_full;
+pub mod webhook_intake;
 pub mod webhooks;
 
 use std::path::PathBuf;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub secret_key: Arc<SecretKey>,
     /// Woken when a webhook delivery was stored.
     pub deliveries: Arc<Notify>,
+    /// Stores webhook deliveries by group commit (`webhook_intake`).
+    pub intake: Arc<webhook_intake::DeliveryIntake>,
     /// Commit statuses for GitHub projects, when configured.
     pub statuses: Option<Arc<crate::statuses::StatusReporter>>,
     /// The token git uses for GitHub projects' https repositories (mirrors, and runners' checkouts), when
@@ -73,6 +76,7 @@ pub type JobSecrets = std::collections::HashMap<(i64, i64), Arc<Vec<String>>>;
 impl AppState {
     pub fn new(store: Store, data_dir: PathBuf, secret_key: SecretKey) -> AppState {
         AppState {
+            intake: Arc::new(webhook_intake::DeliveryIntake::new(store.clone())),
             store,
             secret_key: Arc::new(secret_key),
             deliveries: Arc::new(Notify::new()),

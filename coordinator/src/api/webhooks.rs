@@ -1,5 +1,6 @@
 //! `POST /webhooks/github`: authenticate (HMAC-SHA256 of the raw body with the project's secret), deduplicate on
-//! `X-GitHub-Delivery`, store the delivery and answer `202` at once; [`process_deliveries_forever`] turns stored
+//! `X-GitHub-Delivery`, store the delivery (by group commit with the others arriving meanwhile,
+//! [`super::webhook_intake`]) and answer `202` once it is committed; [`process_deliveries_forever`] turns stored
 //! deliveries into pipelines in the background — including those a crash or restart left unprocessed.
 //!
 //! Answers: `401` for a missing or wrong signature (nothing stored), `404` for a repository no project builds,
@@ -20,8 +21,9 @@ use crate::github::webhook::{parse_event, verify_signature, WebhookEvent};
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
+use super::webhook_intake::IntakeError;
 use crate::pipeline::{self, DeliveryDone, DeliveryWork, TriggerRequest};
-use crate::store::deliveries::Delivery;
+use crate::store::deliveries::{Delivery, NewDelivery};
 use crate::store::projects::Project;
 
 /// Largest webhook body (GitHub caps payloads at 25 MB).
@@ -47,6 +49,7 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 }
 
 async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
+    let received_at_ms = crate::store::now_ms();
     let body = axum::body::to_bytes(body, MAX_WEBHOOK_BYTES)
         .await
         .map_err(|_| Problem::too_large("webhook payloads are at most 25 MB"))?;
@@ -81,7 +84,17 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) 
     };
     verify_signature(secret.as_bytes(), &body, header(&headers, "x-hub-signature-256"))
         .map_err(|e| Problem::unauthorized(e.to_string()))?;
-    if !state.store.record_delivery(delivery, event, &body).await? {
+    let stored = NewDelivery {
+        delivery_id: delivery.to_string(),
+        event: event.to_string(),
+        body: body.to_vec(),
+        received_at_ms,
+    };
+    let new = state.intake.record(stored).await.map_err(|e| match e {
+        IntakeError::Store(e) => Problem::from(e),
+        e @ IntakeError::WriterGone => Problem::internal(e.to_string()),
+    })?;
+    if !new {
         tracing::info!(delivery.id = %delivery, "webhook redelivered: nothing to do");
         return Ok((StatusCode::OK, Json(serde_json::json!({"delivery": delivery, "duplicate": true}))).into_response());
     }

@@ -592,3 +592,49 @@ async fn the_live_pipeline_page_is_woken_by_the_runner_api_and_ends_with_the_pip
         assert!(!pipeline.contains("data-events"), "{name}: {pipeline}");
     }
 }
+
+/// Issue 8: one project's branch list (the loose index scan of `branches(Some(..))`) lists each branch once with
+/// its newest pipeline, most recently active first — what the all-projects `GROUP BY` form says for that project.
+#[tokio::test]
+async fn a_projects_branches_are_each_listed_once_with_their_newest_pipeline() {
+    for db in testing::databases().await {
+        let name = db.name;
+        let project = crate::pipeline::tests::local_project(&db, YAML).await;
+        let data_dir = db.dir.path().join("data");
+        for branch in ["main", "feature", "main", "main", "feature", "main"] {
+            let req = crate::pipeline::TriggerRequest {
+                source: "api".into(),
+                branch: Some(branch.into()),
+                ..Default::default()
+            };
+            crate::pipeline::create(&db.store, &data_dir, &project, &req).await.unwrap_or_else(|e| panic!("{e}"));
+        }
+        let key = crate::secrets::SecretKey::load_or_create(&db.dir.path().join("secret.key"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let data = CoordinatorDashboard::new(AppState::new(db.store.clone(), data_dir, key));
+        let listed = |branches: &[(String, crate::store::pipelines::PipelineRow)]| {
+            branches.iter().map(|(b, row)| (b.clone(), row.number)).collect::<Vec<_>>()
+        };
+        let one = data.branches(Some(project.id)).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let all = data.branches(None).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let expected = vec![("main".to_string(), 6), ("feature".to_string(), 5)];
+        assert_eq!(listed(&one[&project.id]), expected, "{name}");
+        assert_eq!(listed(&all[&project.id]), expected, "{name}");
+        let page = data.project("app").await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(page.branches, ["main", "feature"], "{name}");
+        // A project without pipelines has no branches.
+        let empty = db
+            .store
+            .add_project(&NewProject {
+                slug: "empty".into(),
+                clone_url: "https://github.com/acme/empty.git".into(),
+                local_path: None,
+                webhook_secret_enc: None,
+                default_branch: "main".into(),
+                fork_secrets: false,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(data.branches(Some(empty.id)).await.unwrap_or_else(|e| panic!("{name}: {e}")).is_empty(), "{name}");
+    }
+}

@@ -194,6 +194,7 @@ fn migrator(backend: Backend) -> Migrator {
             (5, "job_list_indexes", include_str!("../../../migrations/sqlite/0005_job_list_indexes.sql")),
             (6, "status_outbox", include_str!("../../../migrations/sqlite/0006_status_outbox.sql")),
             (7, "log_chunk_stored_len", include_str!("../../../migrations/sqlite/0007_log_chunk_stored_len.sql")),
+            (8, "project_fetch_error", include_str!("../../../migrations/sqlite/0008_project_fetch_error.sql")),
         ],
         Backend::Postgres => &[
             (1, "initial", include_str!("../../../migrations/postgres/0001_initial.sql")),
@@ -203,6 +204,7 @@ fn migrator(backend: Backend) -> Migrator {
             (5, "job_list_indexes", include_str!("../../../migrations/postgres/0005_job_list_indexes.sql")),
             (6, "status_outbox", include_str!("../../../migrations/postgres/0006_status_outbox.sql")),
             (7, "log_chunk_stored_len", include_str!("../../../migrations/postgres/0007_log_chunk_stored_len.sql")),
+            (8, "project_fetch_error", include_str!("../../../migrations/postgres/0008_project_fetch_error.sql")),
         ],
     };
     let migrations = files

@@ -22,6 +22,15 @@ pub struct Project {
     pub auto_cancel_redundant: bool,
     /// At most this many of the project's jobs run at once (the others stay queued); `None`: no limit.
     pub max_concurrent_jobs: Option<i64>,
+    /// The latest failure to fetch the repository mirror and when (Unix ms); `None` once a fetch succeeded.
+    pub fetch_error: Option<FetchError>,
+}
+
+/// Why the latest fetch of a project's mirror failed ([`Store::set_fetch_error`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FetchError {
+    pub message: String,
+    pub at_ms: i64,
 }
 
 /// What `project add` stores.
@@ -36,7 +45,7 @@ pub struct NewProject {
 }
 
 const COLUMNS: &str = "id, slug, clone_url, local_path, webhook_secret_enc, default_branch, fork_secrets, \
-                       auto_cancel_redundant, max_concurrent_jobs";
+                       auto_cancel_redundant, max_concurrent_jobs, fetch_error, fetch_error_at";
 
 fn read(row: &AnyRow) -> Result<Project> {
     Ok(Project {
@@ -49,6 +58,10 @@ fn read(row: &AnyRow) -> Result<Project> {
         fork_secrets: col::<i64>(row, "fork_secrets")? != 0,
         auto_cancel_redundant: col::<i64>(row, "auto_cancel_redundant")? != 0,
         max_concurrent_jobs: col(row, "max_concurrent_jobs")?,
+        fetch_error: match (col::<Option<String>>(row, "fetch_error")?, col::<Option<i64>>(row, "fetch_error_at")?) {
+            (Some(message), Some(at_ms)) => Some(FetchError { message, at_ms }),
+            _ => None,
+        },
     })
 }
 
@@ -84,6 +97,32 @@ impl Store {
     pub async fn list_projects(&self) -> Result<Vec<Project>> {
         let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM projects ORDER BY slug")).fetch_all(&self.pool).await?;
         rows.iter().map(read).collect()
+    }
+
+    /// Records why fetching project `id`'s mirror failed just now, or clears the record (`None`: a fetch
+    /// succeeded). Clearing a project with no record writes nothing.
+    pub async fn set_fetch_error(&self, id: i64, message: Option<&str>) -> Result<()> {
+        let mut w = self.write().await?;
+        match message {
+            Some(message) => {
+                sqlx::query("UPDATE projects SET fetch_error = $1, fetch_error_at = $2 WHERE id = $3")
+                    .bind(message)
+                    .bind(now_ms())
+                    .bind(id)
+                    .execute(&mut *w.tx)
+                    .await?
+            }
+            None => {
+                sqlx::query(
+                    "UPDATE projects SET fetch_error = NULL, fetch_error_at = NULL WHERE id = $1 AND fetch_error IS \
+                     NOT NULL",
+                )
+                .bind(id)
+                .execute(&mut *w.tx)
+                .await?
+            }
+        };
+        w.commit().await
     }
 
     pub async fn project_by_slug(&self, slug: &str) -> Result<Project> {

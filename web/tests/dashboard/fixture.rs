@@ -29,6 +29,10 @@ pub const HOSTILE_MESSAGE: &str = "fix: <script>alert(\"pwned\")</script> & \"qu
 pub const HOSTILE_BRANCH: &str = "feat/\"><img src=x onerror=alert(1)>";
 pub const HOSTILE_LOG_LINE: &str = "<script>document.location='//evil'</script>";
 /// Lines in the big log (job `job-big`, step 1).
+/// The `tools` project's latest fetch error (with markup, which must come out escaped).
+pub const TOOLS_FETCH_ERROR: &str =
+    "repository mirror of `acme/tools`: fetching https://github.com/acme/tools.git into \
+     mirror /data/mirrors/2 timed out (connect timeout 10000 ms, read timeout 60000 ms): <b>stalled</b>";
 pub const BIG_LOG_LINES: usize = 100_000;
 
 #[derive(Clone, Default)]
@@ -270,11 +274,18 @@ impl Fixture {
                 default_branch: "main".into(),
                 branches: vec!["main".into(), HOSTILE_BRANCH.into()],
                 webhook_secret: Some(SecretHint::of(SECRETS[2])),
+                fetch_error: None,
             },
         );
         state.project_pages.insert(
             "tools".into(),
-            Project { project: tools(), default_branch: "main".into(), branches: vec![], webhook_secret: None },
+            Project {
+                project: tools(),
+                default_branch: "main".into(),
+                branches: vec![],
+                webhook_secret: None,
+                fetch_error: Some(FetchError { message: TOOLS_FETCH_ERROR.into(), at: 1_764_000_000_000 }),
+            },
         );
 
         // The running job: a finished step, a step with a 100,000-line log still running, a pending step.

@@ -120,6 +120,23 @@ async fn page_snapshots() {
     }
 }
 
+/// Issue 8: a failed fetch of the repository shows on the project's page, with its time, escaped; a project
+/// without one shows no notice.
+#[tokio::test]
+async fn a_project_page_shows_the_latest_fetch_error() {
+    let (_, router) = app();
+    let tools = page(&router, "/projects/tools").await;
+    assert!(tools.contains("Cannot fetch the repository"), "{tools}");
+    assert!(tools.contains("2025-11-24 16:00:00 UTC"), "the error's time: {tools}");
+    assert!(
+        tools.contains("timed out (connect timeout 10000 ms, read timeout 60000 ms): &lt;b&gt;stalled&lt;&#x2F;b&gt;"),
+        "{tools}"
+    );
+    assert!(!tools.contains("<b>stalled"), "markup in the message is escaped");
+    let app_page = page(&router, "/projects/acme-app").await;
+    assert!(!app_page.contains("fetch-error") && !app_page.contains("Cannot fetch"), "no notice without an error");
+}
+
 #[tokio::test]
 async fn sign_in_page_snapshot() {
     let (_, router) = app();
